@@ -1,0 +1,94 @@
+/**
+ * NumPy .npy files (format versions 1, 2 and 3, C order): float32, float64, int64, int32, uint8 and
+ * bool in either byte order are read; float32, float64 and int64 are written (little-endian, v1).
+ */
+import { readFileSync, writeFileSync } from 'node:fs'
+import { MAX_ELEMENTS, sizeOf, tensor, type DType, type Tensor } from '../ir/tensor.js'
+import { PicError } from './errors.js'
+
+const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]
+
+interface Descr {
+  dtype: DType
+  bytes: number
+  read: (dv: DataView, off: number, le: boolean) => number
+}
+
+const DESCRS: Record<string, Descr> = {
+  f4: { dtype: 'float32', bytes: 4, read: (dv, o, le) => dv.getFloat32(o, le) },
+  f8: { dtype: 'float64', bytes: 8, read: (dv, o, le) => dv.getFloat64(o, le) },
+  i8: { dtype: 'int64', bytes: 8, read: (dv, o, le) => Number(dv.getBigInt64(o, le)) },
+  i4: { dtype: 'int64', bytes: 4, read: (dv, o, le) => dv.getInt32(o, le) },
+  u1: { dtype: 'int64', bytes: 1, read: (dv, o) => dv.getUint8(o) },
+  b1: { dtype: 'bool', bytes: 1, read: (dv, o) => (dv.getUint8(o) ? 1 : 0) },
+}
+
+export function parseNpy(buf: Uint8Array, file = 'array.npy'): Tensor {
+  const fail = (why: string) => new PicError(`${file}: ${why}`)
+  if (buf.length < 10 || MAGIC.some((b, i) => buf[i] !== b)) throw fail('not a NumPy .npy file')
+  const major = buf[6]
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+  let headerLen: number
+  let start: number
+  if (major === 1) {
+    headerLen = dv.getUint16(8, true)
+    start = 10
+  } else if (major === 2 || major === 3) {
+    if (buf.length < 12) throw fail('truncated .npy header')
+    headerLen = dv.getUint32(8, true)
+    start = 12
+  } else throw fail(`unsupported .npy format version ${major}`)
+  if (start + headerLen > buf.length) throw fail('truncated .npy header')
+  const header = Buffer.from(buf.subarray(start, start + headerLen)).toString('latin1')
+  const descr = /'descr'\s*:\s*'([<>|=])([a-z]\d+)'/.exec(header)
+  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)
+  const shapeM = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)
+  if (!descr || !fortran || !shapeM) throw fail('malformed .npy header')
+  if (fortran[1] === 'True') throw fail('Fortran-order arrays are not supported; save with C order')
+  const d = DESCRS[descr[2]]
+  if (!d) throw fail(`unsupported dtype '${descr[1]}${descr[2]}' (use float32, float64 or int64)`)
+  const shape = shapeM[1].split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number)
+  if (shape.some((x) => !Number.isInteger(x) || x < 0)) throw fail('malformed shape in .npy header')
+  const n = sizeOf(shape)
+  if (n > MAX_ELEMENTS) throw fail(`array of ${n} elements is too large`)
+  const off = start + headerLen
+  if (buf.length - off < n * d.bytes) throw fail(`truncated: ${n} elements need ${n * d.bytes} bytes, the file has ${buf.length - off}`)
+  const le = descr[1] !== '>'
+  const data = new Float64Array(n)
+  if (d.dtype === 'float32' && le && (buf.byteOffset + off) % 4 === 0) data.set(new Float32Array(buf.buffer, buf.byteOffset + off, n))
+  else for (let i = 0; i < n; i++) data[i] = d.read(dv, off + i * d.bytes, le)
+  return tensor(d.dtype, shape, data)
+}
+
+export function readNpy(file: string): Tensor {
+  let buf: Buffer
+  try {
+    buf = readFileSync(file)
+  } catch (e) {
+    throw new PicError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+  }
+  return parseNpy(buf, file)
+}
+
+export function encodeNpy(t: Tensor): Buffer {
+  const descr = t.dtype === 'float64' ? '<f8' : t.dtype === 'int64' ? '<i8' : t.dtype === 'bool' ? '|b1' : '<f4'
+  const shape = t.shape.length === 1 ? `(${t.shape[0]},)` : `(${t.shape.join(', ')})`
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shape}, }`
+  const total = 10 + header.length + 1
+  header += ' '.repeat((64 - (total % 64)) % 64) + '\n'
+  const head = Buffer.alloc(10)
+  MAGIC.forEach((b, i) => (head[i] = b))
+  head[6] = 1
+  head[7] = 0
+  head.writeUInt16LE(header.length, 8)
+  let body: Uint8Array
+  if (t.dtype === 'float64') body = new Uint8Array(Float64Array.from(t.data).buffer)
+  else if (t.dtype === 'int64') body = new Uint8Array(BigInt64Array.from(t.data, (v) => BigInt(Math.trunc(v))).buffer)
+  else if (t.dtype === 'bool') body = Uint8Array.from(t.data, (v) => (v ? 1 : 0))
+  else body = new Uint8Array(Float32Array.from(t.data).buffer)
+  return Buffer.concat([head, Buffer.from(header, 'latin1'), body])
+}
+
+export function writeNpy(file: string, t: Tensor): void {
+  writeFileSync(file, encodeNpy(t))
+}

@@ -1,0 +1,176 @@
+/**
+ * TensorProto <-> Tensor: every ONNX element type PIC reads (float32, float64, float16, int64, int32,
+ * int16, int8, uint8, uint16, bool) from raw_data or the typed fields, with lengths checked against
+ * the dims before anything is allocated. Only this module and the importer touch protobuf.
+ */
+import onnxProto from 'onnx-proto'
+import { MAX_ELEMENTS, sizeOf, tensor, type DType, type Tensor } from '../ir/tensor.js'
+
+export import onnx = onnxProto.onnx
+
+export const DT = onnx.TensorProto.DataType
+
+/** The PIC dtype an ONNX element type is read as, or undefined when unsupported. */
+export function dtypeOf(elemType: number): DType | undefined {
+  switch (elemType) {
+    case DT.FLOAT:
+    case DT.FLOAT16:
+      return 'float32'
+    case DT.DOUBLE:
+      return 'float64'
+    case DT.INT64:
+    case DT.INT32:
+    case DT.INT16:
+    case DT.INT8:
+    case DT.UINT8:
+    case DT.UINT16:
+    case DT.UINT32:
+      return 'int64'
+    case DT.BOOL:
+      return 'bool'
+    default:
+      return undefined
+  }
+}
+
+export function elemTypeName(elemType: number): string {
+  return (DT as unknown as Record<number, string>)[elemType] ?? `type ${elemType}`
+}
+
+type LongLike = number | { toNumber(): number; high: number; low: number }
+
+export function toInt(v: LongLike | null | undefined): number {
+  if (v === null || v === undefined) return 0
+  if (typeof v === 'number') return v
+  const n = v.toNumber()
+  if (!Number.isSafeInteger(n)) throw new Error(`integer ${v.toString()} is out of range`)
+  return n
+}
+
+const BYTES: Record<number, number> = {
+  [DT.FLOAT]: 4, [DT.FLOAT16]: 2, [DT.DOUBLE]: 8, [DT.INT64]: 8, [DT.INT32]: 4, [DT.INT16]: 2,
+  [DT.INT8]: 1, [DT.UINT8]: 1, [DT.UINT16]: 2, [DT.UINT32]: 4, [DT.BOOL]: 1,
+}
+
+function half(bits: number): number {
+  const s = bits & 0x8000 ? -1 : 1
+  const e = (bits >> 10) & 0x1f
+  const f = bits & 0x3ff
+  if (e === 0) return s * f * 2 ** -24
+  if (e === 31) return f ? NaN : s * Infinity
+  return s * (1 + f / 1024) * 2 ** (e - 15)
+}
+
+/** Decode little-endian raw bytes of one element type into float64 values. */
+export function decodeRaw(elemType: number, raw: Uint8Array, n: number): Float64Array {
+  const out = new Float64Array(n)
+  const aligned = (k: number) => (raw.byteOffset % k === 0 ? raw : new Uint8Array(raw))
+  switch (elemType) {
+    case DT.FLOAT: {
+      const b = aligned(4)
+      out.set(new Float32Array(b.buffer, b.byteOffset, n))
+      break
+    }
+    case DT.DOUBLE: {
+      const b = aligned(8)
+      out.set(new Float64Array(b.buffer, b.byteOffset, n))
+      break
+    }
+    case DT.INT64: {
+      const b = aligned(8)
+      const v = new BigInt64Array(b.buffer, b.byteOffset, n)
+      for (let i = 0; i < n; i++) out[i] = Number(v[i])
+      break
+    }
+    default: {
+      const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength)
+      for (let i = 0; i < n; i++) {
+        switch (elemType) {
+          case DT.INT32: out[i] = dv.getInt32(4 * i, true); break
+          case DT.UINT32: out[i] = dv.getUint32(4 * i, true); break
+          case DT.INT16: out[i] = dv.getInt16(2 * i, true); break
+          case DT.UINT16: out[i] = dv.getUint16(2 * i, true); break
+          case DT.FLOAT16: out[i] = half(dv.getUint16(2 * i, true)); break
+          case DT.INT8: out[i] = dv.getInt8(i); break
+          case DT.UINT8: out[i] = dv.getUint8(i); break
+          case DT.BOOL: out[i] = dv.getUint8(i) ? 1 : 0; break
+        }
+      }
+    }
+  }
+  return out
+}
+
+/**
+ * Convert a TensorProto. `external` supplies the bytes of externally stored data (the importer
+ * resolves and checks the location); it is called only for EXTERNAL tensors.
+ */
+export function tensorFromProto(t: onnx.ITensorProto, external?: (t: onnx.ITensorProto) => Uint8Array): Tensor {
+  const elemType = t.dataType ?? 0
+  const dtype = dtypeOf(elemType)
+  if (!dtype) throw new Error(`tensor '${t.name ?? ''}' has unsupported element type ${elemTypeName(elemType)}`)
+  const dims = (t.dims ?? []).map((d) => toInt(d as LongLike))
+  if (dims.some((d) => d < 0)) throw new Error(`tensor '${t.name ?? ''}' has a negative dimension`)
+  const n = sizeOf(dims)
+  if (n > MAX_ELEMENTS) throw new Error(`tensor '${t.name ?? ''}' declares ${n} elements, more than the ${MAX_ELEMENTS} PIC accepts`)
+  if (t.segment) throw new Error(`tensor '${t.name ?? ''}' is segmented, which is not supported`)
+  let raw: Uint8Array | undefined = t.rawData && t.rawData.length > 0 ? t.rawData : undefined
+  if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
+    if (!external) throw new Error(`tensor '${t.name ?? ''}' has external data, which cannot be read here`)
+    raw = external(t)
+  }
+  let data: Float64Array
+  if (raw) {
+    const need = n * BYTES[elemType]
+    if (raw.length !== need) throw new Error(`tensor '${t.name ?? ''}' has ${raw.length} bytes of data, expected ${need} for shape [${dims.join(', ')}]`)
+    data = decodeRaw(elemType, raw, n)
+  } else {
+    let src: ArrayLike<number | LongLike> = []
+    switch (elemType) {
+      case DT.FLOAT: src = t.floatData ?? []; break
+      case DT.DOUBLE: src = t.doubleData ?? []; break
+      case DT.INT64: src = (t.int64Data ?? []) as LongLike[]; break
+      case DT.UINT32: src = (t.uint64Data ?? []) as LongLike[]; break
+      default: src = t.int32Data ?? []
+    }
+    if (src.length !== n) throw new Error(`tensor '${t.name ?? ''}' has ${src.length} values, expected ${n} for shape [${dims.join(', ')}]`)
+    data = new Float64Array(n)
+    for (let i = 0; i < n; i++) {
+      const v = src[i]
+      data[i] = elemType === DT.FLOAT16 ? half(v as number) : typeof v === 'number' ? v : toInt(v)
+    }
+    if (elemType === DT.BOOL) for (let i = 0; i < n; i++) data[i] = data[i] ? 1 : 0
+  }
+  return tensor(dtype, dims, data)
+}
+
+const PROTO_TYPE: Record<DType, number> = { float32: DT.FLOAT, float64: DT.DOUBLE, int64: DT.INT64, bool: DT.BOOL }
+
+/** A TensorProto with raw_data in the tensor's own dtype. */
+export function tensorToProto(t: Tensor, name = ''): onnx.TensorProto {
+  let raw: Uint8Array
+  switch (t.dtype) {
+    case 'float32':
+      raw = new Uint8Array(Float32Array.from(t.data).buffer)
+      break
+    case 'float64':
+      raw = new Uint8Array(Float64Array.from(t.data).buffer)
+      break
+    case 'int64':
+      raw = new Uint8Array(BigInt64Array.from(t.data, (v) => BigInt(Math.trunc(v))).buffer)
+      break
+    case 'bool':
+      raw = Uint8Array.from(t.data, (v) => (v ? 1 : 0))
+      break
+  }
+  return onnx.TensorProto.create({ name, dims: [...t.shape], dataType: PROTO_TYPE[t.dtype], rawData: raw })
+}
+
+export function protoTypeOf(dtype: DType): number {
+  return PROTO_TYPE[dtype]
+}
+
+/** Read a serialized TensorProto (.pb), as the ONNX conformance cases store inputs and outputs. */
+export function readTensorPb(bytes: Uint8Array): Tensor {
+  return tensorFromProto(onnx.TensorProto.decode(bytes))
+}

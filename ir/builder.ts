@@ -1,0 +1,171 @@
+/**
+ * GraphBuilder: the one way nodes come into being. Each node's type is inferred by its op when it is
+ * added, with the values of compile-time-constant inputs available to inference (Reshape's shape,
+ * Pad's pads); small constant subgraphs such as Shape -> Gather -> Concat are evaluated on demand.
+ */
+import type { Attrs, Graph, Node, Origin } from './graph.js'
+import { OpError } from './op.js'
+import { OPS } from './ops/index.js'
+import { checkShape } from './ops/util.js'
+import { sizeOf, type DType, type Tensor, type TensorType } from './tensor.js'
+
+/** A problem with one node: carries the node's origin so callers can name it. */
+export class GraphError extends Error {
+  constructor(
+    message: string,
+    readonly node?: { name: string; op: string; origin?: Origin },
+  ) {
+    super(message)
+  }
+}
+
+/** Largest constant subgraph result evaluated during inference (shape arithmetic stays far below). */
+const FOLD_LIMIT = 1 << 16
+
+export class GraphBuilder {
+  private readonly nodes: Node[] = []
+  private readonly byName = new Map<string, Node>()
+  private readonly folded = new Map<string, Tensor | null>()
+  readonly symbols: Record<string, number>
+
+  constructor(
+    readonly name: string,
+    readonly opset: number,
+    symbols: Record<string, number> = {},
+  ) {
+    this.symbols = { ...symbols }
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name)
+  }
+
+  get(name: string): Node | undefined {
+    return this.byName.get(name)
+  }
+
+  /** A name not used yet, derived from `base`. */
+  fresh(base: string): string {
+    if (!this.byName.has(base)) return base
+    for (let i = 1; ; i++) if (!this.byName.has(`${base}_${i}`)) return `${base}_${i}`
+  }
+
+  /** A graph input; string dims are symbols bound from `symbols` (default 1). */
+  input(name: string, dtype: DType, dims: readonly (number | string)[], origin?: Origin): Node {
+    const shape = dims.map((d) => {
+      if (typeof d === 'number') return d
+      if (!(d in this.symbols)) this.symbols[d] = 1
+      return this.symbols[d]
+    })
+    let type: TensorType
+    try {
+      type = { dtype, shape: checkShape(shape) }
+    } catch (e) {
+      throw new GraphError(`input '${name}': ${(e as Error).message}`, { name, op: 'Input', origin })
+    }
+    return this.push({ name, op: 'Input', inputs: [], attrs: { dims: [...dims], dtype, shape: type.shape }, type, origin })
+  }
+
+  constant(name: string, value: Tensor, origin?: Origin): Node {
+    return this.push({ name, op: 'Constant', inputs: [], attrs: { value }, type: { dtype: value.dtype, shape: value.shape }, origin })
+  }
+
+  /** Add a node whose attributes are already parsed; its type comes from the op's `infer`. */
+  add(op: string, inputs: readonly string[], attrs: Attrs, opts: { name?: string; origin?: Origin } = {}): Node {
+    const name = opts.name ?? this.fresh(op.toLowerCase())
+    const where = { name, op, origin: opts.origin }
+    const def = OPS[op]
+    if (!def) throw new GraphError(`unknown op '${op}'`, where)
+    if (op === 'Input' || op === 'Constant') throw new GraphError(`use input() or constant() for ${op}`, where)
+    const [lo, hi] = def.arity
+    if (inputs.length < lo || inputs.length > hi)
+      throw new GraphError(`takes ${lo === hi ? lo : `${lo} to ${hi}`} inputs, got ${inputs.length}`, where)
+    const types: TensorType[] = []
+    for (const [i, inp] of inputs.entries()) {
+      if (!inp) {
+        if (i < lo) throw new GraphError(`required input ${i} is missing`, where)
+        types.push(undefined as unknown as TensorType)
+        continue
+      }
+      const src = this.byName.get(inp)
+      if (!src) throw new GraphError(`input '${inp}' is not produced by any node, initializer or graph input`, where)
+      types.push(src.type)
+    }
+    let type: TensorType
+    try {
+      type = def.infer(types, attrs, { constant: (i) => (inputs[i] ? this.constantValue(inputs[i]) : undefined) })
+      checkShape(type.shape)
+    } catch (e) {
+      if (e instanceof OpError || e instanceof GraphError) throw new GraphError(e.message, where)
+      throw e
+    }
+    return this.push({ name, op, inputs: [...inputs], attrs, type, origin: opts.origin })
+  }
+
+  /** Insert an existing node unchanged after checking that its inputs exist (for rewrites). */
+  copy(n: Node): Node {
+    if (n.op === 'Input' || n.op === 'Constant') return this.push(n)
+    for (const i of n.inputs) if (i && !this.byName.has(i)) throw new GraphError(`input '${i}' is missing`, n)
+    return this.push(n)
+  }
+
+  /** The value of a node when it is known at compile time, else undefined. */
+  constantValue(name: string): Tensor | undefined {
+    const n = this.byName.get(name)
+    if (!n) return undefined
+    if (n.op === 'Constant') return (n.attrs as { value: Tensor }).value
+    if (n.op === 'Input') return undefined
+    const memo = this.folded.get(name)
+    if (memo !== undefined) return memo ?? undefined
+    this.folded.set(name, null)
+    const def = OPS[n.op]
+    if (sizeOf(n.type.shape) > FOLD_LIMIT) return undefined
+    const ins: Tensor[] = []
+    for (const i of n.inputs) {
+      if (!i) {
+        ins.push(undefined as unknown as Tensor)
+        continue
+      }
+      const v = this.constantValue(i)
+      const src = this.byName.get(i)!
+      if (v) ins.push(v)
+      else if (def.kind === 'source') ins.push({ ...src.type, data: new Float64Array(0) })
+      else return undefined
+    }
+    try {
+      const v = def.eval(ins, n.attrs, n.type)
+      this.folded.set(name, v)
+      return v
+    } catch {
+      return undefined
+    }
+  }
+
+  private push(n: Node): Node {
+    if (this.byName.has(n.name)) throw new GraphError(`value '${n.name}' is defined twice`, n)
+    this.nodes.push(n)
+    this.byName.set(n.name, n)
+    return n
+  }
+
+  build(outputs: readonly string[]): Graph {
+    for (const o of outputs) if (!this.byName.has(o)) throw new GraphError(`graph output '${o}' is not produced by any node`)
+    return { name: this.name, nodes: [...this.nodes], outputs: [...outputs], opset: this.opset, symbols: { ...this.symbols } }
+  }
+}
+
+/**
+ * The same graph with its symbolic dims bound to new values (for example another batch size):
+ * every type is inferred again.
+ */
+export function instantiate(g: Graph, symbols: Record<string, number>): Graph {
+  const b = new GraphBuilder(g.name, g.opset, { ...g.symbols, ...symbols })
+  for (const n of g.nodes) {
+    if (n.op === 'Input') {
+      const a = n.attrs as { dims: (number | string)[] }
+      b.input(n.name, n.type.dtype, a.dims, n.origin)
+    } else if (n.op === 'Constant') b.copy(n)
+    else b.add(n.op, n.inputs, n.attrs, { name: n.name, origin: n.origin })
+  }
+  return b.build(g.outputs)
+}

@@ -1,0 +1,133 @@
+/**
+ * The op definition interface. One table entry per op (see ir/ops/index.ts) is the only place that
+ * knows what an op means: attribute parsing with defaults, type inference, float64 reference
+ * evaluation and cost metadata. Analyses ask the op; they never switch on op names.
+ */
+import type { DType, Tensor, TensorType } from './tensor.js'
+
+/** An error in one op's attributes, inputs or types; the caller adds file and node. */
+export class OpError extends Error {}
+
+export type AttrValue = number | string | Tensor | number[] | string[] | Tensor[]
+
+/** Attribute reader over raw ONNX attributes, with defaults and validation. */
+export class RawAttrs {
+  constructor(
+    readonly values: ReadonlyMap<string, AttrValue>,
+    readonly opset: number,
+  ) {}
+  static of(obj: Record<string, AttrValue>, opset = 21): RawAttrs {
+    return new RawAttrs(new Map(Object.entries(obj)), opset)
+  }
+  has(name: string): boolean {
+    return this.values.has(name)
+  }
+  int(name: string, dflt?: number): number {
+    const v = this.values.get(name)
+    if (v === undefined) {
+      if (dflt === undefined) throw new OpError(`missing required attribute '${name}'`)
+      return dflt
+    }
+    if (typeof v !== 'number' || !Number.isInteger(v)) throw new OpError(`attribute '${name}' must be an integer`)
+    return v
+  }
+  float(name: string, dflt?: number): number {
+    const v = this.values.get(name)
+    if (v === undefined) {
+      if (dflt === undefined) throw new OpError(`missing required attribute '${name}'`)
+      return dflt
+    }
+    if (typeof v !== 'number') throw new OpError(`attribute '${name}' must be a number`)
+    return v
+  }
+  ints(name: string, dflt?: number[]): number[] {
+    const v = this.values.get(name)
+    if (v === undefined) {
+      if (dflt === undefined) throw new OpError(`missing required attribute '${name}'`)
+      return dflt
+    }
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isInteger(x)))
+      throw new OpError(`attribute '${name}' must be a list of integers`)
+    return v as number[]
+  }
+  floats(name: string, dflt?: number[]): number[] {
+    const v = this.values.get(name)
+    if (v === undefined) {
+      if (dflt === undefined) throw new OpError(`missing required attribute '${name}'`)
+      return dflt
+    }
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'number')) throw new OpError(`attribute '${name}' must be a list of numbers`)
+    return v as number[]
+  }
+  string(name: string, dflt?: string): string {
+    const v = this.values.get(name)
+    if (v === undefined) {
+      if (dflt === undefined) throw new OpError(`missing required attribute '${name}'`)
+      return dflt
+    }
+    if (typeof v !== 'string') throw new OpError(`attribute '${name}' must be a string`)
+    return v
+  }
+  tensor(name: string): Tensor | undefined {
+    const v = this.values.get(name)
+    if (v === undefined) return undefined
+    if (typeof v !== 'object' || Array.isArray(v)) throw new OpError(`attribute '${name}' must be a tensor`)
+    return v as Tensor
+  }
+}
+
+export interface InferContext {
+  /** The value of input i when it is known at compile time (a constant or computable from constants). */
+  constant(i: number): Tensor | undefined
+}
+
+/** An operand as cost analysis sees it: its type and whether it depends on the secret input. */
+export interface Operand extends TensorType {
+  readonly secret: boolean
+  /** The value, when the operand is a compile-time constant. */
+  readonly value?: Tensor
+}
+
+export interface Cost {
+  /** Multiplicative depth this op adds on top of its deepest secret input (levels in CKKS). */
+  depth: number
+  /** Secret-by-secret multiplications (elementwise count). */
+  muls: number
+  /** Elements that go through a non-polynomial function (ReLU, max, exp, ...). */
+  nonlinear: number
+}
+
+/** What an op is, as analyses and backends need to know it. */
+export type OpKind =
+  | 'source' //      Input, Constant, Shape: values known at compile time (never secret)
+  | 'layout' //      reshapes, transposes, concat, gather, pad: moves values, no arithmetic
+  | 'linear' //      affine in its secret input given constant weights (Conv, Gemm, BN, pooling by averaging)
+  | 'arith' //       elementwise add/sub/mul/div/neg: polynomial of degree <= 2 in its inputs
+  | 'poly' //        elementwise polynomial (Poly, Pow with an integer exponent)
+  | 'nonlinear' //   anything else: ReLU, Sigmoid, MaxPool, Softmax, ...
+
+export interface OpDef<A = any> {
+  readonly doc: string
+  readonly kind: OpKind
+  /** Minimum and maximum number of inputs (absent optional inputs count). */
+  readonly arity: readonly [number, number]
+  /** Parse and validate raw ONNX attributes into this op's attribute object. */
+  attrs(raw: RawAttrs): A
+  /** Result type from input types; throws OpError on a mismatch. */
+  infer(ins: readonly TensorType[], a: A, cx: InferContext): TensorType
+  /** Float64 reference semantics. `out` is the inferred result type. */
+  eval(ins: readonly Tensor[], a: A, out: TensorType): Tensor
+  /** Cost metadata; defaults to zero cost for layout/linear ops when absent. */
+  cost?(ins: readonly Operand[], a: A, out: TensorType): Cost
+}
+
+export const ZERO_COST: Cost = { depth: 0, muls: 0, nonlinear: 0 }
+
+export function defineOp<A>(def: OpDef<A>): OpDef<A> {
+  return def
+}
+
+/** Result dtype for ops that keep their first input's dtype. */
+export function sameDType(ins: readonly TensorType[]): DType {
+  return ins[0].dtype
+}

@@ -1,0 +1,273 @@
+/**
+ * Elementwise ops: activations and other unary functions, and broadcasting binary and variadic
+ * arithmetic (Add, Sub, Mul, Div, Pow, PRelu, Sum, Mean, Max, Min).
+ */
+import { defineOp, OpError, ZERO_COST, type Cost, type OpDef, type Operand } from '../op.js'
+import { sizeOf, type Tensor, type TensorType } from '../tensor.js'
+import { alloc, broadcastIndex, broadcastShapes, requireFloat, withData } from './util.js'
+
+/** erf to about 1e-15: Taylor series near 0, continued fraction for erfc in the tails. */
+export function erf(x: number): number {
+  if (Number.isNaN(x)) return NaN
+  const ax = Math.abs(x)
+  if (ax < 2.5) {
+    let term = x
+    let sum = x
+    const x2 = x * x
+    for (let n = 1; n < 100; n++) {
+      term *= -x2 / n
+      const add = term / (2 * n + 1)
+      sum += add
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum
+  }
+  if (ax > 6) return Math.sign(x)
+  let f = ax
+  for (let k = 60; k >= 1; k--) f = ax + k / 2 / f
+  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / f
+  return Math.sign(x) * (1 - erfc)
+}
+
+const nonlinearCost = (_ins: readonly Operand[], _a: unknown, out: TensorType): Cost => ({
+  depth: 0,
+  muls: 0,
+  nonlinear: sizeOf(out.shape),
+})
+
+function unary<A>(doc: string, parse: OpDef<A>['attrs'], f: (a: A) => (x: number) => number, kind: 'nonlinear' | 'layout' | 'arith' = 'nonlinear'): OpDef<A> {
+  return defineOp<A>({
+    doc,
+    kind,
+    arity: [1, 1],
+    attrs: parse,
+    infer: (ins) => {
+      requireFloat(ins[0])
+      return { dtype: ins[0].dtype, shape: ins[0].shape }
+    },
+    eval: (ins, a, out) => {
+      const fn = f(a)
+      const x = ins[0].data
+      const y = new Float64Array(x.length)
+      for (let i = 0; i < x.length; i++) y[i] = fn(x[i])
+      return withData(out, y)
+    },
+    cost: kind === 'nonlinear' ? nonlinearCost : () => ZERO_COST,
+  })
+}
+
+const none = () => ({})
+const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)))
+const softplus = (x: number) => (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x)))
+
+export const Relu = unary('max(x, 0)', none, () => (x) => (x > 0 ? x : 0))
+export const LeakyRelu = unary('x if x >= 0 else alpha x', (r) => ({ alpha: r.float('alpha', 0.01) }), (a) => (x) => (x >= 0 ? x : a.alpha * x))
+export const Sigmoid = unary('1 / (1 + exp(-x))', none, () => sigmoid)
+export const Tanh = unary('tanh(x)', none, () => Math.tanh)
+export const Elu = unary('x if x > 0 else alpha (exp(x) - 1)', (r) => ({ alpha: r.float('alpha', 1) }), (a) => (x) => (x > 0 ? x : a.alpha * Math.expm1(x)))
+export const Selu = unary(
+  'gamma (x if x > 0 else alpha (exp(x) - 1))',
+  (r) => ({ alpha: r.float('alpha', 1.67326319217681884765625), gamma: r.float('gamma', 1.05070102214813232421875) }),
+  (a) => (x) => a.gamma * (x > 0 ? x : a.alpha * Math.expm1(x)),
+)
+export const Softplus = unary('log(1 + exp(x))', none, () => softplus)
+export const HardSigmoid = unary(
+  'max(0, min(1, alpha x + beta))',
+  (r) => ({ alpha: r.float('alpha', 0.2), beta: r.float('beta', 0.5) }),
+  (a) => (x) => Math.max(0, Math.min(1, a.alpha * x + a.beta)),
+)
+export const HardSwish = unary('x max(0, min(1, x / 6 + 1 / 2))', none, () => (x) => x * Math.max(0, Math.min(1, x / 6 + 0.5)))
+export const Sqrt = unary('sqrt(x)', none, () => Math.sqrt)
+export const Exp = unary('exp(x)', none, () => Math.exp)
+export const Erf = unary('erf(x)', none, () => erf)
+export const Abs = unary('|x|', none, () => Math.abs)
+export const Gelu = unary(
+  "x Phi(x) (approximate 'none') or its tanh form (approximate 'tanh'), as ONNX opset 20",
+  (r) => {
+    const approximate = r.string('approximate', 'none')
+    if (approximate !== 'none' && approximate !== 'tanh') throw new OpError(`Gelu approximate must be 'none' or 'tanh', got '${approximate}'`)
+    return { approximate }
+  },
+  (a) =>
+    a.approximate === 'tanh'
+      ? (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)))
+      : (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
+)
+export const Silu = unary('x sigmoid(x) (SiLU / Swish; PIC op, recognized from Mul(x, Sigmoid(x)))', none, () => (x) => x * sigmoid(x))
+
+export const Neg = defineOp<object>({
+  doc: '-x',
+  kind: 'arith',
+  arity: [1, 1],
+  attrs: none,
+  infer: (ins) => ({ dtype: ins[0].dtype, shape: ins[0].shape }),
+  eval: (ins, _a, out) => withData(out, ins[0].data.map((v) => -v)),
+  cost: () => ZERO_COST,
+})
+
+const passThrough = (doc: string) =>
+  defineOp<object>({
+    doc,
+    kind: 'layout',
+    arity: [1, 3],
+    attrs: none,
+    infer: (ins) => ({ dtype: ins[0].dtype, shape: ins[0].shape }),
+    eval: (ins) => ins[0],
+  })
+
+export const Identity = passThrough('y = x')
+export const Dropout = passThrough('Identity at inference (ratio and training_mode inputs are ignored; the mask output is not supported)')
+
+export const Clip = defineOp<{ min?: number; max?: number }>({
+  doc: 'min(max(x, lo), hi); bounds from inputs 2 and 3 (opset 11+), absent bounds unbounded',
+  kind: 'nonlinear',
+  arity: [1, 3],
+  attrs: (r) => ({ min: r.has('min') ? r.float('min') : undefined, max: r.has('max') ? r.float('max') : undefined }),
+  infer: (ins, _a, cx) => {
+    for (const i of [1, 2]) {
+      if (ins[i] && !cx.constant(i)) throw new OpError('Clip bounds must be compile-time constants')
+      if (ins[i] && sizeOf(ins[i].shape) !== 1) throw new OpError('Clip bounds must be scalars')
+    }
+    return { dtype: ins[0].dtype, shape: ins[0].shape }
+  },
+  eval: (ins, a, out) => {
+    const lo = ins[1] ? ins[1].data[0] : (a.min ?? -Infinity)
+    const hi = ins[2] ? ins[2].data[0] : (a.max ?? Infinity)
+    return withData(out, ins[0].data.map((v) => Math.min(Math.max(v, lo), hi)))
+  },
+  cost: nonlinearCost,
+})
+
+function binaryEval(ins: readonly Tensor[], out: TensorType, f: (a: number, b: number) => number): Tensor {
+  const [a, b] = ins
+  const y = alloc(out)
+  const ia = broadcastIndex(a.shape, out.shape)
+  const ib = broadcastIndex(b.shape, out.shape)
+  const ad = a.data
+  const bd = b.data
+  const yd = y.data
+  const n = yd.length
+  if (!ia && !ib) for (let i = 0; i < n; i++) yd[i] = f(ad[i], bd[i])
+  else if (!ia && bd.length === 1) {
+    const bv = bd[0]
+    for (let i = 0; i < n; i++) yd[i] = f(ad[i], bv)
+  } else for (let i = 0; i < n; i++) yd[i] = f(ad[ia ? ia[i] : i], bd[ib ? ib[i] : i])
+  return y
+}
+
+function binary(doc: string, f: (a: number, b: number) => number, cost: OpDef['cost'], intF?: (a: number, b: number) => number): OpDef<object> {
+  return defineOp<object>({
+    doc,
+    kind: 'arith',
+    arity: [2, 2],
+    attrs: none,
+    infer: (ins) => {
+      if (ins[0].dtype !== ins[1].dtype) throw new OpError(`input types differ: ${ins[0].dtype} and ${ins[1].dtype}`)
+      return { dtype: ins[0].dtype, shape: broadcastShapes([ins[0].shape, ins[1].shape]) }
+    },
+    eval: (ins, _a, out) => binaryEval(ins, out, out.dtype === 'int64' && intF ? intF : f),
+    cost,
+  })
+}
+
+const addCost = () => ZERO_COST
+const mulCost = (ins: readonly Operand[], _a: unknown, out: TensorType): Cost => {
+  const secret = ins.filter((i) => i.secret).length
+  if (secret === 0) return ZERO_COST
+  return { depth: 1, muls: secret === 2 ? sizeOf(out.shape) : 0, nonlinear: 0 }
+}
+const divCost = (ins: readonly Operand[], _a: unknown, out: TensorType): Cost => {
+  if (ins[1].secret) return { depth: 0, muls: 0, nonlinear: sizeOf(out.shape) }
+  return ins[0].secret ? { depth: 1, muls: 0, nonlinear: 0 } : ZERO_COST
+}
+
+export const Add = binary('a + b (broadcasting)', (a, b) => a + b, addCost)
+export const Sub = binary('a - b (broadcasting)', (a, b) => a - b, addCost)
+export const Mul = binary('a * b (broadcasting)', (a, b) => a * b, mulCost)
+export const Div = binary('a / b (broadcasting; integer division truncates)', (a, b) => a / b, divCost, (a, b) => Math.trunc(a / b))
+
+/** The exponent of Pow when it is a constant non-negative integer, else undefined. */
+export function integerExponent(e: Tensor | undefined): number | undefined {
+  if (!e || sizeOf(e.shape) !== 1) return undefined
+  const v = e.data[0]
+  return Number.isInteger(v) && v >= 0 && v <= 64 ? v : undefined
+}
+
+export const Pow = defineOp<object>({
+  doc: 'a ^ b (broadcasting); exponent may have another numeric dtype',
+  kind: 'arith',
+  arity: [2, 2],
+  attrs: none,
+  infer: (ins) => ({ dtype: ins[0].dtype, shape: broadcastShapes([ins[0].shape, ins[1].shape]) }),
+  eval: (ins, _a, out) => binaryEval(ins, out, (a, b) => (b === 2 ? a * a : Math.pow(a, b))),
+  cost: (ins, _a, out) => {
+    if (!ins[0].secret && !ins[1].secret) return ZERO_COST
+    const e = ins[1].secret ? undefined : integerExponent(ins[1].value)
+    if (e === undefined) return { depth: 0, muls: 0, nonlinear: sizeOf(out.shape) }
+    if (e <= 1) return ZERO_COST
+    const n = sizeOf(out.shape)
+    let muls = 0
+    for (let k = e; k > 1; k >>= 1) muls += k & 1 ? 2 : 1
+    return { depth: Math.ceil(Math.log2(e)), muls: muls * n, nonlinear: 0 }
+  },
+})
+
+export const PRelu = defineOp<object>({
+  doc: 'x if x >= 0 else slope x (slope broadcasts to x)',
+  kind: 'nonlinear',
+  arity: [2, 2],
+  attrs: none,
+  infer: (ins) => {
+    const shape = broadcastShapes([ins[0].shape, ins[1].shape])
+    if (shape.length !== ins[0].shape.length || shape.some((d, i) => d !== ins[0].shape[i]))
+      throw new OpError('PRelu slope must broadcast to the input shape')
+    return { dtype: ins[0].dtype, shape: ins[0].shape }
+  },
+  eval: (ins, _a, out) => binaryEval(ins, out, (x, s) => (x >= 0 ? x : s * x)),
+  cost: nonlinearCost,
+})
+
+function variadic(doc: string, combine: (vals: Float64Array[], n: number) => Float64Array, kind: 'arith' | 'nonlinear'): OpDef<object> {
+  return defineOp<object>({
+    doc,
+    kind,
+    arity: [1, 2 ** 16],
+    attrs: none,
+    infer: (ins) => {
+      for (const t of ins) if (t.dtype !== ins[0].dtype) throw new OpError('all inputs must have the same dtype')
+      return { dtype: ins[0].dtype, shape: broadcastShapes(ins.map((t) => t.shape)) }
+    },
+    eval: (ins, _a, out) => {
+      const n = sizeOf(out.shape)
+      const vals = ins.map((t) => {
+        const idx = broadcastIndex(t.shape, out.shape)
+        if (!idx) return t.data
+        const v = new Float64Array(n)
+        for (let i = 0; i < n; i++) v[i] = t.data[idx[i]]
+        return v
+      })
+      return withData(out, combine(vals, n))
+    },
+    cost: kind === 'nonlinear' ? nonlinearCost : () => ZERO_COST,
+  })
+}
+
+const fold = (f: (acc: number, v: number) => number) => (vals: Float64Array[], n: number) => {
+  const y = Float64Array.from(vals[0].subarray(0, n))
+  for (let k = 1; k < vals.length; k++) for (let i = 0; i < n; i++) y[i] = f(y[i], vals[k][i])
+  return y
+}
+
+export const Sum = variadic('elementwise sum of all inputs (broadcasting)', fold((a, b) => a + b), 'arith')
+export const Mean = variadic(
+  'elementwise mean of all inputs (broadcasting)',
+  (vals, n) => fold((a, b) => a + b)(vals, n).map((v) => v / vals.length),
+  'arith',
+)
+export const Max = variadic('elementwise maximum (broadcasting)', fold(Math.max), 'nonlinear')
+export const Min = variadic('elementwise minimum (broadcasting)', fold(Math.min), 'nonlinear')
+
+export const ELEMENTWISE_OPS: Record<string, OpDef> = {
+  Relu, LeakyRelu, Sigmoid, Tanh, Elu, Selu, Softplus, HardSigmoid, HardSwish, Sqrt, Exp, Erf, Abs, Gelu, Silu,
+  Neg, Identity, Dropout, Clip, Add, Sub, Mul, Div, Pow, PRelu, Sum, Mean, Max, Min,
+}

@@ -1,0 +1,29 @@
+/**
+ * The op table: every op the IR knows, ONNX's under their ONNX names and PIC's own (Poly,
+ * PartialRelu, Silu). Nothing else in the code base decides what an op means.
+ */
+import type { OpDef } from '../op.js'
+import { ELEMENTWISE_OPS } from './elementwise.js'
+import { NN_OPS } from './nn.js'
+import { PI_OPS } from './pi.js'
+import { REDUCE_OPS } from './reduce.js'
+import { SHAPE_OPS } from './shape.js'
+import { SOURCE_OPS } from './source.js'
+
+export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
+  ...SOURCE_OPS,
+  ...ELEMENTWISE_OPS,
+  ...NN_OPS,
+  ...SHAPE_OPS,
+  ...REDUCE_OPS,
+  ...PI_OPS,
+})
+
+/** Ops that exist only inside PIC (the ONNX importer refuses them; the writer lowers them). */
+export const PIC_ONLY_OPS: ReadonlySet<string> = new Set(['Input', 'Poly', 'PartialRelu', 'Silu'])
+
+export function opDef(op: string): OpDef {
+  const d = OPS[op]
+  if (!d) throw new Error(`unknown op '${op}'`)
+  return d
+}

@@ -1,0 +1,494 @@
+/**
+ * Neural-network ops: convolution (im2col + blocked matrix product), transposed convolution, Gemm,
+ * MatMul, BatchNormalization and pooling. 2-D spatial ops only (NCHW).
+ */
+import { defineOp, OpError, ZERO_COST, type Cost, type OpDef, type Operand, type RawAttrs } from '../op.js'
+import { sizeOf, type TensorType } from '../tensor.js'
+import { alloc, broadcastIndex, broadcastShapes, checkShape, requireFloat, withData } from './util.js'
+
+/** C[M,N] += A[M,K] @ B[K,N], row-major, at the given offsets. */
+export function matmulAcc(
+  a: Float64Array, aOff: number, b: Float64Array, bOff: number, c: Float64Array, cOff: number,
+  M: number, K: number, N: number,
+): void {
+  for (let i = 0; i < M; i++) {
+    const ci = cOff + i * N
+    const ai = aOff + i * K
+    for (let k = 0; k < K; k++) {
+      const av = a[ai + k]
+      if (av === 0) continue
+      const bk = bOff + k * N
+      for (let j = 0; j < N; j++) c[ci + j] += av * b[bk + j]
+    }
+  }
+}
+
+const linearCost = (ins: readonly Operand[]): Cost => {
+  const secret = ins.filter((i) => i.secret).length
+  if (secret === 0) return ZERO_COST
+  return { depth: 1, muls: 0, nonlinear: 0 }
+}
+
+interface Window {
+  kernel: number[]
+  strides: number[]
+  pads: number[] // [top, left, bottom, right]
+  dilations: number[]
+  autoPad: string
+  ceil: boolean
+}
+
+function parseWindow(r: RawAttrs, kernel: number[] | undefined): Window {
+  const k = kernel ?? r.ints('kernel_shape')
+  const rank = k.length
+  const w: Window = {
+    kernel: k,
+    strides: r.ints('strides', new Array(rank).fill(1)),
+    pads: r.ints('pads', new Array(2 * rank).fill(0)),
+    dilations: r.ints('dilations', new Array(rank).fill(1)),
+    autoPad: r.string('auto_pad', 'NOTSET'),
+    ceil: r.int('ceil_mode', 0) === 1,
+  }
+  if (!['NOTSET', 'SAME_UPPER', 'SAME_LOWER', 'VALID'].includes(w.autoPad)) throw new OpError(`unknown auto_pad '${w.autoPad}'`)
+  if (w.strides.length !== rank || w.dilations.length !== rank || w.pads.length !== 2 * rank)
+    throw new OpError('kernel_shape, strides, dilations and pads disagree in rank')
+  if ([...w.strides, ...w.dilations].some((v) => v < 1) || w.kernel.some((v) => v < 0) || w.pads.some((v) => v < 0))
+    throw new OpError('kernel, strides and dilations must be positive and pads non-negative')
+  return w
+}
+
+/** kernel_shape when given, else zeros (taken from the weight) of the rank the other attributes imply. */
+function unknownKernel(r: RawAttrs): number[] {
+  if (r.has('kernel_shape')) return r.ints('kernel_shape')
+  const rank = r.has('strides') ? r.ints('strides').length : r.has('dilations') ? r.ints('dilations').length : r.has('pads') ? r.ints('pads').length / 2 : 2
+  return new Array(rank).fill(0)
+}
+
+/** Resolve auto_pad and 1-D windows into explicit 2-D pads and output size. */
+function resolveWindow(w: Window, inH: number, inW: number): { pads: number[]; k: number[]; s: number[]; d: number[]; outH: number; outW: number } {
+  const two = (v: number[], fill: number) => (v.length === 1 ? [fill, v[0]] : v)
+  const k = two(w.kernel, 1)
+  const s = two(w.strides, 1)
+  const d = two(w.dilations, 1)
+  let pads = w.pads.length === 2 ? [0, w.pads[0], 0, w.pads[1]] : [...w.pads]
+  const ins = [inH, inW]
+  const out = [0, 0]
+  for (let i = 0; i < 2; i++) {
+    const ek = (k[i] - 1) * d[i] + 1
+    if (w.autoPad === 'VALID') {
+      pads[i] = pads[i + 2] = 0
+    } else if (w.autoPad !== 'NOTSET') {
+      const o = Math.ceil(ins[i] / s[i])
+      const total = Math.max(0, (o - 1) * s[i] + ek - ins[i])
+      const small = Math.floor(total / 2)
+      pads[i] = w.autoPad === 'SAME_UPPER' ? small : total - small
+      pads[i + 2] = total - pads[i]
+    }
+    const span = ins[i] + pads[i] + pads[i + 2] - ek
+    if (span < 0) throw new OpError(`window ${ek} is larger than the padded input ${ins[i] + pads[i] + pads[i + 2]}`)
+    let o = (w.ceil ? Math.ceil(span / s[i]) : Math.floor(span / s[i])) + 1
+    if (w.ceil && (o - 1) * s[i] >= ins[i] + pads[i]) o--
+    out[i] = o
+  }
+  if (pads.length !== 4) pads = pads.slice(0, 4)
+  return { pads, k, s, d, outH: out[0], outW: out[1] }
+}
+
+function spatial(t: TensorType, what: string): [number, number, number, number] {
+  if (t.shape.length === 4) return t.shape as [number, number, number, number]
+  if (t.shape.length === 3) return [t.shape[0], t.shape[1], 1, t.shape[2]]
+  throw new OpError(`${what} supports 1-D and 2-D spatial inputs (rank 3 or 4), got rank ${t.shape.length}`)
+}
+
+function spatialOut(t: TensorType, n: number, c: number, oh: number, ow: number): number[] {
+  return t.shape.length === 3 ? [n, c, ow] : [n, c, oh, ow]
+}
+
+interface ConvAttrs extends Window {
+  group: number
+}
+
+/** Conv's window: kernel from the weight; strides, dilations and pads default to the weight's rank. */
+function convWindow(a: ConvAttrs, kshape: number[], h: number, w: number) {
+  const r = kshape.length
+  const fit = (v: number[], n: number, fill: number) => (v.length === n ? v : new Array(n).fill(fill))
+  return resolveWindow({ ...a, kernel: kshape, strides: fit(a.strides, r, 1), dilations: fit(a.dilations, r, 1), pads: fit(a.pads, 2 * r, 0) }, h, w)
+}
+
+export const Conv = defineOp<ConvAttrs>({
+  doc: 'N-channel 2-D convolution (groups, pads, strides, dilations, auto_pad); X[N,C,H,W], W[M,C/group,kH,kW], B[M]',
+  kind: 'linear',
+  arity: [2, 3],
+  attrs: (r) => ({ ...parseWindow(r, unknownKernel(r)), group: r.int('group', 1) }),
+  infer: (ins, a) => {
+    const [x, w, b] = ins
+    requireFloat(x)
+    const [n, c, h, wd] = spatial(x, 'Conv')
+    if (w.shape.length !== x.shape.length) throw new OpError(`weight rank ${w.shape.length} does not match input rank ${x.shape.length}`)
+    const m = w.shape[0]
+    if (a.group < 1 || c % a.group !== 0 || m % a.group !== 0) throw new OpError(`group ${a.group} does not divide ${c} input and ${m} output channels`)
+    if (w.shape[1] * a.group !== c)
+      throw new OpError(`input has ${c} channels but the weight expects ${w.shape[1] * a.group} (${w.shape[1]} per group x ${a.group} groups)`)
+    if (b && (b.shape.length !== 1 || b.shape[0] !== m)) throw new OpError(`bias shape [${b.shape.join(',')}] does not match ${m} output channels`)
+    const kshape = w.shape.slice(2)
+    if (a.kernel[0] !== 0 && a.kernel.some((k, i) => k !== kshape[i])) throw new OpError('kernel_shape does not match the weight')
+    const win = convWindow(a, w.shape.slice(2), h, wd)
+    return { dtype: x.dtype, shape: checkShape(spatialOut(x, n, m, win.outH, win.outW)) }
+  },
+  eval: (ins, a, out) => {
+    const [x, w, b] = ins
+    const [n, c, h, wd] = spatial(x, 'Conv')
+    const win = convWindow(a, w.shape.slice(2), h, wd)
+    const [kh, kw] = win.k
+    const [sh, sw] = win.s
+    const [dh, dw] = win.d
+    const [pt, pl] = win.pads
+    const { outH, outW } = win
+    const m = w.shape[0]
+    const g = a.group
+    const cg = c / g
+    const mg = m / g
+    const P = outH * outW
+    const CK = cg * kh * kw
+    const col = new Float64Array(CK * P)
+    const y = alloc(out)
+    const yd = y.data
+    const xd = x.data
+    for (let bn = 0; bn < n; bn++) {
+      for (let gi = 0; gi < g; gi++) {
+        let row = 0
+        for (let ci = 0; ci < cg; ci++) {
+          const xc = (bn * c + gi * cg + ci) * h * wd
+          for (let ki = 0; ki < kh; ki++)
+            for (let kj = 0; kj < kw; kj++, row++) {
+              const r = row * P
+              for (let oh = 0; oh < outH; oh++) {
+                const ih = oh * sh - pt + ki * dh
+                const ro = r + oh * outW
+                if (ih < 0 || ih >= h) {
+                  col.fill(0, ro, ro + outW)
+                  continue
+                }
+                const xr = xc + ih * wd
+                for (let ow = 0; ow < outW; ow++) {
+                  const iw = ow * sw - pl + kj * dw
+                  col[ro + ow] = iw >= 0 && iw < wd ? xd[xr + iw] : 0
+                }
+              }
+            }
+        }
+        const yOff = (bn * m + gi * mg) * P
+        if (b) for (let mi = 0; mi < mg; mi++) yd.fill(b.data[gi * mg + mi], yOff + mi * P, yOff + (mi + 1) * P)
+        matmulAcc(w.data, gi * mg * CK, col, 0, yd, yOff, mg, CK, P)
+      }
+    }
+    return y
+  },
+  cost: linearCost,
+})
+
+interface ConvTransposeAttrs extends Window {
+  group: number
+  outputPadding: number[]
+  outputShape?: number[]
+}
+
+export const ConvTranspose = defineOp<ConvTransposeAttrs>({
+  doc: '2-D transposed convolution; X[N,C,H,W], W[C,M/group,kH,kW], B[M]',
+  kind: 'linear',
+  arity: [2, 3],
+  attrs: (r) => {
+    const k = unknownKernel(r)
+    return {
+      ...parseWindow(r, k),
+      group: r.int('group', 1),
+      outputPadding: r.ints('output_padding', new Array(k.length).fill(0)),
+      outputShape: r.has('output_shape') ? r.ints('output_shape') : undefined,
+    }
+  },
+  infer: (ins, a) => {
+    const [x, w] = ins
+    requireFloat(x)
+    if (x.shape.length !== 4 || w.shape.length !== 4) throw new OpError('ConvTranspose supports 2-D inputs only')
+    if (a.outputShape || a.autoPad !== 'NOTSET') throw new OpError('ConvTranspose with output_shape or auto_pad is not supported')
+    const [n, c, h, wd] = x.shape
+    if (w.shape[0] !== c) throw new OpError(`input has ${c} channels but the weight expects ${w.shape[0]}`)
+    const m = w.shape[1] * a.group
+    const oh = a.strides[0] * (h - 1) + a.outputPadding[0] + (w.shape[2] - 1) * a.dilations[0] + 1 - a.pads[0] - a.pads[2]
+    const ow = a.strides[1] * (wd - 1) + a.outputPadding[1] + (w.shape[3] - 1) * a.dilations[1] + 1 - a.pads[1] - a.pads[3]
+    return { dtype: x.dtype, shape: checkShape([n, m, oh, ow]) }
+  },
+  eval: (ins, a, out) => {
+    const [x, w, b] = ins
+    const [n, c, h, wd] = x.shape
+    const [, m, oh, ow] = out.shape
+    const [kh, kw] = [w.shape[2], w.shape[3]]
+    const g = a.group
+    const cg = c / g
+    const mg = m / g
+    const y = alloc(out)
+    for (let bn = 0; bn < n; bn++)
+      for (let mo = 0; mo < m; mo++) {
+        const base = (bn * m + mo) * oh * ow
+        if (b) y.data.fill(b.data[mo], base, base + oh * ow)
+      }
+    for (let bn = 0; bn < n; bn++)
+      for (let ci = 0; ci < c; ci++) {
+        const gi = Math.floor(ci / cg)
+        for (let ih = 0; ih < h; ih++)
+          for (let iw = 0; iw < wd; iw++) {
+            const xv = x.data[((bn * c + ci) * h + ih) * wd + iw]
+            if (xv === 0) continue
+            for (let mi = 0; mi < mg; mi++) {
+              const mo = gi * mg + mi
+              for (let ki = 0; ki < kh; ki++) {
+                const yh = ih * a.strides[0] + ki * a.dilations[0] - a.pads[0]
+                if (yh < 0 || yh >= oh) continue
+                for (let kj = 0; kj < kw; kj++) {
+                  const yw = iw * a.strides[1] + kj * a.dilations[1] - a.pads[1]
+                  if (yw < 0 || yw >= ow) continue
+                  y.data[((bn * m + mo) * oh + yh) * ow + yw] += xv * w.data[((ci * mg + mi) * kh + ki) * kw + kj]
+                }
+              }
+            }
+          }
+      }
+    return y
+  },
+  cost: linearCost,
+})
+
+interface GemmAttrs {
+  alpha: number
+  beta: number
+  transA: boolean
+  transB: boolean
+}
+
+export const Gemm = defineOp<GemmAttrs>({
+  doc: 'alpha op(A) @ op(B) + beta C, op = optional transpose, C broadcast to [M,N]',
+  kind: 'linear',
+  arity: [2, 3],
+  attrs: (r) => ({ alpha: r.float('alpha', 1), beta: r.float('beta', 1), transA: r.int('transA', 0) === 1, transB: r.int('transB', 0) === 1 }),
+  infer: (ins, a) => {
+    const [A, B, C] = ins
+    if (A.shape.length !== 2 || B.shape.length !== 2) throw new OpError('Gemm inputs A and B must be matrices')
+    const [M, K] = a.transA ? [A.shape[1], A.shape[0]] : A.shape
+    const [K2, N] = a.transB ? [B.shape[1], B.shape[0]] : B.shape
+    if (K !== K2) throw new OpError(`inner dimensions differ: A gives ${K}, B gives ${K2}`)
+    if (C) {
+      const s = broadcastShapes([C.shape, [M, N]])
+      if (s[0] !== M || s[1] !== N) throw new OpError(`C of shape [${C.shape.join(',')}] does not broadcast to [${M},${N}]`)
+    }
+    return { dtype: A.dtype, shape: checkShape([M, N]) }
+  },
+  eval: (ins, a, out) => {
+    const [A, B, C] = ins
+    const [M, N] = out.shape
+    const K = a.transA ? A.shape[0] : A.shape[1]
+    const at = a.transA ? transpose2(A.data, A.shape[0], A.shape[1]) : A.data
+    const bt = a.transB ? transpose2(B.data, B.shape[0], B.shape[1]) : B.data
+    const y = new Float64Array(M * N)
+    matmulAcc(at, 0, bt, 0, y, 0, M, K, N)
+    if (a.alpha !== 1) for (let i = 0; i < y.length; i++) y[i] *= a.alpha
+    if (C && a.beta !== 0) {
+      const idx = broadcastIndex(C.shape, out.shape)
+      for (let i = 0; i < y.length; i++) y[i] += a.beta * C.data[idx ? idx[i] : i]
+    }
+    return withData(out, y)
+  },
+  cost: (ins) => linearCost(ins.slice(0, 2)),
+})
+
+export function transpose2(d: Float64Array, r: number, c: number): Float64Array {
+  const t = new Float64Array(r * c)
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) t[j * r + i] = d[i * c + j]
+  return t
+}
+
+export const MatMul = defineOp<object>({
+  doc: 'matrix product with NumPy semantics (1-D promotion, batch broadcasting)',
+  kind: 'linear',
+  arity: [2, 2],
+  attrs: () => ({}),
+  infer: (ins) => {
+    const [A, B] = ins
+    if (A.shape.length === 0 || B.shape.length === 0) throw new OpError('MatMul inputs must have rank >= 1')
+    const a = A.shape.length === 1 ? [1, A.shape[0]] : A.shape
+    const b = B.shape.length === 1 ? [B.shape[0], 1] : B.shape
+    const K = a[a.length - 1]
+    if (K !== b[b.length - 2]) throw new OpError(`inner dimensions differ: ${K} and ${b[b.length - 2]}`)
+    const batch = broadcastShapes([a.slice(0, -2), b.slice(0, -2)])
+    const shape = [...batch]
+    if (A.shape.length > 1) shape.push(a[a.length - 2])
+    if (B.shape.length > 1) shape.push(b[b.length - 1])
+    return { dtype: A.dtype, shape: checkShape(shape) }
+  },
+  eval: (ins, _a, out) => {
+    const [A, B] = ins
+    const a = A.shape.length === 1 ? [1, A.shape[0]] : A.shape
+    const b = B.shape.length === 1 ? [B.shape[0], 1] : B.shape
+    const M = a[a.length - 2]
+    const K = a[a.length - 1]
+    const N = b[b.length - 1]
+    const batch = broadcastShapes([a.slice(0, -2), b.slice(0, -2)])
+    const nb = sizeOf(batch)
+    const ia = broadcastIndex(a.slice(0, -2), batch)
+    const ib = broadcastIndex(b.slice(0, -2), batch)
+    const y = new Float64Array(nb * M * N)
+    for (let i = 0; i < nb; i++)
+      matmulAcc(A.data, (ia ? ia[i] : i) * M * K, B.data, (ib ? ib[i] : i) * K * N, y, i * M * N, M, K, N)
+    return withData(out, y)
+  },
+  cost: (ins, _a, out) => {
+    if (ins[0].secret && ins[1].secret) return { depth: 1, muls: sizeOf(out.shape) * ins[0].shape[ins[0].shape.length - 1], nonlinear: 0 }
+    return linearCost(ins)
+  },
+})
+
+export const BatchNormalization = defineOp<{ epsilon: number }>({
+  doc: 'inference-mode batch normalization over axis 1: scale (x - mean) / sqrt(var + epsilon) + bias',
+  kind: 'linear',
+  arity: [5, 5],
+  attrs: (r) => {
+    if (r.int('training_mode', 0) !== 0) throw new OpError('training_mode BatchNormalization is not supported')
+    return { epsilon: r.float('epsilon', 1e-5) }
+  },
+  infer: (ins) => {
+    const x = ins[0]
+    requireFloat(x)
+    if (x.shape.length < 2) throw new OpError('input must have a channel axis (rank >= 2)')
+    const c = x.shape[1]
+    for (let i = 1; i < 5; i++)
+      if (ins[i].shape.length !== 1 || ins[i].shape[0] !== c)
+        throw new OpError(`parameter ${i} has shape [${ins[i].shape.join(',')}], expected [${c}]`)
+    return { dtype: x.dtype, shape: x.shape }
+  },
+  eval: (ins, a, out) => {
+    const [x, s, bias, mean, v] = ins
+    const c = x.shape[1]
+    const inner = sizeOf(x.shape.slice(2))
+    const y = new Float64Array(x.data.length)
+    for (let ch = 0; ch < c; ch++) {
+      const k = s.data[ch] / Math.sqrt(v.data[ch] + a.epsilon)
+      const off = bias.data[ch] - k * mean.data[ch]
+      for (let n = 0; n < x.shape[0]; n++) {
+        const base = (n * c + ch) * inner
+        for (let i = 0; i < inner; i++) y[base + i] = k * x.data[base + i] + off
+      }
+    }
+    return withData(out, y)
+  },
+  cost: (ins) => linearCost(ins.slice(0, 1)),
+})
+
+interface PoolAttrs extends Window {
+  countIncludePad: boolean
+}
+
+function pool(kind: 'max' | 'avg') {
+  return defineOp<PoolAttrs>({
+    doc: kind === 'max' ? '2-D max pooling (pads, strides, dilations, ceil_mode, auto_pad)' : '2-D average pooling (pads, strides, count_include_pad, ceil_mode, auto_pad)',
+    kind: kind === 'max' ? 'nonlinear' : 'linear',
+    arity: [1, 1],
+    attrs: (r) => {
+      if (kind === 'max' && r.int('storage_order', 0) !== 0) throw new OpError('MaxPool storage_order 1 is not supported')
+      if (r.ints('kernel_shape').some((k) => k < 1)) throw new OpError('kernel_shape must be positive')
+      return { ...parseWindow(r, undefined), countIncludePad: r.int('count_include_pad', 0) === 1 }
+    },
+    infer: (ins, a) => {
+      requireFloat(ins[0])
+      const [n, c, h, w] = spatial(ins[0], kind === 'max' ? 'MaxPool' : 'AveragePool')
+      const win = resolveWindow(a, h, w)
+      return { dtype: ins[0].dtype, shape: checkShape(spatialOut(ins[0], n, c, win.outH, win.outW)) }
+    },
+    eval: (ins, a, out) => {
+      const x = ins[0]
+      const [n, c, h, w] = spatial(x, 'pool')
+      const { pads, k, s, d, outH, outW } = resolveWindow(a, h, w)
+      const y = alloc(out)
+      let o = 0
+      for (let p = 0; p < n * c; p++) {
+        const base = p * h * w
+        for (let oh = 0; oh < outH; oh++)
+          for (let ow = 0; ow < outW; ow++, o++) {
+            const h0 = oh * s[0] - pads[0]
+            const w0 = ow * s[1] - pads[1]
+            let acc = kind === 'max' ? -Infinity : 0
+            let count = 0
+            for (let i = 0; i < k[0]; i++) {
+              const ih = h0 + i * d[0]
+              if (ih < 0 || ih >= h) continue
+              for (let j = 0; j < k[1]; j++) {
+                const iw = w0 + j * d[1]
+                if (iw < 0 || iw >= w) continue
+                const v = x.data[base + ih * w + iw]
+                if (kind === 'max') acc = v > acc ? v : acc
+                else acc += v
+                count++
+              }
+            }
+            if (kind === 'avg') {
+              if (a.countIncludePad) {
+                const hEnd = Math.min(h0 + k[0], h + pads[2])
+                const wEnd = Math.min(w0 + k[1], w + pads[3])
+                count = (hEnd - h0) * (wEnd - w0)
+              }
+              acc = count > 0 ? acc / count : 0
+            }
+            y.data[o] = acc
+          }
+      }
+      return y
+    },
+    cost: (ins, a, out) => {
+      if (!ins[0].secret) return ZERO_COST
+      if (kind === 'avg') return { depth: 1, muls: 0, nonlinear: 0 }
+      const win = a.kernel.reduce((p, v) => p * v, 1)
+      return { depth: 0, muls: 0, nonlinear: sizeOf(out.shape) * (win - 1) }
+    },
+  })
+}
+
+export const MaxPool = pool('max')
+export const AveragePool = pool('avg')
+
+function globalPool(kind: 'max' | 'avg') {
+  return defineOp<object>({
+    doc: kind === 'max' ? 'maximum over all spatial positions' : 'mean over all spatial positions',
+    kind: kind === 'max' ? 'nonlinear' : 'linear',
+    arity: [1, 1],
+    attrs: () => ({}),
+    infer: (ins) => {
+      requireFloat(ins[0])
+      if (ins[0].shape.length < 3) throw new OpError('input must be [N, C, spatial...]')
+      return { dtype: ins[0].dtype, shape: [...ins[0].shape.slice(0, 2), ...ins[0].shape.slice(2).map(() => 1)] }
+    },
+    eval: (ins, _a, out) => {
+      const x = ins[0]
+      const inner = sizeOf(x.shape.slice(2))
+      const y = alloc(out)
+      for (let p = 0; p < y.data.length; p++) {
+        let acc = kind === 'max' ? -Infinity : 0
+        for (let i = 0; i < inner; i++) {
+          const v = x.data[p * inner + i]
+          acc = kind === 'max' ? Math.max(acc, v) : acc + v
+        }
+        y.data[p] = kind === 'max' ? acc : acc / inner
+      }
+      return y
+    },
+    cost: (ins, _a, out) => {
+      if (!ins[0].secret) return ZERO_COST
+      if (kind === 'avg') return { depth: 1, muls: 0, nonlinear: 0 }
+      return { depth: 0, muls: 0, nonlinear: sizeOf(out.shape) * (sizeOf(ins[0].shape.slice(2)) - 1) }
+    },
+  })
+}
+
+export const GlobalAveragePool = globalPool('avg')
+export const GlobalMaxPool = globalPool('max')
+
+export const NN_OPS: Record<string, OpDef> = {
+  Conv, ConvTranspose, Gemm, MatMul, BatchNormalization, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool,
+}

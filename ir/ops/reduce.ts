@@ -1,0 +1,103 @@
+/** Reductions and normalizations over axes: ReduceMean, ReduceSum, ReduceMax, Softmax. */
+import { defineOp, ZERO_COST, type OpDef } from '../op.js'
+import { sizeOf, type Tensor, type TensorType } from '../tensor.js'
+import { alloc, intsOf, normAxis, withData } from './util.js'
+
+interface ReduceAttrs {
+  axes?: number[]
+  keepdims: boolean
+  noopWithEmptyAxes: boolean
+}
+
+function reduceAxes(ins: readonly TensorType[], a: ReduceAttrs, constant: (i: number) => Tensor | undefined): number[] {
+  const rank = ins[0].shape.length
+  const raw = ins.length > 1 && ins[1] ? intsOf(constant(1), 'axes') : a.axes
+  if (!raw || raw.length === 0) return a.noopWithEmptyAxes ? [] : ins[0].shape.map((_, i) => i)
+  return [...new Set(raw.map((x) => normAxis(x, rank)))].sort((x, y) => x - y)
+}
+
+function reduce(doc: string, init: number, step: (acc: number, v: number) => number, finish: (acc: number, n: number) => number, kind: 'linear' | 'nonlinear') {
+  return defineOp<ReduceAttrs>({
+    doc,
+    kind,
+    arity: [1, 2],
+    attrs: (r) => ({ axes: r.has('axes') ? r.ints('axes') : undefined, keepdims: r.int('keepdims', 1) === 1, noopWithEmptyAxes: r.int('noop_with_empty_axes', 0) === 1 }),
+    infer: (ins, a, cx) => {
+      const axes = reduceAxes(ins, a, (i) => cx.constant(i))
+      const shape = ins[0].shape.flatMap((d, i) => (axes.includes(i) ? (a.keepdims ? [1] : []) : [d]))
+      return { dtype: ins[0].dtype, shape }
+    },
+    eval: (ins, a, out) => {
+      const x = ins[0]
+      const axes = reduceAxes(ins, a, (i) => ins[i])
+      const rank = x.shape.length
+      const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+      const y = alloc(out)
+      y.data.fill(init)
+      const n = sizeOf(axes.map((i) => x.shape[i]))
+      const counter = new Array<number>(rank).fill(0)
+      const keptStrides = new Array<number>(rank)
+      let acc = 1
+      for (let i = rank - 1; i >= 0; i--) {
+        keptStrides[i] = kept[i] === 1 ? 0 : acc
+        acc *= kept[i]
+      }
+      let dst = 0
+      for (let k = 0; k < x.data.length; k++) {
+        y.data[dst] = step(y.data[dst], x.data[k])
+        for (let d = rank - 1; d >= 0; d--) {
+          counter[d]++
+          dst += keptStrides[d]
+          if (counter[d] < x.shape[d]) break
+          dst -= keptStrides[d] * x.shape[d]
+          counter[d] = 0
+        }
+      }
+      for (let i = 0; i < y.data.length; i++) y.data[i] = finish(y.data[i], n)
+      return y
+    },
+    cost: (ins, _a, out) => {
+      if (!ins[0].secret) return ZERO_COST
+      if (kind === 'linear') return { depth: 1, muls: 0, nonlinear: 0 }
+      return { depth: 0, muls: 0, nonlinear: sizeOf(ins[0].shape) - sizeOf(out.shape) }
+    },
+  })
+}
+
+export const ReduceMean = reduce('mean over axes (attribute before opset 18, input after)', 0, (s, v) => s + v, (s, n) => s / n, 'linear')
+export const ReduceSum = reduce('sum over axes (axes input since opset 13)', 0, (s, v) => s + v, (s) => s, 'linear')
+export const ReduceMax = reduce('maximum over axes', -Infinity, Math.max, (s) => s, 'nonlinear')
+
+export const Softmax = defineOp<{ axis: number; legacy: boolean }>({
+  doc: 'exp(x) / sum exp(x) along an axis (before opset 13: over the flattened dims from axis on)',
+  kind: 'nonlinear',
+  arity: [1, 1],
+  attrs: (r) => ({ axis: r.int('axis', r.opset < 13 ? 1 : -1), legacy: r.opset < 13 }),
+  infer: (ins, a) => {
+    normAxis(a.axis, Math.max(ins[0].shape.length, 1))
+    return { dtype: ins[0].dtype, shape: ins[0].shape }
+  },
+  eval: (ins, a, out) => {
+    const x = ins[0]
+    const rank = x.shape.length
+    if (rank === 0) return withData(out, new Float64Array([1]))
+    const axis = normAxis(a.axis, rank)
+    const outer = sizeOf(x.shape.slice(0, axis))
+    const len = a.legacy ? sizeOf(x.shape.slice(axis)) : x.shape[axis]
+    const inner = a.legacy ? 1 : sizeOf(x.shape.slice(axis + 1))
+    const y = new Float64Array(x.data.length)
+    for (let o = 0; o < outer; o++)
+      for (let i = 0; i < inner; i++) {
+        const base = o * len * inner + i
+        let m = -Infinity
+        for (let k = 0; k < len; k++) m = Math.max(m, x.data[base + k * inner])
+        let s = 0
+        for (let k = 0; k < len; k++) s += y[base + k * inner] = Math.exp(x.data[base + k * inner] - m)
+        for (let k = 0; k < len; k++) y[base + k * inner] /= s
+      }
+    return withData(out, y)
+  },
+  cost: (ins, _a, out) => (ins[0].secret ? { depth: 0, muls: 0, nonlinear: sizeOf(out.shape) } : ZERO_COST),
+})
+
+export const REDUCE_OPS: Record<string, OpDef> = { ReduceMean, ReduceSum, ReduceMax, Softmax }

@@ -1,0 +1,93 @@
+/** Shared helpers for op definitions: broadcasting, axis normalization, output allocation. */
+import { OpError } from '../op.js'
+import { MAX_ELEMENTS, sizeOf, stridesOf, type DType, type Tensor, type TensorType } from '../tensor.js'
+
+export function normAxis(axis: number, rank: number): number {
+  const a = axis < 0 ? axis + rank : axis
+  if (a < 0 || a >= rank) throw new OpError(`axis ${axis} is out of range for rank ${rank}`)
+  return a
+}
+
+export function checkShape(shape: readonly number[]): number[] {
+  for (const d of shape)
+    if (!Number.isInteger(d) || d < 0) throw new OpError(`invalid dimension ${d} in shape [${shape.join(', ')}]`)
+  if (sizeOf(shape) > MAX_ELEMENTS)
+    throw new OpError(`shape [${shape.join(', ')}] has ${sizeOf(shape)} elements, more than the ${MAX_ELEMENTS} a tensor may hold`)
+  return [...shape]
+}
+
+export function broadcastShapes(shapes: readonly (readonly number[])[]): number[] {
+  const rank = Math.max(...shapes.map((s) => s.length))
+  const out = new Array<number>(rank).fill(1)
+  for (const s of shapes) {
+    for (let i = 0; i < s.length; i++) {
+      const o = rank - s.length + i
+      const d = s[i]
+      if (d === out[o] || d === 1) continue
+      if (out[o] === 1) out[o] = d
+      else throw new OpError(`shapes ${shapes.map((x) => `[${x.join(',')}]`).join(' and ')} do not broadcast`)
+    }
+  }
+  return checkShape(out)
+}
+
+/** Strides of `shape` as read by an output of rank `rank` under broadcasting (0 on broadcast dims). */
+export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
+  const rank = outShape.length
+  const st = stridesOf(shape)
+  const out = new Array<number>(rank).fill(0)
+  for (let i = 0; i < shape.length; i++) {
+    const o = rank - shape.length + i
+    out[o] = shape[i] === 1 && outShape[o] !== 1 ? 0 : st[i]
+  }
+  return out
+}
+
+/** For each output element, the flat index into an input of `shape` under broadcasting. */
+export function broadcastIndex(shape: readonly number[], outShape: readonly number[]): Int32Array | null {
+  if (shape.length === outShape.length && shape.every((d, i) => d === outShape[i])) return null
+  const n = sizeOf(outShape)
+  const idx = new Int32Array(n)
+  const st = broadcastStrides(shape, outShape)
+  const rank = outShape.length
+  const counter = new Array<number>(rank).fill(0)
+  let flat = 0
+  for (let k = 0; k < n; k++) {
+    idx[k] = flat
+    for (let d = rank - 1; d >= 0; d--) {
+      counter[d]++
+      flat += st[d]
+      if (counter[d] < outShape[d]) break
+      flat -= st[d] * outShape[d]
+      counter[d] = 0
+    }
+  }
+  return idx
+}
+
+export function alloc(t: TensorType): Tensor {
+  return { dtype: t.dtype, shape: t.shape, data: new Float64Array(sizeOf(t.shape)) }
+}
+
+export function withData(t: TensorType, data: Float64Array): Tensor {
+  return { dtype: t.dtype, shape: t.shape, data }
+}
+
+export function requireFloat(t: TensorType, what = 'input'): void {
+  if (t.dtype !== 'float32' && t.dtype !== 'float64') throw new OpError(`${what} must be a float tensor, got ${t.dtype}`)
+}
+
+/** Round results into the dtype's value set (float32 results are rounded like a float32 runtime would). */
+export function roundTo(dtype: DType, data: Float64Array): Float64Array {
+  if (dtype === 'int64') for (let i = 0; i < data.length; i++) data[i] = Math.trunc(data[i])
+  return data
+}
+
+/** Integer list from a constant tensor input (shapes, axes, pads). */
+export function intsOf(t: Tensor | undefined, what: string): number[] {
+  if (!t) throw new OpError(`${what} must be a compile-time constant`)
+  return Array.from(t.data, (v) => {
+    if (!Number.isInteger(v)) throw new OpError(`${what} must hold integers`)
+    return v
+  })
+}
