@@ -9,14 +9,14 @@ import { closeSync, fstatSync, openSync, readSync, realpathSync } from 'node:fs'
 import path from 'node:path'
 import { GraphBuilder, GraphError } from '../ir/builder.js'
 import type { Graph, Origin } from '../ir/graph.js'
-import { RawAttrs, OpError, type AttrValue } from '../ir/op.js'
+import { DEFAULT_SINCE, RawAttrs, OpError, type AttrValue } from '../ir/op.js'
 import { OPS, PIC_ONLY_OPS } from '../ir/ops/index.js'
 import type { DType } from '../ir/tensor.js'
 import { nodeError, PicError } from './errors.js'
 import { CycleError, topoOrder } from '../ir/topo.js'
 import { dtypeOf, elemTypeName, onnx, tensorFromProto, toInt } from './onnx-tensor.js'
 
-export const MIN_OPSET = 7
+export const MIN_OPSET = 1
 export const MAX_OPSET = 21
 
 export interface ImportOptions {
@@ -126,7 +126,10 @@ export function importModel(bytes: Uint8Array, opts: ImportOptions = {}): Graph 
   const unsupported = new Map<string, string[]>()
   nodes.forEach((n, i) => {
     const o = originOf(n, i)
-    if (!OPS[o.op] || PIC_ONLY_OPS.has(o.op)) unsupported.set(o.op || '(empty op type)', [...(unsupported.get(o.op) ?? []), o.name])
+    const def = PIC_ONLY_OPS.has(o.op) ? undefined : OPS[o.op]
+    const since = def?.since ?? DEFAULT_SINCE
+    const key = !def ? o.op || '(empty op type)' : opset < since ? `${o.op} before opset ${since}` : undefined
+    if (key) unsupported.set(key, [...(unsupported.get(key) ?? []), o.name])
   })
   if (unsupported.size > 0) {
     const list = [...unsupported].map(([op, names]) => `${op} (${names.length === 1 ? `node '${names[0]}'` : `${names.length} nodes: ${names.slice(0, 3).map((x) => `'${x}'`).join(', ')}${names.length > 3 ? ', ...' : ''}`})`)

@@ -111,6 +111,11 @@ export interface OpDef<A = any> {
   readonly kind: OpKind
   /** Minimum and maximum number of inputs (absent optional inputs count). */
   readonly arity: readonly [number, number]
+  /**
+   * Oldest ONNX opset whose version of this op the entry implements exactly (default 7, where
+   * ONNX's broadcasting settled); the importer refuses the op in models of older opsets.
+   */
+  readonly since?: number
   /** Parse and validate raw ONNX attributes into this op's attribute object. */
   attrs(raw: RawAttrs): A
   /** Result type from input types; throws OpError on a mismatch. */
@@ -120,6 +125,8 @@ export interface OpDef<A = any> {
   /** Cost metadata; defaults to zero cost for layout/linear ops when absent. */
   cost?(ins: readonly Operand[], a: A, out: TensorType): Cost
 }
+
+export const DEFAULT_SINCE = 7
 
 export const ZERO_COST: Cost = { depth: 0, muls: 0, nonlinear: 0 }
 

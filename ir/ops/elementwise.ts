@@ -35,11 +35,12 @@ const nonlinearCost = (_ins: readonly Operand[], _a: unknown, out: TensorType): 
   nonlinear: sizeOf(out.shape),
 })
 
-function unary<A>(doc: string, parse: OpDef<A>['attrs'], f: (a: A) => (x: number) => number, kind: 'nonlinear' | 'layout' | 'arith' = 'nonlinear'): OpDef<A> {
+function unary<A>(doc: string, parse: OpDef<A>['attrs'], f: (a: A) => (x: number) => number, since = 6): OpDef<A> {
   return defineOp<A>({
     doc,
-    kind,
+    kind: 'nonlinear',
     arity: [1, 1],
+    since,
     attrs: parse,
     infer: (ins) => {
       requireFloat(ins[0])
@@ -52,7 +53,7 @@ function unary<A>(doc: string, parse: OpDef<A>['attrs'], f: (a: A) => (x: number
       for (let i = 0; i < x.length; i++) y[i] = fn(x[i])
       return withData(out, y)
     },
-    cost: kind === 'nonlinear' ? nonlinearCost : () => ZERO_COST,
+    cost: nonlinearCost,
   })
 }
 
@@ -70,16 +71,16 @@ export const Selu = unary(
   (r) => ({ alpha: r.float('alpha', 1.67326319217681884765625), gamma: r.float('gamma', 1.05070102214813232421875) }),
   (a) => (x) => a.gamma * (x > 0 ? x : a.alpha * Math.expm1(x)),
 )
-export const Softplus = unary('log(1 + exp(x))', none, () => softplus)
+export const Softplus = unary('log(1 + exp(x))', none, () => softplus, 1)
 export const HardSigmoid = unary(
   'max(0, min(1, alpha x + beta))',
   (r) => ({ alpha: r.float('alpha', 0.2), beta: r.float('beta', 0.5) }),
   (a) => (x) => Math.max(0, Math.min(1, a.alpha * x + a.beta)),
 )
-export const HardSwish = unary('x max(0, min(1, x / 6 + 1 / 2))', none, () => (x) => x * Math.max(0, Math.min(1, x / 6 + 0.5)))
+export const HardSwish = unary('x max(0, min(1, x / 6 + 1 / 2))', none, () => (x) => x * Math.max(0, Math.min(1, x / 6 + 0.5)), 14)
 export const Sqrt = unary('sqrt(x)', none, () => Math.sqrt)
 export const Exp = unary('exp(x)', none, () => Math.exp)
-export const Erf = unary('erf(x)', none, () => erf)
+export const Erf = unary('erf(x)', none, () => erf, 9)
 export const Abs = unary('|x|', none, () => Math.abs)
 export const Gelu = unary(
   "x Phi(x) (approximate 'none') or its tanh form (approximate 'tanh'), as ONNX opset 20",
@@ -92,6 +93,7 @@ export const Gelu = unary(
     a.approximate === 'tanh'
       ? (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)))
       : (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
+  20,
 )
 export const Silu = unary('x sigmoid(x) (SiLU / Swish; PIC op, recognized from Mul(x, Sigmoid(x)))', none, () => (x) => x * sigmoid(x))
 
@@ -99,6 +101,7 @@ export const Neg = defineOp<object>({
   doc: '-x',
   kind: 'arith',
   arity: [1, 1],
+  since: 6,
   attrs: none,
   infer: (ins) => ({ dtype: ins[0].dtype, shape: ins[0].shape }),
   eval: (ins, _a, out) => withData(out, ins[0].data.map((v) => -v)),
@@ -110,6 +113,7 @@ const passThrough = (doc: string) =>
     doc,
     kind: 'layout',
     arity: [1, 3],
+    since: 1,
     attrs: none,
     infer: (ins) => ({ dtype: ins[0].dtype, shape: ins[0].shape }),
     eval: (ins) => ins[0],
@@ -119,15 +123,13 @@ export const Identity = passThrough('y = x')
 export const Dropout = passThrough('Identity at inference (ratio and training_mode inputs are ignored; the mask output is not supported)')
 
 export const Clip = defineOp<{ min?: number; max?: number }>({
-  doc: 'min(max(x, lo), hi); bounds from inputs 2 and 3 (opset 11+), absent bounds unbounded',
+  doc: 'min(max(x, lo), hi); scalar bounds from inputs 2 and 3 (opset 11+) or attributes, absent bounds unbounded',
   kind: 'nonlinear',
   arity: [1, 3],
+  since: 6,
   attrs: (r) => ({ min: r.has('min') ? r.float('min') : undefined, max: r.has('max') ? r.float('max') : undefined }),
-  infer: (ins, _a, cx) => {
-    for (const i of [1, 2]) {
-      if (ins[i] && !cx.constant(i)) throw new OpError('Clip bounds must be compile-time constants')
-      if (ins[i] && sizeOf(ins[i].shape) !== 1) throw new OpError('Clip bounds must be scalars')
-    }
+  infer: (ins) => {
+    for (const i of [1, 2]) if (ins[i] && sizeOf(ins[i].shape) !== 1) throw new OpError('Clip bounds must be scalars')
     return { dtype: ins[0].dtype, shape: ins[0].shape }
   },
   eval: (ins, a, out) => {
@@ -232,6 +234,7 @@ function variadic(doc: string, combine: (vals: Float64Array[], n: number) => Flo
     doc,
     kind,
     arity: [1, 2 ** 16],
+    since: 6,
     attrs: none,
     infer: (ins) => {
       for (const t of ins) if (t.dtype !== ins[0].dtype) throw new OpError('all inputs must have the same dtype')

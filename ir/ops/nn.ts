@@ -119,6 +119,7 @@ export const Conv = defineOp<ConvAttrs>({
   doc: 'N-channel 2-D convolution (groups, pads, strides, dilations, auto_pad); X[N,C,H,W], W[M,C/group,kH,kW], B[M]',
   kind: 'linear',
   arity: [2, 3],
+  since: 1,
   attrs: (r) => ({ ...parseWindow(r, unknownKernel(r)), group: r.int('group', 1) }),
   infer: (ins, a) => {
     const [x, w, b] = ins
@@ -197,6 +198,7 @@ export const ConvTranspose = defineOp<ConvTransposeAttrs>({
   doc: '2-D transposed convolution; X[N,C,H,W], W[C,M/group,kH,kW], B[M]',
   kind: 'linear',
   arity: [2, 3],
+  since: 1,
   attrs: (r) => {
     const k = unknownKernel(r)
     return {
@@ -310,6 +312,7 @@ export const MatMul = defineOp<object>({
   doc: 'matrix product with NumPy semantics (1-D promotion, batch broadcasting)',
   kind: 'linear',
   arity: [2, 2],
+  since: 1,
   attrs: () => ({}),
   infer: (ins) => {
     const [A, B] = ins
@@ -391,6 +394,7 @@ function pool(kind: 'max' | 'avg') {
     doc: kind === 'max' ? '2-D max pooling (pads, strides, dilations, ceil_mode, auto_pad)' : '2-D average pooling (pads, strides, count_include_pad, ceil_mode, auto_pad)',
     kind: kind === 'max' ? 'nonlinear' : 'linear',
     arity: [1, 1],
+    since: 1,
     attrs: (r) => {
       if (kind === 'max' && r.int('storage_order', 0) !== 0) throw new OpError('MaxPool storage_order 1 is not supported')
       if (r.ints('kernel_shape').some((k) => k < 1)) throw new OpError('kernel_shape must be positive')
@@ -458,6 +462,7 @@ function globalPool(kind: 'max' | 'avg') {
     doc: kind === 'max' ? 'maximum over all spatial positions' : 'mean over all spatial positions',
     kind: kind === 'max' ? 'nonlinear' : 'linear',
     arity: [1, 1],
+    since: 1,
     attrs: () => ({}),
     infer: (ins) => {
       requireFloat(ins[0])

@@ -21,6 +21,7 @@ function reduce(doc: string, init: number, step: (acc: number, v: number) => num
     doc,
     kind,
     arity: [1, 2],
+    since: 1,
     attrs: (r) => ({ axes: r.has('axes') ? r.ints('axes') : undefined, keepdims: r.int('keepdims', 1) === 1, noopWithEmptyAxes: r.int('noop_with_empty_axes', 0) === 1 }),
     infer: (ins, a, cx) => {
       const axes = reduceAxes(ins, a, (i) => cx.constant(i))
@@ -72,6 +73,7 @@ export const Softmax = defineOp<{ axis: number; legacy: boolean }>({
   doc: 'exp(x) / sum exp(x) along an axis (before opset 13: over the flattened dims from axis on)',
   kind: 'nonlinear',
   arity: [1, 1],
+  since: 1,
   attrs: (r) => ({ axis: r.int('axis', r.opset < 13 ? 1 : -1), legacy: r.opset < 13 }),
   infer: (ins, a) => {
     normAxis(a.axis, Math.max(ins[0].shape.length, 1))

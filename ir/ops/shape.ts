@@ -13,6 +13,7 @@ export const Flatten = defineOp<{ axis: number }>({
   doc: 'reshape to 2-D: [prod(dims < axis), prod(dims >= axis)]',
   kind: 'layout',
   arity: [1, 1],
+  since: 1,
   attrs: (r) => ({ axis: r.int('axis', 1) }),
   infer: (ins, a) => {
     const s = ins[0].shape
@@ -27,6 +28,7 @@ export const Reshape = defineOp<{ allowzero: boolean }>({
   doc: 'reshape to a constant target shape (0 copies a dim unless allowzero, -1 is inferred)',
   kind: 'layout',
   arity: [2, 2],
+  since: 5,
   attrs: (r) => ({ allowzero: r.int('allowzero', 0) === 1 }),
   infer: (ins, a, cx) => {
     const target = intsOf(cx.constant(1), 'Reshape shape')
@@ -55,6 +57,7 @@ export const Squeeze = defineOp<{ axes?: number[] }>({
   doc: 'remove size-1 dims (the given axes, or all)',
   kind: 'layout',
   arity: [1, 2],
+  since: 1,
   attrs: (r) => ({ axes: r.has('axes') ? r.ints('axes') : undefined }),
   infer: (ins, a, cx) => {
     const s = ins[0].shape
@@ -69,6 +72,7 @@ export const Unsqueeze = defineOp<{ axes?: number[] }>({
   doc: 'insert size-1 dims at the given axes of the output',
   kind: 'layout',
   arity: [1, 2],
+  since: 1,
   attrs: (r) => ({ axes: r.has('axes') ? r.ints('axes') : undefined }),
   infer: (ins, a, cx) => {
     const raw = squeezeAxes(a, cx, ins.length > 1 && !!ins[1])
@@ -111,6 +115,7 @@ export const Transpose = defineOp<{ perm?: number[] }>({
   doc: 'permute axes (default: reverse them)',
   kind: 'layout',
   arity: [1, 1],
+  since: 1,
   attrs: (r) => ({ perm: r.has('perm') ? r.ints('perm') : undefined }),
   infer: (ins, a) => {
     const s = ins[0].shape
@@ -126,6 +131,7 @@ export const Concat = defineOp<{ axis: number }>({
   doc: 'join inputs along an axis',
   kind: 'layout',
   arity: [1, 2 ** 16],
+  since: 4,
   attrs: (r) => ({ axis: r.int('axis') }),
   infer: (ins, a) => {
     const s0 = ins[0].shape
@@ -195,6 +201,7 @@ export const Pad = defineOp<PadAttrs>({
   doc: "pad with a constant, by reflection or by repeating the edge (pads input, opset 11+); negative pads crop",
   kind: 'layout',
   arity: [1, 4],
+  since: 2,
   attrs: (r) => {
     const mode = r.string('mode', 'constant')
     if (mode !== 'constant' && mode !== 'reflect' && mode !== 'edge') throw new OpError(`Pad mode '${mode}' is not supported`)
@@ -247,6 +254,7 @@ export const Gather = defineOp<{ axis: number }>({
   doc: 'take slices along an axis at constant or computed indices (negative indices count from the end)',
   kind: 'layout',
   arity: [2, 2],
+  since: 1,
   attrs: (r) => ({ axis: r.int('axis', 0) }),
   infer: (ins, a) => {
     const [x, idx] = ins
@@ -277,6 +285,7 @@ export const Expand = defineOp<object>({
   doc: 'broadcast to a constant shape',
   kind: 'layout',
   arity: [2, 2],
+  since: 8,
   attrs: () => ({}),
   infer: (ins, _a, cx) => ({ dtype: ins[0].dtype, shape: broadcastShapes([ins[0].shape, intsOf(cx.constant(1), 'Expand shape')]) }),
   eval: (ins, _a, out) => {
@@ -321,6 +330,7 @@ export const Slice = defineOp<SliceAttrs>({
   doc: 'strided slice with constant starts, ends, axes and steps',
   kind: 'layout',
   arity: [1, 5],
+  since: 1,
   attrs: (r) => ({ starts: r.has('starts') ? r.ints('starts') : undefined, ends: r.has('ends') ? r.ints('ends') : undefined, axes: r.has('axes') ? r.ints('axes') : undefined }),
   infer: (ins, a, cx) => ({ dtype: ins[0].dtype, shape: sliceSpec(ins, a, cx).shape }),
   eval: (ins, a, out) => {
@@ -346,6 +356,7 @@ export const Shape = defineOp<{ start: number; end?: number }>({
   doc: 'the input shape as an int64 vector (optionally a start..end slice)',
   kind: 'source',
   arity: [1, 1],
+  since: 1,
   attrs: (r) => ({ start: r.int('start', 0), end: r.has('end') ? r.int('end') : undefined }),
   infer: (ins, a) => ({ dtype: 'int64', shape: [shapeSlice(ins[0].shape, a).length] }),
   eval: (ins, a, out) => tensor('int64', out.shape, shapeSlice(ins[0].shape, a)),
@@ -362,6 +373,7 @@ export const ConstantOfShape = defineOp<{ value?: Tensor }>({
   doc: 'a tensor of a constant shape filled with one value (default float32 0)',
   kind: 'source',
   arity: [1, 1],
+  since: 9,
   attrs: (r) => ({ value: r.tensor('value') }),
   infer: (_ins, a, cx) => ({ dtype: a.value?.dtype ?? 'float32', shape: checkShape(intsOf(cx.constant(0), 'ConstantOfShape shape')) }),
   eval: (_ins, a, out) => withData(out, new Float64Array(sizeOf(out.shape)).fill(a.value?.data[0] ?? 0)),

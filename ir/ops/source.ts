@@ -7,6 +7,7 @@ export const Input = defineOp<InputAttrs & { dtype: string; shape: number[] }>({
   doc: 'A graph input; its type is bound when the graph is instantiated.',
   kind: 'source',
   arity: [0, 0],
+  since: 1,
   attrs: () => {
     throw new OpError('Input nodes are created by the importer or the builder')
   },
@@ -20,6 +21,7 @@ export const Constant = defineOp<ConstantAttrs>({
   doc: 'A constant tensor (initializer or ONNX Constant).',
   kind: 'source',
   arity: [0, 0],
+  since: 1,
   attrs: (raw) => {
     const t = raw.tensor('value')
     if (t) return { value: t }
