@@ -1,0 +1,202 @@
+/**
+ * The trusted dealer (`pic dealer --port P`): stands in for the offline phase's homomorphic
+ * encryption and oblivious transfer. Both parties connect with the same session id; the server
+ * uploads the fixed-point segment matrices, and per image the dealer sends the server a seed and the
+ * client a seed plus what cannot be seeded: M r - s per segment, its Beaver-square shares and one
+ * label per random oblivious transfer. The dealer sees the weights and the masks but never the
+ * client's input, the garbled circuits or any online message.
+ */
+import type { Server, Socket } from 'node:net'
+import { boundPort, Channel, listen, ProtocolError } from './net.js'
+import { ClientStreams, gcLayout, PROTOCOL, segmentsOf, ServerStreams, squaresOf } from './protocol.js'
+import { freshSeed, matrixFromBytes, matVec, ringToBytes, sub, type SparseMatrix } from './ring.js'
+import type { MpcSchedule } from './schedule.js'
+
+export interface DealerSpec {
+  sources: number[]
+  segments: { sources: number[]; size: number }[]
+  squares: number[]
+  ot: number[]
+}
+
+export function dealerSpec(s: MpcSchedule): DealerSpec {
+  return {
+    sources: s.sources.map((x) => x.size),
+    segments: segmentsOf(s).map((g) => ({ sources: g.sources, size: g.size })),
+    squares: s.steps.map((st) => squaresOf(s, st)),
+    ot: s.steps.map((st) => (st.kind === 'gc' ? gcLayout(s, st).bBits : 0)),
+  }
+}
+
+export interface Hello {
+  protocol: string
+  role: 'server' | 'client'
+  session: string
+  fingerprint: string
+  images: number
+  spec: DealerSpec
+}
+
+const MAX_IMAGES = 1 << 20
+
+export function parseHello(b: Buffer, peer: string): Hello {
+  let h: Hello
+  try {
+    h = JSON.parse(b.toString('utf8')) as Hello
+  } catch {
+    throw new ProtocolError(`${peer} sent a malformed hello`)
+  }
+  if (!h || typeof h !== 'object' || h.protocol !== PROTOCOL) throw new ProtocolError(`${peer} does not speak ${PROTOCOL}`)
+  if (typeof h.session !== 'string' || !/^[0-9a-f]{32}$/.test(h.session)) throw new ProtocolError(`${peer} sent a malformed session id`)
+  if (typeof h.fingerprint !== 'string') throw new ProtocolError(`${peer} sent no schedule fingerprint`)
+  if (!Number.isInteger(h.images) || h.images < 1 || h.images > MAX_IMAGES) throw new ProtocolError(`${peer} asked for ${h.images} images`)
+  return h
+}
+
+export interface DealerOptions {
+  port: number
+  host?: string
+  timeoutMs?: number
+  log?: (msg: string) => void
+}
+
+export interface DealerHandle {
+  port: number
+  close(): Promise<void>
+}
+
+interface Pending {
+  role: 'server' | 'client'
+  ch: Channel
+  hello: Hello
+  matrices?: SparseMatrix[]
+  timer: NodeJS.Timeout
+  partner: (p: Pending) => void
+}
+
+/** Start the dealer; it serves sessions until closed. */
+export async function startDealer(opts: DealerOptions): Promise<DealerHandle> {
+  const timeoutMs = opts.timeoutMs ?? 30_000
+  const log = opts.log ?? (() => {})
+  const pending = new Map<string, Pending>()
+  const sockets = new Set<Socket>()
+  const onSocket = (sock: Socket) => {
+    sockets.add(sock)
+    sock.on('close', () => sockets.delete(sock))
+    const ch = new Channel(sock, `party at ${sock.remoteAddress}:${sock.remotePort}`, timeoutMs)
+    handle(ch).catch((e) => {
+      ch.abort((e as Error).message)
+      log(`dealer: ${(e as Error).message}`)
+    })
+  }
+  const handle = async (ch: Channel) => {
+    const hello = parseHello(await ch.recv('setup', 0, 'hello'), ch.peer)
+    let matrices: SparseMatrix[] | undefined
+    if (hello.role === 'server') {
+      const buf = await ch.recv('setup', 1, 'segment matrices')
+      matrices = []
+      let o = 0
+      for (const seg of hello.spec.segments) {
+        const { m, next } = matrixFromBytes(buf, o)
+        const cols = seg.sources.reduce((a, id) => a + (hello.spec.sources[id] ?? NaN), 0)
+        if (m.rows !== seg.size || m.cols !== cols) throw new ProtocolError(`${ch.peer} sent a matrix that does not fit its schedule`)
+        matrices.push(m)
+        o = next
+      }
+      if (o !== buf.length) throw new ProtocolError(`${ch.peer} sent malformed segment matrices`)
+    } else if (hello.role !== 'client') throw new ProtocolError(`${ch.peer} has unknown role`)
+    const other = pending.get(hello.session)
+    if (!other) {
+      const me = await new Promise<Pending>((resolve, reject) => {
+        const p: Pending = {
+          role: hello.role,
+          ch,
+          hello,
+          matrices,
+          timer: setTimeout(() => {
+            pending.delete(hello.session)
+            reject(new ProtocolError(`timed out after ${timeoutMs} ms waiting for the other party of session ${hello.session.slice(0, 8)}`))
+          }, timeoutMs),
+          partner: () => resolve(p),
+        }
+        pending.set(hello.session, p)
+      })
+      void me
+      return
+    }
+    clearTimeout(other.timer)
+    pending.delete(hello.session)
+    if (other.role === hello.role) throw new ProtocolError(`two ${hello.role}s joined session ${hello.session.slice(0, 8)}`)
+    const mine: Pending = { role: hello.role, ch, hello, matrices, timer: other.timer, partner: () => {} }
+    other.partner(mine)
+    const server = hello.role === 'server' ? mine : other
+    const client = hello.role === 'client' ? mine : other
+    try {
+      if (server.hello.fingerprint !== client.hello.fingerprint) throw new ProtocolError('client and server hold different schedules')
+      if (server.hello.images !== client.hello.images) throw new ProtocolError('client and server disagree on the number of images')
+      if (JSON.stringify(server.hello.spec) !== JSON.stringify(client.hello.spec)) throw new ProtocolError('client and server disagree on the offline material')
+      generate(server.hello.spec, server.matrices!, server.hello.images, server.ch, client.ch)
+      log(`dealer: session ${hello.session.slice(0, 8)}: ${server.hello.images} image(s) served`)
+    } catch (e) {
+      server.ch.abort((e as Error).message)
+      client.ch.abort((e as Error).message)
+      throw e
+    }
+    server.ch.close()
+    client.ch.close()
+  }
+  const srv: Server = await listen(opts.port, opts.host ?? '127.0.0.1', onSocket)
+  return {
+    port: boundPort(srv),
+    close: () =>
+      new Promise((resolve) => {
+        for (const p of pending.values()) clearTimeout(p.timer)
+        for (const s of sockets) s.destroy()
+        srv.close(() => resolve())
+      }),
+  }
+}
+
+/** Produce and send every image's correlations. */
+function generate(spec: DealerSpec, matrices: SparseMatrix[], images: number, server: Channel, client: Channel): void {
+  for (let img = 0; img < images; img++) {
+    const seedC = freshSeed()
+    const seedS = freshSeed()
+    const cs = new ClientStreams(seedC)
+    const ss = new ServerStreams(seedS)
+    const r = spec.sources.map((n, id) => cs.r(id, n))
+    const parts: Buffer[] = [seedC]
+    spec.segments.forEach((seg, j) => {
+      const cols = seg.sources.reduce((a, id) => a + spec.sources[id], 0)
+      const rv = new BigUint64Array(cols)
+      let o = 0
+      for (const id of seg.sources) {
+        rv.set(r[id], o)
+        o += r[id].length
+      }
+      parts.push(ringToBytes(sub(matVec(matrices[j], rv), ss.s(j, seg.size))))
+    })
+    spec.squares.forEach((m, k) => {
+      if (!m) return
+      const ac = cs.a(k, m)
+      const as = ss.a(k, m)
+      const qs = ss.q(k, m)
+      const qc = new BigUint64Array(m)
+      for (let i = 0; i < m; i++) {
+        const a = ac[i] + as[i]
+        qc[i] = BigInt.asUintN(64, a) * BigInt.asUintN(64, a) - qs[i]
+      }
+      parts.push(ringToBytes(qc))
+    })
+    spec.ot.forEach((bits, k) => {
+      if (!bits) return
+      const c = cs.choice(k, bits)
+      const pairs = ss.ot(k, bits)
+      const mc = Buffer.alloc(bits * 16)
+      for (let j = 0; j < bits; j++) pairs.copy(mc, j * 16, j * 32 + c[j] * 16, j * 32 + c[j] * 16 + 16)
+      parts.push(mc)
+    })
+    client.send('offline', img, Buffer.concat(parts))
+    server.send('offline', img, seedS)
+  }
+}

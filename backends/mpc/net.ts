@@ -1,0 +1,223 @@
+/**
+ * Message framing over TCP for the two-party runtime and the dealer. Every frame is
+ * [u8 kind][u8 phase][u16 tag][u32 length][payload]; receiving checks kind, phase and tag against
+ * what the protocol expects, enforces a size limit and a timeout, and counts bytes per phase so the
+ * runtime can report measured communication. Errors are one-line messages; the peer is told about a
+ * local failure with an ERROR frame before the socket closes.
+ */
+import { connect as tcpConnect, createServer, type Server, type Socket } from 'node:net'
+
+export const HEADER_BYTES = 8
+const KIND_DATA = 1
+const KIND_ERROR = 2
+/** Largest frame the runtime accepts (garbled tables of the fixtures are far below). */
+export const MAX_FRAME = 1 << 30
+
+export type Phase = 'setup' | 'offline' | 'online'
+const PHASES: Phase[] = ['setup', 'offline', 'online']
+
+export class ProtocolError extends Error {}
+
+export interface Counters {
+  sent: Record<Phase, number>
+  received: Record<Phase, number>
+  /** Distinct online round tags seen in either direction. */
+  onlineRounds: Set<number>
+}
+
+function zero(): Record<Phase, number> {
+  return { setup: 0, offline: 0, online: 0 }
+}
+
+interface Frame {
+  kind: number
+  phase: number
+  tag: number
+  payload: Buffer
+}
+
+/** One framed connection. */
+export class Channel {
+  readonly counters: Counters = { sent: zero(), received: zero(), onlineRounds: new Set() }
+  private buf: Buffer = Buffer.alloc(0)
+  private readonly frames: Frame[] = []
+  private waiter: ((f: Frame | Error) => void) | undefined
+  private failure: Error | undefined
+  private closed = false
+
+  constructor(
+    private readonly socket: Socket,
+    readonly peer: string,
+    private readonly timeoutMs: number,
+  ) {
+    socket.setNoDelay(true)
+    socket.on('data', (d: Buffer) => this.onData(d))
+    socket.on('error', (e) => this.fail(new ProtocolError(`connection to ${peer} failed: ${e.message}`)))
+    socket.on('close', () => this.fail(new ProtocolError(`${peer} closed the connection`)))
+  }
+
+  private onData(d: Buffer): void {
+    if (this.failure) return
+    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d
+    while (this.buf.length >= HEADER_BYTES) {
+      const kind = this.buf[0]
+      const phase = this.buf[1]
+      const tag = this.buf.readUInt16LE(2)
+      const len = this.buf.readUInt32LE(4)
+      if ((kind !== KIND_DATA && kind !== KIND_ERROR) || phase >= PHASES.length || len > MAX_FRAME) {
+        this.fail(new ProtocolError(`${this.peer} sent a malformed frame`), true)
+        return
+      }
+      if (this.buf.length < HEADER_BYTES + len) break
+      const payload = Buffer.from(this.buf.subarray(HEADER_BYTES, HEADER_BYTES + len))
+      this.buf = this.buf.subarray(HEADER_BYTES + len)
+      this.counters.received[PHASES[phase]] += HEADER_BYTES + len
+      const f = { kind, phase, tag, payload }
+      if (kind === KIND_ERROR) {
+        this.fail(new ProtocolError(`${this.peer} reported an error: ${payload.toString('utf8').slice(0, 300)}`))
+        return
+      }
+      if (this.waiter) {
+        const w = this.waiter
+        this.waiter = undefined
+        w(f)
+      } else this.frames.push(f)
+    }
+  }
+
+  private fail(e: Error, tellPeer = false): void {
+    if (this.failure) return
+    this.failure = e
+    if (tellPeer) this.sendError(e.message)
+    this.socket.destroy()
+    if (this.waiter) {
+      const w = this.waiter
+      this.waiter = undefined
+      w(e)
+    }
+  }
+
+  send(phase: Phase, tag: number, payload: Buffer): void {
+    if (this.failure) throw this.failure
+    const h = Buffer.alloc(HEADER_BYTES)
+    h[0] = KIND_DATA
+    h[1] = PHASES.indexOf(phase)
+    h.writeUInt16LE(tag & 0xffff, 2)
+    h.writeUInt32LE(payload.length, 4)
+    this.socket.write(h)
+    this.socket.write(payload)
+    this.counters.sent[phase] += HEADER_BYTES + payload.length
+    if (phase === 'online') this.counters.onlineRounds.add(tag)
+  }
+
+  /** Best effort: tell the peer why we stop. */
+  sendError(message: string): void {
+    if (this.closed || this.socket.destroyed) return
+    const p = Buffer.from(message.slice(0, 300), 'utf8')
+    const h = Buffer.alloc(HEADER_BYTES)
+    h[0] = KIND_ERROR
+    h.writeUInt32LE(p.length, 4)
+    this.socket.write(Buffer.concat([h, p]))
+  }
+
+  /** The next frame, which must carry the given phase and tag; `what` names it in errors. */
+  async recv(phase: Phase, tag: number, what: string): Promise<Buffer> {
+    const f = await this.next(what)
+    if (f.phase !== PHASES.indexOf(phase) || f.tag !== (tag & 0xffff)) {
+      const e = new ProtocolError(`${this.peer} sent an unexpected message while waiting for ${what}`)
+      this.fail(e, true)
+      throw e
+    }
+    if (phase === 'online') this.counters.onlineRounds.add(tag)
+    return f.payload
+  }
+
+  private next(what: string): Promise<Frame> {
+    const f = this.frames.shift()
+    if (f) return Promise.resolve(f)
+    if (this.failure) return Promise.reject(this.failure)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined
+        const e = new ProtocolError(`timed out after ${this.timeoutMs} ms waiting for ${what} from ${this.peer}`)
+        this.fail(e, true)
+        reject(e)
+      }, this.timeoutMs)
+      this.waiter = (x) => {
+        clearTimeout(timer)
+        if (x instanceof Error) reject(x)
+        else resolve(x)
+      }
+    })
+  }
+
+  /** Check a payload's length; on a mismatch tell the peer and throw. */
+  expect(buf: Buffer, bytes: number, what: string): Buffer {
+    if (buf.length !== bytes) {
+      const e = new ProtocolError(`${this.peer} sent a malformed ${what}: expected ${bytes} bytes, got ${buf.length}`)
+      this.fail(e, true)
+      throw e
+    }
+    return buf
+  }
+
+  /** Abort with a reason the peer will see. */
+  abort(message: string): void {
+    this.fail(new ProtocolError(message), true)
+  }
+
+  close(): void {
+    this.closed = true
+    if (!this.failure) this.failure = new ProtocolError('channel closed')
+    this.socket.end()
+  }
+}
+
+export interface Endpoint {
+  host: string
+  port: number
+}
+
+/** Parse HOST:PORT; loopback and named hosts are accepted, the port must be 1..65535. */
+export function parseEndpoint(s: string): Endpoint {
+  const i = s.lastIndexOf(':')
+  const host = i > 0 ? s.slice(0, i) : '127.0.0.1'
+  const port = Number(i >= 0 ? s.slice(i + 1) : s)
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ProtocolError(`invalid address '${s}' (expected HOST:PORT)`)
+  return { host, port }
+}
+
+/** Connect with a timeout. */
+export function connectChannel(ep: Endpoint, timeoutMs: number, name: string): Promise<Channel> {
+  return new Promise((resolve, reject) => {
+    const s = tcpConnect({ host: ep.host, port: ep.port })
+    const timer = setTimeout(() => {
+      s.destroy()
+      reject(new ProtocolError(`timed out after ${timeoutMs} ms connecting to ${name} at ${ep.host}:${ep.port}`))
+    }, timeoutMs)
+    s.once('connect', () => {
+      clearTimeout(timer)
+      s.removeAllListeners('error')
+      resolve(new Channel(s, `${name} at ${ep.host}:${ep.port}`, timeoutMs))
+    })
+    s.once('error', (e) => {
+      clearTimeout(timer)
+      reject(new ProtocolError(`cannot connect to ${name} at ${ep.host}:${ep.port}: ${e.message}`))
+    })
+  })
+}
+
+/** Listen on host:port (port 0 picks a free one); resolves once listening. */
+export function listen(port: number, host: string, onSocket: (s: Socket) => void): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer(onSocket)
+    srv.once('error', (e) => reject(new ProtocolError(`cannot listen on ${host}:${port}: ${e.message}`)))
+    srv.listen(port, host, () => resolve(srv))
+  })
+}
+
+export function boundPort(srv: Server): number {
+  const a = srv.address()
+  if (a && typeof a === 'object') return a.port
+  throw new ProtocolError('server has no TCP address')
+}

@@ -1,0 +1,453 @@
+/**
+ * The two parties of the online protocol. The server (`pic serve`) holds the model; the client
+ * (`pic query`) holds the input and evaluates the garbled circuits. Per image: the dealer's
+ * correlations arrive, the parties run the offline exchange (oblivious transfers of the client's
+ * circuit inputs, garbled tables and output masks, offline-known masked values), then the online
+ * phase: input in masked form, then per step the server's share of the segment (M (x - r) + s + b)
+ * feeds either a garbled circuit (server sends its input labels, client evaluates and returns the
+ * re-masked result) or Beaver squares (server opens its share, client returns its masked square),
+ * and finally the server's output share. Every receive is checked for size and bounded by a timeout.
+ */
+import type { Socket } from 'node:net'
+import type { Graph } from '../../ir/graph.js'
+import type { Tensor } from '../../ir/tensor.js'
+import { latencyMs, round3 } from './cost.js'
+import { dealerSpec, parseHello, type Hello } from './dealer.js'
+import { encodeLabels, evaluate, fromBits, garble, toBits, zeroLabels } from './gc.js'
+import { boundPort, Channel, connectChannel, listen, ProtocolError, type Endpoint } from './net.js'
+import { ClientStreams, gcLayout, PROTOCOL, Reader, roundTags, segmentsOf, ServerStreams, squaresOf, type GcLayout } from './protocol.js'
+import {
+  add, decodeArray, encodeArray, freshSeed, matrixToBytes, matVec, packBits, Prg, ringFromBytes, ringToBytes, sub, truncShare, unpackBits,
+} from './ring.js'
+import { analyze, lowerMpc, type MpcSchedule } from './schedule.js'
+import { segmentMatrix, type SegmentMatrix } from './segments.js'
+
+const DEFAULT_TIMEOUT = 30_000
+
+function gather(v: BigUint64Array, idx: Int32Array): BigUint64Array {
+  const out = new BigUint64Array(idx.length)
+  for (let i = 0; i < idx.length; i++) out[i] = v[idx[i]]
+  return out
+}
+
+function concatRing(parts: BigUint64Array[]): BigUint64Array {
+  const n = parts.reduce((a, p) => a + p.length, 0)
+  const out = new BigUint64Array(n)
+  let o = 0
+  for (const p of parts) {
+    out.set(p, o)
+    o += p.length
+  }
+  return out
+}
+
+function xorInto(dst: Buffer, a: Buffer, ao: number, b: Buffer, bo: number, n: number, d: number): void {
+  for (let i = 0; i < n; i++) dst[d + i] = a[ao + i] ^ b[bo + i]
+}
+
+/** Everything the server prepares once per model. */
+export interface ServerModel {
+  schedule: MpcSchedule
+  matrices: SegmentMatrix[]
+}
+
+/** Check the schedule against the model and build the segment matrices. */
+export function prepareServer(graph: Graph, schedule: MpcSchedule): ServerModel {
+  const p = schedule.params
+  const mine = lowerMpc(graph, { fracBits: p.fracBits, weightFracBits: p.weightFracBits, intBits: p.intBits })
+  if (mine.fingerprint !== schedule.fingerprint)
+    throw new ProtocolError('the schedule was not compiled from this model (fingerprints differ; compile it again with the same options)')
+  const an = analyze(graph)
+  const pub = new Map<string, Tensor>()
+  return { schedule, matrices: segmentsOf(schedule).map((seg) => segmentMatrix(an, seg, p, pub)) }
+}
+
+export interface ServeOptions {
+  port: number
+  host?: string
+  dealer: Endpoint
+  timeoutMs?: number
+  log?: (msg: string) => void
+}
+
+export interface ServerHandle {
+  port: number
+  /** Settles when a session ends: undefined on success, the error otherwise. */
+  sessions: Promise<Error | undefined>[]
+  close(): Promise<void>
+}
+
+/** Listen for clients; each connection is one session (several images). */
+export async function startServer(model: ServerModel, opts: ServeOptions): Promise<ServerHandle> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT
+  const log = opts.log ?? (() => {})
+  const sockets = new Set<Socket>()
+  const sessions: Promise<Error | undefined>[] = []
+  const srv = await listen(opts.port, opts.host ?? '127.0.0.1', (sock) => {
+    sockets.add(sock)
+    sock.on('close', () => sockets.delete(sock))
+    const ch = new Channel(sock, `client at ${sock.remoteAddress}:${sock.remotePort}`, timeoutMs)
+    sessions.push(
+      serveSession(model, ch, opts.dealer, timeoutMs).then(
+        (n) => {
+          log(`served ${n} image(s) to ${ch.peer}`)
+          return undefined
+        },
+        (e: Error) => {
+          ch.abort(e.message)
+          log(`session with ${ch.peer} failed: ${e.message}`)
+          return e
+        },
+      ),
+    )
+  })
+  return {
+    port: boundPort(srv),
+    sessions,
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy()
+        srv.close(() => resolve())
+      }),
+  }
+}
+
+async function serveSession(model: ServerModel, ch: Channel, dealerEp: Endpoint, timeoutMs: number): Promise<number> {
+  const s = model.schedule
+  const hello = parseHello(await ch.recv('setup', 0, 'hello'), ch.peer)
+  if (hello.role !== 'client') throw new ProtocolError(`${ch.peer} is not a client`)
+  if (hello.fingerprint !== s.fingerprint) throw new ProtocolError('client and server hold different schedules')
+  const spec = dealerSpec(s)
+  const dealer = await connectChannel(dealerEp, timeoutMs, 'dealer')
+  try {
+    const mine: Hello = { protocol: PROTOCOL, role: 'server', session: hello.session, fingerprint: s.fingerprint, images: hello.images, spec }
+    dealer.send('setup', 0, Buffer.from(JSON.stringify(mine)))
+    dealer.send('setup', 1, Buffer.concat(model.matrices.map((m) => matrixToBytes(m.m))))
+    ch.send('setup', 1, Buffer.from(JSON.stringify({ ok: true })))
+    const layouts = s.steps.map((st) => (st.kind === 'gc' ? gcLayout(s, st) : undefined))
+    const tags = roundTags(s, layouts)
+    for (let img = 0; img < hello.images; img++) {
+      const seed = ch.expect(await dealer.recv('offline', img, 'dealer seed'), 16, 'dealer seed')
+      await serverImage(model, ch, img, new ServerStreams(seed), layouts, tags)
+    }
+    ch.send('setup', 2, Buffer.from(JSON.stringify({ dealerBytes: dealer.counters.received.offline })))
+    return hello.images
+  } finally {
+    dealer.close()
+    ch.close()
+  }
+}
+
+interface GarbledGroup {
+  gb: ReturnType<typeof garble>
+  u: BigUint64Array
+}
+
+async function serverImage(
+  model: ServerModel, ch: Channel, img: number, ss: ServerStreams, layouts: (GcLayout | undefined)[], tags: { steps: number[]; output: number },
+): Promise<void> {
+  const s = model.schedule
+  const p = s.params
+  const w = p.gcBits
+  const segs = segmentsOf(s)
+  const rd = new Reader(await ch.recv('offline', img, 'offline message'), 'offline message')
+  const idVals: (BigUint64Array | undefined)[] = []
+  const pow1: (BigUint64Array | undefined)[] = []
+  const ec: (BigUint64Array | undefined)[] = []
+  const eBits: (Uint8Array | undefined)[] = []
+  s.steps.forEach((st, k) => {
+    if (st.kind === 'gc') {
+      const L = layouts[k]!
+      eBits[k] = unpackBits(Buffer.from(rd.take(Math.ceil(L.bBits / 8))), L.bBits, 'choice bits')
+      idVals[k] = ringFromBytes(Buffer.from(rd.take(L.identity.length * 8)), L.identity.length, 'masked values')
+    } else {
+      pow1[k] = ringFromBytes(Buffer.from(rd.take(st.segment.size * 8)), st.segment.size, 'masked values')
+      const m = squaresOf(s, st)
+      ec[k] = ringFromBytes(Buffer.from(rd.take(m * 8)), m, 'openings')
+    }
+  })
+  rd.end()
+  const rnd = new Prg(freshSeed(), 'server masks')
+  const garbled: GarbledGroup[][] = []
+  const out: Buffer[] = []
+  let tweak = img * 1024
+  s.steps.forEach((st, k) => {
+    if (st.kind !== 'gc') return
+    const L = layouts[k]!
+    const pairs = ss.ot(k, L.bBits)
+    const e = eBits[k]!
+    let bit = 0
+    garbled[k] = L.groups.map((g) => {
+      const n = g.outIdx.length
+      const gb = garble(g.circuit, n, freshSeed(), tweak++)
+      const u = rnd.ring(n)
+      out.push(gb.tables, encodeLabels(gb, n, g.circuit.inputsU, toBits(u, p.ringBits)), packBits(gb.decode))
+      const x0 = zeroLabels(gb, n, g.circuit.inputsB)
+      const delta = Buffer.from(gb.delta.buffer, gb.delta.byteOffset, 16)
+      const ot = Buffer.alloc(x0.length * 2)
+      for (let j = 0; j < x0.length / 16; j++, bit++) {
+        const m0 = bit * 32 + e[bit] * 16
+        const m1 = bit * 32 + (1 - e[bit]) * 16
+        xorInto(ot, x0, j * 16, pairs, m0, 16, j * 32)
+        for (let t = 0; t < 16; t++) ot[j * 32 + 16 + t] = x0[j * 16 + t] ^ delta[t] ^ pairs[m1 + t]
+      }
+      out.push(ot)
+      return { gb, u }
+    })
+  })
+  ch.send('offline', img, Buffer.concat(out))
+
+  const masked: BigUint64Array[] = []
+  const inSrc = s.input.source
+  masked[inSrc] = ringFromBytes(ch.expect(await ch.recv('online', 0, 'masked input'), s.sources[inSrc].size * 8, 'masked input'), s.sources[inSrc].size, 'masked input')
+  const share = (j: number): BigUint64Array => {
+    const seg = segs[j]
+    const x = concatRing(seg.sources.map((id) => masked[id]))
+    return add(matVec(model.matrices[j].m, x, model.matrices[j].bias), ss.s(j, seg.size))
+  }
+  for (const [k, st] of s.steps.entries()) {
+    const ys = share(k)
+    const tag = tags.steps[k]
+    if (st.kind === 'gc') {
+      const L = layouts[k]!
+      const res = new BigUint64Array(st.outSize)
+      if (L.identity.length) {
+        const t = truncShare(gather(ys, L.identity), p.weightFracBits, 1)
+        L.identity.forEach((pos, j) => (res[pos] = t[j] + idVals[k]![j]))
+      }
+      if (L.instances) {
+        ch.send('online', tag, Buffer.concat(L.groups.map((g, gi) => encodeLabels(garbled[k][gi].gb, g.outIdx.length, g.circuit.inputsA, toBits(gather(ys, g.inIdx), w)))))
+        const z = ringFromBytes(ch.expect(await ch.recv('online', tag + 1, 'circuit outputs'), L.instances * 8, 'circuit outputs'), L.instances, 'circuit outputs')
+        let o = 0
+        L.groups.forEach((g, gi) => {
+          const u = garbled[k][gi].u
+          for (let i = 0; i < g.outIdx.length; i++, o++) res[g.outIdx[i]] = z[o] - u[i]
+        })
+      }
+      masked[st.source] = res
+    } else {
+      const ts = truncShare(ys, p.weightFracBits, 1)
+      masked[st.sources[0]] = add(ts, pow1[k]!)
+      const m = squaresOf(s, st)
+      if (m) {
+        const pos = st.positions ? Int32Array.from(st.positions) : null
+        const tp = pos ? gather(ts, pos) : ts
+        const as = ss.a(k, m)
+        const qs = ss.q(k, m)
+        const es = sub(tp, as)
+        ch.send('online', tag, ringToBytes(es))
+        const e = add(ec[k]!, es)
+        const sq = new BigUint64Array(m)
+        for (let i = 0; i < m; i++) sq[i] = 2n * e[i] * as[i] + qs[i]
+        const back = ringFromBytes(ch.expect(await ch.recv('online', tag + 1, 'masked squares'), m * 8, 'masked squares'), m, 'masked squares')
+        masked[st.sources[1]] = add(truncShare(sq, p.fracBits, 1), back)
+      }
+    }
+  }
+  const outShares = s.outputs.map((_, j) => share(s.steps.length + j))
+  ch.send('online', tags.output, ringToBytes(concatRing(outShares)))
+}
+
+export interface QueryOptions {
+  server: Endpoint
+  dealer: Endpoint
+  timeoutMs?: number
+}
+
+export interface QueryReport {
+  images: number
+  bytes: { online: number; offline: number; setup: number }
+  rounds: number
+  perImage: { bytes: { online: number; offline: number }; rounds: number }
+  latencyMs: { total: number; perImage: number; onlinePerImage: number }
+  predicted: { bytes: { online: number; offline: number }; rounds: number; latencyMs: Record<string, number> }
+  reluCount: number
+  triples: number
+}
+
+/** Run the client over a batch (first dimension of `input`); returns the outputs and the measurements. */
+export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): Promise<{ output: Tensor; report: QueryReport }> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT
+  const per = s.sources[s.input.source].size
+  const want = s.input.shape.slice(1)
+  if (input.shape.length !== s.input.shape.length || input.shape.slice(1).some((d, i) => d !== want[i]))
+    throw new ProtocolError(`input has shape [${input.shape.join(',')}], the schedule expects [N,${want.join(',')}]`)
+  const images = input.shape[0]
+  if (images < 1) throw new ProtocolError('input has no images')
+  const t0 = performance.now()
+  const server = await connectChannel(opts.server, timeoutMs, 'server')
+  let dealer: Channel | undefined
+  try {
+    const hello: Hello = {
+      protocol: PROTOCOL, role: 'client', session: freshSeed().toString('hex'), fingerprint: s.fingerprint, images, spec: dealerSpec(s),
+    }
+    server.send('setup', 0, Buffer.from(JSON.stringify(hello)))
+    dealer = await connectChannel(opts.dealer, timeoutMs, 'dealer')
+    dealer.send('setup', 0, Buffer.from(JSON.stringify(hello)))
+    await server.recv('setup', 1, 'session acceptance')
+    const layouts = s.steps.map((st) => (st.kind === 'gc' ? gcLayout(s, st) : undefined))
+    const tags = roundTags(s, layouts)
+    const outSize = s.outputs.reduce((a, o) => a + o.segment.size, 0)
+    const out = new Float64Array(images * outSize)
+    let online = 0
+    let offline = 0
+    let rounds = 0
+    let onlineMs = 0
+    for (let img = 0; img < images; img++) {
+      const before = snapshot(server, dealer)
+      const x = input.data.subarray(img * per, (img + 1) * per)
+      const r = await clientImage(s, server, dealer, img, x, layouts, tags)
+      out.set(r.y, img * outSize)
+      onlineMs += r.onlineMs
+      const after = snapshot(server, dealer)
+      online += after.online - before.online
+      offline += after.offline - before.offline
+      rounds += server.counters.onlineRounds.size
+      server.counters.onlineRounds.clear()
+    }
+    const stats = JSON.parse((await server.recv('setup', 2, 'session summary')).toString('utf8')) as { dealerBytes?: number }
+    offline += typeof stats.dealerBytes === 'number' ? stats.dealerBytes : 0
+    const total = performance.now() - t0
+    const setup = server.counters.sent.setup + server.counters.received.setup + dealer.counters.sent.setup
+    const oShape = s.outputs.length === 1 ? [images, ...s.outputs[0].shape.slice(1)] : [images, outSize]
+    return {
+      output: { dtype: 'float32', shape: oShape, data: out },
+      report: {
+        images,
+        bytes: { online, offline, setup },
+        rounds,
+        perImage: { bytes: { online: online / images, offline: offline / images }, rounds: rounds / images },
+        latencyMs: { total: round3(total), perImage: round3(total / images), onlinePerImage: round3(onlineMs / images) },
+        predicted: { bytes: s.bytes, rounds: s.rounds, latencyMs: latencyMs(s.bytes.online, s.rounds) },
+        reluCount: s.reluCount,
+        triples: s.triples,
+      },
+    }
+  } finally {
+    dealer?.close()
+    server.close()
+  }
+}
+
+function snapshot(server: Channel, dealer: Channel): { online: number; offline: number } {
+  const c = server.counters
+  return {
+    online: c.sent.online + c.received.online,
+    offline: c.sent.offline + c.received.offline + dealer.counters.received.offline + dealer.counters.sent.offline,
+  }
+}
+
+async function clientImage(
+  s: MpcSchedule, server: Channel, dealer: Channel, img: number, x: Float64Array, layouts: (GcLayout | undefined)[], tags: { steps: number[]; output: number },
+): Promise<{ y: Float64Array; onlineMs: number }> {
+  const p = s.params
+  const w = p.gcBits
+  const segs = segmentsOf(s)
+  const rd = new Reader(await dealer.recv('offline', img, 'dealer material'), 'dealer material')
+  const cs = new ClientStreams(Buffer.from(rd.take(16)))
+  const yc = segs.map((g) => ringFromBytes(Buffer.from(rd.take(g.size * 8)), g.size, 'dealer material'))
+  const qc = s.steps.map((st) => {
+    const m = squaresOf(s, st)
+    return m ? ringFromBytes(Buffer.from(rd.take(m * 8)), m, 'dealer material') : undefined
+  })
+  const mc = s.steps.map((st, k) => (st.kind === 'gc' && layouts[k]!.bBits ? Buffer.from(rd.take(layouts[k]!.bBits * 16)) : undefined))
+  rd.end()
+  const r = s.sources.map((src) => cs.r(src.id, src.size))
+
+  const parts: Buffer[] = []
+  const bBitsOf: (Uint8Array | undefined)[] = []
+  const ac: (BigUint64Array | undefined)[] = []
+  const ecOf: (BigUint64Array | undefined)[] = []
+  s.steps.forEach((st, k) => {
+    if (st.kind === 'gc') {
+      const L = layouts[k]!
+      const bits = toBits(concatRing(L.groups.map((g) => gather(yc[k], g.inIdx))), w)
+      bBitsOf[k] = bits
+      const c = cs.choice(k, L.bBits)
+      const e = new Uint8Array(L.bBits)
+      for (let i = 0; i < e.length; i++) e[i] = bits[i] ^ c[i]
+      parts.push(packBits(e))
+      const t = truncShare(gather(yc[k], L.identity), p.weightFracBits, 0)
+      parts.push(ringToBytes(sub(t, gather(r[st.source], L.identity))))
+    } else {
+      const tc = truncShare(yc[k], p.weightFracBits, 0)
+      parts.push(ringToBytes(sub(tc, r[st.sources[0]])))
+      const m = squaresOf(s, st)
+      if (m) {
+        const tp = st.positions ? gather(tc, Int32Array.from(st.positions)) : tc
+        ac[k] = cs.a(k, m)
+        ecOf[k] = sub(tp, ac[k]!)
+        parts.push(ringToBytes(ecOf[k]!))
+      }
+    }
+  })
+  server.send('offline', img, Buffer.concat(parts))
+  const sr = new Reader(await server.recv('offline', img, 'garbled circuits'), 'garbled circuits')
+  interface ClientGroup {
+    tables: Buffer
+    labelsU: Buffer
+    decode: Uint8Array
+    labelsB: Buffer
+  }
+  const groups: ClientGroup[][] = []
+  s.steps.forEach((st, k) => {
+    if (st.kind !== 'gc') return
+    const L = layouts[k]!
+    const bits = bBitsOf[k]!
+    const m = mc[k]
+    let bit = 0
+    groups[k] = L.groups.map((g) => {
+      const n = g.outIdx.length
+      const tables = Buffer.from(sr.take(g.circuit.ands * n * 32))
+      const labelsU = Buffer.from(sr.take(n * p.ringBits * 16))
+      const decode = unpackBits(Buffer.from(sr.take((n * p.ringBits) / 8)), n * p.ringBits, 'decoding bits')
+      const nb = n * g.k * w
+      const ot = sr.take(nb * 32)
+      const labelsB = Buffer.alloc(nb * 16)
+      for (let j = 0; j < nb; j++, bit++) xorInto(labelsB, ot, j * 32 + bits[bit] * 16, m!, bit * 16, 16, j * 16)
+      return { tables, labelsU, decode, labelsB }
+    })
+  })
+  sr.end()
+
+  const t0 = performance.now()
+  const inSrc = s.input.source
+  server.send('online', 0, ringToBytes(sub(encodeArray(x, p.fracBits), r[inSrc])))
+  let tweak = img * 1024
+  for (const [k, st] of s.steps.entries()) {
+    const tag = tags.steps[k]
+    if (st.kind === 'gc') {
+      const L = layouts[k]!
+      if (!L.instances) continue
+      const la = new Reader(server.expect(await server.recv('online', tag, 'input labels'), L.inputs * w * 16, 'input labels'), 'input labels')
+      const back: BigUint64Array[] = []
+      L.groups.forEach((g, gi) => {
+        const n = g.outIdx.length
+        const cg = groups[k][gi]
+        const labelsA = Buffer.from(la.take(n * g.k * w * 16))
+        let z: BigUint64Array
+        try {
+          z = fromBits(evaluate(g.circuit, n, labelsA, cg.labelsB, cg.labelsU, cg.tables, cg.decode, tweak++), p.ringBits)
+        } catch (e) {
+          throw new ProtocolError(`server sent malformed circuit data: ${(e as Error).message}`)
+        }
+        back.push(sub(z, gather(r[st.source], g.outIdx)))
+      })
+      server.send('online', tag + 1, ringToBytes(concatRing(back)))
+    } else {
+      const m = squaresOf(s, st)
+      if (!m) continue
+      const es = ringFromBytes(server.expect(await server.recv('online', tag, 'openings'), m * 8, 'openings'), m, 'openings')
+      const e = add(ecOf[k]!, es)
+      const a = ac[k]!
+      const q = qc[k]!
+      const sq = new BigUint64Array(m)
+      for (let i = 0; i < m; i++) sq[i] = e[i] * e[i] + 2n * e[i] * a[i] + q[i]
+      server.send('online', tag + 1, ringToBytes(sub(truncShare(sq, p.fracBits, 0), r[st.sources[1]])))
+    }
+  }
+  const outSize = s.outputs.reduce((a, o) => a + o.segment.size, 0)
+  const ys = ringFromBytes(server.expect(await server.recv('online', tags.output, 'output shares'), outSize * 8, 'output shares'), outSize, 'output shares')
+  const y = decodeArray(add(concatRing(yc.slice(s.steps.length)), ys), p.fracBits + p.weightFracBits)
+  return { y, onlineMs: performance.now() - t0 }
+}

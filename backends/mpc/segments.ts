@@ -1,0 +1,121 @@
+/**
+ * The server's linear algebra: each segment (a value that is an affine function of sources) becomes
+ * a sparse fixed-point matrix and bias, found by probing the float64 reference ops with unit vectors
+ * on the sources (so every linear, layout and constant-arithmetic op the IR knows works without a
+ * second implementation), then checked for affinity on a random point. Polynomial steps enter through
+ * their power sources with the coefficients folded in, so the client never needs them.
+ */
+import type { Node } from '../../ir/graph.js'
+import { OPS } from '../../ir/ops/index.js'
+import { sizeOf, type Tensor } from '../../ir/tensor.js'
+import type { MpcParams } from './cost.js'
+import { encode, type SparseMatrix } from './ring.js'
+import { MpcLowerError, type Analysis, type SegmentSpec } from './schedule.js'
+
+export interface SegmentMatrix {
+  spec: SegmentSpec
+  /** Columns: the segment's sources concatenated in order. */
+  m: SparseMatrix
+  /** Bias at fracBits + weightFracBits fractional bits. */
+  bias: BigUint64Array
+}
+
+/** Evaluate `target` from source values (by source id), through affine and public nodes only. */
+export function evalSegment(an: Analysis, target: string, values: ReadonlyMap<number, Float64Array>, pub: Map<string, Tensor>): Float64Array {
+  const env = new Map<string, Tensor>()
+  const value = (name: string): Tensor => {
+    const hit = env.get(name) ?? pub.get(name)
+    if (hit) return hit
+    const n = an.nodes.get(name)!
+    const role = an.roles.get(name)
+    let v: Tensor
+    if (role === 'source' || role === 'gc') v = { ...n.type, data: values.get(an.sourcesOf.get(name)![0])! }
+    else if (role === 'poly') v = { ...n.type, data: polyValue(an, n, values) }
+    else if (role === 'public') {
+      v = evalNode(n, (i) => (an.roles.get(i) === 'public' ? value(i) : { ...an.nodes.get(i)!.type, data: new Float64Array(0) }))
+      pub.set(name, v)
+      return v
+    } else if (role === 'affine') v = evalNode(n, value)
+    else throw new MpcLowerError(`internal: segment reaches '${name}' (${role})`)
+    env.set(name, v)
+    return v
+  }
+  const out = value(target).data
+  if (out.length !== sizeOf(an.nodes.get(target)!.type.shape)) throw new MpcLowerError(`internal: segment '${target}' has the wrong size`)
+  return out
+}
+
+function evalNode(n: Node, input: (name: string) => Tensor): Tensor {
+  const ins = n.inputs.map((i) => (i ? input(i) : (undefined as unknown as Tensor)))
+  return OPS[n.op].eval(ins, n.attrs, n.type)
+}
+
+function polyValue(an: Analysis, n: Node, values: ReadonlyMap<number, Float64Array>): Float64Array {
+  const ids = an.sourcesOf.get(n.name)!
+  const x1 = values.get(ids[0])!
+  const powers = ids.slice(1).map((id) => values.get(id)!)
+  const detail = an.poly.get(n.name)!
+  const out = new Float64Array(x1.length)
+  let slot = 0
+  for (let i = 0; i < x1.length; i++) {
+    const c = detail.coeffs(i)
+    if (!c) {
+      out[i] = x1[i]
+      continue
+    }
+    let v = c[0] + (c[1] ?? 0) * x1[i]
+    for (let k = 2; k < c.length; k++) v += c[k] * powers[k - 2][slot]
+    if (powers.length) slot++
+    out[i] = v
+  }
+  return out
+}
+
+/** Build the fixed-point matrix of one segment by probing. */
+export function segmentMatrix(an: Analysis, spec: SegmentSpec, params: MpcParams, pub: Map<string, Tensor>): SegmentMatrix {
+  const sizes = spec.sources.map((id) => an.sources[id].size)
+  const cols = sizes.reduce((a, b) => a + b, 0)
+  const zeros = () => new Map(spec.sources.map((id, j) => [id, new Float64Array(sizes[j])]))
+  const base = evalSegment(an, spec.node, zeros(), pub)
+  const rows = base.length
+  const colData: Float64Array[] = []
+  spec.sources.forEach((id, j) => {
+    for (let e = 0; e < sizes[j]; e++) {
+      const v = zeros()
+      v.get(id)![e] = 1
+      const y = evalSegment(an, spec.node, v, pub)
+      const col = new Float64Array(rows)
+      for (let r = 0; r < rows; r++) col[r] = y[r] - base[r]
+      colData.push(col)
+    }
+  })
+  const probe = zeros()
+  let seed = 12345
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1
+  for (const arr of probe.values()) for (let i = 0; i < arr.length; i++) arr[i] = rnd()
+  const yr = evalSegment(an, spec.node, probe, pub)
+  const flat = spec.sources.flatMap((id) => Array.from(probe.get(id)!))
+  for (let r = 0; r < rows; r++) {
+    let acc = base[r]
+    for (let c = 0; c < cols; c++) acc += colData[c][r] * flat[c]
+    if (Math.abs(acc - yr[r]) > 1e-6 * (1 + Math.abs(yr[r])))
+      throw new MpcLowerError(`the value '${spec.node}' is not an affine function of its secret inputs`)
+  }
+  const scale = 2 ** params.weightFracBits
+  const rowPtr = new Int32Array(rows + 1)
+  const colIdx: number[] = []
+  const values: bigint[] = []
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const q = Math.round(colData[c][r] * scale)
+      if (q === 0) continue
+      if (Math.abs(q) > 2 ** 40) throw new MpcLowerError(`weight ${colData[c][r]} in '${spec.node}' is too large for the fixed-point format`)
+      colIdx.push(c)
+      values.push(BigInt(q))
+    }
+    rowPtr[r + 1] = colIdx.length
+  }
+  const bias = new BigUint64Array(rows)
+  for (let r = 0; r < rows; r++) bias[r] = encode(base[r], params.fracBits + params.weightFracBits)
+  return { spec, m: { rows, cols, rowPtr, colIdx: Int32Array.from(colIdx), values: BigInt64Array.from(values) }, bias }
+}
