@@ -1,12 +1,8 @@
 /** PicError: the one kind of error the CLI prints as a single `pic: error: ...` line. */
+import { PicError } from '../ir/errors.js'
 import type { Origin } from '../ir/graph.js'
 
-export class PicError extends Error {
-  constructor(message: string) {
-    super(message)
-    this.name = 'PicError'
-  }
-}
+export { PicError }
 
 /** "file: node 'name' (Op): problem" */
 export function nodeError(file: string, node: { name: string; op: string; origin?: Origin } | undefined, problem: string): PicError {

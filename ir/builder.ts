@@ -3,6 +3,7 @@
  * added, with the values of compile-time-constant inputs available to inference (Reshape's shape,
  * Pad's pads); small constant subgraphs such as Shape -> Gather -> Concat are evaluated on demand.
  */
+import { PicError } from './errors.js'
 import type { Attrs, Graph, Node, Origin } from './graph.js'
 import { OpError } from './op.js'
 import { OPS } from './ops/index.js'
@@ -10,7 +11,7 @@ import { checkShape } from './ops/util.js'
 import { sizeOf, type DType, type Tensor, type TensorType } from './tensor.js'
 
 /** A problem with one node: carries the node's origin so callers can name it. */
-export class GraphError extends Error {
+export class GraphError extends PicError {
   constructor(
     message: string,
     readonly node?: { name: string; op: string; origin?: Origin },

@@ -52,8 +52,13 @@ export function nodeMap(g: Graph): Map<string, Node> {
   return m
 }
 
-export function graphInputs(g: Graph): Node<InputAttrs>[] {
-  return g.nodes.filter((n) => n.op === 'Input') as unknown as Node<InputAttrs>[]
+export function graphInputs(g: Graph): Node[] {
+  return g.nodes.filter((n) => n.op === 'Input')
+}
+
+/** Declared dims of an Input node (strings are symbols). */
+export function inputDims(n: Node): readonly (number | string)[] {
+  return (n.attrs as unknown as InputAttrs).dims
 }
 
 /** Count of uses per node name (graph outputs count as a use). */

@@ -4,11 +4,12 @@
  * inputs bind its symbolic dims (the batch) to other values.
  */
 import { instantiate } from './builder.js'
-import { describeNode, graphInputs, type Graph, type InputAttrs, type Node } from './graph.js'
+import { PicError } from './errors.js'
+import { describeNode, graphInputs, inputDims, type Graph, type Node } from './graph.js'
 import { OPS } from './ops/index.js'
 import { castValue, formatType, sameShape, type Tensor } from './tensor.js'
 
-export class InterpretError extends Error {}
+export class InterpretError extends PicError {}
 
 export interface InterpretOptions {
   /** Called with every node's value as it is computed (calibration, tracing). */
@@ -26,7 +27,7 @@ export function bindInputs(g: Graph, inputs: readonly Tensor[]): Graph {
   ins.forEach((n, i) => {
     const t = inputs[i]
     if (sameShape(t.shape, n.type.shape)) return
-    const dims = (n.attrs as InputAttrs).dims
+    const dims = inputDims(n)
     if (t.shape.length !== dims.length) throw new InterpretError(`input '${n.name}' expects ${formatType(n.type)}, got rank ${t.shape.length}`)
     dims.forEach((d, k) => {
       if (typeof d === 'string') {
@@ -80,4 +81,59 @@ export function interpret(g0: Graph, given: readonly Tensor[] | Readonly<Record<
 /** Convenience: the first output for a single input. */
 export function run1(g: Graph, x: Tensor): Tensor {
   return interpret(g, [x]).get(g.outputs[0])!
+}
+
+/** Elements one batch may hold across a graph's largest value, to keep batched runs in bounded memory. */
+const BATCH_ELEMENTS = 2 ** 25
+
+/**
+ * Run a single-input graph over many samples (axis 0 of `x`) in as few calls as memory allows. The
+ * graph is re-instantiated for the chunk size when its batch dim is symbolic and nothing batch-specific
+ * was folded into it; otherwise samples run in chunks of the graph's own batch, the last one padded.
+ * `onChunk` sees every chunk's values (with `valid` = real samples in it) when `keepAll` is asked for.
+ */
+export function runBatched(
+  g: Graph,
+  x: Tensor,
+  opts: { onChunk?: (values: Map<string, Tensor>, valid: number, start: number) => void; keepAll?: boolean } = {},
+): Tensor[] {
+  const input = graphInputs(g)[0]
+  const n = x.shape[0]
+  const per = x.data.length / Math.max(n, 1)
+  const gBatch = input.type.shape[0]
+  const largest = Math.max(...g.nodes.map((v) => v.type.shape.reduce((p, d) => p * d, 1))) / Math.max(gBatch, 1)
+  let chunk = Math.max(1, Math.min(n, Math.floor(BATCH_ELEMENTS / Math.max(largest, 1))))
+  let run = g
+  if (chunk !== gBatch) {
+    try {
+      run = bindInputs(g, [{ ...input.type, shape: [chunk, ...input.type.shape.slice(1)], data: new Float64Array(0) }])
+    } catch {
+      run = g
+      chunk = gBatch
+    }
+  }
+  const outs: Float64Array[][] = g.outputs.map(() => [])
+  const outTypes = run.outputs.map((o) => run.nodes.find((v) => v.name === o)!.type)
+  for (let start = 0; start < n; start += chunk) {
+    const valid = Math.min(chunk, n - start)
+    const data = new Float64Array(chunk * per)
+    data.set(x.data.subarray(start * per, (start + valid) * per))
+    const values = interpret(run, [{ dtype: x.dtype, shape: [chunk, ...x.shape.slice(1)], data }], { keepAll: opts.keepAll })
+    opts.onChunk?.(values, valid, start)
+    run.outputs.forEach((o, k) => {
+      const v = values.get(o)!
+      const rowLen = v.data.length / chunk
+      outs[k].push(v.data.slice(0, valid * rowLen))
+    })
+  }
+  return outTypes.map((t, k) => {
+    const rowLen = t.shape.slice(1).reduce((p, d) => p * d, 1)
+    const data = new Float64Array(n * rowLen)
+    let at = 0
+    for (const part of outs[k]) {
+      data.set(part, at)
+      at += part.length
+    }
+    return { dtype: t.dtype, shape: [n, ...t.shape.slice(1)], data }
+  })
 }

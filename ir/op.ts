@@ -3,10 +3,11 @@
  * knows what an op means: attribute parsing with defaults, type inference, float64 reference
  * evaluation and cost metadata. Analyses ask the op; they never switch on op names.
  */
+import { PicError } from './errors.js'
 import type { DType, Tensor, TensorType } from './tensor.js'
 
 /** An error in one op's attributes, inputs or types; the caller adds file and node. */
-export class OpError extends Error {}
+export class OpError extends PicError {}
 
 export type AttrValue = number | string | Tensor | number[] | string[] | Tensor[]
 
@@ -76,6 +77,12 @@ export class RawAttrs {
   }
 }
 
+/** An ONNX attribute as the writer emits it; the key names the AttributeProto type. */
+export type OnnxAttr = { f: number } | { i: number } | { s: string } | { t: Tensor } | { floats: number[] } | { ints: number[] }
+
+/** Attributes by name; undefined entries are left out. */
+export type OnnxAttrs = Record<string, OnnxAttr | undefined>
+
 export interface InferContext {
   /** The value of input i when it is known at compile time (a constant or computable from constants). */
   constant(i: number): Tensor | undefined
@@ -118,6 +125,11 @@ export interface OpDef<A = any> {
   readonly since?: number
   /** Parse and validate raw ONNX attributes into this op's attribute object. */
   attrs(raw: RawAttrs): A
+  /**
+   * The inverse of `attrs`: ONNX attributes that parse back to `a` at `opset` (absent: the op has
+   * none). Throws OpError when the attributes have no ONNX form at that opset.
+   */
+  onnx?(a: A, opset: number): OnnxAttrs
   /** Result type from input types; throws OpError on a mismatch. */
   infer(ins: readonly TensorType[], a: A, cx: InferContext): TensorType
   /** Float64 reference semantics. `out` is the inferred result type. */

@@ -2,12 +2,13 @@
  * The verifier: names unique, every input defined before its use (hence acyclic), arity within the
  * op's bounds, and every node's stored type equal to what its op infers now.
  */
+import { PicError } from './errors.js'
 import type { Graph } from './graph.js'
 import { describeNode } from './graph.js'
 import { OPS } from './ops/index.js'
 import { formatType, sameType, type Tensor, type TensorType } from './tensor.js'
 
-export class VerifyError extends Error {}
+export class VerifyError extends PicError {}
 
 export function verify(g: Graph): void {
   const defined = new Map<string, TensorType>()

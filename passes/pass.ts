@@ -2,6 +2,7 @@
  * Passes and the pass manager. A pass is a named pure function Graph -> Graph; the manager runs a
  * pipeline (a plain array of passes), verifies the graph after each pass and can trace the IR.
  */
+import { PicError } from '../ir/errors.js'
 import type { Graph } from '../ir/graph.js'
 import type { Tensor } from '../ir/tensor.js'
 import { verify, VerifyError } from '../ir/verify.js'
@@ -23,7 +24,7 @@ export interface Pass {
   run(g: Graph, cx: PassContext): Graph
 }
 
-export class PassError extends Error {}
+export class PassError extends PicError {}
 
 export function passContext(options: Record<string, unknown> = {}, extra: Partial<PassContext> = {}): PassContext {
   return { options, log: () => {}, report: {}, ...extra }

@@ -1,0 +1,25 @@
+/**
+ * The backend interface. A backend names the pipeline it needs, lowers the compiled graph to a plan
+ * (plain JSON data plus optional binary sidecar), prints the plan for people and summarizes it for
+ * `--json`. Plugins are ES modules whose default export (or `backend` export) is a Backend.
+ */
+import type { Graph } from '../ir/graph.js'
+import type { Pass, PassContext } from '../passes/pass.js'
+
+export interface Lowered<Plan = unknown> {
+  plan: Plan
+  /** Large constants (weights) referenced from the plan by offset, or undefined. */
+  sidecar?: Uint8Array
+}
+
+export interface Backend<Plan = unknown> {
+  readonly name: string
+  readonly doc: string
+  /** The passes to run before lowering, given the user's options (approximation, ...). */
+  pipeline(options: Readonly<Record<string, unknown>>): readonly Pass[]
+  lower(g: Graph, cx: PassContext): Lowered<Plan>
+  /** Readable text form of the plan (with its sidecar, when it has one). */
+  print(plan: Plan, sidecar?: Uint8Array): string
+  /** What `pic compile --json` prints besides `backend`. */
+  summary(plan: Plan, g: Graph): Record<string, unknown>
+}

@@ -1,0 +1,120 @@
+/**
+ * What every command shares: the command type, option parsing with node:util's parseArgs, the
+ * compile step (import, pipeline, trace), progress on stderr, and --json output.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import type { Graph } from '../ir/graph.js'
+import { printGraph } from '../ir/print.js'
+import type { Tensor } from '../ir/tensor.js'
+import { passContext, runPipeline, type Pass, type PassContext } from '../passes/pass.js'
+import { PicError } from './errors.js'
+import { readNpy } from './npy.js'
+
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>[string] & { help: string; arg?: string }
+
+export interface Command {
+  name: string
+  summary: string
+  usage: string
+  options: Record<string, OptionSpec>
+  run(args: ParsedArgs): Promise<number | void> | number | void
+}
+
+export interface ParsedArgs {
+  positionals: string[]
+  values: Record<string, string | boolean | string[] | undefined>
+}
+
+/** Options most commands accept. */
+export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
+  json: { type: 'boolean', help: 'print exactly one JSON object on stdout' },
+  debug: { type: 'boolean', help: 'print stack traces for errors' },
+  quiet: { type: 'boolean', short: 'q', help: 'no progress messages on stderr' },
+  help: { type: 'boolean', short: 'h', help: 'show this help' },
+}
+
+/** Options of the commands that compile a model (approximation and its calibration data). */
+export const COMPILE_OPTIONS: Record<string, OptionSpec> = {
+  approx: { type: 'string', arg: 'SPEC', help: "activation approximation: none (default), hermite:D, chebyshev:D, minimax:D, ola[:BUDGET]" },
+  calib: { type: 'string', arg: 'C.npy', help: 'calibration inputs for --approx and --relu-budget' },
+  maxpool: { type: 'string', arg: 'MODE', help: "MaxPool under --approx: 'poly' (polynomial max, default) or 'avg' (average pooling; changes semantics)" },
+  'keep-relu': { type: 'boolean', help: 'approximate every activation except ReLU (for the MPC backend)' },
+  'relu-budget': { type: 'string', arg: 'N', help: 'SENet ReLU budget: a count or a fraction (0..1) of the ReLUs to keep' },
+  trace: { type: 'boolean', help: 'print the IR after each pass on stderr' },
+}
+
+export function parse(cmd: Command, argv: string[]): ParsedArgs {
+  const options = Object.fromEntries(
+    Object.entries({ ...GLOBAL_OPTIONS, ...cmd.options }).map(([k, v]) => [k, { type: v.type, ...(v.short ? { short: v.short } : {}), ...(v.multiple ? { multiple: true } : {}) }]),
+  )
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options: options as ParseArgsConfig['options'], allowPositionals: true, strict: true })
+    return { values: values as ParsedArgs['values'], positionals }
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, '')}`, cmd)
+  }
+}
+
+export class UsageError extends PicError {
+  constructor(
+    message: string,
+    readonly cmd?: Command,
+  ) {
+    super(message)
+  }
+}
+
+export function str(args: ParsedArgs, name: string): string | undefined {
+  const v = args.values[name]
+  return typeof v === 'string' ? v : undefined
+}
+
+export function need(args: ParsedArgs, name: string, cmd: Command): string {
+  const v = str(args, name)
+  if (v === undefined) throw new UsageError(`--${name} is required`, cmd)
+  return v
+}
+
+export function flag(args: ParsedArgs, name: string): boolean {
+  return args.values[name] === true
+}
+
+/** Progress and notes go to stderr unless --quiet. */
+export function logger(args: ParsedArgs): (msg: string) => void {
+  return flag(args, 'quiet') ? () => {} : (msg) => process.stderr.write(`pic: ${msg}\n`)
+}
+
+export function printJSON(obj: unknown): void {
+  process.stdout.write(JSON.stringify(obj, null, 2) + '\n')
+}
+
+/** The pass options the compile options set, with the calibration tensor loaded. */
+export function compileContext(args: ParsedArgs): PassContext {
+  const approx = str(args, 'approx') ?? 'none'
+  const calibFile = str(args, 'calib')
+  const budget = str(args, 'relu-budget')
+  const needsCalib = approx !== 'none' || budget !== undefined
+  if (needsCalib && !calibFile) throw new PicError(`--calib C.npy is required with ${approx !== 'none' ? `--approx ${approx}` : '--relu-budget'}`)
+  const calib: Tensor | undefined = calibFile ? readNpy(calibFile) : undefined
+  const options = {
+    approx,
+    maxpool: str(args, 'maxpool') ?? 'poly',
+    keepRelu: flag(args, 'keep-relu'),
+    reluBudget: budget,
+  }
+  return passContext(options, { calib, log: logger(args) })
+}
+
+/** Run a pipeline with --trace support. */
+export function compileGraph(g: Graph, passes: readonly Pass[], cx: PassContext, args: ParsedArgs): Graph {
+  const trace = flag(args, 'trace') ? (p: Pass, h: Graph) => process.stderr.write(`--- after ${p.name}\n${printGraph(h)}`) : undefined
+  return runPipeline(g, passes, cx, { trace })
+}
+
+export function helpText(cmd: Command): string {
+  const opts = Object.entries({ ...cmd.options, ...GLOBAL_OPTIONS })
+  const width = Math.max(...opts.map(([k, v]) => k.length + (v.arg ? v.arg.length + 1 : 0))) + 4
+  const lines = [`usage: ${cmd.usage}`, '', cmd.summary, '', 'options:']
+  for (const [k, v] of opts) lines.push(`  ${`--${k}${v.arg ? ` ${v.arg}` : ''}`.padEnd(width)}${v.help}`)
+  return lines.join('\n') + '\n'
+}

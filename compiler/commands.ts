@@ -1,0 +1,237 @@
+/**
+ * The command table and the model commands: inspect, infer, eval and compile. Other commands live in
+ * their own cmd-*.ts files and are listed here.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { loadBackend } from '../backends/index.js'
+import { instantiate } from '../ir/builder.js'
+import { graphInputs, inputDims, type Graph } from '../ir/graph.js'
+import { bindInputs, interpret, runBatched } from '../ir/interpret.js'
+import { activationCounts, opCounts, parameterCount } from '../ir/stats.js'
+import { sizeOf, type Tensor } from '../ir/tensor.js'
+import {
+  COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, printJSON, str, UsageError,
+  type Command, type ParsedArgs,
+} from './cli-kit.js'
+import { PicError } from './errors.js'
+import { readNpy, writeNpy } from './npy.js'
+import { loadModel, readTensorFile } from './model.js'
+
+function modelArg(args: ParsedArgs, cmd: Command): string {
+  if (args.positionals.length !== 1) throw new UsageError(args.positionals.length === 0 ? 'missing MODEL' : `unexpected argument '${args.positionals[1]}'`, cmd)
+  return args.positionals[0]
+}
+
+/** Shapes with symbolic dims named: dims that change when the symbols are bound to other values. */
+function describeValues(g: Graph, names: readonly string[]) {
+  const symbols = Object.keys(g.symbols)
+  let probe: Graph | undefined
+  try {
+    probe = symbols.length ? instantiate(g, Object.fromEntries(symbols.map((s, i) => [s, g.symbols[s] + 7 + i]))) : undefined
+  } catch {
+    probe = undefined
+  }
+  return names.map((name) => {
+    const n = g.nodes.find((v) => v.name === name)!
+    if (n.op === 'Input') return { name, dtype: n.type.dtype, shape: inputDims(n) }
+    const other = probe?.nodes.find((v) => v.name === name)?.type.shape
+    const shape = n.type.shape.map((d, i) => {
+      if (!other || other[i] === d) return d
+      const s = symbols.find((k, j) => d === g.symbols[k] && other[i] === g.symbols[k] + 7 + j)
+      return s ?? d
+    })
+    return { name, dtype: n.type.dtype, shape }
+  })
+}
+
+const inspect: Command = {
+  name: 'inspect',
+  summary: 'Describe a model: inputs, outputs, op counts, parameters, activation sizes and ReLU count at batch 1.',
+  usage: 'pic inspect MODEL [--json]',
+  options: {},
+  run(args) {
+    const file = modelArg(args, inspect)
+    const g = loadModel(file)
+    const activations = activationCounts(g)
+    const info = {
+      inputs: describeValues(g, graphInputs(g).map((n) => n.name)),
+      outputs: describeValues(g, g.outputs),
+      ops: opCounts(g, true),
+      parameters: parameterCount(g),
+      activations,
+      reluCount: activations.Relu ?? 0,
+    }
+    if (flag(args, 'json')) return printJSON(info)
+    const dims = (s: readonly (string | number)[]) => `[${s.join(', ')}]`
+    const lines = [`${file}: opset ${g.opset}, ${g.nodes.length} values`]
+    for (const i of info.inputs) lines.push(`  input  ${i.name}: ${i.dtype}${dims(i.shape)}`)
+    for (const o of info.outputs) lines.push(`  output ${o.name}: ${o.dtype}${dims(o.shape)}`)
+    lines.push(`  ops: ${Object.entries(info.ops).map(([k, v]) => `${k} ${v}`).join(', ')}`)
+    lines.push(`  parameters: ${info.parameters}`)
+    lines.push(`  activations (elements at batch 1): ${Object.entries(activations).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`)
+    lines.push(`  ReLU count: ${info.reluCount}`)
+    process.stdout.write(lines.join('\n') + '\n')
+  },
+}
+
+/** Largest batch whose values fit the interpreter's memory budget (2^25 elements per value). */
+function batchFor(g: Graph, n: number): number {
+  const batch = graphInputs(g)[0].type.shape[0] || 1
+  const largest = Math.max(...g.nodes.map((v) => sizeOf(v.type.shape))) / batch
+  return Math.max(1, Math.min(n, Math.floor(2 ** 25 / Math.max(largest, 1))))
+}
+
+/** The model bound to `batch` samples (when its batch dim is symbolic) and compiled for the ir backend. */
+async function compiledFor(file: string, batch: number, args: ParsedArgs): Promise<{ original: Graph; compiled: Graph; report: Record<string, unknown> }> {
+  const original = loadModel(file)
+  const input = graphInputs(original)[0]
+  const dim0 = input ? inputDims(input)[0] : undefined
+  const bound = typeof dim0 === 'string' ? instantiate(original, { [dim0]: batch }) : original
+  const cx = compileContext(args)
+  const backend = await loadBackend('ir')
+  const compiled = compileGraph(bound, backend.pipeline(cx.options), cx, args)
+  return { original, compiled, report: cx.report }
+}
+
+function argmaxRows(t: Tensor): number[] {
+  const n = t.shape[0]
+  const k = t.data.length / n
+  const out: number[] = []
+  for (let i = 0; i < n; i++) {
+    let best = 0
+    for (let j = 1; j < k; j++) if (t.data[i * k + j] > t.data[i * k + best]) best = j
+    out.push(best)
+  }
+  return out
+}
+
+const infer: Command = {
+  name: 'infer',
+  summary: 'Run a model on inputs with the float64 reference interpreter (optionally approximated).',
+  usage: 'pic infer MODEL --input [NAME=]FILE [--input ...] (--output Y.npy | --output-dir DIR) [--approx SPEC --calib C.npy]',
+  options: {
+    input: { type: 'string', multiple: true, arg: '[NAME=]FILE', help: 'an input as .npy or ONNX TensorProto .pb, in graph order or by name' },
+    output: { type: 'string', arg: 'Y.npy', help: 'write the first output here' },
+    'output-dir': { type: 'string', arg: 'DIR', help: 'write every output as DIR/NAME.npy' },
+    ...COMPILE_OPTIONS,
+  },
+  async run(args) {
+    const file = modelArg(args, infer)
+    const specs = (args.values.input as string[] | undefined) ?? []
+    if (specs.length === 0) throw new UsageError('at least one --input is required', infer)
+    const out = str(args, 'output')
+    const outDir = str(args, 'output-dir')
+    if (!out === !outDir) throw new UsageError('give exactly one of --output and --output-dir', infer)
+    const probe = loadModel(file)
+    const declared = graphInputs(probe).map((n) => n.name)
+    const given = new Map<string, Tensor>()
+    specs.forEach((s, i) => {
+      const eq = s.indexOf('=')
+      const named = eq > 0 && declared.includes(s.slice(0, eq))
+      const name = named ? s.slice(0, eq) : declared[i]
+      if (name === undefined) throw new PicError(`${file}: the model takes ${declared.length} inputs, got ${specs.length}`)
+      given.set(name, readTensorFile(named ? s.slice(eq + 1) : s))
+    })
+    const missing = declared.filter((d) => !given.has(d))
+    if (missing.length) throw new PicError(`${file}: missing input${missing.length > 1 ? 's' : ''} ${missing.map((m) => `'${m}'`).join(', ')}`)
+    const inputs = declared.map((d) => given.get(d)!)
+    let outputs: Tensor[]
+    const log = logger(args)
+    if (inputs.length === 1 && inputs[0].shape.length > 0) {
+      const { compiled } = await compiledFor(file, batchFor(probe, inputs[0].shape[0]), args)
+      outputs = runBatched(compiled, inputs[0])
+    } else {
+      const bound = bindInputs(probe, inputs)
+      const { compiled } = { compiled: compileGraph(bound, (await loadBackend('ir')).pipeline(compileContext(args).options), compileContext(args), args) }
+      const values = interpret(compiled, inputs)
+      outputs = compiled.outputs.map((o) => values.get(o)!)
+    }
+    if (out) writeNpy(out, outputs[0])
+    else {
+      mkdirSync(outDir!, { recursive: true })
+      probe.outputs.forEach((o, k) => writeNpy(path.join(outDir!, `${o.replace(/[^A-Za-z0-9_.-]/g, '_')}.npy`), outputs[k]))
+    }
+    if (flag(args, 'json')) printJSON({ outputs: probe.outputs.map((o, k) => ({ name: o, dtype: outputs[k].dtype, shape: outputs[k].shape })) })
+    else log(`wrote ${out ?? `${probe.outputs.length} outputs to ${outDir}`}`)
+  },
+}
+
+const evaluate: Command = {
+  name: 'eval',
+  summary: 'Top-1 accuracy of the original and the compiled (approximated) model on labelled data.',
+  usage: 'pic eval MODEL --data X.npy --labels y.npy [--approx SPEC --calib C.npy] [--json]',
+  options: {
+    data: { type: 'string', arg: 'X.npy', help: 'inputs, batch on axis 0' },
+    labels: { type: 'string', arg: 'y.npy', help: 'integer labels, one per input' },
+    ...COMPILE_OPTIONS,
+  },
+  async run(args) {
+    const file = modelArg(args, evaluate)
+    const x = readNpy(need(args, 'data', evaluate))
+    const labelsFile = need(args, 'labels', evaluate)
+    const y = readNpy(labelsFile)
+    const n = x.shape[0]
+    if (y.data.length !== n) throw new PicError(`${labelsFile}: ${y.data.length} labels for ${n} inputs`)
+    const probe = loadModel(file)
+    const log = logger(args)
+    const t0 = performance.now()
+    const { original, compiled, report } = await compiledFor(file, batchFor(probe, n), args)
+    const [refOut] = runBatched(original, x)
+    const [outC] = compiled === original ? [refOut] : runBatched(compiled, x)
+    const a0 = argmaxRows(refOut)
+    const a1 = argmaxRows(outC)
+    let maxAbs = 0
+    for (let i = 0; i < refOut.data.length; i++) maxAbs = Math.max(maxAbs, Math.abs(refOut.data[i] - outC.data[i]))
+    const acc = (a: number[]) => a.filter((v, i) => v === y.data[i]).length / n
+    const result = {
+      accuracy: { original: acc(a0), compiled: acc(a1) },
+      agreement: a0.filter((v, i) => v === a1[i]).length / n,
+      maxAbsError: maxAbs,
+      samples: n,
+      ...(report.layers ? { layers: report.layers } : {}),
+    }
+    log(`evaluated ${n} samples in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+    if (flag(args, 'json')) return printJSON(result)
+    process.stdout.write(
+      `accuracy: original ${(100 * result.accuracy.original).toFixed(2)}%, compiled ${(100 * result.accuracy.compiled).toFixed(2)}%\n` +
+        `agreement: ${(100 * result.agreement).toFixed(2)}%, max abs logit error ${result.maxAbsError.toExponential(3)}, ${n} samples\n`,
+    )
+  },
+}
+
+const compile: Command = {
+  name: 'compile',
+  summary: 'Compile a model for a backend (ir, ckks, mpc or a plugin module) and write or print the plan.',
+  usage: 'pic compile MODEL --backend ir|ckks|mpc|PLUGIN.js [--approx SPEC --calib C.npy] [-o FILE] [--json]',
+  options: {
+    backend: { type: 'string', arg: 'NAME', help: "'ir', 'ckks', 'mpc' or the path of a backend plugin module" },
+    output: { type: 'string', short: 'o', arg: 'FILE', help: 'write the plan JSON here (large constants go to FILE with .bin)' },
+    ...COMPILE_OPTIONS,
+  },
+  async run(args) {
+    const file = modelArg(args, compile)
+    const backend = await loadBackend(need(args, 'backend', compile))
+    const log = logger(args)
+    const t0 = performance.now()
+    const g = loadModel(file)
+    const cx = compileContext(args)
+    const compiled = compileGraph(g, backend.pipeline(cx.options), cx, args)
+    const { plan, sidecar } = backend.lower(compiled, cx)
+    log(`compiled ${file} for ${backend.name} in ${(performance.now() - t0).toFixed(0)} ms`)
+    const out = str(args, 'output')
+    if (out) {
+      writeFileSync(out, JSON.stringify(plan, null, 1) + '\n')
+      if (sidecar && sidecar.length > 0) writeFileSync(sidecarPath(out), sidecar)
+    }
+    if (flag(args, 'json')) printJSON({ backend: backend.name, ...backend.summary(plan, compiled) })
+    else if (!out) process.stdout.write(backend.print(plan, sidecar))
+  },
+}
+
+/** plan.json -> plan.bin: where a plan's binary constants are written. */
+export function sidecarPath(planFile: string): string {
+  return planFile.replace(/(\.json)?$/, '.bin')
+}
+
+export const COMMANDS: readonly Command[] = [inspect, infer, evaluate, compile]

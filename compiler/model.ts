@@ -1,0 +1,48 @@
+/** Loading models and input tensors from files for the CLI, with PicErrors that name the file. */
+import { readFileSync, statSync } from 'node:fs'
+import path from 'node:path'
+import type { Graph } from '../ir/graph.js'
+import type { Tensor } from '../ir/tensor.js'
+import { PicError } from './errors.js'
+import { readNpy } from './npy.js'
+import { importModel } from './onnx-import.js'
+import { readTensorPb } from './onnx-tensor.js'
+
+/** Protobuf cannot hold more than 2 GiB; anything larger is not an ONNX file PIC can read. */
+const MAX_MODEL_BYTES = 2 ** 31
+
+export function readModelBytes(file: string): Buffer {
+  let size: number
+  try {
+    const st = statSync(file)
+    if (!st.isFile()) throw new PicError(`${file}: not a file`)
+    size = st.size
+  } catch (e) {
+    if (e instanceof PicError) throw e
+    throw new PicError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+  }
+  if (size > MAX_MODEL_BYTES) throw new PicError(`${file}: ${size} bytes is larger than the 2 GiB a protobuf model can be`)
+  return readFileSync(file)
+}
+
+export function loadModel(file: string, symbols?: Record<string, number>): Graph {
+  return importModel(readModelBytes(file), { file, baseDir: path.dirname(path.resolve(file)), symbols })
+}
+
+/** A tensor from a .npy file or a serialized ONNX TensorProto (.pb). */
+export function readTensorFile(file: string): Tensor {
+  if (file.endsWith('.pb')) {
+    let bytes: Buffer
+    try {
+      bytes = readFileSync(file)
+    } catch (e) {
+      throw new PicError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+    }
+    try {
+      return readTensorPb(bytes)
+    } catch (e) {
+      throw new PicError(`${file}: not a valid ONNX TensorProto (${(e as Error).message})`)
+    }
+  }
+  return readNpy(file)
+}

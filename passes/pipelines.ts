@@ -1,0 +1,32 @@
+/**
+ * The pipelines: plain arrays of passes, one per backend, all visible here. `common` holds the exact
+ * passes every backend runs: constants folded, no-ops removed, BatchNorm and biases folded into the
+ * linear ops, decomposed activations recognized, polynomial activations folded, dead code dropped.
+ * Approximation passes for CKKS and MPC go into `ckks` and `mpc` after `common`.
+ */
+import { eliminateDeadCode } from './eliminate-dead-code.js'
+import { foldBatchnorm } from './fold-batchnorm.js'
+import { foldConstants } from './fold-constants.js'
+import { foldPolynomials } from './fold-polynomials.js'
+import { fuseBias } from './fuse-bias.js'
+import type { Pass } from './pass.js'
+import { recognizeActivations } from './recognize-activations.js'
+import { removeNoops } from './remove-noops.js'
+
+export const common: readonly Pass[] = [
+  foldConstants,
+  removeNoops,
+  foldBatchnorm,
+  fuseBias,
+  recognizeActivations,
+  foldPolynomials,
+  eliminateDeadCode,
+]
+
+export const ir: readonly Pass[] = [...common]
+
+export const ckks: readonly Pass[] = [...common]
+
+export const mpc: readonly Pass[] = [...common]
+
+export const PIPELINES: Readonly<Record<string, readonly Pass[]>> = { common, ir, ckks, mpc }
