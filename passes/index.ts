@@ -1,0 +1,18 @@
+/** Every pass by name, and the pipelines. */
+import { eliminateDeadCode } from './eliminate-dead-code.js'
+import { foldBatchnorm } from './fold-batchnorm.js'
+import { foldConstants } from './fold-constants.js'
+import { foldPolynomials } from './fold-polynomials.js'
+import { fuseBias } from './fuse-bias.js'
+import { lowerForExport } from './lower-for-export.js'
+import type { Pass } from './pass.js'
+import { recognizeActivations } from './recognize-activations.js'
+import { removeNoops } from './remove-noops.js'
+
+export { eliminateDeadCode, foldBatchnorm, foldConstants, foldPolynomials, fuseBias, lowerForExport, recognizeActivations, removeNoops }
+export { passContext, PassError, runPipeline, type Pass, type PassContext, type PipelineOptions } from './pass.js'
+export { common, ir, ckks, mpc, PIPELINES } from './pipelines.js'
+
+export const PASSES: Readonly<Record<string, Pass>> = Object.fromEntries(
+  [foldConstants, removeNoops, foldBatchnorm, fuseBias, recognizeActivations, foldPolynomials, eliminateDeadCode, lowerForExport].map((p) => [p.name, p]),
+)
