@@ -1,0 +1,99 @@
+/**
+ * The `mpc` backend: Delphi-style hybrid two-party inference. `mpcBackend` lowers a graph to a
+ * schedule (plain JSON with the cost model); `runDealer`, `runServe` and `runQuery` are the three
+ * runtime commands (`pic dealer`, `pic serve`, `pic query`) over TCP.
+ */
+import type { Graph } from '../../ir/graph.js'
+import type { Tensor } from '../../ir/tensor.js'
+import type { PassContext } from '../../passes/pass.js'
+import { PIPELINES } from '../../passes/pipelines.js'
+import type { Backend } from '../backend.js'
+import { startDealer, type DealerHandle } from './dealer.js'
+import { parseEndpoint, ProtocolError } from './net.js'
+import { prepareServer, query, startServer, type QueryReport, type ServerHandle } from './party.js'
+import { lowerMpc, MpcLowerError, printSchedule, type LowerOptions, type MpcSchedule } from './schedule.js'
+
+export { lowerMpc, printSchedule, MpcLowerError, ProtocolError }
+export type { MpcSchedule, QueryReport, ServerHandle, DealerHandle }
+
+function lowerOptions(options: Readonly<Record<string, unknown>>): LowerOptions {
+  const num = (k: string) => (typeof options[k] === 'number' ? (options[k] as number) : undefined)
+  return { fracBits: num('fracBits'), weightFracBits: num('weightFracBits'), intBits: num('intBits') }
+}
+
+/** The per-inference summary `pic compile --backend mpc --json` prints. */
+export function scheduleSummary(s: MpcSchedule): Record<string, unknown> {
+  return {
+    reluCount: s.reluCount,
+    comparisons: s.comparisons,
+    triples: s.triples,
+    andGates: s.andGates,
+    rounds: s.rounds,
+    bytes: s.bytes,
+    latencyMs: s.latencyMs,
+    offlineLatencyMs: s.offlineLatencyMs,
+    params: s.params,
+    trust: s.trust,
+    layers: s.layers,
+  }
+}
+
+export const mpcBackend: Backend<MpcSchedule> = {
+  name: 'mpc',
+  doc: 'Delphi-style two-party schedule: linear layers on additive shares, ReLU and max pooling in garbled circuits, polynomials with Beaver squares',
+  pipeline: () => PIPELINES.mpc,
+  lower: (g: Graph, cx: PassContext) => ({ plan: lowerMpc(g, lowerOptions(cx.options)) }),
+  print: (plan) => printSchedule(plan),
+  summary: (plan) => scheduleSummary(plan),
+}
+
+/** Check that parsed JSON is a schedule this runtime understands. */
+export function parseSchedule(json: unknown, file = 'schedule'): MpcSchedule {
+  const s = json as MpcSchedule
+  if (!s || typeof s !== 'object' || s.format !== 'pic.mpc.schedule/1' || !Array.isArray(s.steps) || !Array.isArray(s.sources) || !s.params)
+    throw new ProtocolError(`${file}: not an mpc schedule (compile one with 'pic compile MODEL --backend mpc -o FILE')`)
+  return s
+}
+
+export interface DealerCommand {
+  port: number
+  host?: string
+  timeoutMs?: number
+  log?: (msg: string) => void
+}
+
+/** `pic dealer --port P`: serve offline correlations until closed. */
+export function runDealer(o: DealerCommand): Promise<DealerHandle> {
+  return startDealer(o)
+}
+
+export interface ServeCommand {
+  port: number
+  host?: string
+  /** HOST:PORT of the dealer. */
+  dealer: string
+  timeoutMs?: number
+  log?: (msg: string) => void
+}
+
+/**
+ * `pic serve MODEL --schedule S --port P --dealer HOST:PORT`: `graph` is the model after the same
+ * pipeline the schedule was compiled with (the schedule's fingerprint is checked against it).
+ */
+export function runServe(graph: Graph, schedule: MpcSchedule, o: ServeCommand): Promise<ServerHandle> {
+  const model = prepareServer(graph, schedule)
+  return startServer(model, { port: o.port, host: o.host, dealer: parseEndpoint(o.dealer), timeoutMs: o.timeoutMs, log: o.log })
+}
+
+export interface QueryCommand {
+  /** HOST:PORT of the server. */
+  connect: string
+  /** HOST:PORT of the dealer. */
+  dealer: string
+  timeoutMs?: number
+}
+
+/** `pic query S --connect HOST:PORT --dealer HOST:PORT --input X.npy`: outputs and the JSON report. */
+export function runQuery(schedule: MpcSchedule, input: Tensor, o: QueryCommand): Promise<{ output: Tensor; report: QueryReport }> {
+  return query(schedule, input, { server: parseEndpoint(o.connect), dealer: parseEndpoint(o.dealer), timeoutMs: o.timeoutMs })
+}
