@@ -1,0 +1,295 @@
+/**
+ * From a graph to a finished CKKS plan: lower, measure the depth, choose secure parameters (or place
+ * bootstraps when no leveled set exists), give every ciphertext the lowest level its consumers need
+ * (mod-switching early, so rotations run on short ciphertexts), track exact scales with the primes
+ * SEAL will pick, and add statistics from the calibrated cost model.
+ */
+import type { Graph } from '../../ir/graph.js'
+import { opCost, type CostOp } from './cost.js'
+import { lowerGraph, inputSlotMap, outputSlots, type LoweredGraph, type RawInstr } from './lower.js'
+import { checkSecure, chooseParams, keySwitchKeyBytes, maxLogQ, sealPrimes, totalBits, chainFor, type CkksParams, type SecurityLevel } from './params.js'
+import { b64Int32, type CkksPlan, type Instr } from './plan.js'
+
+export interface CompileOptions {
+  security?: SecurityLevel
+  /** Smallest scale (bits) accepted; the precision target. Default 26. */
+  minLogScale?: number
+  maxLogScale?: number
+  /** Force a ring degree. */
+  logN?: number
+  /** Most ciphertexts the client may encrypt per input. Default 8. */
+  maxInputCts?: number
+  /** Bits of q0 above the scale for the outputs' magnitude. Default 10. */
+  headroom?: number
+  model?: string
+}
+
+export class CkksCompileError extends Error {}
+
+function forwardDepth(l: LoweredGraph): number {
+  const d = new Map<number, number>()
+  let max = 0
+  for (const i of l.instrs) {
+    const x = Math.max(0, ...i.args.map((a) => d.get(a) ?? 0))
+    const v = i.op === 'refresh' ? 0 : i.op === 'rescale' ? x + 1 : x
+    d.set(i.dst, v)
+    max = Math.max(max, v)
+  }
+  return max
+}
+
+const COST_OF: Partial<Record<string, CostOp>> = {
+  rotate: 'rotate',
+  mulPlain: 'mulPlain',
+  addPlain: 'addPlain',
+  add: 'add',
+  mul: 'mul',
+  square: 'square',
+  relin: 'relin',
+  rescale: 'rescale',
+  modswitch: 'modswitch',
+  negate: 'negate',
+}
+
+/** Estimated ms of a client-aided refresh (decrypt, decode, encode, encrypt). */
+function refreshCost(logN: number, primes: number): number {
+  return opCost('decrypt', logN, 1) + opCost('decode', logN, 1) + opCost('encode', logN, primes) + opCost('encrypt', logN, primes)
+}
+
+interface Leveled {
+  instrs: Instr[]
+  registers: number
+  inputLevels: number[][]
+  depth: number
+}
+
+/** Levels by need (backward), mod-switches where a consumer needs fewer primes, exact scales (forward). */
+function assignLevels(l: LoweredGraph, p: CkksParams, primeValues: bigint[]): Leveled {
+  const need = new Map<number, number>()
+  for (const o of l.outputs) need.set(o.ct.regs[0], 0)
+  const live: RawInstr[] = []
+  for (let k = l.instrs.length - 1; k >= 0; k--) {
+    const i = l.instrs[k]
+    const nd = need.get(i.dst)
+    if (nd === undefined) continue
+    live.push(i)
+    const req = i.op === 'refresh' ? 0 : nd + (i.op === 'rescale' ? 1 : 0)
+    for (const a of i.args) need.set(a, Math.max(need.get(a) ?? 0, req))
+  }
+  live.reverse()
+  let depth = 0
+  for (const inp of l.inputs) for (const r of inp.ct.regs) depth = Math.max(depth, need.get(r) ?? 0)
+  for (const i of live) if (i.op === 'refresh') depth = Math.max(depth, need.get(i.dst)!)
+  const L = p.primes.length - 2
+  if (depth > L) throw new CkksCompileError(`internal: depth ${depth} exceeds the ${L} levels of the chain`)
+  const delta = 2 ** p.logScale
+  const level = new Map<number, number>()
+  const scale = new Map<number, number>()
+  for (const inp of l.inputs)
+    for (const r of inp.ct.regs) {
+      level.set(r, need.get(r) ?? 0)
+      scale.set(r, delta)
+    }
+  let nreg = l.registers
+  const out: Instr[] = []
+  const switched = new Map<string, number>()
+  const q = (lv: number) => Number(primeValues[lv])
+  for (const i of live) {
+    const dstLevel = need.get(i.dst)!
+    const req = i.op === 'rescale' ? dstLevel + 1 : dstLevel
+    const args = i.args.map((a) => {
+      const la = level.get(a)!
+      if (i.op === 'refresh' || la === req) return a
+      if (la < req) throw new CkksCompileError(`internal: register ${a} at level ${la} below ${req}`)
+      const key = `${a}:${req}`
+      let r = switched.get(key)
+      if (r === undefined) {
+        r = nreg++
+        switched.set(key, r)
+        level.set(r, req)
+        scale.set(r, scale.get(a)!)
+        out.push({ op: 'modswitch', dst: r, args: [a], level: req, scale: scale.get(a)!, node: i.node })
+      }
+      return r
+    })
+    const s0 = scale.get(args[0])!
+    let s: number
+    let ptScale: number | undefined
+    switch (i.op) {
+      case 'add': {
+        const s1 = scale.get(args[1])!
+        if (Math.abs(s0 - s1) > 1e-9 * s0) throw new CkksCompileError(`internal: adding scales 2^${Math.log2(s0)} and 2^${Math.log2(s1)}`)
+        s = s0
+        break
+      }
+      case 'mul':
+        s = s0 * scale.get(args[1])!
+        break
+      case 'square':
+        s = s0 * s0
+        break
+      case 'mulPlain':
+        ptScale = (delta * q(req)) / s0
+        s = s0 * ptScale
+        break
+      case 'rescale':
+        s = s0 / q(req)
+        break
+      case 'refresh':
+        s = delta
+        break
+      default:
+        s = s0
+    }
+    const bitsAtLevel = p.primes.slice(0, dstLevel + 1).reduce((a, b) => a + b, 0)
+    if (Math.log2(s) >= bitsAtLevel) throw new CkksCompileError(`internal: scale 2^${Math.log2(s).toFixed(1)} too large for level ${dstLevel}`)
+    level.set(i.dst, dstLevel)
+    scale.set(i.dst, s)
+    const ins: Instr = { op: i.op, dst: i.dst, args, level: dstLevel, scale: s }
+    if (i.step !== undefined) ins.step = i.step
+    if (i.pt !== undefined) ins.pt = i.pt
+    if (ptScale !== undefined) ins.ptScale = ptScale
+    if (i.node !== undefined) ins.node = i.node
+    out.push(ins)
+  }
+  return { instrs: out, registers: nreg, inputLevels: l.inputs.map((inp) => inp.ct.regs.map((r) => need.get(r) ?? 0)), depth }
+}
+
+/** Estimated evaluation time (ms) of an instruction list at ring degree 2^logN. */
+export function estimateMs(instrs: readonly Instr[], logN: number): { byKind: Record<string, number>; total: number } {
+  const lv = new Map<number, number>()
+  for (const i of instrs) lv.set(i.dst, i.level)
+  const byKind: Record<string, number> = {}
+  let total = 0
+  for (const i of instrs) {
+    const inLevel = i.args.length > 0 ? (lv.get(i.args[0]) ?? i.level) : i.level
+    const primes = inLevel + 1
+    const op = COST_OF[i.op]
+    const ms = op ? opCost(op, logN, primes) : i.op === 'refresh' ? refreshCost(logN, i.level + 1) : 0
+    byKind[i.op] = (byKind[i.op] ?? 0) + ms
+    total += ms
+  }
+  return { byKind, total }
+}
+
+interface Candidate {
+  params: CkksParams
+  lowered: LoweredGraph
+  budget: number
+}
+
+function lowerAt(g: Graph, logN: number, budget: number, opts: CompileOptions): LoweredGraph {
+  return lowerGraph(g, { slots: 2 ** (logN - 1), maxInputCts: opts.maxInputCts ?? 8, budget })
+}
+
+/** Compile a graph (batch 1, polynomial ops only on the secret path) to a CKKS plan. */
+export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
+  const security = opts.security ?? 128
+  const minS = opts.minLogScale ?? 26
+  const headroom = opts.headroom ?? 10
+  const logNs = opts.logN ? [opts.logN] : [13, 14, 15]
+  let chosen: Candidate | undefined
+  const probe = lowerAt(g, logNs[0], Infinity, opts)
+  const depth = forwardDepth(probe)
+  const leveled = chooseParams({ depth, security, minLogScale: minS, maxLogScale: opts.maxLogScale, headroom, logNs })
+  if (leveled) {
+    const lowered = leveled.logN === logNs[0] ? probe : lowerAt(g, leveled.logN, Infinity, opts)
+    chosen = { params: leveled, lowered, budget: Infinity }
+  } else {
+    let bestMs = Infinity
+    for (const logN of logNs) {
+      const room = maxLogQ(logN, security)
+      let L = 0
+      while (chainFor(L + 1, minS, headroom, room)) L++
+      if (L < 2) continue
+      const primes = chainFor(L, minS, headroom, room)!
+      const params: CkksParams = { logN, primes, logScale: minS, security }
+      const lowered = lowerAt(g, logN, L, opts)
+      const lv = assignLevels(lowered, params, sealPrimes(logN, primes))
+      const est = estimateMs(lv.instrs, logN).total
+      if (est < bestMs) {
+        bestMs = est
+        chosen = { params, lowered, budget: L }
+      }
+    }
+  }
+  if (!chosen) throw new CkksCompileError(`depth ${depth} fits no CKKS parameter set at ${security}-bit security`)
+  const { params, lowered } = chosen
+  checkSecure(params)
+  const primeValues = sealPrimes(params.logN, params.primes)
+  const lv = assignLevels(lowered, params, primeValues)
+  return finish(g, opts, params, primeValues, lowered, lv, depth)
+}
+
+function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues: bigint[], lowered: LoweredGraph, lv: Leveled, depth: number): CkksPlan {
+  const S = 2 ** (params.logN - 1)
+  const constants = { ...lowered.constants }
+  const rotations = [...new Set(lv.instrs.filter((i) => i.op === 'rotate').map((i) => i.step!))].sort((a, b) => a - b)
+  const relin = lv.instrs.some((i) => i.op === 'relin')
+  const counts: Record<string, number> = {}
+  for (const i of lv.instrs) counts[i.op] = (counts[i.op] ?? 0) + 1
+  const est = estimateMs(lv.instrs, params.logN)
+  const k = params.primes.length
+  const perKey = keySwitchKeyBytes(params.logN, k)
+  const inputs = lowered.inputs.map((inp, idx) => {
+    const id = `layout_in${idx}`
+    constants[id] = { kind: 'index', length: inp.ct.layout!.cts * S, data: b64Int32(inputSlotMap(inp.ct)) }
+    const levels = lv.inputLevels[idx]
+    return {
+      name: inp.name,
+      shape: inp.shape,
+      regs: inp.ct.regs,
+      levels,
+      scale: 2 ** params.logScale,
+      slotMap: id,
+      layout: `${inp.ct.layout!.cts} ciphertext(s), ${inp.ct.layout!.pos.length} slots filled${inp.ct.layout!.cts > 1 || inp.ct.layout!.pos.length > inp.ct.n ? ' (replicated for the first transform)' : ''}`,
+    }
+  })
+  const outputs = lowered.outputs.map((o, idx) => {
+    const id = `layout_out${idx}`
+    constants[id] = { kind: 'index', length: o.ct.n, data: b64Int32(outputSlots(o.ct)) }
+    const spec = o.ct.layout!.spec
+    return { name: o.name, shape: o.shape, reg: o.ct.regs[0], slots: id, layout: spec ? JSON.stringify(spec) : 'contiguous' }
+  })
+  let encMs = 0
+  for (const [idx, inp] of inputs.entries())
+    for (const l of lv.inputLevels[idx]) encMs += opCost('encode', params.logN, l + 1) + opCost('encrypt', params.logN, l + 1)
+  const decMs = outputs.length * (opCost('decrypt', params.logN, 1) + opCost('decode', params.logN, 1))
+  const bootstraps = lv.instrs.filter((i) => i.op === 'refresh').length
+  const notes = [...lowered.notes]
+  if (bootstraps > 0)
+    notes.push(`depth ${depth} exceeds leveled parameters at ${params.security}-bit security: ${bootstraps} bootstrap(s) placed; node-seal cannot bootstrap, run with --refresh client for client-aided refreshes`)
+  const round = (x: number) => Math.round(x * 1000) / 1000
+  return {
+    format: 'pic-ckks-plan',
+    version: 1,
+    model: opts.model ?? g.name,
+    params: {
+      ...params,
+      slots: S,
+      totalBits: totalBits(params),
+      maxBits: maxLogQ(params.logN, params.security),
+      primeValues: primeValues.map(String),
+    },
+    keys: { rotations, relin },
+    batching: 'one image per inference: each image is encrypted, evaluated and decrypted on its own',
+    inputs,
+    outputs,
+    instructions: lv.instrs,
+    registers: lv.registers,
+    constants,
+    stats: {
+      depth: lv.depth,
+      bootstraps,
+      ciphertexts: inputs.reduce((a, i) => a + i.regs.length, 0),
+      counts,
+      estimatedMs: Object.fromEntries(Object.entries(est.byKind).map(([k2, v]) => [k2, round(v)])),
+      estimatedTotalMs: round(est.total),
+      estimatedEncryptMs: round(encMs),
+      estimatedDecryptMs: round(decMs),
+      keyBytes: { relin: relin ? perKey : 0, galois: rotations.length * perKey, perRotationKey: perKey, total: (relin ? perKey : 0) + rotations.length * perKey },
+      rotationKeys: rotations.length,
+      notes,
+    },
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The CKKS cost model: per-op node-seal latency by ring degree and number of primes, read from the
+ * table bench/ckks-ops.ts measures on this machine (backends/ckks/op-costs.json), interpolated
+ * linearly in the prime count.
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { dirname, join } from 'node:path'
+
+export type CostOp =
+  | 'rotate'
+  | 'relin'
+  | 'mulPlain'
+  | 'addPlain'
+  | 'mul'
+  | 'square'
+  | 'rescale'
+  | 'add'
+  | 'modswitch'
+  | 'negate'
+  | 'encode'
+  | 'encrypt'
+  | 'decrypt'
+  | 'decode'
+
+export interface CostTable {
+  machine: string
+  measured: string
+  /** logN -> op -> points (prime count, ms). */
+  ops: Record<string, Partial<Record<CostOp, { primes: number[]; ms: number[] }>>>
+}
+
+const here = dirname(fileURLToPath(import.meta.url))
+
+/** Where the measured table lives (source tree; also found from the compiled dist/ tree). */
+export function costTablePath(): string {
+  const candidates = [join(here, 'op-costs.json'), join(here, '..', '..', '..', 'backends', 'ckks', 'op-costs.json')]
+  return candidates.find((p) => existsSync(p)) ?? candidates[0]
+}
+
+let cached: CostTable | undefined
+
+export function loadCostTable(): CostTable {
+  if (cached) return cached
+  const p = costTablePath()
+  if (!existsSync(p)) throw new Error(`CKKS cost table missing: ${p} (run bench/ckks-ops.ts)`)
+  cached = JSON.parse(readFileSync(p, 'utf8')) as CostTable
+  return cached
+}
+
+export function setCostTable(t: CostTable): void {
+  cached = t
+}
+
+/** Milliseconds for one op at ring degree 2^logN on a ciphertext with `primes` data primes. */
+export function opCost(op: CostOp, logN: number, primes: number, table: CostTable = loadCostTable()): number {
+  const byN = table.ops[String(logN)]
+  const e = byN?.[op]
+  if (!e || e.primes.length === 0) return 0
+  const xs = e.primes
+  const ys = e.ms
+  if (xs.length === 1) return ys[0] * (primes / xs[0])
+  let i = 0
+  while (i < xs.length - 2 && primes > xs[i + 1]) i++
+  const t = (primes - xs[i]) / (xs[i + 1] - xs[i])
+  return Math.max(0, ys[i] + t * (ys[i + 1] - ys[i]))
+}

@@ -1,0 +1,493 @@
+/**
+ * Lowering a graph to a CKKS instruction list. Secret values are kept lazily as affine maps of
+ * ciphertexts (sum over terms of a sparse matrix times a ciphertext's elements, plus a bias), so
+ * chains of linear ops (Conv, BatchNormalization, AveragePool, Flatten, Gemm, scalings, additions)
+ * fuse into one plaintext-diagonal transform and cost one level. A transform is emitted only where a
+ * ciphertext-ciphertext product or a polynomial needs its input in slots (materialization), choosing
+ * the output layout by a cost estimate. Affinity of ops is established from the op table's own
+ * reference `eval` (probing), never by op name; only `Poly` and `Pow` are read as polynomials.
+ * Degree-2 polynomials are completed to a square, their coefficients folded into the transforms
+ * on either side, so each costs one level.
+ */
+import { describeNode, type Graph, type Node } from '../../ir/graph.js'
+import { OPS } from '../../ir/ops/index.js'
+import type { PolyAttrs } from '../../ir/ops/pi.js'
+import { basisToPowerMatrix } from '../../ir/poly.js'
+import { sizeOf, type Tensor, type TensorType } from '../../ir/tensor.js'
+import {
+  bestTransform,
+  colsFromDense,
+  contiguousLayout,
+  denseCol,
+  identityCols,
+  im2colLayout,
+  isIdentity,
+  layoutOfSpec,
+  planTransform,
+  primaries,
+  scaleRows,
+  slotMap,
+  addCols,
+  type Layout,
+  type OutSpec,
+  type SparseCols,
+  type TransformPlan,
+} from './layout.js'
+import { b64Float64, b64Int32, type ConstVector, type InstrOp } from './plan.js'
+
+export class LowerError extends Error {}
+
+/** A ciphertext group: one register per ciphertext, its layout (undefined until an input is placed). */
+export interface CtVal {
+  regs: number[]
+  layout?: Layout
+  n: number
+  input?: string
+}
+
+interface Term {
+  ct: CtVal
+  map: SparseCols
+}
+
+type Val = { kind: 'const'; t: Tensor } | { kind: 'secret'; type: TensorType; terms: Term[]; bias: Float64Array }
+
+export interface RawInstr {
+  op: InstrOp
+  dst: number
+  args: number[]
+  step?: number
+  pt?: string
+  node?: string
+}
+
+export interface LoweredGraph {
+  instrs: RawInstr[]
+  registers: number
+  inputs: { name: string; shape: number[]; ct: CtVal }[]
+  outputs: { name: string; shape: number[]; ct: CtVal }[]
+  constants: Record<string, ConstVector>
+  notes: string[]
+  refreshes: number
+}
+
+export interface LowerConfig {
+  slots: number
+  /** Most ciphertexts a client-side input layout may take. */
+  maxInputCts: number
+  /** Levels available between refreshes (Infinity: leveled, no refresh). */
+  budget: number
+}
+
+function withData(t: TensorType, data: Float64Array): Tensor {
+  return { dtype: t.dtype, shape: [...t.shape], data }
+}
+
+class Lowerer {
+  instrs: RawInstr[] = []
+  nreg = 0
+  constants: Record<string, ConstVector> = {}
+  nconst = 0
+  notes: string[] = []
+  vals = new Map<string, Val>()
+  inputs: LoweredGraph['inputs'] = []
+  depth = new Map<number, number>()
+  refreshes = 0
+  readonly S: number
+
+  constructor(
+    readonly g: Graph,
+    readonly cfg: LowerConfig,
+  ) {
+    this.S = cfg.slots
+  }
+
+  reg(): number {
+    return this.nreg++
+  }
+
+  emit(op: InstrOp, args: number[], extra: Partial<RawInstr> = {}): number {
+    const dst = this.reg()
+    this.instrs.push({ op, dst, args, ...extra })
+    const d = Math.max(0, ...args.map((a) => this.depth.get(a) ?? 0))
+    this.depth.set(dst, op === 'refresh' ? 0 : op === 'rescale' ? d + 1 : d)
+    return dst
+  }
+
+  /** Make sure ciphertext group ct has `levels` levels left before the budget; refresh it if not. */
+  ensure(ct: CtVal, levels: number, node: string): CtVal {
+    const d = Math.max(...ct.regs.map((r) => this.depth.get(r) ?? 0))
+    if (d + levels <= this.cfg.budget) return ct
+    if (levels > this.cfg.budget) throw new LowerError(`${node}: needs ${levels} levels in one step, more than the ${this.cfg.budget} available`)
+    this.refreshes += ct.regs.length
+    this.notes.push(`${node}: bootstrap (refresh) placed before this step: depth ${d} + ${levels} exceeds the ${this.cfg.budget} levels of the chain`)
+    return { ...ct, regs: ct.regs.map((r) => this.emit('refresh', [r], { node })) }
+  }
+
+  sparseConst(prefix: string, slots: number[], values: number[]): string {
+    const id = `${prefix}${this.nconst++}`
+    this.constants[id] = { kind: 'sparse', length: this.S, slots: b64Int32(slots), values: b64Float64(values) }
+    return id
+  }
+
+  indexConst(prefix: string, data: ArrayLike<number>): string {
+    const id = `${prefix}${this.nconst++}`
+    this.constants[id] = { kind: 'index', length: data.length, data: b64Int32(data) }
+    return id
+  }
+
+  /** Per-slot vector of an element-indexed vector in a single-ciphertext layout (replicas included). */
+  slotVector(layout: Layout, v: Float64Array): { slots: number[]; values: number[] } {
+    const pairs: [number, number][] = []
+    for (let i = 0; i < layout.n; i++) {
+      if (v[i] === 0) continue
+      for (let p = layout.start[i]; p < layout.start[i + 1]; p++) pairs.push([layout.pos[p], v[i]])
+    }
+    pairs.sort((a, b) => a[0] - b[0])
+    return { slots: pairs.map((p) => p[0]), values: pairs.map((p) => p[1]) }
+  }
+
+  run(): LoweredGraph {
+    for (const n of this.g.nodes) {
+      try {
+        this.node(n)
+      } catch (e) {
+        if (e instanceof LowerError) throw e
+        throw new LowerError(`${describeNode(n)}: ${(e as Error).message}`)
+      }
+    }
+    const outputs: LoweredGraph['outputs'] = []
+    for (const o of this.g.outputs) {
+      const v = this.vals.get(o)!
+      if (v.kind === 'const') throw new LowerError(`output '${o}' does not depend on the input`)
+      const ct = this.materialize(v, o)
+      outputs.push({ name: o, shape: [...v.type.shape], ct })
+    }
+    return { instrs: this.instrs, registers: this.nreg, inputs: this.inputs, outputs, constants: this.constants, notes: this.notes, refreshes: this.refreshes }
+  }
+
+  node(n: Node): void {
+    if (n.op === 'Input') {
+      const size = sizeOf(n.type.shape)
+      if (n.type.shape.length > 0 && n.type.shape[0] !== 1) throw new LowerError(`${describeNode(n)}: the CKKS backend lowers one image per inference (batch 1), got shape [${n.type.shape.join(',')}]`)
+      const ct: CtVal = { regs: [], n: size, input: n.name }
+      this.inputs.push({ name: n.name, shape: [...n.type.shape], ct })
+      this.vals.set(n.name, { kind: 'secret', type: n.type, terms: [{ ct, map: identityCols(size) }], bias: new Float64Array(size) })
+      return
+    }
+    if (n.op === 'Constant') {
+      this.vals.set(n.name, { kind: 'const', t: (n.attrs as { value: Tensor }).value })
+      return
+    }
+    const def = OPS[n.op]
+    if (!def) throw new LowerError(`${describeNode(n)}: unknown op`)
+    const ins = n.inputs.map((x) => (x ? this.vals.get(x) : undefined))
+    const secret = ins.map((v, i) => (v && v.kind === 'secret' ? i : -1)).filter((i) => i >= 0)
+    if (secret.length === 0) {
+      const t = def.eval(ins.map((v) => (v ? (v as { t: Tensor }).t : (undefined as unknown as Tensor))), n.attrs, n.type)
+      this.vals.set(n.name, { kind: 'const', t })
+      return
+    }
+    if (def.kind === 'nonlinear')
+      throw new LowerError(`${describeNode(n)} is not a polynomial; CKKS needs it approximated (compile with --approx)`)
+    if (def.kind === 'poly' && n.op === 'Poly') {
+      this.vals.set(n.name, this.poly(n, ins[0] as Val & { kind: 'secret' }, n.attrs as unknown as PolyAttrs, n.type))
+      return
+    }
+    if (this.jointlyAffine(n, ins)) {
+      this.vals.set(n.name, this.affine(n, ins))
+      return
+    }
+    if (n.op === 'Pow' && secret.length === 1 && secret[0] === 0) {
+      const e = ins[1] as Val & { kind: 'const' }
+      const v = e.t.data.length === 1 ? e.t.data[0] : NaN
+      if (!Number.isInteger(v) || v < 0 || v > 64) throw new LowerError(`${describeNode(n)}: only non-negative integer exponents are polynomial`)
+      const coeffs = new Array(v + 1).fill(0)
+      coeffs[v] = 1
+      this.vals.set(n.name, this.poly(n, ins[0] as Val & { kind: 'secret' }, { basis: 'power', axis: 1, coeffs: [coeffs], shift: [0], scale: [1] }, n.type))
+      return
+    }
+    if (def.kind === 'arith' && secret.length === 2 && n.inputs.length === 2) {
+      const a = ins[0] as Val & { kind: 'secret' }
+      const b = ins[1] as Val & { kind: 'secret' }
+      if (n.inputs[0] === n.inputs[1]) {
+        this.vals.set(n.name, this.poly(n, a, { basis: 'power', axis: 1, coeffs: [[0, 0, 1]], shift: [0], scale: [1] }, n.type))
+        return
+      }
+      if (sizeOf(a.type.shape) !== sizeOf(n.type.shape) || sizeOf(b.type.shape) !== sizeOf(n.type.shape))
+        throw new LowerError(`${describeNode(n)}: products of secret tensors need equal shapes`)
+      this.vals.set(n.name, this.product(n, a, b))
+      return
+    }
+    throw new LowerError(`${describeNode(n)}: not supported on encrypted values by the CKKS backend`)
+  }
+
+  /** Evaluate node n with the secret inputs replaced by the given tensors. */
+  evalWith(n: Node, ins: (Val | undefined)[], subst: Map<number, Float64Array>): Float64Array {
+    const args = ins.map((v, i) => {
+      if (!v) return undefined as unknown as Tensor
+      if (v.kind === 'const') return v.t
+      return withData(v.type, subst.get(i) ?? new Float64Array(sizeOf(v.type.shape)))
+    })
+    return OPS[n.op].eval(args, n.attrs, n.type).data
+  }
+
+  /** True when the node is affine in all its secret inputs jointly (checked on random points). */
+  jointlyAffine(n: Node, ins: (Val | undefined)[]): boolean {
+    const def = OPS[n.op]
+    if (def.kind === 'poly' || def.kind === 'nonlinear') return false
+    let seed = 12345
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      return seed / 2147483648 - 0.5
+    }
+    const secret = ins.map((v, i) => (v && v.kind === 'secret' ? i : -1)).filter((i) => i >= 0)
+    const u = new Map<number, Float64Array>()
+    const w = new Map<number, Float64Array>()
+    const uw = new Map<number, Float64Array>()
+    for (const i of secret) {
+      const m = sizeOf((ins[i] as { type: TensorType }).type.shape)
+      const a = Float64Array.from({ length: m }, () => 1 + rnd())
+      const b = Float64Array.from({ length: m }, () => 1 + rnd())
+      u.set(i, a)
+      w.set(i, b)
+      uw.set(i, a.map((x, k) => x + b[k]))
+    }
+    const f0 = this.evalWith(n, ins, new Map())
+    const fu = this.evalWith(n, ins, u)
+    const fw = this.evalWith(n, ins, w)
+    const fuw = this.evalWith(n, ins, uw)
+    for (let k = 0; k < f0.length; k++) {
+      const lhs = fuw[k] + f0[k]
+      const rhs = fu[k] + fw[k]
+      if (!(Math.abs(lhs - rhs) <= 1e-6 * (1 + Math.abs(lhs) + Math.abs(rhs)))) return false
+    }
+    return true
+  }
+
+  /** Push the pending affine maps through an affine node. */
+  affine(n: Node, ins: (Val | undefined)[]): Val {
+    const out = sizeOf(n.type.shape)
+    const f0 = this.evalWith(n, ins, new Map())
+    const terms: Term[] = []
+    const biasSubst = new Map<number, Float64Array>()
+    ins.forEach((v, i) => {
+      if (!v || v.kind !== 'secret') return
+      biasSubst.set(i, v.bias)
+      for (const t of v.terms) {
+        const map = colsFromDense(out, t.map.cols, (j) => {
+          const r = this.evalWith(n, ins, new Map([[i, denseCol(t.map, j)]]))
+          for (let k = 0; k < out; k++) r[k] -= f0[k]
+          return r
+        })
+        terms.push({ ct: t.ct, map })
+      }
+    })
+    const bias = this.evalWith(n, ins, biasSubst)
+    return { kind: 'secret', type: n.type, terms: mergeTerms(terms), bias: Float64Array.from(bias) }
+  }
+
+  /** Bring a pending value into slots: one transform (or nothing when it already is a ciphertext). */
+  materialize(v: Val & { kind: 'secret' }, node: string, forced?: OutSpec): CtVal {
+    const nOut = sizeOf(v.type.shape)
+    const zeroBias = v.bias.every((x) => x === 0)
+    if (v.terms.length === 1 && zeroBias && isIdentity(v.terms[0].map)) {
+      const ct = v.terms[0].ct
+      if (!ct.layout) this.placeInput(ct, contiguousLayout(ct.n, this.S))
+      if (!forced || (ct.layout!.spec && JSON.stringify(ct.layout!.spec) === JSON.stringify(forced))) return ct
+    }
+    if (v.terms.length === 0) throw new LowerError(`value '${node}' is a constant on the encrypted path`)
+    let spec = forced
+    for (const t of v.terms) {
+      if (t.ct.layout) continue
+      const placed = !forced && v.terms.length === 1 ? im2colLayout(t.map, this.S, this.cfg.maxInputCts) : undefined
+      if (placed) {
+        this.placeInput(t.ct, placed.layout)
+        spec = placed.spec
+        this.notes.push(`input '${t.ct.input}' packed for its first transform: ${placed.layout.cts} ciphertext(s), ${placed.layout.pos.length} slots used (replicated patches)`)
+      } else this.placeInput(t.ct, contiguousLayout(t.ct.n, this.S))
+    }
+    const terms = v.terms.map((t) => ({ layout: t.ct.layout!, map: t.map }))
+    let plan: TransformPlan | undefined
+    if (spec) plan = planTransform(terms, spec, nOut)
+    if (!plan) plan = bestTransform(terms, nOut)
+    return this.emitTransform(v, plan, node)
+  }
+
+  placeInput(ct: CtVal, layout: Layout): void {
+    ct.layout = layout
+    ct.regs = Array.from({ length: layout.cts }, () => this.reg())
+  }
+
+  emitTransform(v0: Val & { kind: 'secret' }, plan: TransformPlan, node: string): CtVal {
+    const S = this.S
+    const v = { ...v0, terms: v0.terms.map((t) => ({ ...t, ct: this.ensure(t.ct, 1, node) })) }
+    const g = plan.babyStep
+    const babyRegs = new Map<string, number>()
+    const baby = (term: number, ct: number, b: number): number => {
+      const x = v.terms[term].ct.regs[ct]
+      if (b === 0) return x
+      const key = `${term}:${ct}:${b}`
+      let r = babyRegs.get(key)
+      if (r === undefined) babyRegs.set(key, (r = this.emit('rotate', [x], { step: b, node })))
+      return r
+    }
+    const giants = new Map<number, typeof plan.diagonals>()
+    for (const d of plan.diagonals) {
+      const G = d.k - (d.k % g)
+      let l = giants.get(G)
+      if (!l) giants.set(G, (l = []))
+      l.push(d)
+    }
+    let total: number | undefined
+    for (const G of [...giants.keys()].sort((a, b) => a - b)) {
+      let acc: number | undefined
+      for (const d of giants.get(G)!) {
+        const x = baby(d.term, d.ct, d.k % g)
+        const pairs = d.slots.map((s, i) => [(s + G) % S, d.values[i]] as [number, number]).sort((a, b) => a[0] - b[0])
+        const pt = this.sparseConst('w', pairs.map((p) => p[0]), pairs.map((p) => p[1]))
+        const m = this.emit('mulPlain', [x], { pt, node })
+        acc = acc === undefined ? m : this.emit('add', [acc, m], { node })
+      }
+      if (G !== 0) acc = this.emit('rotate', [acc!], { step: G, node })
+      total = total === undefined ? acc : this.emit('add', [total, acc!], { node })
+    }
+    let r = this.emit('rescale', [total!], { node })
+    for (let t = 0; t < plan.reduction.count; t++) {
+      const rot = this.emit('rotate', [r], { step: (plan.reduction.step * 2 ** t) % S, node })
+      r = this.emit('add', [r, rot], { node })
+    }
+    const nOut = sizeOf(v.type.shape)
+    const layout = layoutOfSpec(plan.spec, nOut, S)
+    if (v.bias.some((x) => x !== 0)) {
+      const sv = this.slotVector(layout, v.bias)
+      r = this.emit('addPlain', [r], { pt: this.sparseConst('b', sv.slots, sv.values), node })
+    }
+    const spec = plan.spec.kind === 'replicated' ? `replicated(B=${plan.spec.B})` : `blockRows(B=${plan.spec.B}, R=${plan.spec.R})`
+    this.notes.push(
+      `${node}: transform of ${v.terms.length} term(s) -> ${nOut} values, layout ${spec}: ${plan.diagonals.length} diagonals, baby step ${g}, ${plan.babyRotations}+${plan.giantRotations} rotations, reduction ${plan.reduction.count}`,
+    )
+    return { regs: [r], layout, n: nOut }
+  }
+
+  /** Per-element channel index of a tensor for a per-channel attribute along `axis`. */
+  channelOf(type: TensorType, axis: number, C: number): Int32Array {
+    const n = sizeOf(type.shape)
+    const ch = new Int32Array(n)
+    if (C === 1) return ch
+    const ax = axis < 0 ? axis + type.shape.length : axis
+    const inner = sizeOf(type.shape.slice(ax + 1))
+    for (let i = 0; i < n; i++) ch[i] = Math.floor(i / inner) % C
+    return ch
+  }
+
+  elementwiseAffine(v: Val & { kind: 'secret' }, alpha: Float64Array, beta: Float64Array, type: TensorType): Val & { kind: 'secret' } {
+    const terms = v.terms.map((t) => ({ ct: t.ct, map: scaleRows(t.map, alpha) }))
+    const bias = v.bias.map((b, i) => alpha[i] * b + beta[i])
+    return { kind: 'secret', type, terms, bias }
+  }
+
+  poly(n: Node, x: Val & { kind: 'secret' }, a: PolyAttrs, type: TensorType): Val {
+    const N = sizeOf(type.shape)
+    const C = a.coeffs.length
+    const ch = this.channelOf(type, a.axis, C)
+    const deg = Math.max(...a.coeffs.map((r) => r.length - 1))
+    const M = basisToPowerMatrix(a.basis, Math.max(deg, 0))
+    const power = a.coeffs.map((row) => {
+      const p = new Array(deg + 1).fill(0)
+      row.forEach((c, k) => {
+        for (let j = 0; j <= k; j++) p[j] += c * M[k][j]
+      })
+      return p
+    })
+    let d = 0
+    for (const p of power) for (let k = p.length - 1; k > d; k--) if (p[k] !== 0) d = k
+    const at = (arr: readonly number[], c: number) => arr[Math.min(c, arr.length - 1)]
+    const alpha = new Float64Array(N)
+    const beta = new Float64Array(N)
+    for (let i = 0; i < N; i++) {
+      alpha[i] = 1 / at(a.scale, ch[i])
+      beta[i] = -at(a.shift, ch[i]) / at(a.scale, ch[i])
+    }
+    const t = this.elementwiseAffine(x, alpha, beta, type)
+    const coef = (k: number) => {
+      const v = new Float64Array(N)
+      for (let i = 0; i < N; i++) v[i] = power[ch[i]][k] ?? 0
+      return v
+    }
+    if (d <= 1) return this.elementwiseAffine(t, coef(1), coef(0), type)
+    const c2 = coef(2)
+    const maxAbs = Math.max(...power.flat().map(Math.abs))
+    if (d === 2 && c2.every((v) => Math.abs(v) > 1e-9 * maxAbs)) {
+      const c1 = coef(1)
+      const c0 = coef(0)
+      const za = c2.map((v) => Math.sqrt(Math.abs(v)))
+      const zb = c2.map((v, i) => (za[i] * c1[i]) / (2 * v))
+      const z = this.elementwiseAffine(t, za, zb, type)
+      const zc = this.ensure(this.materialize(z, n.name), 1, n.name)
+      const sq = this.emit('rescale', [this.emit('relin', [this.emit('square', [zc.regs[0]], { node: n.name })], { node: n.name })], { node: n.name })
+      const ct: CtVal = { regs: [sq], layout: zc.layout, n: N }
+      const sgn = c2.map((v) => Math.sign(v))
+      const off = c0.map((v, i) => v - (c1[i] * c1[i]) / (4 * c2[i]))
+      return { kind: 'secret', type, terms: [{ ct, map: scaleRows(identityCols(N), sgn) }], bias: off }
+    }
+    const tc = this.ensure(this.materialize(t, n.name), Math.ceil(Math.log2(d)) + 1, n.name)
+    const pw: number[] = [NaN, tc.regs[0]]
+    for (let k = 2; k <= d; k++) {
+      const lo = Math.floor(k / 2)
+      const hi = k - lo
+      const m = lo === hi ? this.emit('square', [pw[lo]], { node: n.name }) : this.emit('mul', [pw[lo], pw[hi]], { node: n.name })
+      pw[k] = this.emit('rescale', [this.emit('relin', [m], { node: n.name })], { node: n.name })
+    }
+    let acc: number | undefined
+    for (let k = 1; k <= d; k++) {
+      const ck = coef(k)
+      if (ck.every((v) => v === 0)) continue
+      const sv = this.slotVector(tc.layout!, ck)
+      const m = this.emit('mulPlain', [pw[k]], { pt: this.sparseConst('c', sv.slots, sv.values), node: n.name })
+      acc = acc === undefined ? m : this.emit('add', [acc, m], { node: n.name })
+    }
+    let r = this.emit('rescale', [acc!], { node: n.name })
+    const c0 = coef(0)
+    if (c0.some((v) => v !== 0)) {
+      const sv = this.slotVector(tc.layout!, c0)
+      r = this.emit('addPlain', [r], { pt: this.sparseConst('c', sv.slots, sv.values), node: n.name })
+    }
+    const ct: CtVal = { regs: [r], layout: tc.layout, n: N }
+    return { kind: 'secret', type, terms: [{ ct, map: identityCols(N) }], bias: new Float64Array(N) }
+  }
+
+  product(n: Node, a: Val & { kind: 'secret' }, b: Val & { kind: 'secret' }): Val {
+    const N = sizeOf(n.type.shape)
+    let ca = this.materialize(a, n.name)
+    if (!ca.layout!.spec) ca = this.materialize({ ...a, terms: [{ ct: ca, map: identityCols(N) }], bias: new Float64Array(N) }, n.name, contiguousLayout(N, this.S).spec)
+    ca = this.ensure(ca, 1, n.name)
+    const cb = this.ensure(this.materialize(b, n.name, ca.layout!.spec), 1, n.name)
+    const m = this.emit('mul', [ca.regs[0], cb.regs[0]], { node: n.name })
+    const r = this.emit('rescale', [this.emit('relin', [m], { node: n.name })], { node: n.name })
+    return { kind: 'secret', type: n.type, terms: [{ ct: { regs: [r], layout: ca.layout, n: N }, map: identityCols(N) }], bias: new Float64Array(N) }
+  }
+}
+
+function mergeTerms(terms: Term[]): Term[] {
+  const out: Term[] = []
+  for (const t of terms) {
+    const same = out.find((o) => o.ct === t.ct)
+    if (same) same.map = addCols(same.map, t.map)
+    else out.push({ ...t })
+  }
+  return out
+}
+
+/** Lower a graph (batch 1) to raw instructions for a slot count. */
+export function lowerGraph(g: Graph, cfg: LowerConfig): LoweredGraph {
+  return new Lowerer(g, cfg).run()
+}
+
+export function outputSlots(ct: CtVal): Int32Array {
+  return primaries(ct.layout!)
+}
+
+export function inputSlotMap(ct: CtVal): Int32Array {
+  return slotMap(ct.layout!)
+}

@@ -1,0 +1,93 @@
+/**
+ * A noiseless float64 execution of a CKKS plan on slot vectors: the same layouts, rotations and
+ * plaintext products as the encrypted run, without encryption. It checks the lowering (packing,
+ * diagonals, reductions) quickly and separates packing bugs from CKKS noise.
+ */
+import type { Tensor } from '../../ir/tensor.js'
+import { sizeOf } from '../../ir/tensor.js'
+import { constDense, constIndex, type CkksPlan } from './plan.js'
+
+/** Pack one image's input into the plan's slot vectors (one per ciphertext). */
+export function packInput(plan: CkksPlan, inputIndex: number, x: Float64Array): Float64Array[] {
+  const inp = plan.inputs[inputIndex]
+  const S = plan.params.slots
+  const map = constIndex(plan.constants[inp.slotMap])
+  return inp.regs.map((_, j) => {
+    const v = new Float64Array(S)
+    for (let s = 0; s < S; s++) {
+      const e = map[j * S + s]
+      if (e >= 0) v[s] = x[e]
+    }
+    return v
+  })
+}
+
+/** Read an output's elements from its decoded slot vector. */
+export function unpackOutput(plan: CkksPlan, outputIndex: number, slots: ArrayLike<number>): Float64Array {
+  const o = plan.outputs[outputIndex]
+  const idx = constIndex(plan.constants[o.slots])
+  return Float64Array.from(idx, (s) => slots[s])
+}
+
+/** Run the plan without encryption on a batch (first dim) of inputs; returns one tensor per output. */
+export function simulatePlan(plan: CkksPlan, images: Tensor): Tensor[] {
+  const S = plan.params.slots
+  const B = images.shape[0]
+  const per = sizeOf(images.shape.slice(1))
+  const dense = new Map<string, Float64Array>()
+  const pt = (id: string) => {
+    let v = dense.get(id)
+    if (!v) dense.set(id, (v = constDense(plan.constants[id], S)))
+    return v
+  }
+  const outs = plan.outputs.map((o) => new Float64Array(B * sizeOf(o.shape.slice(1))))
+  for (let b = 0; b < B; b++) {
+    const regs = new Map<number, Float64Array>()
+    const x = images.data.subarray(b * per, (b + 1) * per)
+    packInput(plan, 0, x).forEach((v, j) => regs.set(plan.inputs[0].regs[j], v))
+    for (const i of plan.instructions) {
+      const a = regs.get(i.args[0])!
+      let r: Float64Array
+      switch (i.op) {
+        case 'rotate':
+          r = new Float64Array(S)
+          for (let s = 0; s < S; s++) r[s] = a[(s + i.step!) % S]
+          break
+        case 'mulPlain': {
+          const p = pt(i.pt!)
+          r = a.map((v, s) => v * p[s])
+          break
+        }
+        case 'addPlain': {
+          const p = pt(i.pt!)
+          r = a.map((v, s) => v + p[s])
+          break
+        }
+        case 'add': {
+          const c = regs.get(i.args[1])!
+          r = a.map((v, s) => v + c[s])
+          break
+        }
+        case 'mul': {
+          const c = regs.get(i.args[1])!
+          r = a.map((v, s) => v * c[s])
+          break
+        }
+        case 'square':
+          r = a.map((v) => v * v)
+          break
+        case 'negate':
+          r = a.map((v) => -v)
+          break
+        default:
+          r = a
+      }
+      regs.set(i.dst, r)
+    }
+    plan.outputs.forEach((o, k) => {
+      const vals = unpackOutput(plan, k, regs.get(o.reg)!)
+      outs[k].set(vals, b * vals.length)
+    })
+  }
+  return plan.outputs.map((o, k) => ({ dtype: 'float64', shape: [B, ...o.shape.slice(1)], data: outs[k] }))
+}
