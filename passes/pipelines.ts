@@ -2,7 +2,9 @@
  * The pipelines: plain arrays of passes, one per backend, all visible here. `common` holds the exact
  * passes every backend runs: constants folded, no-ops removed, BatchNorm and biases folded into the
  * linear ops, decomposed activations recognized, polynomial activations folded, dead code dropped.
- * Approximation passes for CKKS and MPC go into `ckks` and `mpc` after `common`.
+ * Approximation passes for CKKS and MPC go into `ckks` and `mpc` after `common`; they read their
+ * settings (--approx, ...) from the PassContext. `PIPELINES` gives each backend its pipeline for the
+ * user's options.
  */
 import { eliminateDeadCode } from './eliminate-dead-code.js'
 import { foldBatchnorm } from './fold-batchnorm.js'
@@ -29,4 +31,10 @@ export const ckks: readonly Pass[] = [...common]
 
 export const mpc: readonly Pass[] = [...common]
 
-export const PIPELINES: Readonly<Record<string, readonly Pass[]>> = { common, ir, ckks, mpc }
+export type Options = Readonly<Record<string, unknown>>
+
+export const PIPELINES: Readonly<Record<string, (options: Options) => readonly Pass[]>> = {
+  ir: () => ir,
+  ckks: () => ckks,
+  mpc: () => mpc,
+}

@@ -41,7 +41,7 @@ export function scheduleSummary(s: MpcSchedule): Record<string, unknown> {
 export const mpcBackend: Backend<MpcSchedule> = {
   name: 'mpc',
   doc: 'Delphi-style two-party schedule: linear layers on additive shares, ReLU and max pooling in garbled circuits, polynomials with Beaver squares',
-  pipeline: () => PIPELINES.mpc,
+  pipeline: (options) => PIPELINES.mpc(options),
   lower: (g: Graph, cx: PassContext) => ({ plan: lowerMpc(g, lowerOptions(cx.options)) }),
   print: (plan) => printSchedule(plan),
   summary: (plan) => scheduleSummary(plan),
