@@ -2,7 +2,7 @@
  * Elementwise ops: activations and other unary functions, and broadcasting binary and variadic
  * arithmetic (Add, Sub, Mul, Div, Pow, PRelu, Sum, Mean, Max, Min).
  */
-import { defineOp, OpError, ZERO_COST, type Cost, type OpDef, type Operand } from '../op.js'
+import { defineOp, OpError, ZERO_COST, type Cost, type OnnxAttrs, type OpDef, type Operand } from '../op.js'
 import { sizeOf, type Tensor, type TensorType } from '../tensor.js'
 import { alloc, broadcastIndex, broadcastShapes, requireFloat, withData } from './util.js'
 
@@ -35,13 +35,14 @@ const nonlinearCost = (_ins: readonly Operand[], _a: unknown, out: TensorType): 
   nonlinear: sizeOf(out.shape),
 })
 
-function unary<A>(doc: string, parse: OpDef<A>['attrs'], f: (a: A) => (x: number) => number, since = 6): OpDef<A> {
+function unary<A>(doc: string, parse: OpDef<A>['attrs'], f: (a: A) => (x: number) => number, since = 6, write?: OpDef<A>['onnx']): OpDef<A> {
   return defineOp<A>({
     doc,
     kind: 'nonlinear',
     arity: [1, 1],
     since,
     attrs: parse,
+    onnx: write,
     infer: (ins) => {
       requireFloat(ins[0])
       return { dtype: ins[0].dtype, shape: ins[0].shape }
@@ -58,24 +59,33 @@ function unary<A>(doc: string, parse: OpDef<A>['attrs'], f: (a: A) => (x: number
 }
 
 const none = () => ({})
+/** ONNX form of float attributes; defaults are left out (they need not be float32 values). */
+const floats =
+  (defaults: Record<string, number>) =>
+  <A extends object>(a: A): OnnxAttrs =>
+    Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v === defaults[k] ? undefined : { f: v as number }]))
 const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)))
 const softplus = (x: number) => (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x)))
 
 export const Relu = unary('max(x, 0)', none, () => (x) => (x > 0 ? x : 0))
-export const LeakyRelu = unary('x if x >= 0 else alpha x', (r) => ({ alpha: r.float('alpha', 0.01) }), (a) => (x) => (x >= 0 ? x : a.alpha * x))
+export const LeakyRelu = unary('x if x >= 0 else alpha x', (r) => ({ alpha: r.float('alpha', 0.01) }), (a) => (x) => (x >= 0 ? x : a.alpha * x), 6, floats({ alpha: 0.01 }))
 export const Sigmoid = unary('1 / (1 + exp(-x))', none, () => sigmoid)
 export const Tanh = unary('tanh(x)', none, () => Math.tanh)
-export const Elu = unary('x if x > 0 else alpha (exp(x) - 1)', (r) => ({ alpha: r.float('alpha', 1) }), (a) => (x) => (x > 0 ? x : a.alpha * Math.expm1(x)))
+export const Elu = unary('x if x > 0 else alpha (exp(x) - 1)', (r) => ({ alpha: r.float('alpha', 1) }), (a) => (x) => (x > 0 ? x : a.alpha * Math.expm1(x)), 6, floats({ alpha: 1 }))
 export const Selu = unary(
   'gamma (x if x > 0 else alpha (exp(x) - 1))',
   (r) => ({ alpha: r.float('alpha', 1.67326319217681884765625), gamma: r.float('gamma', 1.05070102214813232421875) }),
   (a) => (x) => a.gamma * (x > 0 ? x : a.alpha * Math.expm1(x)),
+  6,
+  floats({}),
 )
 export const Softplus = unary('log(1 + exp(x))', none, () => softplus, 1)
 export const HardSigmoid = unary(
   'max(0, min(1, alpha x + beta))',
   (r) => ({ alpha: r.float('alpha', 0.2), beta: r.float('beta', 0.5) }),
   (a) => (x) => Math.max(0, Math.min(1, a.alpha * x + a.beta)),
+  6,
+  floats({ alpha: 0.2, beta: 0.5 }),
 )
 export const HardSwish = unary('x max(0, min(1, x / 6 + 1 / 2))', none, () => (x) => x * Math.max(0, Math.min(1, x / 6 + 0.5)), 14)
 export const Sqrt = unary('sqrt(x)', none, () => Math.sqrt)
@@ -94,6 +104,7 @@ export const Gelu = unary(
       ? (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)))
       : (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
   20,
+  (a) => ({ approximate: { s: a.approximate } }),
 )
 export const Silu = unary('x sigmoid(x) (SiLU / Swish; PIC op, recognized from Mul(x, Sigmoid(x)))', none, () => (x) => x * sigmoid(x))
 
@@ -128,6 +139,10 @@ export const Clip = defineOp<{ min?: number; max?: number }>({
   arity: [1, 3],
   since: 6,
   attrs: (r) => ({ min: r.has('min') ? r.float('min') : undefined, max: r.has('max') ? r.float('max') : undefined }),
+  onnx: (a, opset) => {
+    if (opset >= 11 && (a.min !== undefined || a.max !== undefined)) throw new OpError('Clip bounds are inputs, not attributes, from opset 11')
+    return { min: a.min !== undefined ? { f: a.min } : undefined, max: a.max !== undefined ? { f: a.max } : undefined }
+  },
   infer: (ins) => {
     for (const i of [1, 2]) if (ins[i] && sizeOf(ins[i].shape) !== 1) throw new OpError('Clip bounds must be scalars')
     return { dtype: ins[0].dtype, shape: ins[0].shape }

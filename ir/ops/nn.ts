@@ -2,7 +2,7 @@
  * Neural-network ops: convolution (im2col + blocked matrix product), transposed convolution, Gemm,
  * MatMul, BatchNormalization and pooling. 2-D spatial ops only (NCHW).
  */
-import { defineOp, OpError, ZERO_COST, type Cost, type OpDef, type Operand, type RawAttrs } from '../op.js'
+import { defineOp, OpError, ZERO_COST, type Cost, type OnnxAttrs, type OpDef, type Operand, type RawAttrs } from '../op.js'
 import { sizeOf, type TensorType } from '../tensor.js'
 import { alloc, broadcastIndex, broadcastShapes, checkShape, requireFloat, withData } from './util.js'
 
@@ -55,6 +55,19 @@ function parseWindow(r: RawAttrs, kernel: number[] | undefined): Window {
   if ([...w.strides, ...w.dilations].some((v) => v < 1) || w.kernel.some((v) => v < 0) || w.pads.some((v) => v < 0))
     throw new OpError('kernel, strides and dilations must be positive and pads non-negative')
   return w
+}
+
+/** A window's ONNX attributes; `all` writes strides, pads and dilations even at their defaults. */
+function windowOnnx(w: Window, all: boolean): OnnxAttrs {
+  const some = (v: number[], dflt: number) => (all || v.some((x) => x !== dflt) ? { ints: v } : undefined)
+  return {
+    kernel_shape: w.kernel.some((k) => k !== 0) ? { ints: w.kernel } : undefined,
+    strides: some(w.strides, 1),
+    pads: some(w.pads, 0),
+    dilations: some(w.dilations, 1),
+    auto_pad: w.autoPad !== 'NOTSET' ? { s: w.autoPad } : undefined,
+    ceil_mode: w.ceil ? { i: 1 } : undefined,
+  }
 }
 
 /** kernel_shape when given, else zeros (taken from the weight) of the rank the other attributes imply. */
@@ -121,6 +134,7 @@ export const Conv = defineOp<ConvAttrs>({
   arity: [2, 3],
   since: 1,
   attrs: (r) => ({ ...parseWindow(r, unknownKernel(r)), group: r.int('group', 1) }),
+  onnx: (a) => ({ ...windowOnnx(a, true), group: { i: a.group } }),
   infer: (ins, a) => {
     const [x, w, b] = ins
     requireFloat(x)
@@ -208,6 +222,12 @@ export const ConvTranspose = defineOp<ConvTransposeAttrs>({
       outputShape: r.has('output_shape') ? r.ints('output_shape') : undefined,
     }
   },
+  onnx: (a) => ({
+    ...windowOnnx(a, true),
+    group: { i: a.group },
+    output_padding: { ints: a.outputPadding },
+    output_shape: a.outputShape ? { ints: a.outputShape } : undefined,
+  }),
   infer: (ins, a) => {
     const [x, w] = ins
     requireFloat(x)
@@ -272,6 +292,7 @@ export const Gemm = defineOp<GemmAttrs>({
   kind: 'linear',
   arity: [2, 3],
   attrs: (r) => ({ alpha: r.float('alpha', 1), beta: r.float('beta', 1), transA: r.int('transA', 0) === 1, transB: r.int('transB', 0) === 1 }),
+  onnx: (a) => ({ alpha: { f: a.alpha }, beta: { f: a.beta }, transA: { i: a.transA ? 1 : 0 }, transB: { i: a.transB ? 1 : 0 } }),
   infer: (ins, a) => {
     const [A, B, C] = ins
     if (A.shape.length !== 2 || B.shape.length !== 2) throw new OpError('Gemm inputs A and B must be matrices')
@@ -357,6 +378,7 @@ export const BatchNormalization = defineOp<{ epsilon: number }>({
     if (r.int('training_mode', 0) !== 0) throw new OpError('training_mode BatchNormalization is not supported')
     return { epsilon: r.float('epsilon', 1e-5) }
   },
+  onnx: (a) => ({ epsilon: a.epsilon !== 1e-5 ? { f: a.epsilon } : undefined }),
   infer: (ins) => {
     const x = ins[0]
     requireFloat(x)
@@ -400,6 +422,7 @@ function pool(kind: 'max' | 'avg') {
       if (r.ints('kernel_shape').some((k) => k < 1)) throw new OpError('kernel_shape must be positive')
       return { ...parseWindow(r, undefined), countIncludePad: r.int('count_include_pad', 0) === 1 }
     },
+    onnx: (a) => ({ ...windowOnnx(a, false), count_include_pad: a.countIncludePad ? { i: 1 } : undefined }),
     infer: (ins, a) => {
       requireFloat(ins[0])
       const [n, c, h, w] = spatial(ins[0], kind === 'max' ? 'MaxPool' : 'AveragePool')

@@ -1,5 +1,5 @@
 /** Reductions and normalizations over axes: ReduceMean, ReduceSum, ReduceMax, Softmax. */
-import { defineOp, ZERO_COST, type OpDef } from '../op.js'
+import { defineOp, OpError, ZERO_COST, type OpDef } from '../op.js'
 import { sizeOf, type Tensor, type TensorType } from '../tensor.js'
 import { alloc, intsOf, normAxis, withData } from './util.js'
 
@@ -23,6 +23,11 @@ function reduce(doc: string, init: number, step: (acc: number, v: number) => num
     arity: [1, 2],
     since: 1,
     attrs: (r) => ({ axes: r.has('axes') ? r.ints('axes') : undefined, keepdims: r.int('keepdims', 1) === 1, noopWithEmptyAxes: r.int('noop_with_empty_axes', 0) === 1 }),
+    onnx: (a) => ({
+      axes: a.axes ? { ints: a.axes } : undefined,
+      keepdims: { i: a.keepdims ? 1 : 0 },
+      noop_with_empty_axes: a.noopWithEmptyAxes ? { i: 1 } : undefined,
+    }),
     infer: (ins, a, cx) => {
       const axes = reduceAxes(ins, a, (i) => cx.constant(i))
       const shape = ins[0].shape.flatMap((d, i) => (axes.includes(i) ? (a.keepdims ? [1] : []) : [d]))
@@ -75,6 +80,10 @@ export const Softmax = defineOp<{ axis: number; legacy: boolean }>({
   arity: [1, 1],
   since: 1,
   attrs: (r) => ({ axis: r.int('axis', r.opset < 13 ? 1 : -1), legacy: r.opset < 13 }),
+  onnx: (a, opset) => {
+    if (a.legacy !== opset < 13) throw new OpError(`Softmax ${a.legacy ? 'over flattened dims' : 'along one axis'} has no form at opset ${opset}`)
+    return { axis: { i: a.axis } }
+  },
   infer: (ins, a) => {
     normAxis(a.axis, Math.max(ins[0].shape.length, 1))
     return { dtype: ins[0].dtype, shape: ins[0].shape }

@@ -3,7 +3,7 @@
  * Concat, Pad, Gather, Expand, Slice, Shape and ConstantOfShape. Shape-like operands (Reshape's
  * shape, Squeeze's axes, Pad's pads) must be compile-time constants.
  */
-import { defineOp, OpError, ZERO_COST, type OpDef } from '../op.js'
+import { defineOp, OpError, ZERO_COST, type OnnxAttrs, type OpDef } from '../op.js'
 import { sizeOf, stridesOf, tensor, type Tensor, type TensorType } from '../tensor.js'
 import { alloc, broadcastIndex, broadcastShapes, checkShape, intsOf, normAxis, withData } from './util.js'
 
@@ -15,6 +15,7 @@ export const Flatten = defineOp<{ axis: number }>({
   arity: [1, 1],
   since: 1,
   attrs: (r) => ({ axis: r.int('axis', 1) }),
+  onnx: (a) => ({ axis: { i: a.axis } }),
   infer: (ins, a) => {
     const s = ins[0].shape
     const axis = a.axis < 0 ? a.axis + s.length : a.axis
@@ -30,6 +31,7 @@ export const Reshape = defineOp<{ allowzero: boolean }>({
   arity: [2, 2],
   since: 5,
   attrs: (r) => ({ allowzero: r.int('allowzero', 0) === 1 }),
+  onnx: (a) => ({ allowzero: a.allowzero ? { i: 1 } : undefined }),
   infer: (ins, a, cx) => {
     const target = intsOf(cx.constant(1), 'Reshape shape')
     const src = ins[0].shape
@@ -53,12 +55,18 @@ function squeezeAxes(a: { axes?: number[] }, cx: { constant(i: number): Tensor |
   return a.axes
 }
 
+function axesOnnx(a: { axes?: number[] }, opset: number): OnnxAttrs {
+  if (a.axes && opset >= 13) throw new OpError('axes are an input, not an attribute, from opset 13')
+  return { axes: a.axes ? { ints: a.axes } : undefined }
+}
+
 export const Squeeze = defineOp<{ axes?: number[] }>({
   doc: 'remove size-1 dims (the given axes, or all)',
   kind: 'layout',
   arity: [1, 2],
   since: 1,
   attrs: (r) => ({ axes: r.has('axes') ? r.ints('axes') : undefined }),
+  onnx: axesOnnx,
   infer: (ins, a, cx) => {
     const s = ins[0].shape
     const axes = squeezeAxes(a, cx, ins.length > 1 && !!ins[1])?.map((x) => normAxis(x, s.length))
@@ -74,6 +82,7 @@ export const Unsqueeze = defineOp<{ axes?: number[] }>({
   arity: [1, 2],
   since: 1,
   attrs: (r) => ({ axes: r.has('axes') ? r.ints('axes') : undefined }),
+  onnx: axesOnnx,
   infer: (ins, a, cx) => {
     const raw = squeezeAxes(a, cx, ins.length > 1 && !!ins[1])
     if (!raw) throw new OpError('Unsqueeze needs axes')
@@ -117,6 +126,7 @@ export const Transpose = defineOp<{ perm?: number[] }>({
   arity: [1, 1],
   since: 1,
   attrs: (r) => ({ perm: r.has('perm') ? r.ints('perm') : undefined }),
+  onnx: (a) => ({ perm: a.perm ? { ints: a.perm } : undefined }),
   infer: (ins, a) => {
     const s = ins[0].shape
     const perm = a.perm ?? s.map((_, i) => s.length - 1 - i)
@@ -133,6 +143,7 @@ export const Concat = defineOp<{ axis: number }>({
   arity: [1, 2 ** 16],
   since: 4,
   attrs: (r) => ({ axis: r.int('axis') }),
+  onnx: (a) => ({ axis: { i: a.axis } }),
   infer: (ins, a) => {
     const s0 = ins[0].shape
     const axis = normAxis(a.axis, s0.length)
@@ -207,6 +218,10 @@ export const Pad = defineOp<PadAttrs>({
     if (mode !== 'constant' && mode !== 'reflect' && mode !== 'edge') throw new OpError(`Pad mode '${mode}' is not supported`)
     return { mode, pads: r.has('pads') ? r.ints('pads') : undefined, value: r.float('value', 0) }
   },
+  onnx: (a, opset) => {
+    if (opset >= 11 && (a.pads || a.value !== 0)) throw new OpError('pads and value are inputs, not attributes, from opset 11')
+    return { mode: { s: a.mode }, pads: a.pads ? { ints: a.pads } : undefined, value: a.value !== 0 ? { f: a.value } : undefined }
+  },
   infer: (ins, a, cx) => {
     const { pads } = padsOf(ins, a, cx)
     const rank = ins[0].shape.length
@@ -256,6 +271,7 @@ export const Gather = defineOp<{ axis: number }>({
   arity: [2, 2],
   since: 1,
   attrs: (r) => ({ axis: r.int('axis', 0) }),
+  onnx: (a) => ({ axis: { i: a.axis } }),
   infer: (ins, a) => {
     const [x, idx] = ins
     if (idx.dtype !== 'int64') throw new OpError('indices must be integers')
@@ -332,6 +348,10 @@ export const Slice = defineOp<SliceAttrs>({
   arity: [1, 5],
   since: 1,
   attrs: (r) => ({ starts: r.has('starts') ? r.ints('starts') : undefined, ends: r.has('ends') ? r.ints('ends') : undefined, axes: r.has('axes') ? r.ints('axes') : undefined }),
+  onnx: (a, opset) => {
+    if (opset >= 10 && (a.starts || a.ends || a.axes)) throw new OpError('starts, ends and axes are inputs, not attributes, from opset 10')
+    return { starts: a.starts && { ints: a.starts }, ends: a.ends && { ints: a.ends }, axes: a.axes && { ints: a.axes } }
+  },
   infer: (ins, a, cx) => ({ dtype: ins[0].dtype, shape: sliceSpec(ins, a, cx).shape }),
   eval: (ins, a, out) => {
     const { begin, step } = sliceSpec(ins, a, { constant: (i) => ins[i] })
@@ -358,6 +378,7 @@ export const Shape = defineOp<{ start: number; end?: number }>({
   arity: [1, 1],
   since: 1,
   attrs: (r) => ({ start: r.int('start', 0), end: r.has('end') ? r.int('end') : undefined }),
+  onnx: (a) => ({ start: a.start !== 0 ? { i: a.start } : undefined, end: a.end !== undefined ? { i: a.end } : undefined }),
   infer: (ins, a) => ({ dtype: 'int64', shape: [shapeSlice(ins[0].shape, a).length] }),
   eval: (ins, a, out) => tensor('int64', out.shape, shapeSlice(ins[0].shape, a)),
   cost: () => ZERO_COST,
@@ -375,6 +396,7 @@ export const ConstantOfShape = defineOp<{ value?: Tensor }>({
   arity: [1, 1],
   since: 9,
   attrs: (r) => ({ value: r.tensor('value') }),
+  onnx: (a) => ({ value: a.value && { t: a.value } }),
   infer: (_ins, a, cx) => ({ dtype: a.value?.dtype ?? 'float32', shape: checkShape(intsOf(cx.constant(0), 'ConstantOfShape shape')) }),
   eval: (_ins, a, out) => withData(out, new Float64Array(sizeOf(out.shape)).fill(a.value?.data[0] ?? 0)),
 })

@@ -1,6 +1,7 @@
 /**
  * ONNX backend node tests (test/fixtures/onnx-node): every case is imported, interpreted on each of
- * its data sets and compared with ONNX's own outputs (rtol 1e-4, atol 1e-5). Graph inputs that are
+ * its data sets and compared with ONNX's own outputs (rtol 1e-4, atol 1e-5), then written with the
+ * ONNX writer, imported again and run once more (identical outputs expected). Graph inputs that are
  * shape operands (Pad's pads, Clip's bounds, ...) must be compile-time constants in PIC, so when a
  * plain import says so the case is imported again with its integer and scalar inputs bound as
  * initializers;
@@ -9,6 +10,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { writeModel } from '../../compiler/onnx-export.js'
 import { importModel } from '../../compiler/onnx-import.js'
 import { onnx, readTensorPb, tensorToProto } from '../../compiler/onnx-tensor.js'
 import { interpret } from '../../ir/interpret.js'
@@ -72,6 +74,10 @@ function mismatch(got: Tensor, want: Tensor): string | undefined {
   return undefined
 }
 
+function sameValues(a: Tensor, b: Tensor): boolean {
+  return a.shape.join(',') === b.shape.join(',') && a.data.every((v, i) => Object.is(v, b.data[i]))
+}
+
 /** Run one case; returns undefined when it passes, else the problem. Records input binding. */
 function runCase(name: string, bound: Set<string>): string | undefined {
   const dir = path.join(ROOT, name)
@@ -94,10 +100,12 @@ function runCase(name: string, bound: Set<string>): string | undefined {
         bound.add(name)
       }
       const out = interpret(g, inputs)
+      const again = interpret(importModel(writeModel(g), { file: `${name} (written)` }), inputs)
       for (const [k, want] of ds.outputs.entries()) {
         const got = out.get(g.outputs[k])!
         const bad = mismatch(got, want)
         if (bad) return `output ${k}: ${bad}`
+        if (!sameValues(again.get(g.outputs[k])!, got)) return `output ${k} differs after writeModel and importModel`
       }
     }
   } catch (e) {
