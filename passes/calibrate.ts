@@ -1,0 +1,193 @@
+/**
+ * Calibration: run the calibration set through the interpreter in batches and record, for the input
+ * of every activation, the overall and per-channel (axis 1) mean, std, min and max, a histogram, and
+ * a bounded sample of the values for measuring fit errors. A PartialRelu counts only the positions
+ * its mask selects. Progress goes to `log` on long runs.
+ */
+import type { Graph, Node } from '../ir/graph.js'
+import { interpret } from '../ir/interpret.js'
+import { sizeOf, tensor, type Tensor } from '../ir/tensor.js'
+import { activations, maskSelector } from './activations.js'
+
+export interface ChannelStats {
+  count: number[]
+  mean: number[]
+  std: number[]
+  min: number[]
+  max: number[]
+}
+
+export interface Histogram {
+  lo: number
+  hi: number
+  counts: number[]
+}
+
+export interface ActivationStats {
+  /** The activation node (its input is what was measured). */
+  node: string
+  op: string
+  count: number
+  mean: number
+  std: number
+  min: number
+  max: number
+  channels: ChannelStats
+  histogram: Histogram
+  /** Up to SAMPLE_LIMIT measured values and their channels, evenly strided. */
+  sample: { x: Float64Array; channel: Int32Array }
+}
+
+export interface CalibrateOptions {
+  /** Which nodes to measure (default: every approximable activation). */
+  nodes?: readonly string[]
+  batch?: number
+  bins?: number
+  log?: (message: string) => void
+}
+
+const SAMPLE_LIMIT = 1 << 16
+const KEEP_LIMIT = 1 << 22
+
+/** Rows [from, to) of a tensor along axis 0. */
+export function rows(t: Tensor, from: number, to: number): Tensor {
+  const inner = sizeOf(t.shape.slice(1))
+  return tensor(t.dtype, [to - from, ...t.shape.slice(1)], t.data.subarray(from * inner, to * inner))
+}
+
+class Accumulator {
+  readonly sum: Float64Array
+  readonly sq: Float64Array
+  readonly min: Float64Array
+  readonly max: Float64Array
+  readonly n: Float64Array
+  readonly kept: { x: Float64Array; c: Int32Array }[] = []
+  keptCount = 0
+
+  constructor(
+    readonly node: Node,
+    readonly C: number,
+  ) {
+    this.sum = new Float64Array(C)
+    this.sq = new Float64Array(C)
+    this.n = new Float64Array(C)
+    this.min = new Float64Array(C).fill(Infinity)
+    this.max = new Float64Array(C).fill(-Infinity)
+  }
+
+  add(v: Tensor, total: number): void {
+    const shape = v.shape
+    const inner = shape.length >= 2 ? sizeOf(shape.slice(2)) : 1
+    const sel = maskSelector(this.node, shape)
+    const stride = Math.max(1, Math.ceil((total * sizeOf(shape.slice(1))) / KEEP_LIMIT))
+    const xs: number[] = []
+    const cs: number[] = []
+    for (let i = 0; i < v.data.length; i++) {
+      if (sel && !sel[i]) continue
+      const c = this.C === 1 ? 0 : Math.floor(i / inner) % this.C
+      const x = v.data[i]
+      this.sum[c] += x
+      this.sq[c] += x * x
+      this.n[c]++
+      if (x < this.min[c]) this.min[c] = x
+      if (x > this.max[c]) this.max[c] = x
+      if (i % stride === 0) {
+        xs.push(x)
+        cs.push(c)
+      }
+    }
+    this.kept.push({ x: Float64Array.from(xs), c: Int32Array.from(cs) })
+    this.keptCount += xs.length
+  }
+
+  finish(bins: number): ActivationStats {
+    const C = this.C
+    const ch: ChannelStats = { count: [], mean: [], std: [], min: [], max: [] }
+    let N = 0
+    let S = 0
+    let Q = 0
+    for (let c = 0; c < C; c++) {
+      const n = this.n[c]
+      N += n
+      S += this.sum[c]
+      Q += this.sq[c]
+      const mean = n ? this.sum[c] / n : 0
+      ch.count.push(n)
+      ch.mean.push(mean)
+      ch.std.push(n ? Math.sqrt(Math.max(0, this.sq[c] / n - mean * mean)) : 0)
+      ch.min.push(n ? this.min[c] : 0)
+      ch.max.push(n ? this.max[c] : 0)
+    }
+    const mean = N ? S / N : 0
+    const lo = N ? Math.min(...ch.min.filter((_, c) => ch.count[c] > 0)) : 0
+    const hi = N ? Math.max(...ch.max.filter((_, c) => ch.count[c] > 0)) : 0
+    const counts = new Array<number>(bins).fill(0)
+    const width = (hi - lo) / bins || 1
+    const n = Math.min(this.keptCount, SAMPLE_LIMIT)
+    const step = this.keptCount / Math.max(1, n)
+    const x = new Float64Array(n)
+    const channel = new Int32Array(n)
+    let k = 0
+    let next = 0
+    for (const part of this.kept)
+      for (let i = 0; i < part.x.length; i++, k++) {
+        const v = part.x[i]
+        counts[Math.min(bins - 1, Math.max(0, Math.floor((v - lo) / width)))]++
+        if (next < n && k === Math.floor(next * step)) {
+          x[next] = v
+          channel[next++] = part.c[i]
+        }
+      }
+    return {
+      node: this.node.name,
+      op: this.node.op,
+      count: N,
+      mean,
+      std: N ? Math.sqrt(Math.max(0, Q / N - mean * mean)) : 0,
+      min: lo,
+      max: hi,
+      channels: ch,
+      histogram: { lo, hi, counts },
+      sample: { x, channel },
+    }
+  }
+}
+
+/** Channels of a value: axis 1 for rank >= 2, else one. */
+export function channelCount(shape: readonly number[]): number {
+  return shape.length >= 2 ? shape[1] : 1
+}
+
+/** Measure the inputs of the given (default: all activation) nodes on the calibration data. */
+export function calibrate(g: Graph, calib: Tensor, opts: CalibrateOptions = {}): Map<string, ActivationStats> {
+  const names = new Set(opts.nodes ?? activations(g).map((a) => a.node.name))
+  const byName = new Map(g.nodes.map((n) => [n.name, n]))
+  const watch = new Map<string, Node[]>()
+  for (const name of names) {
+    const n = byName.get(name)
+    if (!n) throw new Error(`calibrate: no node '${name}'`)
+    watch.set(n.inputs[0], [...(watch.get(n.inputs[0]) ?? []), n])
+  }
+  const acc = new Map<string, Accumulator>()
+  const total = calib.shape[0]
+  const batch = opts.batch ?? 100
+  for (let from = 0; from < total; from += batch) {
+    const to = Math.min(total, from + batch)
+    interpret(g, [rows(calib, from, to)], {
+      onValue: (n, v) => {
+        for (const a of watch.get(n.name) ?? []) {
+          let st = acc.get(a.name)
+          if (!st) acc.set(a.name, (st = new Accumulator(a, channelCount(v.shape))))
+          st.add(v, total)
+        }
+      },
+    })
+    if (total > batch) opts.log?.(`calibrate: ${to}/${total} samples`)
+  }
+  const out = new Map<string, ActivationStats>()
+  for (const name of names) {
+    const a = acc.get(name)
+    if (a) out.set(name, a.finish(opts.bins ?? 512))
+  }
+  return out
+}

@@ -1,0 +1,99 @@
+/**
+ * lower-maxpool: make MaxPool computable with additions and multiplications. By default (exact)
+ * each window becomes strided Slices reduced pairwise by max(a, b) = (a + b + |a - b|) / 2; the
+ * `approximate` pass then turns |d| into d * p(d) with p a polynomial sign. Border pads repeat the
+ * edge (the window always holds the repeated value, so the max is unchanged). With
+ * `maxpool: 'avg'` MaxPool becomes AveragePool instead, which changes the model's semantics (logged).
+ * Runs only when an approximation is requested and ReLU is not kept (MPC evaluates max exactly).
+ */
+import type { Node } from '../ir/graph.js'
+import { rewrite, type Replacement, type RewriteContext, type Rule } from '../ir/rewrite.js'
+import { tensor } from '../ir/tensor.js'
+import { approxSpec } from './approximate.js'
+import { PassError, type Pass } from './pass.js'
+
+interface PoolAttrs {
+  kernel: number[]
+  strides: number[]
+  pads: number[]
+  dilations: number[]
+  autoPad: string
+  ceil: boolean
+}
+
+/** Top and left pads, and the padded extent each axis needs. */
+function geometry(a: PoolAttrs, inShape: readonly number[], outShape: readonly number[]) {
+  const r = [0, 1].map((i) => {
+    const k = a.kernel[i]
+    const s = a.strides[i]
+    const d = a.dilations[i]
+    const inn = inShape[2 + i]
+    const out = outShape[2 + i]
+    const extent = (out - 1) * s + (k - 1) * d + 1
+    let before = a.autoPad === 'NOTSET' ? a.pads[i] : 0
+    if (a.autoPad === 'SAME_UPPER' || a.autoPad === 'SAME_LOWER') {
+      const total = Math.max(0, extent - inn)
+      before = a.autoPad === 'SAME_UPPER' ? Math.floor(total / 2) : total - Math.floor(total / 2)
+    }
+    return { k, s, d, before, after: Math.max(0, extent - inn - before), out }
+  })
+  return r
+}
+
+function int64(cx: RewriteContext, v: number[], base: string): string {
+  return cx.addConstant(tensor('int64', [v.length], v), base)
+}
+
+function lower(n: Node, cx: RewriteContext): Replacement | undefined {
+  const a = n.attrs as unknown as PoolAttrs
+  const x = cx.producer(n.inputs[0])!
+  if (x.type.shape.length !== 4 || a.kernel.length !== 2) throw new PassError(`MaxPool '${n.origin?.name || n.name}': only 2-D pooling can be lowered`)
+  const [gh, gw] = geometry(a, x.type.shape, n.type.shape)
+  const padded = gh.before + gh.after + gw.before + gw.after > 0
+  if (padded && (gh.d > 1 || gw.d > 1)) throw new PassError(`MaxPool '${n.origin?.name || n.name}': padded dilated pooling cannot be lowered`)
+  let src = n.inputs[0]
+  if (padded) src = cx.add('Pad', [src, int64(cx, [0, 0, gh.before, gw.before, 0, 0, gh.after, gw.after], `${n.name}_pads`)], { mode: 'edge', value: 0 }, `${n.name}_pad`, n.origin)
+  const axes = int64(cx, [2, 3], `${n.name}_axes`)
+  const steps = int64(cx, [gh.s, gw.s], `${n.name}_steps`)
+  let vals: string[] = []
+  for (let i = 0; i < gh.k; i++)
+    for (let j = 0; j < gw.k; j++) {
+      const starts = [i * gh.d, j * gw.d]
+      const ends = [starts[0] + (gh.out - 1) * gh.s + 1, starts[1] + (gw.out - 1) * gw.s + 1]
+      vals.push(cx.add('Slice', [src, int64(cx, starts, `${n.name}_starts`), int64(cx, ends, `${n.name}_ends`), axes, steps], {}, `${n.name}_win`, n.origin))
+    }
+  if (vals.length === 1) return { op: 'Identity', inputs: [vals[0]], attrs: {} }
+  const half = cx.addConstant(tensor(n.type.dtype, [], [0.5]), `${n.name}_half`)
+  for (;;) {
+    const next: string[] = []
+    for (let i = 0; i + 1 < vals.length; i += 2) {
+      const [p, q] = [vals[i], vals[i + 1]]
+      const sum = cx.add('Add', [p, q], {}, `${n.name}_sum`, n.origin)
+      const abs = cx.add('Abs', [cx.add('Sub', [p, q], {}, `${n.name}_diff`, n.origin)], {}, `${n.name}_abs`, n.origin)
+      const both = cx.add('Add', [sum, abs], {}, `${n.name}_add`, n.origin)
+      if (vals.length === 2) return { op: 'Mul', inputs: [both, half], attrs: {} }
+      next.push(cx.add('Mul', [both, half], {}, `${n.name}_max`, n.origin))
+    }
+    if (vals.length % 2) next.push(vals[vals.length - 1])
+    vals = next
+  }
+}
+
+export const lowerMaxpool: Pass = {
+  name: 'lower-maxpool',
+  doc: 'MaxPool as pairwise max(a, b) = (a + b + |a - b|) / 2 over strided slices, or AveragePool with --maxpool avg (changes semantics).',
+  run(g, cx) {
+    if (approxSpec(cx.options).method === 'none' || cx.options.keepRelu === true) return g
+    const avg = cx.options.maxpool === 'avg'
+    const rule: Rule = {
+      name: 'lower-maxpool',
+      on: ['MaxPool'],
+      apply: (n, rcx) => {
+        if (!avg) return lower(n, rcx)
+        cx.log(`lower-maxpool: MaxPool '${n.origin?.name || n.name}' replaced by AveragePool: the model's semantics changed`)
+        return { op: 'AveragePool', inputs: n.inputs, attrs: { ...n.attrs, countIncludePad: false } }
+      },
+    }
+    return rewrite(g, [rule])
+  },
+}

@@ -1,0 +1,222 @@
+/**
+ * OLA (optimized layerwise approximation) degree selection. Per activation layer and candidate
+ * degree: a distribution-weighted least-squares fit (calibration histogram as the weight, widened by
+ * the scale factor r), its error E_l(d) = drop in top-1 agreement with the original model on the
+ * calibration data when only that layer is approximated, and its cost T_l(d) from a pluggable cost
+ * model. A knapsack over layers (budget discretized in calibration samples) picks one degree per
+ * layer minimizing the total cost with the summed error within budget; the joint choice is then
+ * checked by running all approximations together, tightening the budget if it overshoots.
+ *
+ * The per-layer runs reuse one cached full run: only the nodes downstream of the replaced layer are
+ * evaluated again.
+ */
+import type { Graph, Node } from '../ir/graph.js'
+import { bindInputs } from '../ir/interpret.js'
+import { OPS } from '../ir/ops/index.js'
+import { applyPoly, polyDepth, polyMuls, type PolyAttrs } from '../ir/ops/pi.js'
+import { sizeOf, type Tensor } from '../ir/tensor.js'
+import type { Activation } from './activations.js'
+import type { ActivationStats } from './calibrate.js'
+import { weightedFit } from './fit.js'
+
+/** Cost of evaluating one activation layer's polynomial of degree d on `elements` values per sample. */
+export interface CostModel {
+  readonly name: string
+  activation(degree: number, elements: number): number
+}
+
+/** Slots of one CKKS ciphertext at N = 16384. */
+const SLOTS = 8192
+
+/** Multiplicative depth plus non-scalar multiplications, per ciphertext the layer fills. */
+export const depthMulCost: CostModel = {
+  name: 'depth+muls',
+  activation: (d, elements) => (polyDepth(d) + polyMuls(d)) * Math.ceil(elements / SLOTS),
+}
+
+export const OLA_DEGREES: readonly number[] = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 24, 31, 40, 48, 63]
+
+/** The scale factor r: the fit sees the calibration density of x / r (wider, for the tails). */
+export const OLA_SCALE = 1.25
+
+/** Distribution-weighted least-squares fit of one layer at degree d: a one-row Chebyshev Poly. */
+export function olaPoly(act: Activation, st: ActivationStats, degree: number, r = OLA_SCALE): PolyAttrs {
+  const { lo, hi, counts } = st.histogram
+  const width = (hi - lo) / counts.length
+  const x = Float64Array.from(counts, (_, i) => r * (lo + (i + 0.5) * width))
+  const w = Float64Array.from(counts)
+  let a = r * lo - r * width
+  let b = r * hi + r * width
+  if (!(b > a)) [a, b] = [lo - 1, hi + 1]
+  const coeffs = weightedFit(x, act.fn(x), w, a, b, degree)
+  return { basis: 'chebyshev', axis: 1, coeffs: [coeffs], shift: [(a + b) / 2], scale: [(b - a) / 2], of: act.target, interval: [a, b] }
+}
+
+/** What a polynomial does to a layer: y = p(x), or x p(x) when p stands for sign (Abs). */
+export function replaceWith(act: Activation, p: PolyAttrs): (x: Tensor, out: Tensor['shape']) => Tensor {
+  return (x, shape) => {
+    const type = { dtype: x.dtype, shape }
+    if (act.node.op === 'PartialRelu') return OPS.PartialRelu.eval([x], { ...act.node.attrs, poly: p }, type)
+    const y = applyPoly(p, x, type)
+    if (act.target === 'Sign') for (let i = 0; i < y.length; i++) y[i] *= x.data[i]
+    return { ...type, data: y }
+  }
+}
+
+type Replace = (x: Tensor, shape: Tensor['shape']) => Tensor
+
+/** Cached full run on the calibration data; replays only what a replacement changes. */
+export class Replay {
+  readonly g: Graph
+  readonly values = new Map<string, Tensor>()
+  readonly top1: Int32Array
+  private readonly consumers = new Map<string, number[]>()
+
+  constructor(g: Graph, calib: Tensor) {
+    this.g = bindInputs(g, [calib])
+    this.g.nodes.forEach((n, i) => {
+      for (const x of n.inputs) if (x) this.consumers.set(x, [...(this.consumers.get(x) ?? []), i])
+    })
+    for (const n of this.g.nodes) this.values.set(n.name, n.op === 'Input' ? calib : this.evalNode(n, (x) => this.values.get(x)!))
+    this.top1 = argmax(this.values.get(this.g.outputs[0])!)
+  }
+
+  private evalNode(n: Node, get: (name: string) => Tensor): Tensor {
+    return OPS[n.op].eval(
+      n.inputs.map((x) => (x ? get(x) : (undefined as unknown as Tensor))),
+      n.attrs,
+      n.type,
+    )
+  }
+
+  /** The graph output with some nodes' values replaced by functions of their (new) first input. */
+  run(replace: ReadonlyMap<string, Replace>): Tensor {
+    const index = new Map(this.g.nodes.map((n, i) => [n.name, i]))
+    const dirty = new Uint8Array(this.g.nodes.length)
+    for (const name of replace.keys()) dirty[index.get(name)!] = 1
+    const local = new Map<string, Tensor>()
+    const get = (x: string) => local.get(x) ?? this.values.get(x)!
+    for (let i = 0; i < this.g.nodes.length; i++) {
+      if (!dirty[i]) continue
+      const n = this.g.nodes[i]
+      const r = replace.get(n.name)
+      local.set(n.name, r ? r(get(n.inputs[0]), n.type.shape) : this.evalNode(n, get))
+      for (const c of this.consumers.get(n.name) ?? []) dirty[c] = 1
+    }
+    return get(this.g.outputs[0])
+  }
+
+  /** Samples whose top-1 differs from the original model's. */
+  flips(out: Tensor): number {
+    const t = argmax(out)
+    let f = 0
+    for (let i = 0; i < t.length; i++) if (t[i] !== this.top1[i]) f++
+    return f
+  }
+}
+
+/** Top-1 class per sample (the sign for a single logit). */
+export function argmax(t: Tensor): Int32Array {
+  const n = t.shape[0] ?? 1
+  const k = sizeOf(t.shape) / n
+  const out = new Int32Array(n)
+  for (let i = 0; i < n; i++) {
+    if (k === 1) {
+      out[i] = t.data[i] > 0 ? 1 : 0
+      continue
+    }
+    let best = 0
+    for (let j = 1; j < k; j++) if (t.data[i * k + j] > t.data[i * k + best]) best = j
+    out[i] = best
+  }
+  return out
+}
+
+export interface OlaCandidate {
+  degree: number
+  /** Flipped calibration samples when only this layer is approximated. */
+  flips: number
+  cost: number
+}
+
+export interface OlaChoice {
+  degree: number
+  poly: PolyAttrs
+  /** E_l(d) as a fraction of the calibration samples. */
+  error: number
+  cost: number
+  candidates: OlaCandidate[]
+}
+
+export interface OlaOptions {
+  budget: number
+  degrees?: readonly number[]
+  costModel?: CostModel
+  scale?: number
+  log?: (message: string) => void
+}
+
+export interface OlaResult {
+  choices: Map<string, OlaChoice>
+  /** Flips of all approximations together on the calibration data, as a fraction. */
+  jointError: number
+  totalCost: number
+}
+
+/** Knapsack: one option per layer, minimum total cost with total flips <= units. */
+export function knapsack(options: readonly (readonly { flips: number; cost: number }[])[], units: number): number[] | undefined {
+  let dp: { cost: number; pick: number[] }[] = [{ cost: 0, pick: [] }]
+  for (let u = 1; u <= units; u++) dp.push(dp[0])
+  for (const opts of options) {
+    const next = Array.from({ length: units + 1 }, () => ({ cost: Infinity, pick: [] as number[] }))
+    for (let u = 0; u <= units; u++) {
+      if (!Number.isFinite(dp[u].cost)) continue
+      opts.forEach((o, k) => {
+        const v = u + o.flips
+        if (v <= units && dp[u].cost + o.cost < next[v].cost) next[v] = { cost: dp[u].cost + o.cost, pick: [...dp[u].pick, k] }
+      })
+    }
+    dp = next
+  }
+  let best: { cost: number; pick: number[] } | undefined
+  for (const e of dp) if (Number.isFinite(e.cost) && (!best || e.cost < best.cost)) best = e
+  return best?.pick
+}
+
+/** Choose a degree per layer (see the module doc). */
+export function ola(g: Graph, layers: readonly { act: Activation; stats: ActivationStats }[], calib: Tensor, opts: OlaOptions): OlaResult {
+  const degrees = opts.degrees ?? OLA_DEGREES
+  const cost = opts.costModel ?? depthMulCost
+  const replay = new Replay(g, calib)
+  const N = replay.top1.length
+  const options: (OlaCandidate & { poly: PolyAttrs })[][] = []
+  for (const [li, { act, stats }] of layers.entries()) {
+    const elements = sizeOf(act.node.type.shape.slice(1))
+    const cands: (OlaCandidate & { poly: PolyAttrs })[] = []
+    for (const d of degrees) {
+      const poly = olaPoly(act, stats, d, opts.scale)
+      const flips = replay.flips(replay.run(new Map([[act.node.name, replaceWith(act, poly)]])))
+      cands.push({ degree: d, flips, cost: cost.activation(d, elements), poly })
+      if (flips === 0) break
+    }
+    options.push(cands)
+    opts.log?.(`ola: layer ${li + 1}/${layers.length} ${act.node.name}: ${cands.map((c) => `d${c.degree}:${c.flips}`).join(' ')}`)
+  }
+  let units = Math.floor(opts.budget * N + 1e-9)
+  for (;;) {
+    const pick = knapsack(options, units) ?? options.map((o) => o.reduce((b, c, k) => (c.flips < o[b].flips ? k : b), 0))
+    const chosen = pick.map((k, l) => options[l][k])
+    const joint = replay.flips(replay.run(new Map(layers.map(({ act }, l) => [act.node.name, replaceWith(act, chosen[l].poly)]))))
+    const summed = chosen.reduce((s, c) => s + c.flips, 0)
+    opts.log?.(`ola: budget ${units}/${N} samples: degrees ${chosen.map((c) => c.degree).join(',')}, summed error ${summed}, joint ${joint}`)
+    if (joint <= Math.floor(opts.budget * N + 1e-9) || units === 0) {
+      const choices = new Map<string, OlaChoice>()
+      layers.forEach(({ act }, l) => {
+        const c = chosen[l]
+        choices.set(act.node.name, { degree: c.degree, poly: c.poly, error: c.flips / N, cost: c.cost, candidates: options[l].map(({ degree, flips, cost }) => ({ degree, flips, cost })) })
+      })
+      return { choices, jointError: joint / N, totalCost: chosen.reduce((s, c) => s + c.cost, 0) }
+    }
+    units = Math.max(0, Math.min(units - 1, summed - (joint - Math.floor(opts.budget * N + 1e-9))))
+  }
+}
