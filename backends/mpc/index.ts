@@ -80,7 +80,7 @@ export interface ServeCommand {
  * `pic serve MODEL --schedule S --port P --dealer HOST:PORT`: `graph` is the model after the same
  * pipeline the schedule was compiled with (the schedule's fingerprint is checked against it).
  */
-export function runServe(graph: Graph, schedule: MpcSchedule, o: ServeCommand): Promise<ServerHandle> {
+export async function runServe(graph: Graph, schedule: MpcSchedule, o: ServeCommand): Promise<ServerHandle> {
   const model = prepareServer(graph, schedule)
   return startServer(model, { port: o.port, host: o.host, dealer: parseEndpoint(o.dealer), timeoutMs: o.timeoutMs, log: o.log })
 }

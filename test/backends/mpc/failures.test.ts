@@ -1,0 +1,140 @@
+/**
+ * Misbehaving peers: garbage, stalls and disconnects end in a clean one-line error on the other side
+ * within the timeout, never a hang; mismatched schedules and unreachable parties are refused.
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { lowerMpc, runDealer, runQuery, runServe, type DealerHandle, type MpcSchedule } from '../../../backends/mpc/index.js'
+import type { Graph } from '../../../ir/graph.js'
+import { compiled, images, parties } from './helpers.js'
+
+const T = 600
+
+function fakePeer(onSocket: (s: Socket) => void): Promise<{ port: number; srv: Server; sockets: Socket[] }> {
+  const sockets: Socket[] = []
+  return new Promise((resolve) => {
+    const srv = createServer((s) => {
+      sockets.push(s)
+      s.on('error', () => {})
+      onSocket(s)
+    })
+    srv.listen(0, '127.0.0.1', () => resolve({ port: (srv.address() as { port: number }).port, srv, sockets }))
+  })
+}
+
+async function stop(f: { srv: Server; sockets: Socket[] }): Promise<void> {
+  for (const s of f.sockets) s.destroy()
+  await new Promise((r) => f.srv.close(() => r(undefined)))
+}
+
+/** Forward to `port`, but cut both connections after `limit` bytes from the server. */
+function cuttingProxy(port: number, limit: number) {
+  return fakePeer((c) => {
+    const t = connect(port, '127.0.0.1')
+    t.on('error', () => {})
+    let seen = 0
+    c.on('data', (d) => t.write(d))
+    t.on('data', (d) => {
+      seen += d.length
+      if (seen > limit) {
+        c.destroy()
+        t.destroy()
+      } else c.write(d)
+    })
+    c.on('close', () => t.destroy())
+  })
+}
+
+describe('misbehaving peers', () => {
+  let g: Graph
+  let s: MpcSchedule
+  let dealer: DealerHandle
+  const { x } = images(1)
+  beforeAll(async () => {
+    g = compiled('mlp_relu')
+    s = lowerMpc(g)
+    dealer = await runDealer({ port: 0, timeoutMs: T })
+  })
+  afterAll(async () => {
+    await dealer.close()
+  })
+  const ask = (port: number, timeoutMs = T, dealerPort = dealer.port) =>
+    runQuery(s, x, { connect: `127.0.0.1:${port}`, dealer: `127.0.0.1:${dealerPort}`, timeoutMs })
+
+  it('a server that stalls: the client times out', async () => {
+    const f = await fakePeer(() => {})
+    try {
+      await expect(ask(f.port)).rejects.toThrow(`timed out after ${T} ms waiting for session acceptance from server at 127.0.0.1:${f.port}`)
+    } finally {
+      await stop(f)
+    }
+  })
+
+  it('a server that sends garbage: the client reports a malformed frame', async () => {
+    const f = await fakePeer((sock) => sock.once('data', () => sock.write(Buffer.alloc(64, 0xff))))
+    try {
+      await expect(ask(f.port)).rejects.toThrow(/server at 127\.0\.0\.1:\d+ sent a malformed frame/)
+    } finally {
+      await stop(f)
+    }
+  })
+
+  it('a server that disconnects: the client reports the closed connection', async () => {
+    const f = await fakePeer((sock) => sock.once('data', () => sock.destroy()))
+    try {
+      await expect(ask(f.port)).rejects.toThrow(/server at 127\.0\.0\.1:\d+ closed the connection/)
+    } finally {
+      await stop(f)
+    }
+  })
+
+  it('a client that sends garbage, stalls or disconnects: the server session fails cleanly', async () => {
+    const p = await parties(g, s, T)
+    try {
+      const garbage = connect(p.server.port, '127.0.0.1')
+      garbage.on('error', () => {})
+      garbage.write(Buffer.from('GET / HTTP/1.1\r\n\r\n'))
+      const stall = connect(p.server.port, '127.0.0.1')
+      stall.on('error', () => {})
+      const quit = connect(p.server.port, '127.0.0.1')
+      quit.on('error', () => {})
+      quit.on('connect', () => quit.destroy())
+      await new Promise((r) => setTimeout(r, 100))
+      expect(p.server.sessions.length).toBe(3)
+      const errors = (await Promise.all(p.server.sessions)).map((e) => e?.message ?? 'ok')
+      expect(errors.some((m) => /sent a malformed frame/.test(m))).toBe(true)
+      expect(errors.some((m) => new RegExp(`timed out after ${T} ms waiting for hello`).test(m))).toBe(true)
+      expect(errors.some((m) => /closed the connection/.test(m))).toBe(true)
+      garbage.destroy()
+      stall.destroy()
+      const ok = await ask(p.server.port, 10_000, p.dealer.port)
+      expect(ok.report.images).toBe(1)
+    } finally {
+      await p.close()
+    }
+  })
+
+  it('a connection cut in the middle of the protocol: both sides fail cleanly', async () => {
+    const p = await parties(g, s, T)
+    const cut = await cuttingProxy(p.server.port, 20_000)
+    try {
+      await expect(ask(cut.port, T, p.dealer.port)).rejects.toThrow(/closed the connection/)
+      const [err] = await Promise.all(p.server.sessions)
+      expect(err?.message).toMatch(/^connection to client at .* failed: |closed the connection/)
+    } finally {
+      await stop(cut)
+      await p.close()
+    }
+  })
+
+  it('an unreachable dealer or server is reported', async () => {
+    const f = await fakePeer(() => {})
+    const port = f.port
+    await stop(f)
+    await expect(runQuery(s, x, { connect: `127.0.0.1:${port}`, dealer: `127.0.0.1:${dealer.port}`, timeoutMs: T })).rejects.toThrow(/cannot connect to server at 127\.0\.0\.1:\d+/)
+  })
+
+  it('a schedule compiled from another model is refused by the server', async () => {
+    await expect(runServe(compiled('cnn_square'), s, { port: 0, dealer: `127.0.0.1:${dealer.port}` })).rejects.toThrow(/schedule was not compiled from this model/)
+  })
+})
