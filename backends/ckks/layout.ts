@@ -182,7 +182,8 @@ export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut:
   if (!specFits(spec, nOut, S)) return undefined
   const { step, count } = specReduction(spec, S)
   const M = 2 ** count
-  const byKey = new Map<string, { term: number; ct: number; k: number; acc: Map<number, number> }>()
+  const byKey = new Map<number, { term: number; ct: number; k: number; acc: Map<number, number> }>()
+  const cand = new Float64Array(5)
   for (let t = 0; t < terms.length; t++) {
     const { layout, map } = terms[t]
     for (let j = 0; j < map.cols; j++) {
@@ -204,8 +205,13 @@ export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut:
           const s = g - c * S
           const d = (((s - so) % S) + S) % S
           const f = Math.floor(d / step)
-          for (const mm of [f, f + 1, Math.floor((d - S) / step), 0, M - 1]) {
-            const m = Math.min(M - 1, Math.max(0, mm))
+          cand[0] = f
+          cand[1] = f + 1
+          cand[2] = Math.floor((d - S) / step)
+          cand[3] = 0
+          cand[4] = M - 1
+          for (let ci = 0; ci < 5; ci++) {
+            const m = Math.min(M - 1, Math.max(0, cand[ci]))
             const k = centered(d - step * m, S)
             const score = Math.abs(k) * 2 + (k < 0 ? 1 : 0)
             if (score < best) {
@@ -214,10 +220,11 @@ export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut:
               bestPartial = (so + step * m) % S
             }
           }
+          if (best === 0) break
         }
         const kAbs = best % 2 === 1 ? -(best - 1) / 2 : best / 2
         const kk = ((kAbs % S) + S) % S
-        const key = `${t}:${bestCt}:${kk}`
+        const key = (t * 1024 + bestCt) * S + kk
         let e = byKey.get(key)
         if (!e) byKey.set(key, (e = { term: t, ct: bestCt, k: kk, acc: new Map() }))
         e.acc.set(bestPartial, (e.acc.get(bestPartial) ?? 0) + map.val[q])
@@ -274,10 +281,21 @@ export function planTransform(terms: readonly TermInput[], spec: OutSpec, nOut: 
   return { spec, diagonals, babyStep: bs.g, babyRotations: bs.baby, giantRotations: bs.giant, reduction: specReduction(spec, S) }
 }
 
-/** Candidate output specs for n outputs in S slots. */
-export function candidateSpecs(n: number, S: number): OutSpec[] {
+/** Replication period of a layout: B for replicated(B), S otherwise. */
+export function periodOf(l: Layout): number {
+  return l.spec?.kind === 'replicated' ? l.spec.B : l.S
+}
+
+/**
+ * Candidate output specs for n outputs in S slots, for inputs replicated with the given periods:
+ * rows spread over the input's blocks (and over the whole ring), or a replicated output.
+ */
+export function candidateSpecs(n: number, S: number, periods: readonly number[] = []): OutSpec[] {
+  let P = 1
+  while (P < n) P *= 2
+  const Bs = [...new Set([...periods, S, P, Math.min(S, 2 * P)])].filter((b) => b <= S).sort((a, b) => a - b)
   const out: OutSpec[] = []
-  for (let B = 1; B <= S; B *= 2) {
+  for (const B of Bs) {
     if (B >= n) out.push({ kind: 'replicated', B })
     const nb = S / B
     let R = 1
@@ -292,7 +310,7 @@ export function bestTransform(terms: readonly TermInput[], nOut: number, w: Layo
   const S = terms[0].layout.S
   let best: TransformPlan | undefined
   let bestCost = Infinity
-  for (const spec of candidateSpecs(nOut, S)) {
+  for (const spec of candidateSpecs(nOut, S, terms.map((t) => periodOf(t.layout)))) {
     const p = planTransform(terms, spec, nOut)
     if (!p) continue
     const c = transformCost(p, w) - (spec.kind === 'replicated' ? 0.5 : 0)

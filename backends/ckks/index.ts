@@ -1,0 +1,63 @@
+/**
+ * The CKKS backend: `lower` compiles the graph to a plan (plain JSON; the compiled graph rides along
+ * in the sidecar so `pic run` can compare with the interpreter), `print` gives the text form,
+ * `summary` the params and stats for `pic compile --json`. `runPlan` executes a plan with node-seal.
+ */
+import type { Graph } from '../../ir/graph.js'
+import { graphFromJSON, graphToJSON, type GraphJSON } from '../../ir/serialize.js'
+import { PIPELINES } from '../../passes/pipelines.js'
+import type { Backend } from '../backend.js'
+import { compileCkks, type CompileOptions } from './compile.js'
+import type { SecurityLevel } from './params.js'
+import type { CkksPlan } from './plan.js'
+import { printPlan } from './print.js'
+
+export { compileCkks, CkksCompileError, estimateMs, type CompileOptions } from './compile.js'
+export { runPlan, checkRunnable, CkksRunError, type RunOptions, type RunResult } from './runtime.js'
+export { simulatePlan } from './simulate.js'
+export { printPlan } from './print.js'
+export { chooseParams, checkSecure, maxLogQ, MAX_LOGQ, totalBits, type CkksParams, type SecurityLevel } from './params.js'
+export type { CkksPlan } from './plan.js'
+
+/** A plan as the backend writes it: the plan plus the compiled graph it was lowered from. */
+export type CkksPlanFile = CkksPlan & { reference?: GraphJSON }
+
+function num(v: unknown): number | undefined {
+  if (v === undefined || v === null || v === '') return undefined
+  const n = Number(v)
+  if (!Number.isFinite(n)) throw new Error(`expected a number, got '${String(v)}'`)
+  return n
+}
+
+/** Compile options from backend options (`security`, `logN`, `minLogScale`, `maxInputCts`). */
+export function compileOptionsFrom(options: Readonly<Record<string, unknown>>): CompileOptions {
+  const sec = num(options.security) ?? 128
+  if (sec !== 128 && sec !== 192 && sec !== 256) throw new Error(`--security must be 128, 192 or 256, got ${sec}`)
+  return {
+    security: sec as SecurityLevel,
+    logN: num(options.logN),
+    minLogScale: num(options.minLogScale),
+    maxInputCts: num(options.maxInputCts),
+  }
+}
+
+/** The compiled graph stored with a plan (for maxAbsErrorVsPlain), if present. */
+export function referenceGraph(plan: CkksPlanFile, sidecar?: Uint8Array): Graph | undefined {
+  return plan.reference ? graphFromJSON(plan.reference, sidecar) : undefined
+}
+
+export const ckksBackend: Backend<CkksPlanFile> = {
+  name: 'ckks',
+  doc: 'leveled CKKS with node-seal: secure parameters, packed diagonal transforms, polynomial activations',
+  pipeline: (options) => PIPELINES.ckks(options),
+  lower: (g, cx) => {
+    const plan = compileCkks(g, compileOptionsFrom(cx.options))
+    const { json, sidecar } = graphToJSON(g)
+    return { plan: { ...plan, reference: json }, sidecar }
+  },
+  print: (plan) => printPlan(plan),
+  summary: (plan) => {
+    const { primeValues: _p, ...params } = plan.params
+    return { params, keys: { rotations: plan.keys.rotations.length, relin: plan.keys.relin }, stats: plan.stats }
+  },
+}
