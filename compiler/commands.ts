@@ -14,6 +14,7 @@ import {
   COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, printJSON, str, UsageError,
   type Command, type ParsedArgs,
 } from './cli-kit.js'
+import { exportCommand } from './cmd-export.js'
 import { PicError } from './errors.js'
 import { readNpy, writeNpy } from './npy.js'
 import { loadModel, readTensorFile } from './model.js'
@@ -234,4 +235,4 @@ export function sidecarPath(planFile: string): string {
   return planFile.replace(/(\.json)?$/, '.bin')
 }
 
-export const COMMANDS: readonly Command[] = [inspect, infer, evaluate, compile]
+export const COMMANDS: readonly Command[] = [inspect, infer, evaluate, compile, exportCommand]

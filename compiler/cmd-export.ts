@@ -1,0 +1,38 @@
+/**
+ * `pic export MODEL --approx SPEC --calib C.npy -o OUT.onnx`: the compiled (approximated) model
+ * written back as standard ONNX. The CKKS pipeline runs (the MPC one with --keep-relu), PIC-only ops
+ * are lowered to Mul/Add/Relu/... with coefficients and masks as initializers, and the result is
+ * checked by importing it again before it is written.
+ */
+import { writeFileSync } from 'node:fs'
+import { opCounts } from '../ir/stats.js'
+import { PIPELINES } from '../passes/pipelines.js'
+import { lowerForExport } from '../passes/lower-for-export.js'
+import { COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, printJSON, UsageError, type Command } from './cli-kit.js'
+import { loadModel } from './model.js'
+import { writeModel } from './onnx-export.js'
+import { importModel } from './onnx-import.js'
+
+export const exportCommand: Command = {
+  name: 'export',
+  summary: 'Write the compiled (approximated) model as standard ONNX: polynomials as Mul/Add, masks as constants.',
+  usage: 'pic export MODEL [--approx SPEC --calib C.npy] -o OUT.onnx',
+  options: {
+    output: { type: 'string', short: 'o', arg: 'OUT.onnx', help: 'where to write the ONNX model' },
+    ...COMPILE_OPTIONS,
+  },
+  run(args) {
+    if (args.positionals.length !== 1) throw new UsageError(args.positionals.length === 0 ? 'missing MODEL' : `unexpected argument '${args.positionals[1]}'`, exportCommand)
+    const file = args.positionals[0]
+    const out = need(args, 'output', exportCommand)
+    const cx = compileContext(args)
+    const pipeline = cx.options.keepRelu ? PIPELINES.mpc(cx.options) : PIPELINES.ckks(cx.options)
+    const g = compileGraph(loadModel(file), [...pipeline, lowerForExport], cx, args)
+    const bytes = writeModel(g, { file: out, producerName: 'pic' })
+    const back = importModel(bytes, { file: out })
+    writeFileSync(out, bytes)
+    const ops = opCounts(g)
+    logger(args)(`wrote ${out} (opset ${back.opset}, ${Object.values(ops).reduce((a, b) => a + b, 0)} nodes)`)
+    if (flag(args, 'json')) printJSON({ output: out, opset: back.opset, ops })
+  },
+}
