@@ -6,22 +6,55 @@ import { defineOp, OpError, ZERO_COST, type Cost, type OnnxAttrs, type OpDef, ty
 import { sizeOf, type TensorType } from '../tensor.js'
 import { alloc, broadcastIndex, broadcastShapes, checkShape, requireFloat, withData } from './util.js'
 
-/** C[M,N] += A[M,K] @ B[K,N], row-major, at the given offsets. */
+/** C[M,N] += A[M,K] @ B[K,N], row-major, at the given offsets (two rows of C by four rows of B per sweep). */
 export function matmulAcc(
   a: Float64Array, aOff: number, b: Float64Array, bOff: number, c: Float64Array, cOff: number,
   M: number, K: number, N: number,
 ): void {
-  for (let i = 0; i < M; i++) {
+  let i = 0
+  for (; i + 1 < M; i += 2) {
+    const c0 = cOff + i * N
+    const c1 = c0 + N
+    const a0 = aOff + i * K
+    const a1 = a0 + K
+    let k = 0
+    for (; k + 3 < K; k += 4) {
+      const x0 = a[a0 + k], x1 = a[a0 + k + 1], x2 = a[a0 + k + 2], x3 = a[a0 + k + 3]
+      const y0 = a[a1 + k], y1 = a[a1 + k + 1], y2 = a[a1 + k + 2], y3 = a[a1 + k + 3]
+      const b0 = bOff + k * N
+      const b1 = b0 + N
+      const b2 = b1 + N
+      const b3 = b2 + N
+      for (let j = 0; j < N; j++) {
+        const v0 = b[b0 + j], v1 = b[b1 + j], v2 = b[b2 + j], v3 = b[b3 + j]
+        c[c0 + j] += x0 * v0 + x1 * v1 + x2 * v2 + x3 * v3
+        c[c1 + j] += y0 * v0 + y1 * v1 + y2 * v2 + y3 * v3
+      }
+    }
+    for (; k < K; k++) {
+      const x = a[a0 + k]
+      const y = a[a1 + k]
+      const bk = bOff + k * N
+      for (let j = 0; j < N; j++) {
+        const v = b[bk + j]
+        c[c0 + j] += x * v
+        c[c1 + j] += y * v
+      }
+    }
+  }
+  for (; i < M; i++) {
     const ci = cOff + i * N
     const ai = aOff + i * K
     for (let k = 0; k < K; k++) {
       const av = a[ai + k]
-      if (av === 0) continue
       const bk = bOff + k * N
       for (let j = 0; j < N; j++) c[ci + j] += av * b[bk + j]
     }
   }
 }
+
+/** Elements of one im2col buffer; a batch of images shares one buffer up to this size. */
+const COL_LIMIT = 1 << 22
 
 const linearCost = (ins: readonly Operand[]): Cost => {
   const secret = ins.filter((i) => i.secret).length
@@ -165,36 +198,48 @@ export const Conv = defineOp<ConvAttrs>({
     const mg = m / g
     const P = outH * outW
     const CK = cg * kh * kw
-    const col = new Float64Array(CK * P)
     const y = alloc(out)
     const yd = y.data
     const xd = x.data
-    for (let bn = 0; bn < n; bn++) {
+    // im2col over a chunk of images at once: col[CK][nb * P], one product per group and chunk
+    const chunk = Math.max(1, Math.min(n, Math.floor(COL_LIMIT / Math.max(1, CK * P))))
+    const col = new Float64Array(CK * chunk * P)
+    const tmp = new Float64Array(mg * chunk * P)
+    for (let b0 = 0; b0 < n; b0 += chunk) {
+      const nb = Math.min(chunk, n - b0)
+      const L = nb * P
       for (let gi = 0; gi < g; gi++) {
         let row = 0
-        for (let ci = 0; ci < cg; ci++) {
-          const xc = (bn * c + gi * cg + ci) * h * wd
+        for (let ci = 0; ci < cg; ci++)
           for (let ki = 0; ki < kh; ki++)
-            for (let kj = 0; kj < kw; kj++, row++) {
-              const r = row * P
-              for (let oh = 0; oh < outH; oh++) {
-                const ih = oh * sh - pt + ki * dh
-                const ro = r + oh * outW
-                if (ih < 0 || ih >= h) {
-                  col.fill(0, ro, ro + outW)
-                  continue
-                }
-                const xr = xc + ih * wd
-                for (let ow = 0; ow < outW; ow++) {
-                  const iw = ow * sw - pl + kj * dw
-                  col[ro + ow] = iw >= 0 && iw < wd ? xd[xr + iw] : 0
+            for (let kj = 0; kj < kw; kj++, row++)
+              for (let bi = 0; bi < nb; bi++) {
+                const xc = ((b0 + bi) * c + gi * cg + ci) * h * wd
+                const r = row * L + bi * P
+                for (let oh = 0; oh < outH; oh++) {
+                  const ih = oh * sh - pt + ki * dh
+                  const ro = r + oh * outW
+                  if (ih < 0 || ih >= h) {
+                    col.fill(0, ro, ro + outW)
+                    continue
+                  }
+                  const xr = xc + ih * wd
+                  for (let ow = 0; ow < outW; ow++) {
+                    const iw = ow * sw - pl + kj * dw
+                    col[ro + ow] = iw >= 0 && iw < wd ? xd[xr + iw] : 0
+                  }
                 }
               }
-            }
+        tmp.fill(0, 0, mg * L)
+        matmulAcc(w.data, gi * mg * CK, col, 0, tmp, 0, mg, CK, L)
+        for (let mi = 0; mi < mg; mi++) {
+          const bias = b ? b.data[gi * mg + mi] : 0
+          for (let bi = 0; bi < nb; bi++) {
+            const yOff = ((b0 + bi) * m + gi * mg + mi) * P
+            const tOff = mi * L + bi * P
+            for (let p = 0; p < P; p++) yd[yOff + p] = tmp[tOff + p] + bias
+          }
         }
-        const yOff = (bn * m + gi * mg) * P
-        if (b) for (let mi = 0; mi < mg; mi++) yd.fill(b.data[gi * mg + mi], yOff + mi * P, yOff + (mi + 1) * P)
-        matmulAcc(w.data, gi * mg * CK, col, 0, yd, yOff, mg, CK, P)
       }
     }
     return y
