@@ -6,7 +6,7 @@
  * (x*x, Sub 1, Div sqrt2, a BatchNorm per basis term, scales and sums: one degree-2 Poly per
  * activation), polynomial kervolution (Conv -> Add(c) -> Pow(d), with c already in the conv bias by
  * fuse-bias: Poly x^d) and the square activation Mul(x, x), in any operand order. `of` records what
- * was folded: 'Pow', 'AESPA' (BatchNorms inside), 'Square' (exactly x^2) or 'Polynomial'.
+ * was folded: 'AESPA' (BatchNorms inside), 'Pow', 'Square' (exactly x^2) or 'Polynomial'.
  */
 import type { Graph, Node } from '../ir/graph.js'
 import { consumers } from '../ir/graph.js'
@@ -104,8 +104,8 @@ function combine(n: Node, operand: (i: number) => Form | undefined, value: (i: n
 }
 
 function label(f: Form): string {
-  if (f.from.has('Pow')) return 'Pow'
   if (f.from.has('BatchNormalization')) return 'AESPA'
+  if (f.from.has('Pow')) return 'Pow'
   if (f.c.every((r) => degree([r]) === 2 && r[0] === 0 && r[1] === 0 && r[2] === 1)) return 'Square'
   return 'Polynomial'
 }

@@ -41,7 +41,7 @@ export function lowerPoly(cx: RewriteContext, x: string, a: PolyAttrs, base: str
     if (!v) cache.set(k, (v = make(cx, powerOp(k), `${base}_x${k}`)))
     return v
   }
-  const coeff = (k: number) => cx.addConstant(channelTensor(collapse(rows.map((r) => r[k])), t.shape.length, t.dtype), `${base}_c${k}`)
+  const coeff = (k: number) => cx.addConstant(channelTensor(collapse(rows.map((r) => r[k])), t.shape.length, t.dtype, a.axis), `${base}_c${k}`)
   const terms: Lazy[] = []
   for (let k = 1; k <= d; k++) {
     const col = rows.map((r) => r[k])

@@ -101,11 +101,11 @@ export function channelValues(t: Tensor, out: TensorType): number[] | undefined 
   return Array.from(t.data)
 }
 
-/** A [1, C, 1, ...] tensor of rank `rank` (a scalar when there is one value). */
-export function channelTensor(values: readonly number[], rank: number, dtype: Tensor['dtype']): Tensor {
+/** A [1, C, 1, ...] tensor of rank `rank`, C on `axis` (a scalar when there is one value). */
+export function channelTensor(values: readonly number[], rank: number, dtype: Tensor['dtype'], axis = 1): Tensor {
   if (values.length === 1) return tensor(dtype, [], values)
   const shape = new Array<number>(rank).fill(1)
-  shape[1] = values.length
+  shape[axis < 0 ? axis + rank : axis] = values.length
   return tensor(dtype, shape, values)
 }
 

@@ -38,6 +38,16 @@ describe('lower-for-export', () => {
     expectSame(g, h, x)
   })
 
+  it('puts per-channel coefficients on the Poly axis (axis -1 of a [N, F] tensor)', () => {
+    const b = new GraphBuilder('g', 13)
+    b.input('x', 'float32', [4, 3])
+    b.add('Poly', ['x'], { ...cheb, axis: -1 }, { name: 'y' })
+    const g = b.build(['y'])
+    const h = apply(g, lowerForExport)
+    expect(h.nodes.filter((n) => n.op === 'Constant').map((n) => n.type.shape)).toContainEqual([1, 3])
+    expectSame(g, h, [random([4, 3], 8, -3, 3)])
+  })
+
   it('writes PartialRelu as Relu/Mul/Sub/Mul/Add, and with a polynomial as x + m * (p(x) - x)', () => {
     const mask = tensor('float32', [1, 3, 1, 1], [1, 0, 1])
     for (const poly of [undefined, { ...cheb }]) {
