@@ -18,6 +18,8 @@ import { dtypeOf, elemTypeName, onnx, tensorFromProto, toInt } from './onnx-tens
 
 export const MIN_OPSET = 1
 export const MAX_OPSET = 21
+/** Newest ONNX IR version (onnx 1.18); anything above is not a model PIC can read. */
+export const MAX_IR_VERSION = 11
 
 export interface ImportOptions {
   /** Name used in messages (default: the path, or 'model'). */
@@ -34,10 +36,20 @@ export function decodeModel(bytes: Uint8Array, file: string): onnx.ModelProto {
   try {
     m = onnx.ModelProto.decode(bytes)
   } catch (e) {
-    throw new PicError(`${file}: not a valid ONNX protobuf (${(e as Error).message})`)
+    const msg = (e as Error).message
+    if (/index out of range/.test(msg)) throw new PicError(`${file}: not a valid ONNX model: the protobuf ends inside a field (truncated file?)`)
+    throw new PicError(`${file}: not a valid ONNX model: the protobuf is corrupt (${msg})`)
   }
-  if (!m.irVersion || toInt(m.irVersion) <= 0) throw new PicError(`${file}: not an ONNX model: ir_version is missing`)
+  let ir: number
+  try {
+    ir = toInt(m.irVersion)
+  } catch {
+    ir = -1
+  }
+  if (ir === 0) throw new PicError(`${file}: not an ONNX model: ir_version is missing`)
+  if (ir < 1 || ir > MAX_IR_VERSION) throw new PicError(`${file}: not an ONNX model: ir_version ${String(m.irVersion)} is not an ONNX IR version (1 to ${MAX_IR_VERSION})`)
   if (!m.graph) throw new PicError(`${file}: not an ONNX model: the graph is missing`)
+  if ((m.graph.output ?? []).length === 0) throw new PicError(`${file}: not an ONNX model: the graph has no outputs`)
   return m
 }
 
@@ -147,7 +159,7 @@ export function importModel(bytes: Uint8Array, opts: ImportOptions = {}): Graph 
     try {
       b.constant(name, tensorFromProto(t, external), { name, op: 'initializer' })
     } catch (e) {
-      throw new PicError(`${file}: initializer '${name}': ${(e as Error).message}`)
+      throw new PicError(`${file}: initializer '${name}': ${(e as Error).message.replace(/^tensor '[^']*':? /, '')}`)
     }
     initNames.add(name)
   }
@@ -161,7 +173,7 @@ export function importModel(bytes: Uint8Array, opts: ImportOptions = {}): Graph 
     try {
       b.input(name, dtype, vt.dims)
     } catch (e) {
-      throw new PicError(`${file}: ${(e as Error).message}`)
+      throw new PicError(`${file}: graph ${(e as Error).message}`)
     }
   }
 

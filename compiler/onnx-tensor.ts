@@ -109,7 +109,11 @@ export function tensorFromProto(t: onnx.ITensorProto, external?: (t: onnx.ITenso
   const elemType = t.dataType ?? 0
   const dtype = dtypeOf(elemType)
   if (!dtype) throw new Error(`tensor '${t.name ?? ''}' has unsupported element type ${elemTypeName(elemType)}`)
-  const dims = (t.dims ?? []).map((d) => toInt(d as LongLike))
+  const dims = (t.dims ?? []).map((d) => {
+    const v = typeof d === 'number' ? d : (d as { toNumber(): number }).toNumber()
+    if (!Number.isSafeInteger(v) || v > MAX_ELEMENTS) throw new Error(`tensor '${t.name ?? ''}' declares dimension ${String(d)}, more than the ${MAX_ELEMENTS} elements PIC accepts`)
+    return v
+  })
   if (dims.some((d) => d < 0)) throw new Error(`tensor '${t.name ?? ''}' has a negative dimension`)
   const n = sizeOf(dims)
   if (n > MAX_ELEMENTS) throw new Error(`tensor '${t.name ?? ''}' declares ${n} elements, more than the ${MAX_ELEMENTS} PIC accepts`)

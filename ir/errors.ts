@@ -4,7 +4,8 @@
  */
 export class PicError extends Error {
   constructor(message: string) {
-    super(message)
+    // names read from a hostile file must not break the one-line form
+    super(message.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`))
     this.name = new.target.name
   }
 }

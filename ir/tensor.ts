@@ -16,8 +16,11 @@ export interface Tensor extends TensorType {
   readonly data: Float64Array
 }
 
-/** Largest element count a single tensor may have (2^31 - 1 elements of 8 bytes is already 16 GiB). */
-export const MAX_ELEMENTS = 2 ** 31 - 1
+/**
+ * Largest element count a single tensor may have: 2^27 elements of 8 bytes is 1 GiB, so a declared
+ * shape beyond it is refused before anything is allocated.
+ */
+export const MAX_ELEMENTS = 2 ** 27
 
 export function sizeOf(shape: readonly number[]): number {
   let n = 1
