@@ -23,6 +23,8 @@ export interface RunResult {
   images: number
   latencyMs: { setup: number; keygen: number; encrypt: number; evaluate: number; decrypt: number; refresh: number }
   perImageEvaluateMs: number
+  /** Evaluation time of each image (ms). */
+  evaluateMsByImage: number[]
   counts: Record<string, number>
   refresh: { count: number; bytes: number; ms: number }
   keys: { rotations: number; relin: boolean; estimatedBytes: number }
@@ -111,6 +113,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
   const lat = { setup, keygen, encrypt: 0, evaluate: 0, decrypt: 0, refresh: 0 }
   const refresh = { count: 0, bytes: 0, ms: 0 }
   let upload = 0
+  const byImage: number[] = []
   let download = 0
   for (let b = 0; b < B; b++) {
     const regs = new Map<number, Ct>()
@@ -189,7 +192,9 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
           regs.delete(x2)
         }
     }
-    lat.evaluate += performance.now() - tv - refreshMs
+    const evalMs = performance.now() - tv - refreshMs
+    byImage.push(evalMs)
+    lat.evaluate += evalMs
     lat.refresh += refreshMs
     refresh.ms += refreshMs
     const td = performance.now()
@@ -213,6 +218,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
     images: B,
     latencyMs: lat,
     perImageEvaluateMs: B > 0 ? lat.evaluate / B : 0,
+    evaluateMsByImage: byImage,
     counts,
     refresh,
     keys: { rotations: plan.keys.rotations.length, relin: plan.keys.relin, estimatedBytes: plan.stats.keyBytes.total },
