@@ -5,7 +5,7 @@
  */
 import { PicError } from './errors.js'
 import type { Attrs, Graph, Node, Origin } from './graph.js'
-import { OpError } from './op.js'
+import { OpError, type OpDef } from './op.js'
 import { OPS } from './ops/index.js'
 import { checkShape } from './ops/util.js'
 import { sizeOf, type DType, type Tensor, type TensorType } from './tensor.js'
@@ -22,6 +22,16 @@ export class GraphError extends PicError {
 
 /** Largest constant subgraph result evaluated during inference (shape arithmetic stays far below). */
 const FOLD_LIMIT = 1 << 16
+
+const PENDING = Symbol('pending')
+
+/** One node being folded by `constantValue`: its next input to resolve and the values so far. */
+interface Frame {
+  node: Node
+  def: OpDef
+  k: number
+  ins: Tensor[]
+}
 
 export class GraphBuilder {
   private readonly nodes: Node[] = []
@@ -110,36 +120,63 @@ export class GraphBuilder {
     return this.push(n)
   }
 
-  /** The value of a node when it is known at compile time, else undefined. */
+  /**
+   * The value of a node when it is known at compile time, else undefined. Constant subgraphs of
+   * small results are evaluated on demand with an explicit stack (deep chains cost no call depth),
+   * stopping at the first input that is not constant, and memoized.
+   */
   constantValue(name: string): Tensor | undefined {
-    const n = this.byName.get(name)
-    if (!n) return undefined
-    if (n.op === 'Constant') return (n.attrs as { value: Tensor }).value
-    if (n.op === 'Input') return undefined
-    const memo = this.folded.get(name)
-    if (memo !== undefined) return memo ?? undefined
-    this.folded.set(name, null)
-    const def = OPS[n.op]
-    if (sizeOf(n.type.shape) > FOLD_LIMIT) return undefined
-    const ins: Tensor[] = []
-    for (const i of n.inputs) {
-      if (!i) {
-        ins.push(undefined as unknown as Tensor)
+    const first = this.knownValue(name)
+    if (first !== PENDING) return first
+    const stack: Frame[] = [this.frame(name)]
+    while (stack.length > 0) {
+      const f = stack[stack.length - 1]
+      if (f.k === f.node.inputs.length) {
+        let v: Tensor | null = null
+        try {
+          v = f.def.eval(f.ins, f.node.attrs, f.node.type)
+        } catch {
+          v = null
+        }
+        this.folded.set(f.node.name, v)
+        stack.pop()
         continue
       }
-      const v = this.constantValue(i)
-      const src = this.byName.get(i)!
-      if (v) ins.push(v)
-      else if (def.kind === 'source') ins.push({ ...src.type, data: new Float64Array(0) })
-      else return undefined
+      const i = f.node.inputs[f.k]
+      const v = i ? this.knownValue(i) : undefined
+      if (v === PENDING) {
+        stack.push(this.frame(i))
+        continue
+      }
+      if (v || !i) f.ins.push(v as Tensor)
+      else if (f.def.kind === 'source') f.ins.push({ ...this.byName.get(i)!.type, data: new Float64Array(0) })
+      else {
+        this.folded.set(f.node.name, null)
+        stack.pop()
+        continue
+      }
+      f.k++
     }
-    try {
-      const v = def.eval(ins, n.attrs, n.type)
-      this.folded.set(name, v)
-      return v
-    } catch {
+    return this.folded.get(name) ?? undefined
+  }
+
+  /** A value already known (or known to be absent), or PENDING when it needs evaluating. */
+  private knownValue(name: string): Tensor | undefined | typeof PENDING {
+    const n = this.byName.get(name)
+    if (!n || n.op === 'Input') return undefined
+    if (n.op === 'Constant') return (n.attrs as { value: Tensor }).value
+    const memo = this.folded.get(name)
+    if (memo !== undefined) return memo ?? undefined
+    if (sizeOf(n.type.shape) > FOLD_LIMIT) {
+      this.folded.set(name, null)
       return undefined
     }
+    return PENDING
+  }
+
+  private frame(name: string): Frame {
+    const node = this.byName.get(name)!
+    return { node, def: OPS[node.op], k: 0, ins: [] }
   }
 
   private push(n: Node): Node {
