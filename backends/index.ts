@@ -6,10 +6,12 @@ import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { PicError } from '../ir/errors.js'
 import type { Backend } from './backend.js'
+import { ckksBackend } from './ckks/index.js'
 import { irBackend } from './ir/index.js'
 
 export const BACKENDS: Readonly<Record<string, Backend>> = {
   ir: irBackend as Backend,
+  ckks: ckksBackend as Backend,
 }
 
 export class BackendError extends PicError {}

@@ -41,6 +41,7 @@ export const COMPILE_OPTIONS: Record<string, OptionSpec> = {
   'keep-relu': { type: 'boolean', help: 'approximate every activation except ReLU (for the MPC backend)' },
   'relu-budget': { type: 'string', arg: 'N', help: 'SENet ReLU budget: a count or a fraction (0..1) of the ReLUs to keep' },
   trace: { type: 'boolean', help: 'print the IR after each pass on stderr' },
+  security: { type: 'string', arg: 'BITS', help: 'CKKS security level: 128 (default), 192 or 256' },
 }
 
 export function parse(cmd: Command, argv: string[]): ParsedArgs {
@@ -101,6 +102,7 @@ export function compileContext(args: ParsedArgs): PassContext {
     maxpool: str(args, 'maxpool') ?? 'poly',
     keepRelu: flag(args, 'keep-relu'),
     reluBudget: budget,
+    security: str(args, 'security'),
   }
   return passContext(options, { calib, log: logger(args) })
 }

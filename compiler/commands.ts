@@ -15,6 +15,7 @@ import {
   type Command, type ParsedArgs,
 } from './cli-kit.js'
 import { exportCommand } from './cmd-export.js'
+import { run } from './cmd-run.js'
 import { PicError } from './errors.js'
 import { readNpy, writeNpy } from './npy.js'
 import { loadModel, readTensorFile } from './model.js'
@@ -235,4 +236,4 @@ export function sidecarPath(planFile: string): string {
   return planFile.replace(/(\.json)?$/, '.bin')
 }
 
-export const COMMANDS: readonly Command[] = [inspect, infer, evaluate, compile, exportCommand]
+export const COMMANDS: readonly Command[] = [inspect, infer, evaluate, compile, exportCommand, run]

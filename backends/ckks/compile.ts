@@ -4,6 +4,7 @@
  * (mod-switching early, so rotations run on short ciphertexts), track exact scales with the primes
  * SEAL will pick, and add statistics from the calibrated cost model.
  */
+import { PicError } from '../../ir/errors.js'
 import type { Graph } from '../../ir/graph.js'
 import { opCost, type CostOp } from './cost.js'
 import { lowerGraph, inputSlotMap, outputSlots, type LoweredGraph, type RawInstr } from './lower.js'
@@ -24,7 +25,7 @@ export interface CompileOptions {
   model?: string
 }
 
-export class CkksCompileError extends Error {}
+export class CkksCompileError extends PicError {}
 
 function forwardDepth(l: LoweredGraph): number {
   const d = new Map<number, number>()
@@ -187,9 +188,18 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   const security = opts.security ?? 128
   const minS = opts.minLogScale ?? 26
   const headroom = opts.headroom ?? 10
-  const logNs = opts.logN ? [opts.logN] : [13, 14, 15]
+  let logNs = opts.logN ? [opts.logN] : [13, 14, 15]
   let chosen: Candidate | undefined
-  const probe = lowerAt(g, logNs[0], Infinity, opts)
+  let probe: LoweredGraph | undefined
+  for (;;) {
+    try {
+      probe = lowerAt(g, logNs[0], Infinity, opts)
+      break
+    } catch (e) {
+      if (!/does not fit|no layout fits/.test((e as Error).message) || logNs.length === 1) throw e
+      logNs = logNs.slice(1)
+    }
+  }
   const depth = forwardDepth(probe)
   const leveled = chooseParams({ depth, security, minLogScale: minS, maxLogScale: opts.maxLogScale, headroom, logNs })
   if (leveled) {

@@ -7,7 +7,7 @@ import type { Graph } from '../../ir/graph.js'
 import { graphFromJSON, graphToJSON, type GraphJSON } from '../../ir/serialize.js'
 import { PIPELINES } from '../../passes/pipelines.js'
 import type { Backend } from '../backend.js'
-import { compileCkks, type CompileOptions } from './compile.js'
+import { CkksCompileError, compileCkks, type CompileOptions } from './compile.js'
 import type { SecurityLevel } from './params.js'
 import type { CkksPlan } from './plan.js'
 import { printPlan } from './print.js'
@@ -25,14 +25,14 @@ export type CkksPlanFile = CkksPlan & { reference?: GraphJSON }
 function num(v: unknown): number | undefined {
   if (v === undefined || v === null || v === '') return undefined
   const n = Number(v)
-  if (!Number.isFinite(n)) throw new Error(`expected a number, got '${String(v)}'`)
+  if (!Number.isFinite(n)) throw new CkksCompileError(`expected a number, got '${String(v)}'`)
   return n
 }
 
 /** Compile options from backend options (`security`, `logN`, `minLogScale`, `maxInputCts`). */
 export function compileOptionsFrom(options: Readonly<Record<string, unknown>>): CompileOptions {
   const sec = num(options.security) ?? 128
-  if (sec !== 128 && sec !== 192 && sec !== 256) throw new Error(`--security must be 128, 192 or 256, got ${sec}`)
+  if (sec !== 128 && sec !== 192 && sec !== 256) throw new CkksCompileError(`--security must be 128, 192 or 256, got ${sec}`)
   return {
     security: sec as SecurityLevel,
     logN: num(options.logN),

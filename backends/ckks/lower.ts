@@ -9,6 +9,7 @@
  * Degree-2 polynomials are completed to a square, their coefficients folded into the transforms
  * on either side, so each costs one level.
  */
+import { PicError } from '../../ir/errors.js'
 import { describeNode, type Graph, type Node } from '../../ir/graph.js'
 import { OPS } from '../../ir/ops/index.js'
 import type { PolyAttrs } from '../../ir/ops/pi.js'
@@ -35,7 +36,7 @@ import {
 } from './layout.js'
 import { b64Float64, b64Int32, type ConstVector, type InstrOp } from './plan.js'
 
-export class LowerError extends Error {}
+export class LowerError extends PicError {}
 
 /** A ciphertext group: one register per ciphertext, its layout (undefined until an input is placed). */
 export interface CtVal {

@@ -4,12 +4,13 @@
  * instruction list and decryption. Bootstraps run as client-aided refreshes (decrypt and re-encrypt
  * by the key holder) only when asked; their time and bytes are reported apart.
  */
+import { PicError } from '../../ir/errors.js'
 import { sizeOf, type Tensor } from '../../ir/tensor.js'
 import { constDense, type CkksPlan, type Instr } from './plan.js'
 import { loadSeal, makeContext, type SEALLibrary } from './seal.js'
 import { packInput, unpackOutput } from './simulate.js'
 
-export class CkksRunError extends Error {}
+export class CkksRunError extends PicError {}
 
 export interface RunOptions {
   /** How to perform the plan's bootstraps: refuse (default) or client-aided refresh. */
