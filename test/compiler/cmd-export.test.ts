@@ -39,6 +39,11 @@ describe('pic export', () => {
     expect(dims).toContainEqual([1, 16, 1, 1])
   })
 
+  it('fails with one-line messages on a missing MODEL or -o', async () => {
+    await expect(async () => exportCommand.run(parse(exportCommand, ['-o', 'x.onnx']))).rejects.toThrow(/^missing MODEL$/)
+    await expect(async () => exportCommand.run(parse(exportCommand, [digits('cnn_square.onnx')]))).rejects.toThrow(/^--output is required$/)
+  })
+
   it('--trace prints the IR after every pass on stderr', async () => {
     const spy = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
     try {
