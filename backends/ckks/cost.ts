@@ -65,3 +65,30 @@ export function opCost(op: CostOp, logN: number, primes: number, table: CostTabl
   const t = (primes - xs[i]) / (xs[i + 1] - xs[i])
   return Math.max(0, ys[i] + t * (ys[i + 1] - ys[i]))
 }
+
+/** Multiplicative depth of a degree-d activation as this backend evaluates it (square completion for d = 2). */
+export function ckksPolyDepth(d: number): number {
+  if (d <= 1) return 0
+  if (d === 2) return 1
+  return Math.ceil(Math.log2(d)) + 1
+}
+
+/**
+ * A cost model for the OLA pass (passes/ola.ts's CostModel shape): milliseconds to evaluate a
+ * degree-d polynomial on `elements` values with this backend's evaluation (powers by squaring, one
+ * coefficient product per power), plus, per level used, one relinearization-sized charge for the
+ * longer chain every other op then pays. Measured table at ring degree 2^logN.
+ */
+export function ckksOlaCostModel(logN = 14, primes = 6): { name: string; activation(degree: number, elements: number): number } {
+  const slots = 2 ** (logN - 1)
+  const c = (op: CostOp) => opCost(op, logN, primes)
+  return {
+    name: `ckks-ms(logN ${logN})`,
+    activation(d: number, elements: number): number {
+      const cts = Math.ceil(elements / slots)
+      const nonScalar = d <= 1 ? 0 : d - 1
+      const perCt = nonScalar * (c('mul') + c('relin') + c('rescale')) + (d >= 3 ? d * c('mulPlain') + c('rescale') : 0)
+      return cts * perCt + ckksPolyDepth(d) * c('relin')
+    },
+  }
+}
