@@ -54,7 +54,7 @@ export function matmulAcc(
 }
 
 /** Elements of one im2col buffer; a batch of images shares one buffer up to this size. */
-const COL_LIMIT = 1 << 22
+const COL_LIMIT = 1 << 16
 
 const linearCost = (ins: readonly Operand[]): Cost => {
   const secret = ins.filter((i) => i.secret).length
