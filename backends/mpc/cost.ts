@@ -118,14 +118,56 @@ export function gcCost(p: MpcParams, g: GcShape, identity: number): MsgCost & { 
   }
 }
 
-/** A polynomial step of degree <= 2 on n elements, `m` of them squared by Beaver squares. */
-export function polyCost(n: number, m: number): MsgCost {
+/** Level L of a degree-d polynomial: h = 2^(L-1); products t^h * t^j for j in js, and t^h squared. */
+export interface PolyLevel {
+  h: number
+  js: number[]
+  square: boolean
+}
+
+/** The Beaver products that build B_2 .. B_d from B_1 in ceil(log2 d) levels. */
+export function polyLevels(d: number): PolyLevel[] {
+  const out: PolyLevel[] = []
+  for (let h = 1; h < d; h *= 2) {
+    const js: number[] = []
+    for (let j = 1; j < h && h + j <= d; j++) js.push(j)
+    out.push({ h, js, square: 2 * h <= d })
+  }
+  return out
+}
+
+/**
+ * A polynomial step on n elements, degree d on m of them: level 1 opens t - a (the client's half
+ * offline, the server's online), every further level exchanges the openings of t^h and t^j both
+ * ways, and the client returns its masked shares of B_2 .. B_d.
+ */
+export function polyCost(n: number, m: number, d: number): MsgCost & { dealerToClient: number } {
+  const levels = d >= 2 ? polyLevels(d) : []
+  let online = 0
+  let dealer = 0
+  levels.forEach((lv, i) => {
+    const opens = 1 + lv.js.length
+    online += i === 0 ? HEADER_BYTES + m * RING : 2 * (HEADER_BYTES + opens * m * RING)
+    dealer += (lv.js.length + (lv.square ? 1 : 0)) * m * RING
+  })
+  if (levels.length) online += HEADER_BYTES + (d - 1) * m * RING
   return {
-    online: m > 0 ? 2 * HEADER_BYTES + 2 * m * RING : 0,
-    offlineC2S: n * RING + m * RING,
+    online: m > 0 ? online : 0,
+    offlineC2S: n * RING + (levels.length ? m * RING : 0),
     offlineS2C: 0,
-    dealerToClient: m * RING,
-    rounds: m > 0 ? 2 : 0,
+    dealerToClient: m > 0 ? dealer : 0,
+    rounds: m > 0 && levels.length ? levels.length + 1 : 0,
+  }
+}
+
+/** A Beaver product of two secret n-vectors: the client's openings go offline, the server's online. */
+export function mulCost(n: number): MsgCost {
+  return {
+    online: HEADER_BYTES + 2 * n * RING + HEADER_BYTES + n * RING,
+    offlineC2S: 2 * n * RING,
+    offlineS2C: 0,
+    dealerToClient: n * RING,
+    rounds: 2,
   }
 }
 

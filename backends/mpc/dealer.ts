@@ -8,14 +8,18 @@
  */
 import type { Server, Socket } from 'node:net'
 import { boundPort, Channel, listen, ProtocolError } from './net.js'
-import { ClientStreams, gcLayout, PROTOCOL, segmentsOf, ServerStreams, squaresOf } from './protocol.js'
+import { ClientStreams, gcLayout, levelsOf, polyElems, PROTOCOL, segmentsOf, ServerStreams } from './protocol.js'
+import type { PolyLevel } from './cost.js'
 import { freshSeed, matrixFromBytes, matVec, ringToBytes, sub, type SparseMatrix } from './ring.js'
 import type { MpcSchedule } from './schedule.js'
 
 export interface DealerSpec {
   sources: number[]
   segments: { sources: number[]; size: number }[]
-  squares: number[]
+  /** Per step: elements through Beaver products and the product levels. */
+  poly: { m: number; levels: PolyLevel[] }[]
+  /** Per step: elements multiplied with Beaver triples (product steps). */
+  mul: number[]
   ot: number[]
 }
 
@@ -23,7 +27,8 @@ export function dealerSpec(s: MpcSchedule): DealerSpec {
   return {
     sources: s.sources.map((x) => x.size),
     segments: segmentsOf(s).map((g) => ({ sources: g.sources, size: g.size })),
-    squares: s.steps.map((st) => squaresOf(s, st)),
+    poly: s.steps.map((st) => ({ m: polyElems(st), levels: levelsOf(st) })),
+    mul: s.steps.map((st) => (st.kind === 'mul' ? st.segment.size : 0)),
     ot: s.steps.map((st) => (st.kind === 'gc' ? gcLayout(s, st).bBits : 0)),
   }
 }
@@ -176,17 +181,15 @@ function generate(spec: DealerSpec, matrices: SparseMatrix[], images: number, se
       }
       parts.push(ringToBytes(sub(matVec(matrices[j], rv), ss.s(j, seg.size))))
     })
-    spec.squares.forEach((m, k) => {
-      if (!m) return
-      const ac = cs.a(k, m)
-      const as = ss.a(k, m)
-      const qs = ss.q(k, m)
-      const qc = new BigUint64Array(m)
-      for (let i = 0; i < m; i++) {
-        const a = ac[i] + as[i]
-        qc[i] = BigInt.asUintN(64, a) * BigInt.asUintN(64, a) - qs[i]
-      }
-      parts.push(ringToBytes(qc))
+    spec.poly.forEach(({ m, levels }, k) => {
+      levels.forEach((lv, L) => {
+        const a = sumShares(cs.a(k, L, m), ss.a(k, L, m))
+        if (lv.square) parts.push(ringToBytes(productShare(a, a, ss.q(k, L, m))))
+        for (const j of lv.js) parts.push(ringToBytes(productShare(a, sumShares(cs.b(k, L, j, m), ss.b(k, L, j, m)), ss.c(k, L, j, m))))
+      })
+    })
+    spec.mul.forEach((n, k) => {
+      if (n) parts.push(ringToBytes(productShare(sumShares(cs.a(k, 0, n), ss.a(k, 0, n)), sumShares(cs.b(k, 0, 0, n), ss.b(k, 0, 0, n)), ss.c(k, 0, 0, n))))
     })
     spec.ot.forEach((bits, k) => {
       if (!bits) return
@@ -199,4 +202,17 @@ function generate(spec: DealerSpec, matrices: SparseMatrix[], images: number, se
     client.send('offline', img, Buffer.concat(parts))
     server.send('offline', img, seedS)
   }
+}
+
+function sumShares(x: BigUint64Array, y: BigUint64Array): BigUint64Array {
+  const out = new BigUint64Array(x.length)
+  for (let i = 0; i < x.length; i++) out[i] = x[i] + y[i]
+  return out
+}
+
+/** The client's share of x * y given the server's share. */
+function productShare(x: BigUint64Array, y: BigUint64Array, server: BigUint64Array): BigUint64Array {
+  const out = new BigUint64Array(x.length)
+  for (let i = 0; i < x.length; i++) out[i] = x[i] * y[i] - server[i]
+  return out
 }

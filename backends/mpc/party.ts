@@ -15,7 +15,9 @@ import { latencyMs, round3 } from './cost.js'
 import { dealerSpec, parseHello, type Hello } from './dealer.js'
 import { encodeLabels, evaluate, fromBits, garble, toBits, zeroLabels } from './gc.js'
 import { boundPort, Channel, connectChannel, listen, ProtocolError, type Endpoint } from './net.js'
-import { ClientStreams, gcLayout, PROTOCOL, Reader, roundTags, segmentsOf, ServerStreams, squaresOf, type GcLayout } from './protocol.js'
+import {
+  ClientStreams, gcLayout, levelsOf, secondSegment, polyElems, polyProducts, PROTOCOL, Reader, roundTags, segmentsOf, ServerStreams, type GcLayout, type PolyCorr,
+} from './protocol.js'
 import {
   add, decodeArray, encodeArray, freshSeed, matrixToBytes, matVec, packBits, Prg, ringFromBytes, ringToBytes, sub, truncShare, unpackBits,
 } from './ring.js'
@@ -160,9 +162,12 @@ async function serverImage(
       const L = layouts[k]!
       eBits[k] = unpackBits(Buffer.from(rd.take(Math.ceil(L.bBits / 8))), L.bBits, 'choice bits')
       idVals[k] = ringFromBytes(Buffer.from(rd.take(L.identity.length * 8)), L.identity.length, 'masked values')
+    } else if (st.kind === 'mul') {
+      const n = st.segment.size
+      ec[k] = ringFromBytes(Buffer.from(rd.take(2 * n * 8)), 2 * n, 'openings')
     } else {
       pow1[k] = ringFromBytes(Buffer.from(rd.take(st.segment.size * 8)), st.segment.size, 'masked values')
-      const m = squaresOf(s, st)
+      const m = levelsOf(st).length ? polyElems(st) : 0
       ec[k] = ringFromBytes(Buffer.from(rd.take(m * 8)), m, 'openings')
     }
   })
@@ -225,23 +230,40 @@ async function serverImage(
         })
       }
       masked[st.source] = res
+    } else if (st.kind === 'mul') {
+      const n = st.segment.size
+      const t = concatRing([ys, share(secondSegment(s, k))].map((y) => truncShare(y, p.weightFracBits, 1)))
+      const a = ss.a(k, 0, n)
+      const b = ss.b(k, 0, 0, n)
+      const c = ss.c(k, 0, 0, n)
+      const mine = sub(t, concatRing([a, b]))
+      ch.send('online', tag, ringToBytes(mine))
+      const d = add(mine, ec[k]!)
+      const prod = new BigUint64Array(n)
+      for (let i = 0; i < n; i++) prod[i] = d[i] * b[i] + d[n + i] * a[i] + c[i]
+      const back = ringFromBytes(ch.expect(await ch.recv('online', tag + 1, 'masked products'), n * 8, 'masked products'), n, 'masked products')
+      masked[st.source] = add(truncShare(prod, p.fracBits, 1), back)
     } else {
       const ts = truncShare(ys, p.weightFracBits, 1)
       masked[st.sources[0]] = add(ts, pow1[k]!)
-      const m = squaresOf(s, st)
-      if (m) {
-        const pos = st.positions ? Int32Array.from(st.positions) : null
-        const tp = pos ? gather(ts, pos) : ts
-        const as = ss.a(k, m)
-        const qs = ss.q(k, m)
-        const es = sub(tp, as)
-        ch.send('online', tag, ringToBytes(es))
-        const e = add(ec[k]!, es)
-        const sq = new BigUint64Array(m)
-        for (let i = 0; i < m; i++) sq[i] = 2n * e[i] * as[i] + qs[i]
-        const back = ringFromBytes(ch.expect(await ch.recv('online', tag + 1, 'masked squares'), m * 8, 'masked squares'), m, 'masked squares')
-        masked[st.sources[1]] = add(truncShare(sq, p.fracBits, 1), back)
+      const levels = levelsOf(st)
+      if (!levels.length) continue
+      const m = polyElems(st)
+      const tp = st.positions ? gather(ts, Int32Array.from(st.positions)) : ts
+      const corr: PolyCorr = {
+        a: levels.map((_, L) => ss.a(k, L, m)),
+        b: levels.map((lv, L) => lv.js.map((j) => ss.b(k, L, j, m))),
+        q: levels.map((lv, L) => (lv.square ? ss.q(k, L, m) : undefined)),
+        c: levels.map((lv, L) => lv.js.map((j) => ss.c(k, L, j, m))),
       }
+      const B = await polyProducts(1, p.fracBits, st.basis, levels, tp, corr, async (L, mine) => {
+        ch.send('online', tag + L, ringToBytes(mine))
+        if (L === 0) return ec[k]!
+        return ringFromBytes(ch.expect(await ch.recv('online', tag + L, 'openings'), mine.length * 8, 'openings'), mine.length, 'openings')
+      })
+      const n = (st.degree - 1) * m
+      const back = ringFromBytes(ch.expect(await ch.recv('online', tag + levels.length, 'masked products'), n * 8, 'masked products'), n, 'masked products')
+      for (let d = 2; d <= st.degree; d++) masked[st.sources[d - 1]] = add(B[d - 1], back.subarray((d - 2) * m, (d - 1) * m))
     }
   }
   const outShares = s.outputs.map((_, j) => share(s.steps.length + j))
@@ -346,18 +368,28 @@ async function clientImage(
   const rd = new Reader(await dealer.recv('offline', img, 'dealer material'), 'dealer material')
   const cs = new ClientStreams(Buffer.from(rd.take(16)))
   const yc = segs.map((g) => ringFromBytes(Buffer.from(rd.take(g.size * 8)), g.size, 'dealer material'))
-  const qc = s.steps.map((st) => {
-    const m = squaresOf(s, st)
-    return m ? ringFromBytes(Buffer.from(rd.take(m * 8)), m, 'dealer material') : undefined
+  const corr: (PolyCorr | undefined)[] = s.steps.map((st, k) => {
+    const levels = levelsOf(st)
+    if (!levels.length) return undefined
+    const m = polyElems(st)
+    const take = () => ringFromBytes(Buffer.from(rd.take(m * 8)), m, 'dealer material')
+    const q: (BigUint64Array | undefined)[] = []
+    const c: BigUint64Array[][] = []
+    for (const lv of levels) {
+      q.push(lv.square ? take() : undefined)
+      c.push(lv.js.map(() => take()))
+    }
+    return { a: levels.map((_, L) => cs.a(k, L, m)), b: levels.map((lv, L) => lv.js.map((j) => cs.b(k, L, j, m))), q, c }
   })
+  const mulC = s.steps.map((st) => (st.kind === 'mul' ? ringFromBytes(Buffer.from(rd.take(st.segment.size * 8)), st.segment.size, 'dealer material') : undefined))
   const mc = s.steps.map((st, k) => (st.kind === 'gc' && layouts[k]!.bBits ? Buffer.from(rd.take(layouts[k]!.bBits * 16)) : undefined))
   rd.end()
   const r = s.sources.map((src) => cs.r(src.id, src.size))
 
   const parts: Buffer[] = []
   const bBitsOf: (Uint8Array | undefined)[] = []
-  const ac: (BigUint64Array | undefined)[] = []
-  const ecOf: (BigUint64Array | undefined)[] = []
+  const tcOf: (BigUint64Array | undefined)[] = []
+  const mulOf: ({ a: BigUint64Array; b: BigUint64Array; c: BigUint64Array; mine: BigUint64Array } | undefined)[] = []
   s.steps.forEach((st, k) => {
     if (st.kind === 'gc') {
       const L = layouts[k]!
@@ -369,15 +401,21 @@ async function clientImage(
       parts.push(packBits(e))
       const t = truncShare(gather(yc[k], L.identity), p.weightFracBits, 0)
       parts.push(ringToBytes(sub(t, gather(r[st.source], L.identity))))
+    } else if (st.kind === 'mul') {
+      const n = st.segment.size
+      const t = concatRing([yc[k], yc[secondSegment(s, k)]].map((y) => truncShare(y, p.weightFracBits, 0)))
+      const a = cs.a(k, 0, n)
+      const b = cs.b(k, 0, 0, n)
+      const mine = sub(t, concatRing([a, b]))
+      mulOf[k] = { a, b, c: mulC[k]!, mine }
+      parts.push(ringToBytes(mine))
     } else {
       const tc = truncShare(yc[k], p.weightFracBits, 0)
       parts.push(ringToBytes(sub(tc, r[st.sources[0]])))
-      const m = squaresOf(s, st)
-      if (m) {
+      if (corr[k]) {
         const tp = st.positions ? gather(tc, Int32Array.from(st.positions)) : tc
-        ac[k] = cs.a(k, m)
-        ecOf[k] = sub(tp, ac[k]!)
-        parts.push(ringToBytes(ecOf[k]!))
+        tcOf[k] = tp
+        parts.push(ringToBytes(sub(tp, corr[k]!.a[0])))
       }
     }
   })
@@ -434,20 +472,26 @@ async function clientImage(
         back.push(sub(z, gather(r[st.source], g.outIdx)))
       })
       server.send('online', tag + 1, ringToBytes(concatRing(back)))
+    } else if (st.kind === 'mul') {
+      const n = st.segment.size
+      const mu = mulOf[k]!
+      const other = ringFromBytes(server.expect(await server.recv('online', tag, 'openings'), 2 * n * 8, 'openings'), 2 * n, 'openings')
+      const d = add(mu.mine, other)
+      const prod = new BigUint64Array(n)
+      for (let i = 0; i < n; i++) prod[i] = d[i] * d[n + i] + d[i] * mu.b[i] + d[n + i] * mu.a[i] + mu.c[i]
+      server.send('online', tag + 1, ringToBytes(sub(truncShare(prod, p.fracBits, 0), r[st.source])))
     } else {
-      const m = squaresOf(s, st)
-      if (!m) continue
-      const es = ringFromBytes(server.expect(await server.recv('online', tag, 'openings'), m * 8, 'openings'), m, 'openings')
-      const e = add(ecOf[k]!, es)
-      const a = ac[k]!
-      const q = qc[k]!
-      const sq = new BigUint64Array(m)
-      for (let i = 0; i < m; i++) sq[i] = e[i] * e[i] + 2n * e[i] * a[i] + q[i]
-      server.send('online', tag + 1, ringToBytes(sub(truncShare(sq, p.fracBits, 0), r[st.sources[1]])))
+      const levels = levelsOf(st)
+      if (!levels.length) continue
+      const B = await polyProducts(0, p.fracBits, st.basis, levels, tcOf[k]!, corr[k]!, async (L, mine) => {
+        if (L > 0) server.send('online', tag + L, ringToBytes(mine))
+        return ringFromBytes(server.expect(await server.recv('online', tag + L, 'openings'), mine.length * 8, 'openings'), mine.length, 'openings')
+      })
+      server.send('online', tag + levels.length, ringToBytes(concatRing(B.slice(1).map((b, i) => sub(b, r[st.sources[i + 1]])))))
     }
   }
   const outSize = s.outputs.reduce((a, o) => a + o.segment.size, 0)
   const ys = ringFromBytes(server.expect(await server.recv('online', tags.output, 'output shares'), outSize * 8, 'output shares'), outSize, 'output shares')
-  const y = decodeArray(add(concatRing(yc.slice(s.steps.length)), ys), p.fracBits + p.weightFracBits)
+  const y = decodeArray(add(concatRing(yc.slice(s.steps.length, s.steps.length + s.outputs.length)), ys), p.fracBits + p.weightFracBits)
   return { y, onlineMs: performance.now() - t0 }
 }

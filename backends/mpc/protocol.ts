@@ -3,8 +3,9 @@
  * instance layout of every garbled step (which segment elements enter which circuit instance, which
  * output each instance fills), the online round tags, and the per-image pseudo-random streams.
  */
+import { polyLevels, type PolyLevel } from './cost.js'
 import { getWindowCircuit, type Circuit } from './gc.js'
-import { Prg } from './ring.js'
+import { Prg, truncShare as truncShareLocal } from './ring.js'
 import type { GcStep, MpcSchedule, SegmentSpec, Step } from './schedule.js'
 
 export const PROTOCOL = 'pic-mpc/1'
@@ -63,25 +64,38 @@ export function gcLayout(s: MpcSchedule, st: GcStep): GcLayout {
   return { groups, identity, inputs, instances, bBits: inputs * p.gcBits }
 }
 
-/** Segments in protocol order: one per step, then one per graph output. */
+/** Segments in protocol order: one per step, one per graph output, then the second factors of products. */
 export function segmentsOf(s: MpcSchedule): SegmentSpec[] {
-  return [...s.steps.map((st) => st.segment), ...s.outputs.map((o) => o.segment)]
+  return [...s.steps.map((st) => st.segment), ...s.outputs.map((o) => o.segment), ...s.steps.flatMap((st) => (st.kind === 'mul' ? [st.segment2] : []))]
 }
 
-/** Elements squared by Beaver squares in a polynomial step (0 for degree 1). */
-export function squaresOf(s: MpcSchedule, st: Step): number {
+/** Index in segmentsOf of the second factor of product step k. */
+export function secondSegment(s: MpcSchedule, k: number): number {
+  return s.steps.length + s.outputs.length + s.steps.slice(0, k).filter((st) => st.kind === 'mul').length
+}
+
+/** Elements that go through Beaver products in a polynomial step (0 for degree 1 and garbled steps). */
+export function polyElems(st: Step): number {
   if (st.kind !== 'poly' || st.degree < 2) return 0
   return st.positions ? st.positions.length : st.segment.size
 }
 
-/** Online round tags: 0 for the input, two per step with online traffic, then the output. */
+/** The product levels of a polynomial step (none for degree 1). */
+export function levelsOf(st: Step): PolyLevel[] {
+  return st.kind === 'poly' && polyElems(st) > 0 ? polyLevels(st.degree) : []
+}
+
+/**
+ * Online round tags: 0 for the input; a garbled step takes two (labels, masked outputs); a
+ * polynomial step one per product level plus one for the client's masked results; then the output.
+ */
 export function roundTags(s: MpcSchedule, layouts: (GcLayout | undefined)[]): { steps: number[]; output: number } {
   let t = 1
   const steps = s.steps.map((st, i) => {
-    const online = st.kind === 'gc' ? layouts[i]!.instances > 0 : squaresOf(s, st) > 0
-    if (!online) return -1
+    const n = st.kind === 'gc' ? (layouts[i]!.instances > 0 ? 2 : 0) : st.kind === 'mul' ? 2 : levelsOf(st).length ? levelsOf(st).length + 1 : 0
+    if (!n) return -1
     const tag = t
-    t += 2
+    t += n
     return tag
   })
   return { steps, output: t }
@@ -93,8 +107,11 @@ export class ClientStreams {
   r(source: number, size: number): BigUint64Array {
     return new Prg(this.seed, `r/${source}`).ring(size)
   }
-  a(step: number, m: number): BigUint64Array {
-    return new Prg(this.seed, `a/${step}`).ring(m)
+  a(step: number, level: number, m: number): BigUint64Array {
+    return new Prg(this.seed, `a/${step}/${level}`).ring(m)
+  }
+  b(step: number, level: number, j: number, m: number): BigUint64Array {
+    return new Prg(this.seed, `b/${step}/${level}/${j}`).ring(m)
   }
   choice(step: number, bits: number): Uint8Array {
     return new Prg(this.seed, `c/${step}`).bits(bits)
@@ -107,11 +124,17 @@ export class ServerStreams {
   s(segment: number, size: number): BigUint64Array {
     return new Prg(this.seed, `s/${segment}`).ring(size)
   }
-  a(step: number, m: number): BigUint64Array {
-    return new Prg(this.seed, `a/${step}`).ring(m)
+  a(step: number, level: number, m: number): BigUint64Array {
+    return new Prg(this.seed, `a/${step}/${level}`).ring(m)
   }
-  q(step: number, m: number): BigUint64Array {
-    return new Prg(this.seed, `q/${step}`).ring(m)
+  b(step: number, level: number, j: number, m: number): BigUint64Array {
+    return new Prg(this.seed, `b/${step}/${level}/${j}`).ring(m)
+  }
+  q(step: number, level: number, m: number): BigUint64Array {
+    return new Prg(this.seed, `q/${step}/${level}`).ring(m)
+  }
+  c(step: number, level: number, j: number, m: number): BigUint64Array {
+    return new Prg(this.seed, `c/${step}/${level}/${j}`).ring(m)
   }
   /** Random-OT message pairs: bit j's m0 at bytes 32j, m1 at 32j + 16. */
   ot(step: number, bits: number): Buffer {
@@ -135,4 +158,62 @@ export class Reader {
   end(): void {
     if (this.o !== this.b.length) throw new Error(`malformed ${this.what}: ${this.b.length - this.o} trailing bytes`)
   }
+}
+
+/** One party's Beaver correlations for one polynomial step, per level. */
+export interface PolyCorr {
+  a: BigUint64Array[]
+  b: BigUint64Array[][]
+  /** Shares of a^2 (square levels) and a * b_j. */
+  q: (BigUint64Array | undefined)[]
+  c: BigUint64Array[][]
+}
+
+/**
+ * Build this party's shares of B_2 .. B_d at the step's positions from its share of t, level by
+ * level: open t^h - a and t^j - b_j (`open` returns the other party's halves), form the products,
+ * truncate, and for Chebyshev apply T_{h+j} = 2 T_h T_j - T_{h-j}. Returns B_1 .. B_d (index k - 1).
+ */
+export async function polyProducts(
+  party: 0 | 1, frac: number, basis: 'power' | 'chebyshev', levels: PolyLevel[], t: BigUint64Array, corr: PolyCorr,
+  open: (level: number, mine: BigUint64Array) => Promise<BigUint64Array>,
+): Promise<BigUint64Array[]> {
+  const m = t.length
+  const B: BigUint64Array[] = [t]
+  const one = party === 0 ? 1n << BigInt(frac) : 0n
+  for (const [L, lv] of levels.entries()) {
+    const xs = [B[lv.h - 1], ...lv.js.map((j) => B[j - 1])]
+    const masks = [corr.a[L], ...corr.b[L]]
+    const mine = new BigUint64Array(m * xs.length)
+    xs.forEach((x, o) => {
+      for (let i = 0; i < m; i++) mine[o * m + i] = x[i] - masks[o][i]
+    })
+    const other = await open(L, mine)
+    const d = new BigUint64Array(mine.length)
+    for (let i = 0; i < d.length; i++) d[i] = mine[i] + other[i]
+    const a = corr.a[L]
+    const finish = (k: number, prod: BigUint64Array, low: number) => {
+      const tr = truncShareLocal(prod, frac, party)
+      if (basis === 'chebyshev') {
+        const prev = low === 0 ? undefined : B[low - 1]
+        for (let i = 0; i < m; i++) tr[i] = 2n * tr[i] - (prev ? prev[i] : one)
+      }
+      B[k - 1] = tr
+    }
+    if (lv.square) {
+      const q = corr.q[L]!
+      const prod = new BigUint64Array(m)
+      for (let i = 0; i < m; i++) prod[i] = (party === 0 ? d[i] * d[i] : 0n) + 2n * d[i] * a[i] + q[i]
+      finish(2 * lv.h, prod, 0)
+    }
+    lv.js.forEach((j, o) => {
+      const b = corr.b[L][o]
+      const c = corr.c[L][o]
+      const off = (o + 1) * m
+      const prod = new BigUint64Array(m)
+      for (let i = 0; i < m; i++) prod[i] = (party === 0 ? d[i] * d[off + i] : 0n) + d[i] * b[i] + d[off + i] * a[i] + c[i]
+      finish(lv.h + j, prod, lv.h - j)
+    })
+  }
+  return B
 }

@@ -17,7 +17,7 @@ import { broadcastIndex } from '../../ir/ops/util.js'
 import { toPowerBasis } from '../../ir/poly.js'
 import { sizeOf, tensor, type Tensor } from '../../ir/tensor.js'
 import {
-  defaultParams, DEALER_TO_SERVER, frameCost, gcCost, latencyMs, polyCost, PRESETS, round3, type MpcParams, type MsgCost, type WindowGroup,
+  defaultParams, DEALER_TO_SERVER, frameCost, gcCost, latencyMs, mulCost, polyCost, PRESETS, round3, type MpcParams, type MsgCost, type WindowGroup,
 } from './cost.js'
 
 export class MpcLowerError extends Error {}
@@ -35,6 +35,8 @@ export interface SegmentSpec {
   node: string
   size: number
   sources: number[]
+  /** For a polynomial step's input: the value normalized per channel, t = (x - shift) / scale. */
+  normalizedFor?: string
 }
 
 export interface PoolSpec {
@@ -69,13 +71,27 @@ export interface PolyStep {
   node: string
   segment: SegmentSpec
   degree: number
+  /** Basis the sources hold: t^k, or Chebyshev T_k(t) (bounded on the fitted interval). */
+  basis: 'power' | 'chebyshev'
   /** Positions the polynomial applies to (others are identity); null means all. */
   positions: number[] | null
-  /** Sources of x^1 .. x^degree (x^1 covers every position, higher powers only `positions`). */
+  /** Sources of B_1(t) = t .. B_degree(t) (t covers every position, higher terms only `positions`). */
   sources: number[]
 }
 
-export type Step = GcStep | PolyStep
+/** A product of two different secret values (a Beaver triple per element). */
+export interface MulStep {
+  kind: 'mul'
+  name: string
+  op: string
+  node: string
+  /** The first factor; `segment2` the second (same size, no broadcasting). */
+  segment: SegmentSpec
+  segment2: SegmentSpec
+  source: number
+}
+
+export type Step = GcStep | PolyStep | MulStep
 
 export interface OutputSpec {
   node: string
@@ -123,12 +139,14 @@ export interface MpcSchedule {
 export const TRUST_MODEL =
   'semi-honest client and server; the offline correlations (linear-layer masks M r - s, Beaver squares, random oblivious transfers) come from a trusted dealer that sees the weights but never the input, the labels or the online messages'
 
-type Role = 'public' | 'source' | 'affine' | 'gc' | 'poly' | 'fused'
+type Role = 'public' | 'source' | 'affine' | 'gc' | 'poly' | 'mul' | 'fused'
 
-/** What the analysis knows about one poly step beyond the schedule: per-element power coefficients. */
+/** What the server knows about one poly step beyond the schedule (its coefficients are weights). */
 export interface PolyDetail {
-  /** Per position (all n elements), coefficients c_0..c_d in powers of x; null rows are identity. */
+  /** Per element: coefficients c_0..c_d in the step's basis of t; null for identity positions. */
   coeffs(index: number): readonly number[] | null
+  /** Per element: the normalization t = (x - shift) / scale. */
+  norm(index: number): { shift: number; scale: number }
 }
 
 export interface Analysis {
@@ -164,14 +182,37 @@ function channelOf(shape: readonly number[], axis: number, channels: number): (i
   return (i) => Math.floor(i / inner) % channels
 }
 
-function powerRows(a: PolyAttrs): number[][] {
-  return a.coeffs.map((c, ch) => {
-    const p = toPowerBasis(a.basis, c, a.shift[ch], a.scale[ch])
-    let d = p.length - 1
-    while (d > 0 && p[d] === 0) d--
-    return p.slice(0, d + 1)
-  })
+interface PolyForm {
+  basis: 'power' | 'chebyshev'
+  /** Per channel, coefficients in the basis of t = (x - shift) / scale. */
+  rows: number[][]
+  shift: number[]
+  scale: number[]
+  axis: number
 }
+
+function trim(c: readonly number[]): number[] {
+  let d = c.length - 1
+  while (d > 0 && c[d] === 0) d--
+  return c.slice(0, d + 1)
+}
+
+/** Chebyshev polynomials stay in their basis; Hermite and power series become powers of t. */
+function polyForm(a: PolyAttrs): PolyForm {
+  const cheb = a.basis === 'chebyshev'
+  return {
+    basis: cheb ? 'chebyshev' : 'power',
+    rows: a.coeffs.map((c) => trim(cheb ? c : toPowerBasis(a.basis, c, 0, 1))),
+    shift: a.shift,
+    scale: a.scale,
+    axis: a.axis,
+  }
+}
+
+const SQUARE: PolyForm = { basis: 'power', rows: [[0, 0, 1]], shift: [0], scale: [1], axis: 1 }
+
+/** Largest polynomial degree the backend evaluates (Beaver products level by level). */
+export const MAX_POLY_DEGREE = 64
 
 function poolWindows(n: Node, inShape: readonly number[]): PoolSpec {
   const def = OPS[n.op]
@@ -242,10 +283,11 @@ export function analyze(g0: Graph): Analysis {
   }
   const segment = (v: string): SegmentSpec => ({ node: v, size: sizeOf(nodes.get(v)!.type.shape), sources: segmentSources(v) })
 
-  const addPoly = (n: Node, x: string, rows: number[][], axis: number, mask: Tensor | undefined) => {
+  const addPoly = (n: Node, x: string, form: PolyForm, mask: Tensor | undefined) => {
+    const rows = form.rows
     const xt = nodes.get(x)!.type
     const size = sizeOf(xt.shape)
-    const chan = channelOf(xt.shape, axis, rows.length)
+    const chan = channelOf(xt.shape, form.axis, rows.length)
     let positions: number[] | null = null
     let isOn = (_i: number) => true
     if (mask) {
@@ -255,13 +297,19 @@ export function analyze(g0: Graph): Analysis {
       for (let i = 0; i < size; i++) if (isOn(i)) positions.push(i)
     }
     const degree = Math.max(1, ...rows.map((r) => r.length - 1))
-    if (degree > 2) throw new MpcLowerError(`${describe(n)}: polynomials of degree ${degree} are not supported by the mpc backend (degree <= 2)`)
+    if (degree > MAX_POLY_DEGREE) throw new MpcLowerError(`${describe(n)}: polynomials of degree ${degree} are not supported by the mpc backend (at most ${MAX_POLY_DEGREE})`)
+    if (form.scale.some((v) => !(v > 0) || !Number.isFinite(v))) throw new MpcLowerError(`${describe(n)}: polynomial scale must be positive`)
     const m = positions ? positions.length : size
     const ids = [newSource(n.name, 1, size)]
     for (let k = 2; k <= degree; k++) ids.push(newSource(n.name, k, m))
     sourcesOf.set(n.name, ids)
-    poly.set(n.name, { coeffs: (i) => (isOn(i) ? rows[chan(i)] : null) })
-    steps.push({ kind: 'poly', name: n.origin?.name || n.name, op: n.op, node: n.name, segment: segment(x), degree, positions, sources: ids })
+    const normChan = channelOf(xt.shape, form.axis, form.shift.length)
+    poly.set(n.name, {
+      coeffs: (i) => (isOn(i) ? rows[chan(i)] : null),
+      norm: (i) => ({ shift: form.shift[normChan(i)], scale: form.scale[normChan(i)] }),
+    })
+    const seg = { ...segment(x), normalizedFor: n.name }
+    steps.push({ kind: 'poly', name: n.origin?.name || n.name, op: n.op, node: n.name, segment: seg, degree, basis: form.basis, positions, sources: ids })
     roles.set(n.name, 'poly')
   }
 
@@ -287,7 +335,7 @@ export function analyze(g0: Graph): Analysis {
       gcElementwise(n, x, null)
     } else if (n.op === 'PartialRelu') {
       const a = n.attrs as unknown as PartialReluAttrs
-      if (a.poly) addPoly(n, x, powerRows(a.poly), a.poly.axis, a.mask)
+      if (a.poly) addPoly(n, x, polyForm(a.poly), a.mask)
       else {
         const xt = nodes.get(x)!.type
         const idx = broadcastIndex(a.mask.shape, xt.shape)
@@ -310,15 +358,23 @@ export function analyze(g0: Graph): Analysis {
       })
     } else if (n.op === 'Poly') {
       const a = n.attrs as unknown as PolyAttrs
-      addPoly(n, x, powerRows(a), a.axis, undefined)
+      addPoly(n, x, polyForm(a), undefined)
     } else if (n.op === 'Mul' && secretIns.length === 2) {
-      if (n.inputs[0] !== n.inputs[1]) throw new MpcLowerError(`${describe(n)}: products of two different secret values are not supported by the mpc backend`)
-      addPoly(n, x, [[0, 0, 1]], 1, undefined)
+      if (n.inputs[0] === n.inputs[1]) addPoly(n, x, SQUARE, undefined)
+      else {
+        const size = sizeOf(n.type.shape)
+        if (n.inputs.some((i) => sizeOf(nodes.get(i)!.type.shape) !== size))
+          throw new MpcLowerError(`${describe(n)}: products of two secret values must not broadcast in the mpc backend`)
+        const src = newSource(n.name, 1, size)
+        sourcesOf.set(n.name, [src])
+        roles.set(n.name, 'mul')
+        steps.push({ kind: 'mul', name: n.origin?.name || n.name, op: n.op, node: n.name, segment: segment(n.inputs[0]), segment2: segment(n.inputs[1]), source: src })
+      }
     } else if (n.op === 'Pow') {
       const e = nodes.get(n.inputs[1])
       const ev = e && roles.get(e.name) === 'public' && e.op === 'Constant' ? (e.attrs as { value: Tensor }).value : undefined
       if (!ev || ev.data.length !== 1 || ev.data[0] !== 2) throw new MpcLowerError(`${describe(n)}: only Pow(x, 2) with a constant exponent is supported by the mpc backend`)
-      addPoly(n, x, [[0, 0, 1]], 1, undefined)
+      addPoly(n, x, SQUARE, undefined)
     } else if (def.kind === 'linear' || def.kind === 'layout' || (def.kind === 'arith' && (AFFINE_ARITH.has(n.op) || n.op === 'Mul' || n.op === 'Div'))) {
       if (n.op === 'Div' && secret(n.inputs[1])) throw new MpcLowerError(`${describe(n)}: division by a secret value is not supported by the mpc backend`)
       if (def.kind === 'linear' && n.inputs.slice(1).some((i) => secret(i)) && n.op !== 'MatMul')
@@ -379,7 +435,7 @@ export function lowerMpc(g: Graph, opts: LowerOptions = {}): MpcSchedule {
   const input = inputs[0]
   const inSize = sizeOf(input.type.shape)
   const outSize = an.outputs.reduce((s, o) => s + o.segment.size, 0)
-  const segSize = an.steps.reduce((s, st) => s + st.segment.size, 0) + outSize
+  const segSize = an.steps.reduce((s, st) => s + st.segment.size + (st.kind === 'mul' ? st.segment2.size : 0), 0) + outSize
   const fixed = frameCost(inSize, outSize, segSize)
   const layers: LayerRow[] = []
   const row = (name: string, op: string, kind: LayerRow['kind'], c: MsgCost, extra: Partial<LayerRow>): LayerRow => ({
@@ -403,10 +459,15 @@ export function lowerMpc(g: Graph, opts: LowerOptions = {}): MpcSchedule {
       ands += c.ands
       total = sumCost(total, c)
       layers.push(row(st.name, st.op, 'gc', c, { reluCount, comparisons, andGates: c.ands }))
+    } else if (st.kind === 'mul') {
+      const c = mulCost(st.segment.size)
+      triples += st.segment.size
+      total = sumCost(total, c)
+      layers.push(row(st.name, st.op, 'poly', c, { triples: st.segment.size }))
     } else {
-      const m = st.degree >= 2 ? (st.positions ? st.positions.length : st.segment.size) : 0
-      const c = polyCost(st.segment.size, m)
-      triples += m
+      const m = st.positions ? st.positions.length : st.segment.size
+      const c = polyCost(st.segment.size, m, st.degree)
+      triples += m * (st.degree - 1)
       total = sumCost(total, c)
       layers.push(row(st.name, st.op, 'poly', c, { triples: m }))
     }

@@ -29,7 +29,7 @@ export function evalSegment(an: Analysis, target: string, values: ReadonlyMap<nu
     const n = an.nodes.get(name)!
     const role = an.roles.get(name)
     let v: Tensor
-    if (role === 'source' || role === 'gc') v = { ...n.type, data: values.get(an.sourcesOf.get(name)![0])! }
+    if (role === 'source' || role === 'gc' || role === 'mul') v = { ...n.type, data: values.get(an.sourcesOf.get(name)![0])! }
     else if (role === 'poly') v = { ...n.type, data: polyValue(an, n, values) }
     else if (role === 'public') {
       v = evalNode(n, (i) => (an.roles.get(i) === 'public' ? value(i) : { ...an.nodes.get(i)!.type, data: new Float64Array(0) }))
@@ -60,7 +60,8 @@ function polyValue(an: Analysis, n: Node, values: ReadonlyMap<number, Float64Arr
   for (let i = 0; i < x1.length; i++) {
     const c = detail.coeffs(i)
     if (!c) {
-      out[i] = x1[i]
+      const { shift, scale } = detail.norm(i)
+      out[i] = scale * x1[i] + shift
       continue
     }
     let v = c[0] + (c[1] ?? 0) * x1[i]
@@ -71,19 +72,32 @@ function polyValue(an: Analysis, n: Node, values: ReadonlyMap<number, Float64Arr
   return out
 }
 
+/** The segment's value, normalized per channel when it feeds a polynomial step. */
+function segmentValue(an: Analysis, spec: SegmentSpec, values: ReadonlyMap<number, Float64Array>, pub: Map<string, Tensor>): Float64Array {
+  const y = evalSegment(an, spec.node, values, pub)
+  if (!spec.normalizedFor) return y
+  const d = an.poly.get(spec.normalizedFor)!
+  const out = new Float64Array(y.length)
+  for (let i = 0; i < y.length; i++) {
+    const { shift, scale } = d.norm(i)
+    out[i] = (y[i] - shift) / scale
+  }
+  return out
+}
+
 /** Build the fixed-point matrix of one segment by probing. */
 export function segmentMatrix(an: Analysis, spec: SegmentSpec, params: MpcParams, pub: Map<string, Tensor>): SegmentMatrix {
   const sizes = spec.sources.map((id) => an.sources[id].size)
   const cols = sizes.reduce((a, b) => a + b, 0)
   const zeros = () => new Map(spec.sources.map((id, j) => [id, new Float64Array(sizes[j])]))
-  const base = evalSegment(an, spec.node, zeros(), pub)
+  const base = segmentValue(an, spec, zeros(), pub)
   const rows = base.length
   const colData: Float64Array[] = []
   spec.sources.forEach((id, j) => {
     for (let e = 0; e < sizes[j]; e++) {
       const v = zeros()
       v.get(id)![e] = 1
-      const y = evalSegment(an, spec.node, v, pub)
+      const y = segmentValue(an, spec, v, pub)
       const col = new Float64Array(rows)
       for (let r = 0; r < rows; r++) col[r] = y[r] - base[r]
       colData.push(col)
@@ -93,7 +107,7 @@ export function segmentMatrix(an: Analysis, spec: SegmentSpec, params: MpcParams
   let seed = 12345
   const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1
   for (const arr of probe.values()) for (let i = 0; i < arr.length; i++) arr[i] = rnd()
-  const yr = evalSegment(an, spec.node, probe, pub)
+  const yr = segmentValue(an, spec, probe, pub)
   const flat = spec.sources.flatMap((id) => Array.from(probe.get(id)!))
   for (let r = 0; r < rows; r++) {
     let acc = base[r]
