@@ -86,7 +86,7 @@ async function main(): Promise<void> {
       ciphertextsIn: plan.stats.ciphertexts,
       rotationKeys: plan.keys.rotations.length,
       keyMiB: +(plan.stats.keyBytes.total / 2 ** 20).toFixed(1),
-      heapMiB: +(res.wasmHeapBytes / 2 ** 20).toFixed(1),
+      memoryGrowthMiB: +(res.memoryGrowthBytes / 2 ** 20).toFixed(1),
       compileMs: Math.round(compileMs),
       keygenMs: Math.round(res.latencyMs.keygen),
       encryptMsPerImage: +(res.latencyMs.encrypt / n).toFixed(1),
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify({ images: nImages, rows }, null, 1) + '\n')
     return
   }
-  const cols = ['model', 'logN', 'primes', 'bits', 'depth', 'rotationKeys', 'keyMiB', 'predictedMs', 'measuredMedianMs', 'ratio', 'maxAbsError', 'precisionBits', 'top1Agree']
+  const cols = ['model', 'logN', 'primes', 'bits', 'depth', 'rotationKeys', 'keyMiB', 'memoryGrowthMiB', 'predictedMs', 'measuredMedianMs', 'ratio', 'maxAbsError', 'precisionBits', 'top1Agree']
   console.log(`CKKS, ${nImages} timed images per model after one warm-up (evaluation ms per image)`)
   console.log(cols.join(' | '))
   for (const r of rows) console.log(r.error ? `${r.model} | error: ${r.error}` : cols.map((c) => String(r[c])).join(' | '))

@@ -85,7 +85,7 @@ export const run: Command = {
       maxAbsErrorVsPlain,
       top1AgreementVsPlain,
       refresh: res.refresh,
-      keys: { rotations: res.keys.rotations, relin: res.keys.relin, estimatedBytes: res.keys.estimatedBytes },
+      keys: { rotations: res.keys.rotations, relin: res.keys.relin, estimatedBytes: res.keys.estimatedBytes, memoryGrowthBytes: res.memoryGrowthBytes },
       ciphertextBytes: res.ciphertextBytes,
       params: { logN: plan.params.logN, primes: plan.params.primes, logScale: plan.params.logScale, security: plan.params.security },
     }

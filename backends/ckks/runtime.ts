@@ -30,8 +30,8 @@ export interface RunResult {
   refresh: { count: number; bytes: number; ms: number }
   keys: { rotations: number; relin: boolean; estimatedBytes: number }
   ciphertextBytes: { upload: number; download: number }
-  /** Array-buffer memory of the process after key generation and encoding (the WebAssembly heap: keys, plaintexts). */
-  wasmHeapBytes: number
+  /** Resident memory growth over key generation and plaintext encoding (the WebAssembly heap holding keys and plaintexts). */
+  memoryGrowthBytes: number
 }
 
 type Ct = ReturnType<SEALLibrary['CipherText']>
@@ -63,6 +63,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
   if (got.join(',') !== p.primeValues.slice(0, got.length).join(',')) throw new CkksRunError('SEAL chose other primes than the plan assumed')
   const S = p.slots
   const log = opts.log ?? (() => {})
+  const rss0 = process.memoryUsage().rss
   const t0 = performance.now()
   const kg = seal.KeyGenerator(sc.context)
   const pk = kg.createPublicKey()
@@ -102,7 +103,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
   for (const i of plan.instructions) if (i.op === 'mulPlain' || i.op === 'addPlain') ptFor(i)
   dense.clear()
   const setup = performance.now() - t1
-  const heap = process.memoryUsage().arrayBuffers
+  const heap = Math.max(0, process.memoryUsage().rss - rss0)
 
   const lastUse = new Map<number, number>()
   plan.instructions.forEach((i, k) => i.args.forEach((a) => lastUse.set(a, k)))
@@ -224,6 +225,6 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
     refresh,
     keys: { rotations: plan.keys.rotations.length, relin: plan.keys.relin, estimatedBytes: plan.stats.keyBytes.total },
     ciphertextBytes: { upload, download },
-    wasmHeapBytes: heap,
+    memoryGrowthBytes: heap,
   }
 }

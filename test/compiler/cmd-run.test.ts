@@ -1,0 +1,64 @@
+/**
+ * `pic compile --backend ckks` and `pic run`: the plan on disk, its text and --json forms, an
+ * encrypted run with maxAbsErrorVsPlain, and the refusals (bootstraps without --refresh client, not a
+ * CKKS plan).
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { readNpy, writeNpy } from '../../compiler/npy.js'
+import { pic, ROOT } from '../helpers.js'
+
+const tmp = mkdtempSync(path.join(tmpdir(), 'pic-run-'))
+const fx = (...p: string[]) => path.join(ROOT, 'test', 'fixtures', ...p)
+
+describe('pic compile --backend ckks / pic run', () => {
+  it('compiles, prints and runs cnn_square on encrypted data', () => {
+    const plan = path.join(tmp, 'cnn_square.json')
+    const c = pic('compile', fx('digits', 'cnn_square.onnx'), '--backend', 'ckks', '-o', plan, '--quiet')
+    expect(c.stderr).toBe('')
+    expect(c.code).toBe(0)
+    const j = pic('compile', fx('digits', 'cnn_square.onnx'), '--backend', 'ckks', '--json', '--quiet')
+    const s = JSON.parse(j.stdout)
+    expect(s.backend).toBe('ckks')
+    expect(s.params.totalBits).toBeLessThanOrEqual(218)
+    expect(s.stats.depth).toBe(5)
+    const t = pic('compile', fx('digits', 'cnn_square.onnx'), '--backend', 'ckks', '--quiet')
+    expect(t.stdout).toMatch(/^ckks plan/)
+    const x = readNpy(fx('digits', 'test_x.npy'))
+    const two = path.join(tmp, 'x2.npy')
+    const per = x.data.length / x.shape[0]
+    writeNpy(two, { dtype: x.dtype, shape: [2, ...x.shape.slice(1)], data: x.data.slice(0, 2 * per) })
+    const out = path.join(tmp, 'y.npy')
+    const r = pic('run', plan, '--input', two, '--output', out, '--json', '--quiet')
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const res = JSON.parse(r.stdout)
+    expect(res.images).toBe(2)
+    expect(Object.keys(res.latencyMs)).toEqual(expect.arrayContaining(['keygen', 'encrypt', 'evaluate', 'decrypt']))
+    expect(res.maxAbsErrorVsPlain).toBeLessThanOrEqual(0.05)
+    expect(res.top1AgreementVsPlain).toBe(1)
+    expect(readNpy(out).shape).toEqual([2, 10])
+  })
+
+  it('refuses a plan that needs bootstraps unless --refresh client', () => {
+    const plan = path.join(tmp, 'boot.json')
+    const c = pic('compile', fx('digits', 'cnn_square.onnx'), '--backend', 'ckks', '--security', '192', '-o', plan, '--quiet')
+    expect(c.code).toBe(0)
+    const p = JSON.parse(readFileSync(plan, 'utf8'))
+    p.stats.bootstraps = 1
+    writeFileSync(plan, JSON.stringify(p))
+    const r = pic('run', plan, '--input', fx('digits', 'test_x.npy'), '--quiet')
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^pic: error: .*boot\.json: plan needs 1 bootstrap\(s\) .*run with --refresh client/)
+  })
+
+  it('refuses files that are not CKKS plans', () => {
+    const f = path.join(tmp, 'other.json')
+    writeFileSync(f, JSON.stringify({ format: 'pic-ir' }))
+    const r = pic('run', f, '--input', fx('digits', 'test_x.npy'), '--quiet')
+    expect(r.code).toBe(1)
+    expect(r.stderr).toBe(`pic: error: ${f}: not a CKKS plan (format 'pic-ir'); pic run executes plans from pic compile --backend ckks\n`)
+  })
+})
