@@ -61,10 +61,21 @@ function half(bits: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15)
 }
 
+/** Reused aligned copy area for raw data that protobuf left at an unaligned offset. */
+let scratch = new Uint8Array(0)
+const SCRATCH_KEEP = 1 << 26
+
 /** Decode little-endian raw bytes of one element type into float64 values. */
 export function decodeRaw(elemType: number, raw: Uint8Array, n: number): Float64Array {
   const out = new Float64Array(n)
-  const aligned = (k: number) => (raw.byteOffset % k === 0 ? raw : new Uint8Array(raw))
+  const aligned = (k: number) => {
+    if (raw.byteOffset % k === 0) return raw
+    if (scratch.length < raw.length) scratch = new Uint8Array(Math.max(raw.length, 2 * scratch.length))
+    const copy = scratch.subarray(0, raw.length)
+    copy.set(raw)
+    if (scratch.length > SCRATCH_KEEP) scratch = new Uint8Array(0)
+    return copy
+  }
   switch (elemType) {
     case DT.FLOAT: {
       const b = aligned(4)

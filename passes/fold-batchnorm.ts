@@ -29,15 +29,22 @@ function intoConv(p: Node, a: Affine, cx: RewriteContext): Replacement | undefin
   const b = p.inputs[2] ? cx.constant(p.inputs[2]) : undefined
   if (!w || (p.inputs[2] && !b)) return undefined
   const per = w.data.length / w.shape[0]
-  const w2 = tensor(w.dtype, w.shape, w.data.map((x, i) => x * a.k[Math.floor(i / per)]))
+  const scaled = new Float64Array(w.data.length)
+  for (let c = 0; c < w.shape[0]; c++) {
+    const kc = a.k[c]
+    for (let i = c * per; i < (c + 1) * per; i++) scaled[i] = w.data[i] * kc
+  }
+  const w2 = tensor(w.dtype, w.shape, scaled)
   const b2 = tensor(w.dtype, [w.shape[0]], a.o.map((o, c) => (b ? b.data[c] : 0) * a.k[c] + o))
   return { op: 'Conv', inputs: [p.inputs[0], cx.addConstant(w2, `${p.inputs[1]}_bn`), cx.addConstant(b2, `${p.name}_bias_bn`)], attrs: p.attrs }
 }
 
 /** Scale the columns of op(B) by k; returns the new B. */
 function scaleColumns(bm: Tensor, k: number[], transB: boolean): Tensor {
-  const c = bm.shape[1]
-  return tensor(bm.dtype, bm.shape, bm.data.map((x, i) => x * k[transB ? Math.floor(i / c) : i % c]))
+  const [r, c] = bm.shape
+  const out = new Float64Array(bm.data.length)
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[i * c + j] = bm.data[i * c + j] * k[transB ? i : j]
+  return tensor(bm.dtype, bm.shape, out)
 }
 
 function intoGemm(p: Node, a: Affine, cx: RewriteContext): Replacement | undefined {

@@ -1,0 +1,130 @@
+/**
+ * Compile-speed benchmark. Builds ResNet-18 and ResNet-50 shaped models (224x224 input, random
+ * weights, Conv without bias + BatchNormalization as torchvision exports them) with the ONNX writer,
+ * saves them to a temporary folder and, in a fresh process per model, times what `pic compile
+ * --backend ir` does: read the file, import (protobuf decode included), run the ir pipeline and lower
+ * to IR JSON. The floor is a bare `onnx.ModelProto.decode` of the same bytes (protobufjs returns the
+ * weights as views into the file buffer, so it never touches them); read + decode is shown too. When
+ * dist/ is built, the real CLI is timed as well. Then the interpreter's GFLOP/s on ResNet-18 at batch 1.
+ *
+ *   npx vite-node bench/compile.ts               (both models)
+ *   npx vite-node bench/compile.ts -- --quick    (ResNet-18 only)
+ */
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { irBackend } from '../backends/ir/index.js'
+import { writeModel } from '../compiler/onnx-export.js'
+import { importModel } from '../compiler/onnx-import.js'
+import { onnx } from '../compiler/onnx-tensor.js'
+import type { Graph } from '../ir/graph.js'
+import { interpret } from '../ir/interpret.js'
+import { tensor, type Tensor } from '../ir/tensor.js'
+import { passContext, runPipeline } from '../passes/pass.js'
+import { PIPELINES } from '../passes/pipelines.js'
+import { flops, random, resnet } from './models.js'
+
+interface Measure {
+  mb: number
+  decode: number
+  read: number
+  import: number
+  passes: number
+  lower: number
+  total: number
+  rss: number
+}
+
+const time = <T>(f: () => T): [T, number] => {
+  const t0 = performance.now()
+  const v = f()
+  return [v, performance.now() - t0]
+}
+
+/**
+ * Runs in a fresh process: the phases of `pic compile --backend ir` on one file, best of three
+ * (other work on the machine only ever adds time); the floor is the best of five bare decodes.
+ */
+function measure(file: string): Measure {
+  const bytes0 = readFileSync(file)
+  let decode = Infinity
+  for (let i = 0; i < 5; i++) decode = Math.min(decode, time(() => onnx.ModelProto.decode(bytes0))[1])
+  const best = { read: Infinity, import: Infinity, passes: Infinity, lower: Infinity }
+  for (let rep = 0; rep < 3; rep++) {
+    const [bytes, read] = time(() => readFileSync(file))
+    const [g, imp] = time(() => importModel(bytes, { file, baseDir: path.dirname(file) }))
+    const [compiled, passes] = time(() => runPipeline(g, PIPELINES.ir({}), passContext()))
+    const [, lower] = time(() => irBackend.lower(compiled, passContext()))
+    best.read = Math.min(best.read, read)
+    best.import = Math.min(best.import, imp)
+    best.passes = Math.min(best.passes, passes)
+    best.lower = Math.min(best.lower, lower)
+  }
+  const total = best.read + best.import + best.passes + best.lower
+  return { mb: statSync(file).size / 2 ** 20, decode, ...best, total, rss: process.resourceUsage().maxRSS / 1024 }
+}
+
+/** Wall time and peak RSS of the built CLI compiling `file` (undefined when dist/ is not built). */
+function runCli(file: string, dir: string): { ms: number; mb: number } | undefined {
+  const bin = path.join(import.meta.dirname, '../bin/pic.js')
+  if (!existsSync(path.join(import.meta.dirname, '../dist/compiler/cli.js'))) return undefined
+  const args = [bin, 'compile', file, '--backend', 'ir', '-o', path.join(dir, 'out.json')]
+  const timed = existsSync('/usr/bin/time')
+  const t0 = performance.now()
+  const r = timed ? spawnSync('/usr/bin/time', ['-f', 'maxrss %M', process.execPath, ...args], { encoding: 'utf8' }) : spawnSync(process.execPath, args, { encoding: 'utf8' })
+  const ms = performance.now() - t0
+  if (r.status !== 0) throw new Error(`pic compile failed:\n${r.stderr}`)
+  const rss = /maxrss (\d+)/.exec(r.stderr)
+  return { ms, mb: rss ? Number(rss[1]) / 1024 : NaN }
+}
+
+function main(): void {
+  const target = process.env.PIC_BENCH_MEASURE
+  if (target) {
+    process.stdout.write(JSON.stringify(measure(target)) + '\n')
+    return
+  }
+  const quick = process.argv.includes('--quick')
+  const dir = mkdtempSync(path.join(tmpdir(), 'pic-bench-'))
+  try {
+    const rows: string[] = []
+    const fmt = (v: number, d = 0) => v.toFixed(d).padStart(8)
+    const cols = ['MB', 'decode', 'read', 'import', 'passes', 'lower', 'total', 'x dec', 'x r+d', 'RSS MB', 'cli ms', 'cli MB']
+    rows.push(`${'model'.padEnd(10)}${cols.map((c) => c.padStart(8)).join('')}`)
+    let r18: Graph | undefined
+    for (const depth of quick ? ([18] as const) : ([18, 50] as const)) {
+      const g = resnet(depth)
+      if (depth === 18) r18 = g
+      const file = path.join(dir, `resnet${depth}.onnx`)
+      writeFileSync(file, writeModel(g))
+      const child = spawnSync(process.execPath, [...process.execArgv, process.argv[1], import.meta.filename], {
+        encoding: 'utf8',
+        env: { ...process.env, PIC_BENCH_MEASURE: file },
+      })
+      if (child.status !== 0) throw new Error(`measuring ${file} failed:\n${child.stderr}`)
+      const m = JSON.parse(child.stdout.trim().split('\n').pop()!) as Measure
+      const cli = runCli(file, dir)
+      rows.push(
+        `${`resnet${depth}`.padEnd(10)}${fmt(m.mb, 1)}${fmt(m.decode, 1)}${fmt(m.read)}${fmt(m.import)}${fmt(m.passes)}${fmt(m.lower)}${fmt(m.total)}` +
+          `${fmt(m.total / m.decode)}${fmt(m.total / (m.read + m.decode), 1)}${fmt(m.rss)}${cli ? fmt(cli.ms) + fmt(cli.mb) : '       -       -'}`,
+      )
+      console.log(rows.join('\n'))
+      rows.length = 0
+    }
+    console.log(
+      '(ms, best of 3; import includes the decode; total = read + import + passes + lower; x dec = total / decode, x r+d = total / (read + decode);\n' +
+        ' RSS = peak of the measuring process; cli = `node bin/pic.js compile FILE --backend ir -o OUT` wall time and peak RSS, when dist/ is built)',
+    )
+    const g = r18!
+    const x: Tensor = tensor('float32', [1, 3, 224, 224], random(3 * 224 * 224, 1, 7))
+    const f = flops(g)
+    interpret(g, [x])
+    const [, ms] = time(() => interpret(g, [x]))
+    console.log(`interpreter, resnet18 batch 1: ${(f / 1e9).toFixed(2)} GFLOP in ${ms.toFixed(0)} ms = ${(f / 1e6 / ms).toFixed(2)} GFLOP/s`)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+main()
