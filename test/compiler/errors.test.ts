@@ -1,7 +1,8 @@
 /**
  * Bad input ends in one clear line: each hostile or unsupported model (built with the ONNX writer or
  * as raw protobuf) must fail with a PicError whose exact message names the file, the ONNX node (name
- * and op) where there is one, and the problem, quickly and without large allocations.
+ * and op) where there is one, and the problem, quickly and without large allocations. A few of them
+ * go through the built CLI (`npm test` builds dist/ first).
  */
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -13,6 +14,7 @@ import { onnx, tensorToProto } from '../../compiler/onnx-tensor.js'
 import { PicError } from '../../ir/errors.js'
 import { GraphBuilder } from '../../ir/builder.js'
 import { tensor } from '../../ir/tensor.js'
+import { pic } from '../helpers.js'
 
 const F = onnx.TensorProto.DataType.FLOAT
 
@@ -209,4 +211,25 @@ describe('external data', () => {
   })
   it('no folder to read from', () =>
     expect(failure(ext('weights.bin'))).toBe("bad.onnx: initializer 'w': has external data but the model was not read from a folder"))
+})
+
+describe('the CLI form: one line on stderr, non-zero exit, no stack trace', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pic-cli-'))
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+  const cases: [string, Uint8Array, string][] = [
+    ['empty.onnx', new Uint8Array(0), 'the file is empty'],
+    ['truncated.onnx', smallCnn().subarray(0, 500), 'not a valid ONNX model: the protobuf ends inside a field (truncated file?)'],
+    ['unknown.onnx', model({ nodes: [node('FooOp', ['x'], ['a']), node('BarOp', ['a'], ['y'])] }), "unsupported ops: FooOp (node 'a'); BarOp (node 'y')"],
+    ['channels.onnx', decodeEdit(smallCnn(), (m) => (m.graph!.input![0] = vi('x', ['N', 5, 8, 8]))), "node 'conv' (Conv): input has 5 channels but the weight expects 3 (3 per group x 1 groups)"],
+  ]
+  for (const [name, bytes, problem] of cases) {
+    it(name, () => {
+      const file = path.join(dir, name)
+      writeFileSync(file, bytes)
+      const r = pic('inspect', file)
+      expect(r.code).not.toBe(0)
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toBe(`pic: error: ${file}: ${problem}\n`)
+    })
+  }
 })
