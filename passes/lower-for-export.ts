@@ -1,8 +1,9 @@
 /**
  * lower-for-export: PIC-only ops, and ONNX ops newer than the graph's opset, rewritten into standard
  * ONNX ops so the writer can emit any compiled graph:
- *   - Poly: sum_k c_k x^k in the power basis, x^k by squaring, per-channel coefficients as [1, C, 1, ...]
- *     constants (scalars when all channels agree); zero terms dropped, unit coefficients not multiplied.
+ *   - Poly: sum_k c_k B_k((x - shift) / scale) in its own basis, per-channel coefficients as
+ *     [1, C, 1, ...] constants (scalars when all channels agree); zero terms dropped, unit coefficients
+ *     not multiplied, so x^2 is one Mul.
  *   - PartialRelu: Add(Mul(m, Relu(x)), Mul(Sub(1, m), x)), SENet's own spelling; with a polynomial
  *     p for the masked positions: x + m * (p(x) - x).
  *   - Silu: Mul(x, Sigmoid(x)).
@@ -11,7 +12,6 @@
  */
 import { rewrite, type Replacement, type RewriteContext, type Rule } from '../ir/rewrite.js'
 import type { PartialReluAttrs, PolyAttrs } from '../ir/ops/pi.js'
-import { toPowerBasis } from '../ir/poly.js'
 import { tensor, type DType } from '../ir/tensor.js'
 import { channelTensor } from './match.js'
 import type { Pass } from './pass.js'
@@ -29,31 +29,50 @@ function scalarConst(cx: RewriteContext, v: number, dtype: DType, base: string):
   return cx.addConstant(tensor(dtype, [], [v]), base)
 }
 
-/** The polynomial of x as Mul/Add ops. */
+/**
+ * The polynomial of x as ONNX ops, in its own basis (converting a high-degree Chebyshev fit to
+ * monomials would lose every digit to cancellation once the coefficients are float32):
+ * t = (x - shift) / scale per channel, then B_k(t) from lower ones (power: by squaring; Chebyshev:
+ * T_2k = 2 T_k^2 - 1, T_2k+1 = 2 T_k T_k+1 - t; Hermite: the three-term recurrence), then
+ * sum_k c_k B_k(t) with per-channel coefficient constants.
+ */
 export function lowerPoly(cx: RewriteContext, x: string, a: PolyAttrs, base: string): Lazy {
-  const t = cx.producer(x)!.type
-  const rows = a.coeffs.map((r, c) => toPowerBasis(a.basis, r, a.shift[c], a.scale[c]))
-  const d = rows[0].length - 1
-  const cache = new Map<number, string>([[1, x]])
-  const powerOp = (k: number): Replacement => (k % 2 === 0 ? op('Mul', power(k / 2), power(k / 2)) : op('Mul', power(k - 1), x))
-  const power = (k: number): string => {
+  const { shape, dtype } = cx.producer(x)!.type
+  const channels = (v: number[], name: string) => cx.addConstant(channelTensor(collapse(v), shape.length, dtype, a.axis), `${base}_${name}`)
+  const c = (v: number, name: string) => scalarConst(cx, v, dtype, `${base}_${name}`)
+  const centered = a.shift.every((v) => v === 0) ? x : cx.add('Sub', [x, channels(a.shift, 'shift')], {}, `${base}_centered`)
+  const t = a.scale.every((v) => v === 1) ? centered : cx.add('Div', [centered, channels(a.scale, 'scale')], {}, `${base}_t`)
+  const cache = new Map<number, string>([[1, t]])
+  const B = (k: number): string => {
     let v = cache.get(k)
-    if (!v) cache.set(k, (v = make(cx, powerOp(k), `${base}_x${k}`)))
+    if (!v) cache.set(k, (v = make(cx, basisOp(k), `${base}_b${k}`)))
     return v
   }
-  const coeff = (k: number) => cx.addConstant(channelTensor(collapse(rows.map((r) => r[k])), t.shape.length, t.dtype, a.axis), `${base}_c${k}`)
+  const twice = (u: string, w: string, k: number) => {
+    const p = cx.add('Mul', [u, w], {}, `${base}_p${k}`)
+    return cx.add('Add', [p, p], {}, `${base}_2p${k}`)
+  }
+  const basisOp = (k: number): Replacement => {
+    const h = Math.floor(k / 2)
+    if (a.basis === 'power') return k % 2 === 0 ? op('Mul', B(h), B(h)) : op('Mul', B(k - 1), t)
+    if (a.basis === 'chebyshev') return k % 2 === 0 ? op('Sub', twice(B(h), B(h), k), c(1, 'one')) : op('Sub', twice(B(h), B(h + 1), k), t)
+    const prev = k === 2 ? c(1, 'sqrt1') : cx.add('Mul', [B(k - 2), c(Math.sqrt(k - 1), `sqrt${k - 1}`)], {}, `${base}_r${k}`)
+    const diff = cx.add('Sub', [cx.add('Mul', [t, B(k - 1)], {}, `${base}_tb${k}`), prev], {}, `${base}_d${k}`)
+    return op('Div', diff, c(Math.sqrt(k), `sqrt${k}`))
+  }
+  const d = a.coeffs[0].length - 1
   const terms: Lazy[] = []
   for (let k = 1; k <= d; k++) {
-    const col = rows.map((r) => r[k])
+    const col = a.coeffs.map((r) => r[k])
     if (col.every((v) => v === 0)) continue
-    if (!col.every((v) => v === 1)) terms.push(op('Mul', coeff(k), power(k)))
-    else terms.push(k === d && k > 1 ? powerOp(k) : power(k))
+    if (!col.every((v) => v === 1)) terms.push(op('Mul', channels(col, `c${k}`), B(k)))
+    else terms.push(k === d && k > 1 ? basisOp(k) : B(k))
   }
-  const hasC0 = rows.some((r) => r[0] !== 0)
-  if (terms.length === 0) terms.push(op('Mul', x, scalarConst(cx, 0, t.dtype, `${base}_zero`)))
+  if (terms.length === 0) terms.push(op('Mul', x, c(0, 'zero')))
   let acc = terms[0]
   for (const term of terms.slice(1)) acc = op('Add', make(cx, acc, `${base}_sum`), make(cx, term, `${base}_term`))
-  return hasC0 ? op('Add', make(cx, acc, `${base}_sum`), coeff(0)) : acc
+  const c0 = a.coeffs.map((r) => r[0])
+  return c0.some((v) => v !== 0) ? op('Add', make(cx, acc, `${base}_sum`), channels(c0, 'c0')) : acc
 }
 
 /** One value when all agree, else the list. */

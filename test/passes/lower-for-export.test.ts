@@ -38,6 +38,14 @@ describe('lower-for-export', () => {
     expectSame(g, h, x)
   })
 
+  it('keeps a degree-27 Chebyshev fit in its basis, so float32 ONNX reproduces it', () => {
+    const row = (r: number) => Array.from({ length: 28 }, (_, k) => r ** k / (k + 1))
+    const g = single('Poly', { basis: 'chebyshev', axis: 1, coeffs: [row(0.9), row(-0.8), row(0.95)], shift: [0, 0.5, -0.5], scale: [3, 3.5, 3.5] })
+    const h = apply(g, lowerForExport)
+    expectSame(g, h, x, 1e-12)
+    expectSame(g, importModel(writeModel(h)), x, 1e-5)
+  })
+
   it('puts per-channel coefficients on the Poly axis (axis -1 of a [N, F] tensor)', () => {
     const b = new GraphBuilder('g', 13)
     b.input('x', 'float32', [4, 3])
