@@ -1,6 +1,6 @@
 /**
- * Depth costs no stack: a 10,000-node chain is written, imported, verified, run through the ir
- * pipeline and interpreted at two batch sizes, and a 10,000-deep constant chain that decides a
+ * Depth costs no stack: a 10,000-node chain is written, imported, verified, printed, serialized,
+ * run through the ir pipeline and interpreted at two batch sizes, and a 10,000-deep constant chain that decides a
  * Reshape's shape is folded by the builder, the importer and fold-constants.
  */
 import { describe, expect, it } from 'vitest'
@@ -9,6 +9,8 @@ import { importModel } from '../../compiler/onnx-import.js'
 import { GraphBuilder } from '../../ir/builder.js'
 import { interpret } from '../../ir/interpret.js'
 import { tensor } from '../../ir/tensor.js'
+import { printGraph } from '../../ir/print.js'
+import { graphFromJSON, graphToJSON } from '../../ir/serialize.js'
 import { verify } from '../../ir/verify.js'
 import { passContext, runPipeline } from '../../passes/pass.js'
 import { PIPELINES } from '../../passes/pipelines.js'
@@ -28,6 +30,8 @@ describe('a 10,000-node chain', () => {
     const g = importModel(writeModel(b.build([v])), { file: 'chain.onnx' })
     expect(g.nodes.length).toBe(DEPTH + 2)
     verify(g)
+    expect(printGraph(g).split('\n').length).toBeGreaterThan(DEPTH)
+    expect(graphFromJSON(graphToJSON(g).json, graphToJSON(g).sidecar).nodes.length).toBe(g.nodes.length)
     const compiled = runPipeline(g, PIPELINES.ir({}), passContext())
     const xs = [-3, -0.25, 0, 1.5, 2, -1]
     for (const n of [1, 6]) {
