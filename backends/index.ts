@@ -8,10 +8,12 @@ import { PicError } from '../ir/errors.js'
 import type { Backend } from './backend.js'
 import { ckksBackend } from './ckks/index.js'
 import { irBackend } from './ir/index.js'
+import { mpcBackend } from './mpc/index.js'
 
 export const BACKENDS: Readonly<Record<string, Backend>> = {
   ir: irBackend as Backend,
   ckks: ckksBackend as Backend,
+  mpc: mpcBackend as Backend,
 }
 
 export class BackendError extends PicError {}

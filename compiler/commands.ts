@@ -15,6 +15,7 @@ import {
   type Command, type ParsedArgs,
 } from './cli-kit.js'
 import { exportCommand } from './cmd-export.js'
+import { dealer, query, serve } from './cmd-mpc.js'
 import { run } from './cmd-run.js'
 import { PicError } from './errors.js'
 import { readNpy, writeNpy } from './npy.js'
@@ -236,4 +237,4 @@ export function sidecarPath(planFile: string): string {
   return planFile.replace(/(\.json)?$/, '.bin')
 }
 
-export const COMMANDS: readonly Command[] = [inspect, infer, evaluate, compile, exportCommand, run]
+export const COMMANDS: readonly Command[] = [inspect, infer, evaluate, compile, exportCommand, run, dealer, serve, query]

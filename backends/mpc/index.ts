@@ -74,6 +74,7 @@ export interface ServeCommand {
   dealer: string
   timeoutMs?: number
   log?: (msg: string) => void
+  onSessionEnd?: (error: Error | undefined) => void
 }
 
 /**
@@ -82,7 +83,7 @@ export interface ServeCommand {
  */
 export async function runServe(graph: Graph, schedule: MpcSchedule, o: ServeCommand): Promise<ServerHandle> {
   const model = prepareServer(graph, schedule)
-  return startServer(model, { port: o.port, host: o.host, dealer: parseEndpoint(o.dealer), timeoutMs: o.timeoutMs, log: o.log })
+  return startServer(model, { port: o.port, host: o.host, dealer: parseEndpoint(o.dealer), timeoutMs: o.timeoutMs, log: o.log, onSessionEnd: o.onSessionEnd })
 }
 
 export interface QueryCommand {

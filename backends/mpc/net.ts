@@ -6,6 +6,7 @@
  * local failure with an ERROR frame before the socket closes.
  */
 import { connect as tcpConnect, createServer, type Server, type Socket } from 'node:net'
+import { PicError } from '../../ir/errors.js'
 
 export const HEADER_BYTES = 8
 const KIND_DATA = 1
@@ -16,7 +17,8 @@ export const MAX_FRAME = 1 << 30
 export type Phase = 'setup' | 'offline' | 'online'
 const PHASES: Phase[] = ['setup', 'offline', 'online']
 
-export class ProtocolError extends Error {}
+/** A failure of the two-party protocol or its transport (a PicError: printed as one line). */
+export class ProtocolError extends PicError {}
 
 export interface Counters {
   sent: Record<Phase, number>

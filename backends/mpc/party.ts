@@ -70,6 +70,8 @@ export interface ServeOptions {
   dealer: Endpoint
   timeoutMs?: number
   log?: (msg: string) => void
+  /** Called when a session ends, with its error if it failed. */
+  onSessionEnd?: (error: Error | undefined) => void
 }
 
 export interface ServerHandle {
@@ -93,11 +95,13 @@ export async function startServer(model: ServerModel, opts: ServeOptions): Promi
       serveSession(model, ch, opts.dealer, timeoutMs).then(
         (n) => {
           log(`served ${n} image(s) to ${ch.peer}`)
+          opts.onSessionEnd?.(undefined)
           return undefined
         },
         (e: Error) => {
           ch.abort(e.message)
           log(`session with ${ch.peer} failed: ${e.message}`)
+          opts.onSessionEnd?.(e)
           return e
         },
       ),

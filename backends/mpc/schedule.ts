@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto'
 import { instantiate } from '../../ir/builder.js'
+import { PicError } from '../../ir/errors.js'
 import type { Graph, Node } from '../../ir/graph.js'
 import { OPS } from '../../ir/ops/index.js'
 import { type PartialReluAttrs, type PolyAttrs } from '../../ir/ops/pi.js'
@@ -20,7 +21,7 @@ import {
   defaultParams, DEALER_TO_SERVER, frameCost, gcCost, latencyMs, mulCost, polyCost, PRESETS, round3, type MpcParams, type MsgCost, type WindowGroup,
 } from './cost.js'
 
-export class MpcLowerError extends Error {}
+export class MpcLowerError extends PicError {}
 
 export interface SourceSpec {
   id: number

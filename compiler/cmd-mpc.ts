@@ -1,0 +1,126 @@
+/**
+ * The two-party runtime commands of the mpc backend:
+ *   pic dealer --port P                                   trusted dealer for the offline phase
+ *   pic serve MODEL --schedule S --port P --dealer H:P    the server party (holds the weights)
+ *   pic query S --connect H:P --dealer H:P --input X.npy [--output Y.npy] [--json]   the client party
+ * dealer and serve run until interrupted (serve --once: until the first session ends).
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { mpcBackend, parseSchedule, runDealer, runQuery, runServe, type MpcSchedule } from '../backends/mpc/index.js'
+import { COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, printJSON, str, UsageError, type Command, type ParsedArgs } from './cli-kit.js'
+import { PicError } from './errors.js'
+import { loadModel } from './model.js'
+import { readNpy, writeNpy } from './npy.js'
+
+const NET_OPTIONS = {
+  timeout: { type: 'string' as const, arg: 'MS', help: 'give up on a silent peer after this many milliseconds (default 30000)' },
+}
+
+function port(args: ParsedArgs, cmd: Command): number {
+  const p = Number(need(args, 'port', cmd))
+  if (!Number.isInteger(p) || p < 0 || p > 65535) throw new UsageError(`--port must be an integer from 0 to 65535`, cmd)
+  return p
+}
+
+function timeout(args: ParsedArgs, cmd: Command): number | undefined {
+  const t = str(args, 'timeout')
+  if (t === undefined) return undefined
+  const v = Number(t)
+  if (!Number.isInteger(v) || v < 1) throw new UsageError('--timeout must be a positive integer (milliseconds)', cmd)
+  return v
+}
+
+function readSchedule(file: string): MpcSchedule {
+  if (!existsSync(file)) throw new PicError(`${file}: no such file`)
+  let json: unknown
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'))
+  } catch (e) {
+    throw new PicError(`${file}: not a JSON schedule (${(e as Error).message})`)
+  }
+  return parseSchedule(json, file)
+}
+
+/** Resolves on SIGINT or SIGTERM. */
+function interrupted(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve())
+    process.once('SIGTERM', () => resolve())
+  })
+}
+
+export const dealer: Command = {
+  name: 'dealer',
+  summary: 'Run the trusted dealer that supplies the offline correlations of two-party (mpc) sessions.',
+  usage: 'pic dealer --port P [--host H] [--timeout MS]',
+  options: {
+    port: { type: 'string', arg: 'P', help: 'TCP port to listen on (0 picks a free one)' },
+    host: { type: 'string', arg: 'H', help: 'address to listen on (default 127.0.0.1)' },
+    ...NET_OPTIONS,
+  },
+  async run(args) {
+    const log = logger(args)
+    const h = await runDealer({ port: port(args, dealer), host: str(args, 'host'), timeoutMs: timeout(args, dealer), log })
+    log(`dealer listening on ${str(args, 'host') ?? '127.0.0.1'}:${h.port}`)
+    await interrupted()
+    await h.close()
+  },
+}
+
+export const serve: Command = {
+  name: 'serve',
+  summary: 'Run the server party of two-party inference: holds the model, answers pic query sessions.',
+  usage: 'pic serve MODEL --schedule S --port P --dealer HOST:PORT [--approx SPEC --calib C.npy] [--once]',
+  options: {
+    schedule: { type: 'string', arg: 'S', help: 'the schedule from pic compile MODEL --backend mpc -o S (same options)' },
+    port: { type: 'string', arg: 'P', help: 'TCP port to listen on (0 picks a free one)' },
+    host: { type: 'string', arg: 'H', help: 'address to listen on (default 127.0.0.1)' },
+    dealer: { type: 'string', arg: 'HOST:PORT', help: 'the dealer' },
+    once: { type: 'boolean', help: 'exit after the first session (status 1 if it failed)' },
+    ...NET_OPTIONS,
+    ...COMPILE_OPTIONS,
+  },
+  async run(args) {
+    if (args.positionals.length !== 1) throw new UsageError(args.positionals.length === 0 ? 'missing MODEL' : `unexpected argument '${args.positionals[1]}'`, serve)
+    const log = logger(args)
+    const schedule = readSchedule(need(args, 'schedule', serve))
+    const cx = compileContext(args)
+    const g = compileGraph(loadModel(args.positionals[0]), mpcBackend.pipeline(cx.options), cx, args)
+    let ended: (e: Error | undefined) => void = () => {}
+    const firstEnd = new Promise<Error | undefined>((resolve) => (ended = resolve))
+    const h = await runServe(g, schedule, {
+      port: port(args, serve), host: str(args, 'host'), dealer: need(args, 'dealer', serve), timeoutMs: timeout(args, serve), log, onSessionEnd: (e) => ended(e),
+    })
+    log(`server listening on ${str(args, 'host') ?? '127.0.0.1'}:${h.port}`)
+    const failed = flag(args, 'once') ? await Promise.race([firstEnd, interrupted().then(() => undefined)]) : await interrupted().then(() => undefined)
+    await h.close()
+    return failed ? 1 : 0
+  },
+}
+
+export const query: Command = {
+  name: 'query',
+  summary: 'Run the client party of two-party inference on every image of X and write the outputs.',
+  usage: 'pic query S --connect HOST:PORT --dealer HOST:PORT --input X.npy [--output Y.npy] [--json]',
+  options: {
+    connect: { type: 'string', arg: 'HOST:PORT', help: 'the server' },
+    dealer: { type: 'string', arg: 'HOST:PORT', help: 'the dealer' },
+    input: { type: 'string', arg: 'X.npy', help: 'inputs, batch first; each image is one inference' },
+    output: { type: 'string', short: 'o', arg: 'Y.npy', help: 'outputs (logits)' },
+    ...NET_OPTIONS,
+  },
+  async run(args) {
+    if (args.positionals.length !== 1) throw new UsageError(args.positionals.length === 0 ? 'missing S (the schedule)' : `unexpected argument '${args.positionals[1]}'`, query)
+    const file = args.positionals[0]
+    const schedule = readSchedule(file)
+    const x = readNpy(need(args, 'input', query))
+    const { output, report } = await runQuery(schedule, x, { connect: need(args, 'connect', query), dealer: need(args, 'dealer', query), timeoutMs: timeout(args, query) })
+    const out = str(args, 'output')
+    if (out) writeNpy(out, output)
+    if (flag(args, 'json')) printJSON({ backend: 'mpc', schedule: file, ...report })
+    else
+      logger(args)(
+        `${report.images} image(s): online ${report.perImage.bytes.online} B and ${report.perImage.rounds} rounds per image (predicted ${report.predicted.bytes.online} B, ${report.predicted.rounds}), offline ${report.perImage.bytes.offline} B, ${report.latencyMs.perImage} ms per image`,
+      )
+  },
+}

@@ -1,0 +1,91 @@
+/**
+ * The mpc commands end to end from the built CLI: compile --backend mpc --json, then dealer, serve
+ * --once and query --json as three processes over loopback TCP; a bad schedule is one error line.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { encodeNpy, readNpy } from '../../../compiler/npy.js'
+import { digits, pic, ROOT } from '../../helpers.js'
+
+const tmp = mkdtempSync(path.join(tmpdir(), 'pic-mpc-'))
+const started: ChildProcess[] = []
+
+/** Start `pic ARGS` in the background; resolves with the port it reports listening on. */
+function background(...args: string[]): Promise<{ child: ChildProcess; port: number; exit: Promise<number> }> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/pic.js'), ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
+  started.push(child)
+  const exit = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)))
+  return new Promise((resolve, reject) => {
+    let err = ''
+    const timer = setTimeout(() => reject(new Error(`no port from pic ${args[0]}: ${err}`)), 60_000)
+    child.stderr!.on('data', (d) => {
+      err += d
+      const m = /listening on [^\s]+:(\d+)/.exec(err)
+      if (m) {
+        clearTimeout(timer)
+        resolve({ child, port: Number(m[1]), exit })
+      }
+    })
+    child.on('exit', () => reject(new Error(`pic ${args[0]} exited: ${err}`)))
+  })
+}
+
+afterAll(() => {
+  for (const c of started) if (c.exitCode === null) c.kill()
+})
+
+describe('pic dealer / serve / query', () => {
+  it('compile --json reports the per-inference costs', () => {
+    const r = pic('compile', digits('senet_partial_relu.onnx'), '--backend', 'mpc', '--json', '--quiet')
+    expect(r.code).toBe(0)
+    const out = JSON.parse(r.stdout)
+    expect(out).toMatchObject({ backend: 'mpc', reluCount: 333, triples: 0, rounds: 6 })
+    expect(Object.keys(out.latencyMs)).toEqual(['LAN', 'WAN'])
+    expect(out.bytes.online).toBeGreaterThan(0)
+    expect(out.layers.length).toBe(4)
+  })
+
+  it('runs a two-party query over TCP and reports bytes and rounds per image', async () => {
+    const model = digits('cnn_bn_relu_maxpool.onnx')
+    const sched = path.join(tmp, 'cnn.json')
+    expect(pic('compile', model, '--backend', 'mpc', '-o', sched, '--quiet').code).toBe(0)
+    const x = readNpy(digits('test_x.npy'))
+    const xs = path.join(tmp, 'x.npy')
+    writeFileSync(xs, encodeNpy({ dtype: 'float32', shape: [2, 1, 8, 8], data: x.data.slice(0, 128) }))
+    const dealer = await background('dealer', '--port', '0')
+    const server = await background('serve', model, '--schedule', sched, '--port', '0', '--dealer', `127.0.0.1:${dealer.port}`, '--once')
+    const ys = path.join(tmp, 'y.npy')
+    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      const c = spawn(process.execPath, [path.join(ROOT, 'bin/pic.js'), 'query', sched, '--connect', `127.0.0.1:${server.port}`, '--dealer', `127.0.0.1:${dealer.port}`, '--input', xs, '--output', ys, '--json'], { cwd: ROOT })
+      let stdout = ''
+      let stderr = ''
+      c.stdout.on('data', (d) => (stdout += d))
+      c.stderr.on('data', (d) => (stderr += d))
+      c.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+    })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const out = JSON.parse(r.stdout)
+    expect(out.images).toBe(2)
+    expect(out.perImage.rounds).toBe(6)
+    expect(out.perImage.bytes.online).toBe(out.predicted.bytes.online)
+    expect(out.bytes.online).toBe(2 * out.perImage.bytes.online)
+    const y = readNpy(ys)
+    const ref = readNpy(digits('ref_cnn_bn_relu_maxpool.npy'))
+    for (let i = 0; i < 20; i++) expect(Math.abs(y.data[i] - ref.data[i])).toBeLessThan(0.05)
+    expect(await server.exit).toBe(0)
+    dealer.child.kill()
+    await dealer.exit
+  })
+
+  it('refuses a file that is not a schedule with one error line', () => {
+    const bad = path.join(tmp, 'bad.json')
+    writeFileSync(bad, '{"format":"something-else"}')
+    const r = pic('query', bad, '--connect', '127.0.0.1:1', '--dealer', '127.0.0.1:1', '--input', digits('test_x.npy'))
+    expect(r.code).toBe(1)
+    expect(r.stderr).toBe(`pic: error: ${bad}: not an mpc schedule (compile one with 'pic compile MODEL --backend mpc -o FILE')\n`)
+  })
+})
