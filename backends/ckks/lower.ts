@@ -12,7 +12,8 @@
 import { PicError } from '../../ir/errors.js'
 import { describeNode, type Graph, type Node } from '../../ir/graph.js'
 import { OPS } from '../../ir/ops/index.js'
-import type { PolyAttrs } from '../../ir/ops/pi.js'
+import type { PartialReluAttrs, PolyAttrs } from '../../ir/ops/pi.js'
+import { broadcastIndex } from '../../ir/ops/util.js'
 import { basisToPowerMatrix } from '../../ir/poly.js'
 import { sizeOf, type Tensor, type TensorType } from '../../ir/tensor.js'
 import {
@@ -187,6 +188,10 @@ class Lowerer {
     if (secret.length === 0) {
       const t = def.eval(ins.map((v) => (v ? (v as { t: Tensor }).t : (undefined as unknown as Tensor))), n.attrs, n.type)
       this.vals.set(n.name, { kind: 'const', t })
+      return
+    }
+    if (n.op === 'PartialRelu') {
+      this.vals.set(n.name, this.partialRelu(n, ins[0] as Val & { kind: 'secret' }, n.attrs as unknown as PartialReluAttrs, n.type))
       return
     }
     if (def.kind === 'nonlinear')
@@ -388,7 +393,8 @@ class Lowerer {
     return { kind: 'secret', type, terms, bias }
   }
 
-  poly(n: Node, x: Val & { kind: 'secret' }, a: PolyAttrs, type: TensorType): Val {
+  /** Per-element normalization and power-basis rows of a Poly (per-channel coefficients expanded). */
+  polyRows(a: PolyAttrs, type: TensorType): { alpha: Float64Array; beta: Float64Array; rows: number[][] } {
     const N = sizeOf(type.shape)
     const C = a.coeffs.length
     const ch = this.channelOf(type, a.axis, C)
@@ -401,36 +407,71 @@ class Lowerer {
       })
       return p
     })
-    let d = 0
-    for (const p of power) for (let k = p.length - 1; k > d; k--) if (p[k] !== 0) d = k
     const at = (arr: readonly number[], c: number) => arr[Math.min(c, arr.length - 1)]
     const alpha = new Float64Array(N)
     const beta = new Float64Array(N)
+    const rows: number[][] = []
     for (let i = 0; i < N; i++) {
       alpha[i] = 1 / at(a.scale, ch[i])
       beta[i] = -at(a.shift, ch[i]) / at(a.scale, ch[i])
+      rows.push(power[ch[i]])
     }
-    const t = this.elementwiseAffine(x, alpha, beta, type)
-    const coef = (k: number) => {
-      const v = new Float64Array(N)
-      for (let i = 0; i < N; i++) v[i] = power[ch[i]][k] ?? 0
-      return v
-    }
+    return { alpha, beta, rows }
+  }
+
+  poly(n: Node, x: Val & { kind: 'secret' }, a: PolyAttrs, type: TensorType): Val {
+    const { alpha, beta, rows } = this.polyRows(a, type)
+    return this.polyEval(n, this.elementwiseAffine(x, alpha, beta, type), rows, type)
+  }
+
+  /** SENet's partial ReLU with its polynomial: the polynomial where the mask is 1, the identity elsewhere. */
+  partialRelu(n: Node, x: Val & { kind: 'secret' }, a: PartialReluAttrs, type: TensorType): Val {
+    if (!a.poly) throw new LowerError(`${describeNode(n)} keeps exact ReLUs; CKKS needs them approximated (compile with --approx)`)
+    const N = sizeOf(type.shape)
+    const idx = broadcastIndex(a.mask.shape, type.shape)
+    const { alpha, beta, rows } = this.polyRows(a.poly, type)
+    for (let i = 0; i < N; i++)
+      if (a.mask.data[idx ? idx[i] : i] === 0) {
+        alpha[i] = 1
+        beta[i] = 0
+        rows[i] = [0, 1]
+      }
+    return this.polyEval(n, this.elementwiseAffine(x, alpha, beta, type), rows, type)
+  }
+
+  /**
+   * y_i = sum_k rows[i][k] t_i^k. Degree <= 1 stays affine (pending); degree 2 completes the square
+   * (z = sqrt|a| (t + b / 2a), y = sign(a) z^2 + c - b^2 / 4a, both affine parts folded into the
+   * transforms around it; elements with a = 0 keep their linear part as a second term): one level.
+   * Higher degrees: powers by squaring and one coefficient product per power, ceil(log2 d) + 1 levels.
+   */
+  polyEval(n: Node, t: Val & { kind: 'secret' }, rows: number[][], type: TensorType): Val {
+    const N = sizeOf(type.shape)
+    let d = 0
+    let maxAbs = 0
+    for (const p of rows)
+      for (let k = 0; k < p.length; k++) {
+        if (p[k] !== 0 && k > d) d = k
+        maxAbs = Math.max(maxAbs, Math.abs(p[k]))
+      }
+    const coef = (k: number) => Float64Array.from(rows, (r) => r[k] ?? 0)
     if (d <= 1) return this.elementwiseAffine(t, coef(1), coef(0), type)
-    const c2 = coef(2)
-    const maxAbs = Math.max(...power.flat().map(Math.abs))
-    if (d === 2 && c2.every((v) => Math.abs(v) > 1e-9 * maxAbs)) {
+    if (d === 2) {
+      const c2 = coef(2)
       const c1 = coef(1)
       const c0 = coef(0)
-      const za = c2.map((v) => Math.sqrt(Math.abs(v)))
-      const zb = c2.map((v, i) => (za[i] * c1[i]) / (2 * v))
+      const quad = c2.map((v) => (Math.abs(v) > 1e-12 * maxAbs ? 1 : 0))
+      const za = c2.map((v, i) => (quad[i] ? Math.sqrt(Math.abs(v)) : 1))
+      const zb = c2.map((v, i) => (quad[i] ? (za[i] * c1[i]) / (2 * v) : 0))
       const z = this.elementwiseAffine(t, za, zb, type)
       const zc = this.ensure(this.materialize(z, n.name), 1, n.name)
       const sq = this.emit('rescale', [this.emit('relin', [this.emit('square', [zc.regs[0]], { node: n.name })], { node: n.name })], { node: n.name })
       const ct: CtVal = { regs: [sq], layout: zc.layout, n: N }
-      const sgn = c2.map((v) => Math.sign(v))
-      const off = c0.map((v, i) => v - (c1[i] * c1[i]) / (4 * c2[i]))
-      return { kind: 'secret', type, terms: [{ ct, map: scaleRows(identityCols(N), sgn) }], bias: off }
+      const sgn = c2.map((v, i) => (quad[i] ? Math.sign(v) : 0))
+      const off = c0.map((v, i) => (quad[i] ? v - (c1[i] * c1[i]) / (4 * c2[i]) : v))
+      const terms: Term[] = [{ ct, map: scaleRows(identityCols(N), sgn) }]
+      if (quad.some((q) => q === 0)) terms.push({ ct: zc, map: scaleRows(identityCols(N), c1.map((v, i) => (quad[i] ? 0 : v))) })
+      return { kind: 'secret', type, terms, bias: off }
     }
     const tc = this.ensure(this.materialize(t, n.name), Math.ceil(Math.log2(d)) + 1, n.name)
     const pw: number[] = [NaN, tc.regs[0]]

@@ -27,6 +27,8 @@ export interface RunResult {
   /** Evaluation time of each image (ms). */
   evaluateMsByImage: number[]
   counts: Record<string, number>
+  /** Evaluation time by instruction kind, summed over images (ms). */
+  msByKind: Record<string, number>
   refresh: { count: number; bytes: number; ms: number }
   keys: { rotations: number; relin: boolean; estimatedBytes: number }
   ciphertextBytes: { upload: number; download: number }
@@ -112,6 +114,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
   const per = sizeOf(images.shape.slice(1))
   const outs = plan.outputs.map((o) => new Float64Array(B * sizeOf(o.shape.slice(1))))
   const counts: Record<string, number> = {}
+  const msByKind: Record<string, number> = {}
   const lat = { setup, keygen, encrypt: 0, evaluate: 0, decrypt: 0, refresh: 0 }
   const refresh = { count: 0, bytes: 0, ms: 0 }
   let upload = 0
@@ -136,6 +139,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
       const a = regs.get(i.args[0])
       if (!a) throw new CkksRunError(`internal: register ${i.args[0]} is not live at instruction ${k} (${i.op})`)
       let r: Ct
+      const ti = performance.now()
       switch (i.op) {
         case 'rotate':
           r = ev.rotateVector(a, i.step!, gk!)!
@@ -188,6 +192,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
       if (r.scale !== i.scale) r.setScale(i.scale)
       regs.set(i.dst, r)
       counts[i.op] = (counts[i.op] ?? 0) + 1
+      msByKind[i.op] = (msByKind[i.op] ?? 0) + performance.now() - ti
       for (const x2 of new Set(i.args))
         if (lastUse.get(x2) === k && !outRegs.has(x2)) {
           regs.get(x2)!.delete()
@@ -222,6 +227,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
     perImageEvaluateMs: B > 0 ? lat.evaluate / B : 0,
     evaluateMsByImage: byImage,
     counts,
+    msByKind,
     refresh,
     keys: { rotations: plan.keys.rotations.length, relin: plan.keys.relin, estimatedBytes: plan.stats.keyBytes.total },
     ciphertextBytes: { upload, download },
