@@ -3,7 +3,7 @@
  * nodes in order, frees each intermediate after its last use, and re-instantiates the graph when the
  * inputs bind its symbolic dims (the batch) to other values.
  */
-import { instantiate } from './builder.js'
+import { GraphError, instantiate } from './builder.js'
 import { PicError } from './errors.js'
 import { describeNode, graphInputs, inputDims, type Graph, type Node } from './graph.js'
 import { OPS } from './ops/index.js'
@@ -37,7 +37,15 @@ export function bindInputs(g: Graph, inputs: readonly Tensor[]): Graph {
       } else if (d !== t.shape[k]) throw new InterpretError(`input '${n.name}' expects ${formatType(n.type)}, got shape [${t.shape.join(',')}]`)
     })
   })
-  return rebind ? instantiate(g, symbols) : g
+  if (!rebind) return g
+  try {
+    return instantiate(g, symbols)
+  } catch (e) {
+    if (!(e instanceof GraphError)) throw e
+    const bound = Object.entries(symbols).map(([k, v]) => `${k} = ${v}`).join(', ')
+    const where = e.node ? `${e.node.origin ? `node '${e.node.origin.name}' (${e.node.origin.op})` : `node '${e.node.name}' (${e.node.op})`}: ` : ''
+    throw new InterpretError(`the graph does not hold with ${bound}: ${where}${e.message}`)
+  }
 }
 
 /** Run the graph on inputs given in graph-input order or by name; returns the outputs by name. */

@@ -13,6 +13,7 @@ import { importModel, type ImportOptions } from '../../compiler/onnx-import.js'
 import { onnx, tensorToProto } from '../../compiler/onnx-tensor.js'
 import { PicError } from '../../ir/errors.js'
 import { GraphBuilder } from '../../ir/builder.js'
+import { interpret, InterpretError } from '../../ir/interpret.js'
 import { tensor } from '../../ir/tensor.js'
 import { pic } from '../helpers.js'
 
@@ -232,4 +233,15 @@ describe('the CLI form: one line on stderr, non-zero exit, no stack trace', () =
       expect(r.stderr).toBe(`pic: error: ${file}: ${problem}\n`)
     })
   }
+})
+
+describe('a graph that does not hold at the given batch size', () => {
+  it('names the node that breaks', () => {
+    const shape = tensorToProto(tensor('int64', [2], [1, 8]), 'shape')
+    const bytes = model({ nodes: [node('Reshape', ['x', 'shape'], ['y'], 'flat')], inputs: [vi('x', ['N', 2, 4])], outputs: [vi('y', [1, 8])], inits: [shape] })
+    const g = importModel(bytes, { file: 'fixed.onnx' })
+    expect(() => interpret(g, [tensor('float32', [3, 2, 4])])).toThrow(
+      new InterpretError("the graph does not hold with N = 3: node 'flat' (Reshape): cannot reshape [3,2,4] (24 elements) to [1, 8]"),
+    )
+  })
 })
