@@ -8,6 +8,7 @@ import { readNpy } from '../../compiler/npy.js'
 import { GraphBuilder } from '../../ir/builder.js'
 import type { PolyAttrs } from '../../ir/ops/pi.js'
 import { polyDegree } from '../../ir/ops/pi.js'
+import { foldBatchnorm } from '../../passes/fold-batchnorm.js'
 import { foldPolynomials } from '../../passes/fold-polynomials.js'
 import { common } from '../../passes/pipelines.js'
 import { digits } from '../helpers.js'
@@ -46,18 +47,18 @@ describe('fold-polynomials on small graphs', () => {
   const x = [random([2, 3, 2, 2], 5)]
 
   /** AESPA's activation with shuffled operand orders and per-channel constants. */
-  function aespa() {
+  function aespa(shape = [2, 3, 2, 2]) {
     const b = new GraphBuilder('g', 13)
-    b.input('x', 'float32', [2, 3, 2, 2])
+    b.input('x', 'float32', shape)
     const bn = (inp: string, name: string, seed: number) => {
       const p = (k: string, s: number, lo: number, hi: number) => constant(b, `${name}.${k}`, [3], random([3], seed + s, lo, hi))
       return onnxNode(b, 'BatchNormalization', [inp, p('s', 1, 0.5, 2), p('b', 2, -1, 1), p('m', 3, -1, 1), p('v', 4, 0.1, 2)], name)
     }
     constant(b, 'one', [], [1])
     constant(b, 'sqrt2', [], [Math.SQRT2])
-    constant(b, 'half', [1, 1, 1, 1], [0.5])
+    constant(b, 'half', shape.map(() => 1), [0.5])
     constant(b, 'c0', [], [0.398942])
-    constant(b, 'c2', [1, 3, 1, 1], [0.28, 0.3, 0.25])
+    constant(b, 'c2', shape.length === 4 ? [1, 3, 1, 1] : [3], [0.28, 0.3, 0.25])
     onnxNode(b, 'Mul', ['x', 'x'], 'sq')
     onnxNode(b, 'Sub', ['sq', 'one'], 'h2')
     onnxNode(b, 'Div', ['h2', 'sqrt2'], 'h2n')
@@ -71,7 +72,7 @@ describe('fold-polynomials on small graphs', () => {
     return b.build(['out'])
   }
 
-  it('folds AESPA in any operand order into one per-channel degree-2 Poly', () => {
+  it('folds AESPA in any operand order into one per-channel degree-2 Poly, on NCHW and on [N, F] (BatchNorm1d)', () => {
     const g = aespa()
     const h = apply(g, foldPolynomials)
     expect(skeleton(h)).toEqual(['y = Poly(x)', 'out = Relu(y)'])
@@ -79,6 +80,10 @@ describe('fold-polynomials on small graphs', () => {
     expect(a.coeffs.length).toBe(3)
     expect(a.of).toBe('AESPA')
     expectSame(g, h, x)
+    const flat = aespa([5, 3])
+    const hf = apply(flat, foldBatchnorm, foldPolynomials)
+    expect(skeleton(hf)).toEqual(['y = Poly(x)', 'out = Relu(y)'])
+    expectSame(flat, hf, [random([5, 3], 6)])
   })
 
   it('folds Pow(Add(x, c), 3) and keeps a shared intermediate', () => {
