@@ -26,6 +26,18 @@ describe('ckks encrypted runs', () => {
     }, 120_000)
   }
 
+  for (const name of ['mlp_relu', 'senet_partial_relu']) {
+    it(`${name} with --approx hermite:2: encrypted logits match the interpreter`, async () => {
+      const g = compiledGraph(name, { approx: 'hermite:2' }, 'digits')
+      const plan = compileCkks(g)
+      const x = testImages('digits', 2)
+      const res = await runPlan(plan, x)
+      const ref = reference(g, x)
+      expect(maxAbsDiff(res.outputs[0].data, ref.data)).toBeLessThanOrEqual(0.05)
+      expect(argmaxRows(res.outputs[0].data, 10)).toEqual(argmaxRows(ref.data, 10))
+    }, 120_000)
+  }
+
   it('refuses a plan with bootstraps unless refreshes are client-aided', async () => {
     const g = compiledGraph('cnn_square')
     const plan = compileCkks(g, { security: 192, logN: 13 })

@@ -6,6 +6,7 @@ import { importModel } from '../../../compiler/onnx-import.js'
 import type { Graph } from '../../../ir/graph.js'
 import { interpret } from '../../../ir/interpret.js'
 import type { Tensor } from '../../../ir/tensor.js'
+import { approximate } from '../../../passes/approximate.js'
 import { passContext, runPipeline } from '../../../passes/pass.js'
 import { PIPELINES } from '../../../passes/pipelines.js'
 
@@ -24,7 +25,9 @@ export function rawGraph(name: string, dir = MODELS[name]): Graph {
 
 export function compiledGraph(name: string, options: Record<string, unknown> = {}, dir = MODELS[name]): Graph {
   const calib = options.approx ? parseNpy(readFileSync(join(FIXTURES, dir, 'calib_x.npy'))) : undefined
-  return runPipeline(rawGraph(name, dir), PIPELINES.ckks(options), passContext(options, { calib }))
+  const pipe = PIPELINES.ckks(options)
+  const passes = options.approx && !pipe.some((p) => p.name === approximate.name) ? [...pipe, approximate] : pipe
+  return runPipeline(rawGraph(name, dir), passes, passContext(options, { calib }))
 }
 
 /** The first n test images of a fixture folder. */

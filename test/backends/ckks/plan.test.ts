@@ -47,6 +47,16 @@ describe('ckks plans', () => {
     expect(p.inputs[0].regs.length).toBeGreaterThan(1)
   })
 
+  for (const name of ['mlp_relu', 'senet_partial_relu', 'cnn_gelu', 'mlp_sigmoid_tanh']) {
+    it(`${name} with --approx hermite:2: noiseless plan equals the interpreter`, () => {
+      const g = compiledGraph(name, { approx: 'hermite:2' }, 'digits')
+      const p = compileCkks(g)
+      const x = testImages('digits', 3)
+      expect(maxAbsDiff(simulatePlan(p, x)[0].data, reference(g, x).data)).toBeLessThan(1e-9)
+      expect(p.params.totalBits).toBeLessThanOrEqual(maxLogQ(p.params.logN, 128))
+    })
+  }
+
   it('is deterministic', () => {
     const a = JSON.stringify(compileCkks(compiledGraph('pkn_cnn'), { model: 'pkn_cnn' }))
     const b = JSON.stringify(compileCkks(compiledGraph('pkn_cnn'), { model: 'pkn_cnn' }))
