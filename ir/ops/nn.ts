@@ -502,9 +502,10 @@ function pool(kind: 'max' | 'avg') {
             }
             if (kind === 'avg') {
               if (a.countIncludePad) {
-                const hEnd = Math.min(h0 + k[0], h + pads[2])
-                const wEnd = Math.min(w0 + k[1], w + pads[3])
-                count = (hEnd - h0) * (wEnd - w0)
+                // taps inside the padded input (windows never start before the padding)
+                const th = Math.min(k[0], Math.ceil((h + pads[2] - h0) / d[0]))
+                const tw = Math.min(k[1], Math.ceil((w + pads[3] - w0) / d[1]))
+                count = th * tw
               }
               acc = count > 0 ? acc / count : 0
             }
