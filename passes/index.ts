@@ -8,11 +8,17 @@ import { lowerForExport } from './lower-for-export.js'
 import type { Pass } from './pass.js'
 import { recognizeActivations } from './recognize-activations.js'
 import { removeNoops } from './remove-noops.js'
+import { approximate } from './approximate.js'
+import { lowerMaxpool } from './lower-maxpool.js'
+import { reluBudget } from './relu-budget.js'
 
-export { eliminateDeadCode, foldBatchnorm, foldConstants, foldPolynomials, fuseBias, lowerForExport, recognizeActivations, removeNoops }
+export { eliminateDeadCode, foldBatchnorm, foldConstants, foldPolynomials, fuseBias, lowerForExport, recognizeActivations, removeNoops, approximate, lowerMaxpool, reluBudget }
+export { calibrate, type ActivationStats } from './calibrate.js'
+export { parseApprox, type ApproxSpec, type LayerReport } from './approximate.js'
+export { ola, depthMulCost, type CostModel } from './ola.js'
 export { passContext, PassError, runPipeline, type Pass, type PassContext, type PipelineOptions } from './pass.js'
 export { common, ir, ckks, mpc, PIPELINES } from './pipelines.js'
 
 export const PASSES: Readonly<Record<string, Pass>> = Object.fromEntries(
-  [foldConstants, removeNoops, foldBatchnorm, fuseBias, recognizeActivations, foldPolynomials, eliminateDeadCode, lowerForExport].map((p) => [p.name, p]),
+  [foldConstants, removeNoops, foldBatchnorm, fuseBias, recognizeActivations, foldPolynomials, eliminateDeadCode, lowerForExport, reluBudget, lowerMaxpool, approximate].map((p) => [p.name, p]),
 )

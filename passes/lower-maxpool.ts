@@ -84,7 +84,9 @@ export const lowerMaxpool: Pass = {
   doc: 'MaxPool as pairwise max(a, b) = (a + b + |a - b|) / 2 over strided slices, or AveragePool with --maxpool avg (changes semantics).',
   run(g, cx) {
     if (approxSpec(cx.options).method === 'none' || cx.options.keepRelu === true) return g
-    const avg = cx.options.maxpool === 'avg'
+    const mode = cx.options.maxpool ?? 'poly'
+    if (mode !== 'poly' && mode !== 'avg') throw new PassError(`--maxpool '${String(mode)}': expected poly or avg`)
+    const avg = mode === 'avg'
     const rule: Rule = {
       name: 'lower-maxpool',
       on: ['MaxPool'],

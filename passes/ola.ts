@@ -37,18 +37,20 @@ export const depthMulCost: CostModel = {
 export const OLA_DEGREES: readonly number[] = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 24, 31, 40, 48, 63]
 
 /** The scale factor r: the fit sees the calibration density of x / r (wider, for the tails). */
-export const OLA_SCALE = 1.25
+export const OLA_SCALE = 1.5
+
+/** Default safety margin: a sample counts as flipped when its lead falls below 10% of the original. */
+export const OLA_KEEP = 0.1
 
 /** Distribution-weighted least-squares fit of one layer at degree d: a one-row Chebyshev Poly. */
 export function olaPoly(act: Activation, st: ActivationStats, degree: number, r = OLA_SCALE): PolyAttrs {
   const { lo, hi, counts } = st.histogram
   const width = (hi - lo) / counts.length
   const x = Float64Array.from(counts, (_, i) => r * (lo + (i + 0.5) * width))
-  const w = Float64Array.from(counts)
-  let a = r * lo - r * width
-  let b = r * hi + r * width
+  let a = r * (lo - width)
+  let b = r * (hi + width)
   if (!(b > a)) [a, b] = [lo - 1, hi + 1]
-  const coeffs = weightedFit(x, act.fn(x), w, a, b, degree)
+  const coeffs = weightedFit(x, act.fn(x), Float64Array.from(counts), a, b, degree)
   return { basis: 'chebyshev', axis: 1, coeffs: [coeffs], shift: [(a + b) / 2], scale: [(b - a) / 2], of: act.target, interval: [a, b] }
 }
 
@@ -70,6 +72,8 @@ export class Replay {
   readonly g: Graph
   readonly values = new Map<string, Tensor>()
   readonly top1: Int32Array
+  /** Per sample: original top-1 logit minus the runner-up. */
+  readonly margin: Float64Array
   private readonly consumers = new Map<string, number[]>()
 
   constructor(g: Graph, calib: Tensor) {
@@ -78,7 +82,9 @@ export class Replay {
       for (const x of n.inputs) if (x) this.consumers.set(x, [...(this.consumers.get(x) ?? []), i])
     })
     for (const n of this.g.nodes) this.values.set(n.name, n.op === 'Input' ? calib : this.evalNode(n, (x) => this.values.get(x)!))
-    this.top1 = argmax(this.values.get(this.g.outputs[0])!)
+    const out = this.values.get(this.g.outputs[0])!
+    this.top1 = argmax(out)
+    this.margin = margins(out, this.top1)
   }
 
   private evalNode(n: Node, get: (name: string) => Tensor): Tensor {
@@ -106,11 +112,14 @@ export class Replay {
     return get(this.g.outputs[0])
   }
 
-  /** Samples whose top-1 differs from the original model's. */
-  flips(out: Tensor): number {
-    const t = argmax(out)
+  /**
+   * Samples whose top-1 differs from the original model's; with `keep` > 0 also those where the
+   * original class leads by less than `keep` times its original lead (a safety margin for unseen data).
+   */
+  flips(out: Tensor, keep = 0): number {
+    const m = margins(out, this.top1)
     let f = 0
-    for (let i = 0; i < t.length; i++) if (t[i] !== this.top1[i]) f++
+    for (let i = 0; i < m.length; i++) if (m[i] <= 0 || m[i] < keep * this.margin[i]) f++
     return f
   }
 }
@@ -128,6 +137,23 @@ export function argmax(t: Tensor): Int32Array {
     let best = 0
     for (let j = 1; j < k; j++) if (t.data[i * k + j] > t.data[i * k + best]) best = j
     out[i] = best
+  }
+  return out
+}
+
+/** Per sample: logit of class `cls` minus the largest other logit (for one logit: its signed value). */
+export function margins(t: Tensor, cls: Int32Array): Float64Array {
+  const n = cls.length
+  const k = sizeOf(t.shape) / n
+  const out = new Float64Array(n)
+  for (let i = 0; i < n; i++) {
+    if (k === 1) {
+      out[i] = cls[i] === 1 ? t.data[i] : -t.data[i]
+      continue
+    }
+    let other = -Infinity
+    for (let j = 0; j < k; j++) if (j !== cls[i]) other = Math.max(other, t.data[i * k + j])
+    out[i] = t.data[i * k + cls[i]] - other
   }
   return out
 }
@@ -153,6 +179,8 @@ export interface OlaOptions {
   degrees?: readonly number[]
   costModel?: CostModel
   scale?: number
+  /** Safety margin (see Replay.flips). */
+  keep?: number
   log?: (message: string) => void
 }
 
@@ -187,6 +215,7 @@ export function knapsack(options: readonly (readonly { flips: number; cost: numb
 export function ola(g: Graph, layers: readonly { act: Activation; stats: ActivationStats }[], calib: Tensor, opts: OlaOptions): OlaResult {
   const degrees = opts.degrees ?? OLA_DEGREES
   const cost = opts.costModel ?? depthMulCost
+  const keep = opts.keep ?? OLA_KEEP
   const replay = new Replay(g, calib)
   const N = replay.top1.length
   const options: (OlaCandidate & { poly: PolyAttrs })[][] = []
@@ -195,7 +224,7 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     const cands: (OlaCandidate & { poly: PolyAttrs })[] = []
     for (const d of degrees) {
       const poly = olaPoly(act, stats, d, opts.scale)
-      const flips = replay.flips(replay.run(new Map([[act.node.name, replaceWith(act, poly)]])))
+      const flips = replay.flips(replay.run(new Map([[act.node.name, replaceWith(act, poly)]])), keep)
       cands.push({ degree: d, flips, cost: cost.activation(d, elements), poly })
       if (flips === 0) break
     }
@@ -206,7 +235,7 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
   for (;;) {
     const pick = knapsack(options, units) ?? options.map((o) => o.reduce((b, c, k) => (c.flips < o[b].flips ? k : b), 0))
     const chosen = pick.map((k, l) => options[l][k])
-    const joint = replay.flips(replay.run(new Map(layers.map(({ act }, l) => [act.node.name, replaceWith(act, chosen[l].poly)]))))
+    const joint = replay.flips(replay.run(new Map(layers.map(({ act }, l) => [act.node.name, replaceWith(act, chosen[l].poly)]))), keep)
     const summed = chosen.reduce((s, c) => s + c.flips, 0)
     opts.log?.(`ola: budget ${units}/${N} samples: degrees ${chosen.map((c) => c.degree).join(',')}, summed error ${summed}, joint ${joint}`)
     if (joint <= Math.floor(opts.budget * N + 1e-9) || units === 0) {

@@ -13,6 +13,9 @@ import { foldPolynomials } from './fold-polynomials.js'
 import { fuseBias } from './fuse-bias.js'
 import type { Pass } from './pass.js'
 import { recognizeActivations } from './recognize-activations.js'
+import { approximate } from './approximate.js'
+import { lowerMaxpool } from './lower-maxpool.js'
+import { reluBudget } from './relu-budget.js'
 import { removeNoops } from './remove-noops.js'
 
 export const common: readonly Pass[] = [
@@ -25,11 +28,14 @@ export const common: readonly Pass[] = [
   eliminateDeadCode,
 ]
 
-export const ir: readonly Pass[] = [...common]
+/** ReLU budget, MaxPool lowering and activation fitting; each does nothing unless its option is set. */
+export const approximation: readonly Pass[] = [reluBudget, lowerMaxpool, approximate]
 
-export const ckks: readonly Pass[] = [...common]
+export const ir: readonly Pass[] = [...common, ...approximation]
 
-export const mpc: readonly Pass[] = [...common]
+export const ckks: readonly Pass[] = [...common, ...approximation]
+
+export const mpc: readonly Pass[] = [...common, ...approximation]
 
 export type Options = Readonly<Record<string, unknown>>
 
