@@ -177,13 +177,12 @@ function centered(x: number, S: number): number {
 }
 
 /** Place every nonzero of every term on a diagonal for an output spec. */
-export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut: number): Diagonal[] | undefined {
+export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut: number, abortAbove = Infinity, keysOnly = false): Diagonal[] | undefined {
   const S = terms[0].layout.S
   if (!specFits(spec, nOut, S)) return undefined
   const { step, count } = specReduction(spec, S)
   const M = 2 ** count
   const byKey = new Map<number, { term: number; ct: number; k: number; acc: Map<number, number> }>()
-  const cand = new Float64Array(5)
   for (let t = 0; t < terms.length; t++) {
     const { layout, map } = terms[t]
     for (let j = 0; j < map.cols; j++) {
@@ -204,14 +203,10 @@ export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut:
           const c = Math.floor(g / S)
           const s = g - c * S
           const d = (((s - so) % S) + S) % S
-          const f = Math.floor(d / step)
-          cand[0] = f
-          cand[1] = f + 1
-          cand[2] = Math.floor((d - S) / step)
-          cand[3] = 0
-          cand[4] = M - 1
-          for (let ci = 0; ci < 5; ci++) {
-            const m = Math.min(M - 1, Math.max(0, cand[ci]))
+          const f1 = Math.floor(d / step)
+          const f2 = Math.floor((d - S) / step)
+          for (let ci = 0; ci < 4; ci++) {
+            const m = Math.min(M - 1, Math.max(0, ci === 0 ? f1 : ci === 1 ? f1 + 1 : ci === 2 ? f2 : f2 + 1))
             const k = centered(d - step * m, S)
             const score = Math.abs(k) * 2 + (k < 0 ? 1 : 0)
             if (score < best) {
@@ -226,8 +221,11 @@ export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut:
         const kk = ((kAbs % S) + S) % S
         const key = (t * 1024 + bestCt) * S + kk
         let e = byKey.get(key)
-        if (!e) byKey.set(key, (e = { term: t, ct: bestCt, k: kk, acc: new Map() }))
-        e.acc.set(bestPartial, (e.acc.get(bestPartial) ?? 0) + map.val[q])
+        if (!e) {
+          byKey.set(key, (e = { term: t, ct: bestCt, k: kk, acc: new Map() }))
+          if (count + 2 * Math.sqrt(byKey.size) - 2 > abortAbove) return undefined
+        }
+        if (!keysOnly) e.acc.set(bestPartial, (e.acc.get(bestPartial) ?? 0) + map.val[q])
       }
     }
   }
@@ -273,8 +271,8 @@ export function transformCost(p: TransformPlan, w: LayoutWeights = DEFAULT_WEIGH
   return (p.babyRotations + p.giantRotations + p.reduction.count) * w.rotate + p.diagonals.length * (w.mulPlain + w.add)
 }
 
-export function planTransform(terms: readonly TermInput[], spec: OutSpec, nOut: number): TransformPlan | undefined {
-  const diagonals = placeDiagonals(terms, spec, nOut)
+export function planTransform(terms: readonly TermInput[], spec: OutSpec, nOut: number, abortAbove = Infinity, keysOnly = false): TransformPlan | undefined {
+  const diagonals = placeDiagonals(terms, spec, nOut, abortAbove, keysOnly)
   if (!diagonals) return undefined
   const S = terms[0].layout.S
   const bs = chooseBabyStep(diagonals, S)
@@ -311,7 +309,7 @@ export function bestTransform(terms: readonly TermInput[], nOut: number, w: Layo
   let best: TransformPlan | undefined
   let bestCost = Infinity
   for (const spec of candidateSpecs(nOut, S, terms.map((t) => periodOf(t.layout)))) {
-    const p = planTransform(terms, spec, nOut)
+    const p = planTransform(terms, spec, nOut, bestCost + 1, true)
     if (!p) continue
     const c = transformCost(p, w) - (spec.kind === 'replicated' ? 0.5 : 0)
     if (c < bestCost) {
@@ -320,7 +318,7 @@ export function bestTransform(terms: readonly TermInput[], nOut: number, w: Layo
     }
   }
   if (!best) throw new Error(`no layout fits ${nOut} elements in ${S} slots`)
-  return best
+  return planTransform(terms, best.spec, nOut)!
 }
 
 /**
