@@ -238,6 +238,12 @@ export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut:
   return out
 }
 
+/** Baby step of rotation k (in [0, S)) for baby size g, taking k as a signed offset in (-S/2, S/2]. */
+export function babyOf(k: number, g: number, S: number): number {
+  const c = k > S / 2 ? k - S : k
+  return ((c % g) + g) % g
+}
+
 /** Best baby step g for a diagonal set: rotations = distinct nonzero (k mod g) per input + distinct nonzero giants. */
 export function chooseBabyStep(diags: readonly Diagonal[], S: number): { g: number; baby: number; giant: number } {
   let best = { g: 1, baby: 0, giant: Infinity }
@@ -248,9 +254,9 @@ export function chooseBabyStep(diags: readonly Diagonal[], S: number): { g: numb
     const babies = new Set<string>()
     const giants = new Set<number>()
     for (const d of diags) {
-      const b = d.k % g
+      const b = babyOf(d.k, g, S)
       if (b !== 0) babies.add(`${d.term}:${d.ct}:${b}`)
-      const G = d.k - b
+      const G = (d.k - b + S) % S
       if (G !== 0) giants.add(G)
     }
     if (babies.size + giants.size < best.baby + best.giant) best = { g, baby: babies.size, giant: giants.size }

@@ -30,6 +30,7 @@ import {
   scaleRows,
   slotMap,
   addCols,
+  babyOf,
   type Layout,
   type OutSpec,
   type SparseCols,
@@ -340,7 +341,7 @@ class Lowerer {
     }
     const giants = new Map<number, typeof plan.diagonals>()
     for (const d of plan.diagonals) {
-      const G = d.k - (d.k % g)
+      const G = (d.k - babyOf(d.k, g, S) + S) % S
       let l = giants.get(G)
       if (!l) giants.set(G, (l = []))
       l.push(d)
@@ -349,7 +350,7 @@ class Lowerer {
     for (const G of [...giants.keys()].sort((a, b) => a - b)) {
       let acc: number | undefined
       for (const d of giants.get(G)!) {
-        const x = baby(d.term, d.ct, d.k % g)
+        const x = baby(d.term, d.ct, babyOf(d.k, g, S))
         const pairs = d.slots.map((s, i) => [(s + G) % S, d.values[i]] as [number, number]).sort((a, b) => a[0] - b[0])
         const pt = this.sparseConst('w', pairs.map((p) => p[0]), pairs.map((p) => p[1]))
         const m = this.emit('mulPlain', [x], { pt, node })
