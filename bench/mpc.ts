@@ -4,7 +4,8 @@
  * polynomial by training (AESPA, PolyKervNet, square) against the all-ReLU CNN of the same shape:
  * predicted online bytes, rounds and LAN/WAN latency from the cost model, and the same measured on
  * loopback (dealer, server and client over real TCP in this process), with top-1 accuracy on the
- * images run. Then ReLU counts and predicted costs of ResNet-18 and VGG-16 shaped CIFAR models
+ * images run (acc: against the labels; =IR and err IR: top-1 agreement and largest logit error
+ * against the float64 interpreter on the same compiled graph). Then ReLU counts and predicted costs of ResNet-18 and VGG-16 shaped CIFAR models
  * (32x32, built with the IR builder) with ReLU and with a degree-2 polynomial, and the all-ReLU /
  * polynomial ratios of online latency and communication (AESPA reports 42.1x and 28.3x on Delphi).
  *
@@ -18,6 +19,7 @@ import { lowerMpc, mpcBackend, runDealer, runQuery, runServe, type MpcSchedule }
 import { readNpy } from '../compiler/npy.js'
 import { importModel } from '../compiler/onnx-import.js'
 import { GraphBuilder } from '../ir/builder.js'
+import { run1 } from '../ir/interpret.js'
 import type { Graph } from '../ir/graph.js'
 import { tensor, type Tensor } from '../ir/tensor.js'
 import { approximate } from '../passes/approximate.js'
@@ -38,7 +40,7 @@ interface Row {
   predicted: { online: number; offline: number; lanMs: number; wanMs: number }
   /** Online bytes of the garbled layers per garbled ReLU (labels, returned masks, frames). */
   gcBytesPerRelu?: number
-  measured?: { online: number; offline: number; rounds: number; onlineMs: number; totalMs: number; accuracy: number }
+  measured?: { online: number; offline: number; rounds: number; onlineMs: number; totalMs: number; accuracy: number; agreeIr: number; maxErrIr: number }
 }
 
 const calib = readNpy(`${DIGITS}/calib_x.npy`)
@@ -69,12 +71,20 @@ async function measure(g: Graph, s: MpcSchedule): Promise<Row['measured']> {
   try {
     const x: Tensor = { dtype: testX.dtype, shape: [nImages, ...testX.shape.slice(1)], data: testX.data.slice(0, nImages * 64) }
     const { output, report } = await runQuery(s, x, { connect: `127.0.0.1:${server.port}`, dealer: `127.0.0.1:${dealer.port}` })
-    let right = 0
-    for (let i = 0; i < nImages; i++) {
+    const plain = run1(g, x)
+    const top = (d: Float64Array, i: number) => {
       let best = 0
-      for (let j = 1; j < 10; j++) if (output.data[i * 10 + j] > output.data[i * 10 + best]) best = j
-      if (best === testY.data[i]) right++
+      for (let j = 1; j < 10; j++) if (d[i * 10 + j] > d[i * 10 + best]) best = j
+      return best
     }
+    let right = 0
+    let agree = 0
+    let maxErr = 0
+    for (let i = 0; i < nImages; i++) {
+      if (top(output.data, i) === testY.data[i]) right++
+      if (top(output.data, i) === top(plain.data, i)) agree++
+    }
+    for (let i = 0; i < plain.data.length; i++) maxErr = Math.max(maxErr, Math.abs(plain.data[i] - output.data[i]))
     return {
       online: report.perImage.bytes.online,
       offline: report.perImage.bytes.offline,
@@ -82,6 +92,8 @@ async function measure(g: Graph, s: MpcSchedule): Promise<Row['measured']> {
       onlineMs: report.latencyMs.onlinePerImage,
       totalMs: report.latencyMs.perImage,
       accuracy: right / nImages,
+      agreeIr: agree / nImages,
+      maxErrIr: maxErr,
     }
   } finally {
     await server.close()
@@ -102,10 +114,10 @@ async function variant(model: string, name: string, approx?: string): Promise<Ro
 const kb = (b: number) => (b / 1024).toFixed(1)
 
 function table(rows: Row[]): string {
-  const head = `${'model'.padEnd(20)} ${'variant'.padEnd(12)} ${'ReLUs'.padStart(6)} ${'cmp'.padStart(5)} ${'triples'.padStart(7)} ${'rnd'.padStart(4)} ${'pred KiB'.padStart(9)} ${'meas KiB'.padStart(9)} ${'meas rnd'.padStart(8)} ${'LAN ms'.padStart(7)} ${'WAN ms'.padStart(7)} ${'loop ms'.padStart(8)} ${'offl KiB'.padStart(9)} ${'acc'.padStart(5)}`
+  const head = `${'model'.padEnd(20)} ${'variant'.padEnd(12)} ${'ReLUs'.padStart(6)} ${'cmp'.padStart(5)} ${'triples'.padStart(7)} ${'rnd'.padStart(4)} ${'pred KiB'.padStart(9)} ${'meas KiB'.padStart(9)} ${'meas rnd'.padStart(8)} ${'LAN ms'.padStart(7)} ${'WAN ms'.padStart(7)} ${'loop ms'.padStart(8)} ${'offl KiB'.padStart(9)} ${'acc'.padStart(5)} ${'=IR'.padStart(5)} ${'err IR'.padStart(8)}`
   const lines = rows.map((r) => {
     const m = r.measured
-    return `${r.model.padEnd(20)} ${r.variant.padEnd(12)} ${String(r.reluCount).padStart(6)} ${String(r.comparisons).padStart(5)} ${String(r.triples).padStart(7)} ${String(r.rounds).padStart(4)} ${kb(r.predicted.online).padStart(9)} ${(m ? kb(m.online) : '-').padStart(9)} ${(m ? String(m.rounds) : '-').padStart(8)} ${r.predicted.lanMs.toFixed(2).padStart(7)} ${r.predicted.wanMs.toFixed(1).padStart(7)} ${(m ? m.onlineMs.toFixed(1) : '-').padStart(8)} ${kb(m ? m.offline : r.predicted.offline).padStart(9)} ${(m ? m.accuracy.toFixed(2) : '-').padStart(5)}`
+    return `${r.model.padEnd(20)} ${r.variant.padEnd(12)} ${String(r.reluCount).padStart(6)} ${String(r.comparisons).padStart(5)} ${String(r.triples).padStart(7)} ${String(r.rounds).padStart(4)} ${kb(r.predicted.online).padStart(9)} ${(m ? kb(m.online) : '-').padStart(9)} ${(m ? String(m.rounds) : '-').padStart(8)} ${r.predicted.lanMs.toFixed(2).padStart(7)} ${r.predicted.wanMs.toFixed(1).padStart(7)} ${(m ? m.onlineMs.toFixed(1) : '-').padStart(8)} ${kb(m ? m.offline : r.predicted.offline).padStart(9)} ${(m ? m.accuracy.toFixed(2) : '-').padStart(5)} ${(m ? m.agreeIr.toFixed(2) : '-').padStart(5)} ${(m ? m.maxErrIr.toExponential(1) : '-').padStart(8)}`
   })
   return [head, ...lines].join('\n')
 }
