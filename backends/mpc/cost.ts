@@ -26,7 +26,7 @@ export interface MpcParams {
 
 export function defaultParams(over: Partial<Pick<MpcParams, 'fracBits' | 'weightFracBits' | 'intBits'>> = {}): MpcParams {
   const fracBits = over.fracBits ?? 13
-  const weightFracBits = over.weightFracBits ?? 13
+  const weightFracBits = over.weightFracBits ?? 16
   const intBits = over.intBits ?? 14
   return {
     ring: 'Z_2^64',
