@@ -231,21 +231,44 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     options.push(cands)
     opts.log?.(`ola: layer ${li + 1}/${layers.length} ${act.node.name}: ${cands.map((c) => `d${c.degree}:${c.flips}`).join(' ')}`)
   }
-  let units = Math.floor(opts.budget * N + 1e-9)
+  const allowed = Math.floor(opts.budget * N + 1e-9)
+  const jointFlips = (chosen: readonly { poly: PolyAttrs }[]) =>
+    replay.flips(replay.run(new Map(layers.map(({ act }, l) => [act.node.name, replaceWith(act, chosen[l].poly)]))), keep)
+  let units = allowed
+  let chosen: (OlaCandidate & { poly: PolyAttrs })[]
+  let joint: number
   for (;;) {
     const pick = knapsack(options, units) ?? options.map((o) => o.reduce((b, c, k) => (c.flips < o[b].flips ? k : b), 0))
-    const chosen = pick.map((k, l) => options[l][k])
-    const joint = replay.flips(replay.run(new Map(layers.map(({ act }, l) => [act.node.name, replaceWith(act, chosen[l].poly)]))), keep)
+    chosen = pick.map((k, l) => options[l][k])
+    joint = jointFlips(chosen)
     const summed = chosen.reduce((s, c) => s + c.flips, 0)
     opts.log?.(`ola: budget ${units}/${N} samples: degrees ${chosen.map((c) => c.degree).join(',')}, summed error ${summed}, joint ${joint}`)
-    if (joint <= Math.floor(opts.budget * N + 1e-9) || units === 0) {
-      const choices = new Map<string, OlaChoice>()
-      layers.forEach(({ act }, l) => {
-        const c = chosen[l]
-        choices.set(act.node.name, { degree: c.degree, poly: c.poly, error: c.flips / N, cost: c.cost, candidates: options[l].map(({ degree, flips, cost }) => ({ degree, flips, cost })) })
-      })
-      return { choices, jointError: joint / N, totalCost: chosen.reduce((s, c) => s + c.cost, 0) }
-    }
-    units = Math.max(0, Math.min(units - 1, summed - (joint - Math.floor(opts.budget * N + 1e-9))))
+    if (joint <= allowed || units === 0) break
+    units = Math.max(0, Math.min(units - 1, summed - (joint - allowed)))
   }
+  // The layers interact beyond their summed errors: raise every layer to its next degree while that helps.
+  while (joint > allowed) {
+    const next = layers.map(({ act, stats }, l) => {
+      const d = degrees.find((v) => v > chosen[l].degree)
+      if (d === undefined) return chosen[l]
+      const poly = olaPoly(act, stats, d, opts.scale)
+      const flips = replay.flips(replay.run(new Map([[act.node.name, replaceWith(act, poly)]])), keep)
+      const c = { degree: d, flips, cost: cost.activation(d, sizeOf(act.node.type.shape.slice(1))), poly }
+      options[l].push(c)
+      return c
+    })
+    if (next.every((c, l) => c === chosen[l])) break
+    const j = jointFlips(next)
+    opts.log?.(`ola: raised degrees to ${next.map((c) => c.degree).join(',')}: joint ${j}`)
+    if (j >= joint) break
+    chosen = next
+    joint = j
+  }
+  const choices = new Map<string, OlaChoice>()
+  layers.forEach(({ act }, l) => {
+    const c = chosen[l]
+    choices.set(act.node.name, { degree: c.degree, poly: c.poly, error: c.flips / N, cost: c.cost, candidates: options[l].map(({ degree, flips, cost }) => ({ degree, flips, cost })) })
+  })
+  if (joint > allowed) opts.log?.(`ola: the budget is not met: ${joint} of ${N} calibration samples disagree`)
+  return { choices, jointError: joint / N, totalCost: chosen.reduce((s, c) => s + c.cost, 0) }
 }

@@ -37,7 +37,7 @@ function compile(model: string, options: Record<string, unknown>) {
 /** Secret non-polynomial nodes left (a PartialRelu with a polynomial is polynomial). */
 function nonPolynomial(g: Graph): string[] {
   const secret = secretValues(g)
-  return g.nodes.filter((n) => secret.has(n.name) && OPS[n.op].kind === 'nonlinear' && !(n.op === 'PartialRelu' && (n.attrs as PartialReluAttrs).poly)).map((n) => n.op)
+  return g.nodes.filter((n) => secret.has(n.name) && OPS[n.op].kind === 'nonlinear' && !(n.op === 'PartialRelu' && (n.attrs as unknown as PartialReluAttrs).poly)).map((n) => n.op)
 }
 
 describe('parseApprox', () => {
@@ -75,7 +75,7 @@ describe('approximate on small graphs', () => {
   it('hermite:2 is the per-channel AESPA fit from the calibration mean and std', () => {
     const cx = passContext({ approx: 'hermite:2' }, { calib: standardized() })
     const out = runPipeline(reluGraph(), [approximate], cx)
-    const p = out.nodes.find((n) => n.op === 'Poly')!.attrs as PolyAttrs
+    const p = out.nodes.find((n) => n.op === 'Poly')!.attrs as unknown as PolyAttrs
     expect(p.basis).toBe('hermite')
     expect(p.shift[0]).toBeCloseTo(0, 6)
     expect(p.scale[0]).toBeCloseTo(1, 6)
@@ -99,7 +99,7 @@ describe('approximate on small graphs', () => {
     const x = tensor('float32', [3, 2, 2], [-1, 2, -3, 4, 0.5, -0.5, 1.5, -2, 3, 1, -1, 0])
     const out = runPipeline(g, [approximate], passContext({ approx: 'chebyshev:6' }, { calib: x }))
     expect(ops(out)).toMatchObject({ PartialRelu: 1 })
-    expect((out.nodes.find((n) => n.op === 'PartialRelu')!.attrs as PartialReluAttrs).poly).toBeDefined()
+    expect((out.nodes.find((n) => n.op === 'PartialRelu')!.attrs as unknown as PartialReluAttrs).poly).toBeDefined()
     const [y] = run(out, [x])
     for (let i = 0; i < 12; i++) if (Math.floor(i / 2) % 2 === 1) expect(y.data[i]).toBe(x.data[i])
     const [exact] = run(g, [x])
@@ -126,7 +126,7 @@ describe('approximate on the digits fixtures', () => {
   it('lowers MaxPool through a polynomial sign (minimax:7 on cnn_bn_relu_maxpool)', () => {
     const { g, report } = compile('cnn_bn_relu_maxpool', { approx: 'minimax:7' })
     expect(nonPolynomial(g)).toEqual([])
-    const signs = g.nodes.filter((n) => n.op === 'Poly' && (n.attrs as PolyAttrs).of === 'Sign')
+    const signs = g.nodes.filter((n) => n.op === 'Poly' && (n.attrs as unknown as PolyAttrs).of === 'Sign')
     expect(signs).toHaveLength(3)
     expect((report.layers as LayerReport[]).map((l) => l.op)).toEqual(['Relu', 'Abs', 'Abs', 'Abs', 'Relu'])
   })
@@ -144,7 +144,7 @@ describe('approximate on the digits fixtures', () => {
   it('recognized GELU becomes one polynomial per layer (hermite:4 on cnn_gelu)', () => {
     const { g } = compile('cnn_gelu', { approx: 'hermite:4' })
     expect(nonPolynomial(g)).toEqual([])
-    expect(g.nodes.filter((n) => n.op === 'Poly').map((n) => (n.attrs as PolyAttrs).of)).toEqual(['Gelu', 'Gelu'])
+    expect(g.nodes.filter((n) => n.op === 'Poly').map((n) => (n.attrs as unknown as PolyAttrs).of)).toEqual(['Gelu', 'Gelu'])
   })
 
   it('none changes nothing', () => {

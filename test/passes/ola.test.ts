@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest'
+import { readNpy } from '../../compiler/npy.js'
+import type { Graph } from '../../ir/graph.js'
+import { OPS } from '../../ir/ops/index.js'
+import type { PartialReluAttrs } from '../../ir/ops/pi.js'
+import { secretValues } from '../../ir/stats.js'
+import { targets, type LayerReport } from '../../passes/approximate.js'
+import { calibrate } from '../../passes/calibrate.js'
+import { knapsack, olaPoly, Replay, replaceWith } from '../../passes/ola.js'
+import { passContext, runPipeline } from '../../passes/pass.js'
+import { PIPELINES, common } from '../../passes/pipelines.js'
+import { digits, MANIFEST } from '../helpers.js'
+import { agreement, fixture, run } from './util.js'
+import { rewrite } from '../../ir/rewrite.js'
+
+const calib = readNpy(digits('calib_x.npy'))
+const testX = readNpy(digits('test_x.npy'))
+const testY = readNpy(digits('test_y.npy'))
+
+function accuracy(g: Graph): number {
+  const [o] = run(g, [testX])
+  const k = o.shape[1]
+  let right = 0
+  for (let i = 0; i < o.shape[0]; i++) {
+    let best = 0
+    for (let j = 1; j < k; j++) if (o.data[i * k + j] > o.data[i * k + best]) best = j
+    if (best === testY.data[i]) right++
+  }
+  return right / o.shape[0]
+}
+
+describe('knapsack', () => {
+  it('finds the cheapest choice within the budget (checked by enumeration)', () => {
+    const options = [
+      [{ flips: 5, cost: 1 }, { flips: 2, cost: 3 }, { flips: 0, cost: 6 }],
+      [{ flips: 3, cost: 2 }, { flips: 1, cost: 4 }, { flips: 0, cost: 5 }],
+      [{ flips: 1, cost: 1 }, { flips: 0, cost: 2 }],
+    ]
+    for (const units of [0, 1, 2, 3, 4, 6, 9]) {
+      let best = Infinity
+      for (const a of options[0]) for (const b of options[1]) for (const c of options[2]) if (a.flips + b.flips + c.flips <= units) best = Math.min(best, a.cost + b.cost + c.cost)
+      const pick = knapsack(options, units)!
+      expect(pick.reduce((s, k, l) => s + options[l][k].cost, 0)).toBe(best)
+      expect(pick.reduce((s, k, l) => s + options[l][k].flips, 0)).toBeLessThanOrEqual(units)
+    }
+  })
+})
+
+describe('Replay', () => {
+  it('replaying only the downstream part equals interpreting the rewritten graph', () => {
+    const g = runPipeline(fixture('cnn_bn_relu_maxpool'), common, passContext())
+    const acts = targets(g, false)
+    const st = calibrate(g, calib, { nodes: acts.map((a) => a.node.name) })
+    const act = acts[1]
+    const poly = olaPoly(act, st.get(act.node.name)!, 3)
+    const x = readNpy(digits('calib_x.npy'))
+    const replay = new Replay(g, x)
+    const fast = replay.run(new Map([[act.node.name, replaceWith(act, poly)]]))
+    const rewritten = rewrite(g, [{ name: 'one', on: ['Relu'], apply: (n) => (n.name === act.node.name ? { op: 'Poly', inputs: n.inputs, attrs: { ...poly } } : undefined) }])
+    const [slow] = run(rewritten, [x])
+    expect(Array.from(fast.data)).toEqual(Array.from(slow.data))
+  })
+})
+
+describe('ola:0.01 keeps digits test accuracy within 1.5 points', () => {
+  for (const model of ['mlp_relu', 'cnn_bn_relu_maxpool', 'resnet8', 'cnn_gelu', 'mlp_sigmoid_tanh', 'senet_partial_relu'])
+    it(model, () => {
+      const options = { approx: 'ola:0.01' }
+      const cx = passContext(options, { calib })
+      const original = runPipeline(fixture(model), common, passContext())
+      const g = runPipeline(fixture(model), PIPELINES.ckks(options), cx)
+      const secret = secretValues(g)
+      expect(g.nodes.filter((n) => secret.has(n.name) && OPS[n.op].kind === 'nonlinear' && !(n.op === 'PartialRelu' && (n.attrs as unknown as PartialReluAttrs).poly))).toEqual([])
+      expect(accuracy(g)).toBeGreaterThanOrEqual(MANIFEST.models[model].test_accuracy - 0.015)
+      const layers = cx.report.layers as LayerReport[]
+      const ola = cx.report.ola as { budget: number; jointAgreementDrop: number; totalCost: number }
+      expect(layers.every((l) => l.method === 'ola' && l.degree >= 1)).toBe(true)
+      expect(ola.jointAgreementDrop).toBeLessThanOrEqual(0.01 + 1e-12)
+      expect(ola.totalCost).toBe(layers.reduce((s, l) => s + l.cost!, 0))
+      const [a, b] = [run(original, [calib])[0], run(g, [calib])[0]]
+      expect(agreement(a, b)).toBeGreaterThanOrEqual(0.99 - 1e-12)
+    })
+})
