@@ -5,8 +5,8 @@
  * --backend ir` does: read the file, import (protobuf decode included), run the ir pipeline and lower
  * to IR JSON. The floor is a bare `onnx.ModelProto.decode` of the same bytes (protobufjs returns the
  * weights as views into the file buffer, so it never touches them); read + decode, and a decode that
- * copies the weights out as a native (C++) parser does, are shown too. When
- * dist/ is built, the real CLI is timed as well. Then the interpreter's GFLOP/s on ResNet-18 at batch 1.
+ * copies the weights out as a native (C++) parser does, are shown too. When dist/ is built, the real
+ * CLI is timed as well (wall time and peak RSS). Then the interpreter's GFLOP/s on ResNet-18 at batch 1.
  *
  *   npx vite-node bench/compile.ts               (both models)
  *   npx vite-node bench/compile.ts -- --quick    (ResNet-18 only)
