@@ -177,10 +177,10 @@ export function frameCost(inputSize: number, outputSize: number, segmentsSize: n
     online: HEADER_BYTES + inputSize * RING + HEADER_BYTES + outputSize * RING,
     offlineC2S: HEADER_BYTES,
     offlineS2C: HEADER_BYTES,
-    dealerToClient: HEADER_BYTES + 16 + segmentsSize * RING,
+    dealerToClient: 2 * HEADER_BYTES + 16 + segmentsSize * RING,
     rounds: 2,
   }
 }
 
-/** Dealer to server per image: one frame with a seed. */
-export const DEALER_TO_SERVER = HEADER_BYTES + 16
+/** Dealer and server per image: an empty request frame and a frame with a seed. */
+export const DEALER_TO_SERVER = 2 * HEADER_BYTES + 16

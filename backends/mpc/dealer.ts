@@ -44,6 +44,34 @@ export interface Hello {
 
 const MAX_IMAGES = 1 << 20
 
+/** Largest number of ring elements a session's offline material may describe per image. */
+const MAX_ELEMENTS = 1 << 26
+
+function isCount(v: unknown): v is number {
+  return Number.isInteger(v) && (v as number) >= 0 && (v as number) <= MAX_ELEMENTS
+}
+
+/** Check a spec read from the network before the dealer allocates anything for it. */
+function validSpec(spec: DealerSpec): boolean {
+  if (!spec || !Array.isArray(spec.sources) || !Array.isArray(spec.segments) || !Array.isArray(spec.poly) || !Array.isArray(spec.mul) || !Array.isArray(spec.ot)) return false
+  if (!spec.sources.every(isCount) || !spec.mul.every(isCount) || !spec.ot.every(isCount)) return false
+  const nSteps = spec.poly.length
+  if (spec.mul.length !== nSteps || spec.ot.length !== nSteps) return false
+  let total = spec.sources.reduce((a, b) => a + b, 0) + spec.mul.reduce((a, b) => a + b, 0) + spec.ot.reduce((a, b) => a + b, 0)
+  for (const seg of spec.segments) {
+    if (!seg || !isCount(seg.size) || !Array.isArray(seg.sources) || !seg.sources.every((id) => Number.isInteger(id) && id >= 0 && id < spec.sources.length)) return false
+    total += seg.size
+  }
+  for (const p of spec.poly) {
+    if (!p || !isCount(p.m) || !Array.isArray(p.levels) || p.levels.length > 8) return false
+    for (const lv of p.levels) {
+      if (!lv || !Number.isInteger(lv.h) || typeof lv.square !== 'boolean' || !Array.isArray(lv.js) || lv.js.length > 64 || !lv.js.every((j) => Number.isInteger(j))) return false
+      total += p.m * (lv.js.length + 1)
+    }
+  }
+  return total <= MAX_ELEMENTS
+}
+
 export function parseHello(b: Buffer, peer: string): Hello {
   let h: Hello
   try {
@@ -55,6 +83,7 @@ export function parseHello(b: Buffer, peer: string): Hello {
   if (typeof h.session !== 'string' || !/^[0-9a-f]{32}$/.test(h.session)) throw new ProtocolError(`${peer} sent a malformed session id`)
   if (typeof h.fingerprint !== 'string') throw new ProtocolError(`${peer} sent no schedule fingerprint`)
   if (!Number.isInteger(h.images) || h.images < 1 || h.images > MAX_IMAGES) throw new ProtocolError(`${peer} asked for ${h.images} images`)
+  if (!validSpec(h.spec)) throw new ProtocolError(`${peer} sent a malformed offline specification`)
   return h
 }
 
@@ -140,7 +169,7 @@ export async function startDealer(opts: DealerOptions): Promise<DealerHandle> {
       if (server.hello.fingerprint !== client.hello.fingerprint) throw new ProtocolError('client and server hold different schedules')
       if (server.hello.images !== client.hello.images) throw new ProtocolError('client and server disagree on the number of images')
       if (JSON.stringify(server.hello.spec) !== JSON.stringify(client.hello.spec)) throw new ProtocolError('client and server disagree on the offline material')
-      generate(server.hello.spec, server.matrices!, server.hello.images, server.ch, client.ch)
+      await generate(server.hello.spec, server.matrices!, server.hello.images, server.ch, client.ch)
       log(`dealer: session ${hello.session.slice(0, 8)}: ${server.hello.images} image(s) served`)
     } catch (e) {
       server.ch.abort((e as Error).message)
@@ -162,9 +191,11 @@ export async function startDealer(opts: DealerOptions): Promise<DealerHandle> {
   }
 }
 
-/** Produce and send every image's correlations. */
-function generate(spec: DealerSpec, matrices: SparseMatrix[], images: number, server: Channel, client: Channel): void {
+/** Produce and send each image's correlations when both parties ask for it (bounded memory). */
+async function generate(spec: DealerSpec, matrices: SparseMatrix[], images: number, server: Channel, client: Channel): Promise<void> {
   for (let img = 0; img < images; img++) {
+    const asks = await Promise.all([client.recv('offline', img, `request for image ${img}`), server.recv('offline', img, `request for image ${img}`)])
+    if (asks.some((a) => a.length !== 0)) throw new ProtocolError('a party sent a malformed request')
     const seedC = freshSeed()
     const seedS = freshSeed()
     const cs = new ClientStreams(seedC)

@@ -133,10 +133,11 @@ async function serveSession(model: ServerModel, ch: Channel, dealerEp: Endpoint,
     const layouts = s.steps.map((st) => (st.kind === 'gc' ? gcLayout(s, st) : undefined))
     const tags = roundTags(s, layouts)
     for (let img = 0; img < hello.images; img++) {
-      const seed = ch.expect(await dealer.recv('offline', img, 'dealer seed'), 16, 'dealer seed')
+      dealer.send('offline', img, Buffer.alloc(0))
+      const seed = dealer.expect(await dealer.recv('offline', img, 'dealer seed'), 16, 'dealer seed')
       await serverImage(model, ch, img, new ServerStreams(seed), layouts, tags)
     }
-    ch.send('setup', 2, Buffer.from(JSON.stringify({ dealerBytes: dealer.counters.received.offline })))
+    ch.send('setup', 2, Buffer.from(JSON.stringify({ dealerBytes: dealer.counters.received.offline + dealer.counters.sent.offline })))
     return hello.images
   } finally {
     dealer.close()
@@ -331,8 +332,14 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
       rounds += server.counters.onlineRounds.size
       server.counters.onlineRounds.clear()
     }
-    const stats = JSON.parse((await server.recv('setup', 2, 'session summary')).toString('utf8')) as { dealerBytes?: number }
-    offline += typeof stats.dealerBytes === 'number' ? stats.dealerBytes : 0
+    const summary = await server.recv('setup', 2, 'session summary')
+    let stats: { dealerBytes?: unknown }
+    try {
+      stats = JSON.parse(summary.toString('utf8')) as { dealerBytes?: unknown }
+    } catch {
+      throw new ProtocolError('server sent a malformed session summary')
+    }
+    offline += typeof stats.dealerBytes === 'number' && Number.isFinite(stats.dealerBytes) ? stats.dealerBytes : 0
     const total = performance.now() - t0
     const setup = server.counters.sent.setup + server.counters.received.setup + dealer.counters.sent.setup
     const oShape = s.outputs.length === 1 ? [images, ...s.outputs[0].shape.slice(1)] : [images, outSize]
@@ -369,6 +376,7 @@ async function clientImage(
   const p = s.params
   const w = p.gcBits
   const segs = segmentsOf(s)
+  dealer.send('offline', img, Buffer.alloc(0))
   const rd = new Reader(await dealer.recv('offline', img, 'dealer material'), 'dealer material')
   const cs = new ClientStreams(Buffer.from(rd.take(16)))
   const yc = segs.map((g) => ringFromBytes(Buffer.from(rd.take(g.size * 8)), g.size, 'dealer material'))

@@ -127,6 +127,30 @@ describe('misbehaving peers', () => {
     }
   })
 
+  it('the dealer refuses a malformed offline specification and a session whose partner never comes', async () => {
+    const frame = (obj: unknown) => {
+      const p = Buffer.from(JSON.stringify(obj))
+      const h = Buffer.alloc(8)
+      h[0] = 1
+      h.writeUInt32LE(p.length, 4)
+      return Buffer.concat([h, p])
+    }
+    const reply = (hello: unknown) =>
+      new Promise<string>((resolve) => {
+        const c = connect(dealer.port, '127.0.0.1')
+        let got = ''
+        c.on('error', () => {})
+        c.on('data', (d) => (got += d.subarray(8).toString('utf8')))
+        c.on('close', () => resolve(got))
+        c.write(frame(hello))
+      })
+    const base = { protocol: 'pic-mpc/1', role: 'client', session: 'ab'.repeat(16), fingerprint: 'f', images: 1 }
+    expect(await reply({ ...base, spec: { sources: [2 ** 40], segments: [], poly: [], mul: [], ot: [] } })).toMatch(/sent a malformed offline specification/)
+    expect(await reply({ ...base, session: 'cd'.repeat(16), spec: { sources: [4], segments: [], poly: [], mul: [], ot: [] } })).toMatch(
+      new RegExp(`timed out after ${T} ms waiting for the other party of session cdcdcdcd`),
+    )
+  })
+
   it('an unreachable dealer or server is reported', async () => {
     const f = await fakePeer(() => {})
     const port = f.port
