@@ -29,10 +29,12 @@ function intoConv(p: Node, a: Affine, cx: RewriteContext): Replacement | undefin
   const b = p.inputs[2] ? cx.constant(p.inputs[2]) : undefined
   if (!w || (p.inputs[2] && !b)) return undefined
   const per = w.data.length / w.shape[0]
-  const scaled = new Float64Array(w.data.length)
+  const wd = w.data
+  const scaled = new Float64Array(wd.length)
   for (let c = 0; c < w.shape[0]; c++) {
     const kc = a.k[c]
-    for (let i = c * per; i < (c + 1) * per; i++) scaled[i] = w.data[i] * kc
+    const end = (c + 1) * per
+    for (let i = c * per; i < end; i++) scaled[i] = wd[i] * kc
   }
   const w2 = tensor(w.dtype, w.shape, scaled)
   const b2 = tensor(w.dtype, [w.shape[0]], a.o.map((o, c) => (b ? b.data[c] : 0) * a.k[c] + o))
