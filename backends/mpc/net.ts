@@ -41,7 +41,9 @@ interface Frame {
 /** One framed connection. */
 export class Channel {
   readonly counters: Counters = { sent: zero(), received: zero(), onlineRounds: new Set() }
-  private buf: Buffer = Buffer.alloc(0)
+  /** Received bytes not yet framed; concatenated once per complete frame. */
+  private chunks: Buffer[] = []
+  private have = 0
   private readonly frames: Frame[] = []
   private waiter: ((f: Frame | Error) => void) | undefined
   private failure: Error | undefined
@@ -60,20 +62,27 @@ export class Channel {
 
   private onData(d: Buffer): void {
     if (this.failure) return
-    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d
-    while (this.buf.length >= HEADER_BYTES) {
-      const kind = this.buf[0]
-      const phase = this.buf[1]
-      const tag = this.buf.readUInt16LE(2)
-      const len = this.buf.readUInt32LE(4)
+    this.chunks.push(d)
+    this.have += d.length
+    while (this.have >= HEADER_BYTES) {
+      if (this.chunks[0].length < HEADER_BYTES) this.chunks = [Buffer.concat(this.chunks, this.have)]
+      const head = this.chunks[0]
+      const kind = head[0]
+      const phase = head[1]
+      const tag = head.readUInt16LE(2)
+      const len = head.readUInt32LE(4)
       if ((kind !== KIND_DATA && kind !== KIND_ERROR) || phase >= PHASES.length || len > MAX_FRAME) {
         this.fail(new ProtocolError(`${this.peer} sent a malformed frame`), true)
         return
       }
-      if (this.buf.length < HEADER_BYTES + len) break
-      const payload = Buffer.from(this.buf.subarray(HEADER_BYTES, HEADER_BYTES + len))
-      this.buf = this.buf.subarray(HEADER_BYTES + len)
-      this.counters.received[PHASES[phase]] += HEADER_BYTES + len
+      const total = HEADER_BYTES + len
+      if (this.have < total) break
+      const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.have)
+      const payload = all.subarray(HEADER_BYTES, total)
+      const rest = all.subarray(total)
+      this.chunks = rest.length ? [rest] : []
+      this.have = rest.length
+      this.counters.received[PHASES[phase]] += total
       const f = { kind, phase, tag, payload }
       if (kind === KIND_ERROR) {
         this.fail(new ProtocolError(`${this.peer} reported an error: ${payload.toString('utf8').slice(0, 300)}`))
