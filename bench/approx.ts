@@ -1,0 +1,95 @@
+/**
+ * Approximation benchmark on the digits fixtures. For every model and spec: test accuracy of the
+ * original and the compiled (CKKS pipeline) model, the chosen degrees, the graph's multiplicative
+ * depth, the estimated activation cost (OLA's cost model, depth + non-scalar multiplications) and the
+ * compile time. Then, per model with activations to fit, OLA's cost against the cheapest uniform
+ * degree (the same distribution-weighted fit in every layer) that reaches (a) OLA's test accuracy
+ * and (b) OLA's calibration criterion (joint agreement drop within the budget).
+ *
+ *   npx vite-node bench/approx.ts                        (every fixture, default specs)
+ *   npx vite-node bench/approx.ts -- resnet8 ola:0.01    (models and specs to run)
+ */
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { readNpy } from '../compiler/npy.js'
+import { importModel } from '../compiler/onnx-import.js'
+import type { Graph } from '../ir/graph.js'
+import { graphDepth } from '../ir/stats.js'
+import { sizeOf, type Tensor } from '../ir/tensor.js'
+import { targets, type LayerReport } from '../passes/approximate.js'
+import { calibrate } from '../passes/calibrate.js'
+import { lowerMaxpool } from '../passes/lower-maxpool.js'
+import { argmax, depthMulCost, OLA_DEGREES, OLA_KEEP, olaPoly, Replay, replaceWith } from '../passes/ola.js'
+import { passContext, runPipeline } from '../passes/pass.js'
+import { common, PIPELINES } from '../passes/pipelines.js'
+
+const DIGITS = path.join(path.dirname(fileURLToPath(import.meta.url)), '../test/fixtures/digits')
+const MODELS = ['mlp_relu', 'cnn_bn_relu_maxpool', 'resnet8', 'cnn_gelu', 'mlp_sigmoid_tanh', 'senet_partial_relu', 'aespa_cnn', 'pkn_cnn', 'cnn_square']
+const SPECS = ['hermite:2', 'hermite:4', 'chebyshev:8', 'minimax:8', 'minimax:15', 'ola:0.01']
+
+const args = process.argv.slice(2).filter((a) => a !== '--')
+const models = args.filter((a) => MODELS.includes(a))
+const specs = args.filter((a) => !MODELS.includes(a))
+const calib = readNpy(path.join(DIGITS, 'calib_x.npy'))
+const testX = readNpy(path.join(DIGITS, 'test_x.npy'))
+const testY = readNpy(path.join(DIGITS, 'test_y.npy'))
+
+function accuracyOf(out: Tensor): number {
+  const a = argmax(out)
+  let right = 0
+  a.forEach((v, i) => (right += v === testY.data[i] ? 1 : 0))
+  return right / a.length
+}
+
+const pct = (v: number) => (100 * v).toFixed(2)
+const rows: string[][] = [['model', 'spec', 'acc orig', 'acc compiled', 'degrees', 'depth', 'cost', 'ms']]
+const olaRows: string[][] = [['model', 'OLA degrees', 'OLA cost', 'OLA acc', 'uniform d (test acc)', 'cost', 'ratio', 'uniform d (calib)', 'cost', 'ratio']]
+
+for (const model of models.length ? models : MODELS) {
+  const imported = importModel(readFileSync(path.join(DIGITS, `${model}.onnx`)), { file: `${model}.onnx` })
+  const original = runPipeline(imported, common, passContext())
+  const testReplay = new Replay(original, testX)
+  const acc0 = accuracyOf(testReplay.values.get(testReplay.g.outputs[0])!)
+  let ola: { degrees: number[]; cost: number; acc: number } | undefined
+  for (const spec of specs.length ? specs : SPECS) {
+    const options = { approx: spec }
+    const cx = passContext(options, { calib })
+    const t0 = performance.now()
+    const g = runPipeline(imported, PIPELINES.ckks(options), cx)
+    const ms = performance.now() - t0
+    const layers = (cx.report.layers as LayerReport[] | undefined) ?? []
+    const byName = new Map(g.nodes.map((n) => [n.origin?.name || n.name, n]))
+    const cost = layers.reduce((s, l) => s + depthMulCost.activation(l.degree, sizeOf((byName.get(l.name)?.type.shape ?? [1, 1]).slice(1))), 0)
+    const acc = accuracyOf(new Replay(g, testX).values.get(g.outputs[0])!)
+    const degrees = layers.map((l) => l.degree)
+    rows.push([model, spec, pct(acc0), pct(acc), degrees.join('/') || '-', String(graphDepth(g)), String(cost), ms.toFixed(0)])
+    if (spec.startsWith('ola') && layers.length) ola = { degrees, cost: (cx.report.ola as { totalCost: number }).totalCost, acc }
+  }
+  if (!ola) continue
+  // uniform degrees with OLA's own fit, for the comparison
+  const lowered = runPipeline(original, [lowerMaxpool], passContext({ approx: 'ola' }))
+  const acts = targets(lowered, false)
+  const stats = calibrate(lowered, calib, { nodes: acts.map((a) => a.node.name) })
+  const calReplay = new Replay(lowered, calib)
+  const testLowered = new Replay(lowered, testX)
+  const allowed = Math.floor(0.01 * calib.shape[0] + 1e-9)
+  let byAcc: [number, number] | undefined
+  let byCalib: [number, number] | undefined
+  for (const d of OLA_DEGREES) {
+    const reps = new Map(acts.map((a) => [a.node.name, replaceWith(a, olaPoly(a, stats.get(a.node.name)!, d))]))
+    const cost = acts.reduce((s, a) => s + depthMulCost.activation(d, sizeOf(a.node.type.shape.slice(1))), 0)
+    if (!byAcc && accuracyOf(testLowered.run(reps)) >= ola.acc) byAcc = [d, cost]
+    if (!byCalib && calReplay.flips(calReplay.run(reps), OLA_KEEP) <= allowed) byCalib = [d, cost]
+    if (byAcc && byCalib) break
+  }
+  const cell = (u?: [number, number]) => (u ? [String(u[0]), String(u[1]), (u[1] / ola!.cost).toFixed(2) + 'x'] : ['none', '-', '-'])
+  olaRows.push([model, ola.degrees.join('/'), String(ola.cost), pct(ola.acc), ...cell(byAcc), ...cell(byCalib)])
+}
+
+function table(t: string[][]): string {
+  const w = t[0].map((_, j) => Math.max(...t.map((r) => r[j].length)))
+  return t.map((r) => r.map((c, j) => c.padEnd(w[j])).join('  ')).join('\n')
+}
+
+process.stdout.write(`${table(rows)}\n\nOLA against the cheapest uniform degree (cost = sum over layers of depth + non-scalar multiplications)\n${table(olaRows)}\n`)
