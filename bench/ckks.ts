@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     const n = Math.min(nImages + 1, x.shape[0])
     const imgs: Tensor = { dtype: x.dtype, shape: [n, ...x.shape.slice(1)], data: x.data.slice(0, n * per) }
     await settle()
-    const load = loadavg()[0]
+    const load1 = loadavg()[0]
     const res = await runPlan(plan, imgs, { refresh: 'client' })
     const ref = interpret(g, [imgs]).get(g.outputs[0])!
     let err = 0
@@ -110,7 +110,7 @@ async function main(): Promise<void> {
       precisionBits: +(-Math.log2(err)).toFixed(1),
       top1Agree: `${agree}/${n}`,
       bootstraps: plan.stats.bootstraps,
-      load1: +load.toFixed(2),
+      load1: +load1.toFixed(2),
     })
     if (!asJson) console.error(`done ${c.name}`)
   }
