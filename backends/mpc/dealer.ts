@@ -105,7 +105,8 @@ interface Pending {
   hello: Hello
   matrices?: SparseMatrix[]
   timer: NodeJS.Timeout
-  partner: (p: Pending) => void
+  /** Wakes the party that arrived first once its partner is here. */
+  partner: () => void
 }
 
 /** Start the dealer; it serves sessions until closed. */
@@ -141,31 +142,23 @@ export async function startDealer(opts: DealerOptions): Promise<DealerHandle> {
     } else if (hello.role !== 'client') throw new ProtocolError(`${ch.peer} has unknown role`)
     const other = pending.get(hello.session)
     if (!other) {
-      const me = await new Promise<Pending>((resolve, reject) => {
-        const p: Pending = {
-          role: hello.role,
-          ch,
-          hello,
-          matrices,
-          timer: setTimeout(() => {
-            pending.delete(hello.session)
-            reject(new ProtocolError(`timed out after ${timeoutMs} ms waiting for the other party of session ${hello.session.slice(0, 8)}`))
-          }, timeoutMs),
-          partner: () => resolve(p),
-        }
-        pending.set(hello.session, p)
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          pending.delete(hello.session)
+          reject(new ProtocolError(`timed out after ${timeoutMs} ms waiting for the other party of session ${hello.session.slice(0, 8)}`))
+        }, timeoutMs)
+        pending.set(hello.session, { role: hello.role, ch, hello, matrices, timer, partner: resolve })
       })
-      void me
       return
     }
     clearTimeout(other.timer)
     pending.delete(hello.session)
-    if (other.role === hello.role) throw new ProtocolError(`two ${hello.role}s joined session ${hello.session.slice(0, 8)}`)
+    other.partner()
     const mine: Pending = { role: hello.role, ch, hello, matrices, timer: other.timer, partner: () => {} }
-    other.partner(mine)
     const server = hello.role === 'server' ? mine : other
     const client = hello.role === 'client' ? mine : other
     try {
+      if (other.role === hello.role) throw new ProtocolError(`two ${hello.role}s joined session ${hello.session.slice(0, 8)}`)
       if (server.hello.fingerprint !== client.hello.fingerprint) throw new ProtocolError('client and server hold different schedules')
       if (server.hello.images !== client.hello.images) throw new ProtocolError('client and server disagree on the number of images')
       if (JSON.stringify(server.hello.spec) !== JSON.stringify(client.hello.spec)) throw new ProtocolError('client and server disagree on the offline material')

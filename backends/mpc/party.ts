@@ -13,7 +13,7 @@ import type { Graph } from '../../ir/graph.js'
 import type { Tensor } from '../../ir/tensor.js'
 import { latencyMs, round3 } from './cost.js'
 import { dealerSpec, parseHello, type Hello } from './dealer.js'
-import { encodeLabels, evaluate, fromBits, garble, toBits, zeroLabels } from './gc.js'
+import { encodeLabels, evaluate, fromBits, garble, toBits, zeroLabels, type Garbled } from './gc.js'
 import { boundPort, Channel, connectChannel, listen, ProtocolError, type Endpoint } from './net.js'
 import {
   ClientStreams, gcLayout, levelsOf, secondSegment, polyElems, polyProducts, PROTOCOL, Reader, roundTags, segmentsOf, ServerStreams, type GcLayout, type PolyCorr,
@@ -146,7 +146,7 @@ async function serveSession(model: ServerModel, ch: Channel, dealerEp: Endpoint,
 }
 
 interface GarbledGroup {
-  gb: ReturnType<typeof garble>
+  gb: Garbled
   u: BigUint64Array
 }
 

@@ -5,7 +5,7 @@
  */
 import { polyLevels, type PolyLevel } from './cost.js'
 import { getWindowCircuit, type Circuit } from './gc.js'
-import { Prg, truncShare as truncShareLocal } from './ring.js'
+import { Prg, truncShare } from './ring.js'
 import type { GcStep, MpcSchedule, SegmentSpec, Step } from './schedule.js'
 
 export const PROTOCOL = 'pic-mpc/1'
@@ -193,7 +193,7 @@ export async function polyProducts(
     for (let i = 0; i < d.length; i++) d[i] = mine[i] + other[i]
     const a = corr.a[L]
     const finish = (k: number, prod: BigUint64Array, low: number) => {
-      const tr = truncShareLocal(prod, frac, party)
+      const tr = truncShare(prod, frac, party)
       if (basis === 'chebyshev') {
         const prev = low === 0 ? undefined : B[low - 1]
         for (let i = 0; i < m; i++) tr[i] = 2n * tr[i] - (prev ? prev[i] : one)

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto'
 import { instantiate } from '../../ir/builder.js'
 import { PicError } from '../../ir/errors.js'
-import type { Graph, Node } from '../../ir/graph.js'
+import { describeNode, type Graph, type Node } from '../../ir/graph.js'
 import { OPS } from '../../ir/ops/index.js'
 import { type PartialReluAttrs, type PolyAttrs } from '../../ir/ops/pi.js'
 import { broadcastIndex } from '../../ir/ops/util.js'
@@ -168,10 +168,6 @@ function batchOne(g: Graph): Graph {
   return instantiate(g, Object.fromEntries(syms.map((k) => [k, 1])))
 }
 
-function describe(n: Node): string {
-  return n.origin ? `node '${n.origin.name || n.name}' (${n.origin.op})` : `node '${n.name}' (${n.op})`
-}
-
 const GC_POOL = new Set(['MaxPool', 'GlobalMaxPool'])
 const AFFINE_ARITH = new Set(['Add', 'Sub', 'Neg', 'Sum', 'Mean'])
 
@@ -218,14 +214,14 @@ export const MAX_POLY_DEGREE = 64
 function poolWindows(n: Node, inShape: readonly number[]): PoolSpec {
   const def = OPS[n.op]
   const rank = inShape.length
-  if (rank < 3) throw new MpcLowerError(`${describe(n)}: pooling needs an [N, C, spatial...] input`)
+  if (rank < 3) throw new MpcLowerError(`${describeNode(n)}: pooling needs an [N, C, spatial...] input`)
   const spatial = inShape.slice(2)
   const probeShape = [1, 1, ...spatial]
   const probeType = { dtype: 'float64' as const, shape: probeShape }
   const outType = def.infer([probeType], n.attrs, { constant: () => undefined })
   const planeIn = sizeOf(spatial)
   const planeOut = sizeOf(outType.shape)
-  if (planeIn * planeOut > 1 << 26) throw new MpcLowerError(`${describe(n)}: pooling plane too large to schedule`)
+  if (planeIn * planeOut > 1 << 26) throw new MpcLowerError(`${describeNode(n)}: pooling plane too large to schedule`)
   const windows: number[][] = Array.from({ length: planeOut }, () => [])
   const data = new Float64Array(planeIn).fill(-1)
   for (let j = 0; j < planeIn; j++) {
@@ -234,7 +230,7 @@ function poolWindows(n: Node, inShape: readonly number[]): PoolSpec {
     for (let q = 0; q < planeOut; q++) if (y.data[q] === 1) windows[q].push(j)
     data[j] = -1
   }
-  if (windows.some((w) => w.length === 0)) throw new MpcLowerError(`${describe(n)}: a pooling window covers no input`)
+  if (windows.some((w) => w.length === 0)) throw new MpcLowerError(`${describeNode(n)}: a pooling window covers no input`)
   return { planes: inShape[0] * inShape[1], planeIn, planeOut, windows }
 }
 
@@ -298,8 +294,8 @@ export function analyze(g0: Graph): Analysis {
       for (let i = 0; i < size; i++) if (isOn(i)) positions.push(i)
     }
     const degree = Math.max(1, ...rows.map((r) => r.length - 1))
-    if (degree > MAX_POLY_DEGREE) throw new MpcLowerError(`${describe(n)}: polynomials of degree ${degree} are not supported by the mpc backend (at most ${MAX_POLY_DEGREE})`)
-    if (form.scale.some((v) => !(v > 0) || !Number.isFinite(v))) throw new MpcLowerError(`${describe(n)}: polynomial scale must be positive`)
+    if (degree > MAX_POLY_DEGREE) throw new MpcLowerError(`${describeNode(n)}: polynomials of degree ${degree} are not supported by the mpc backend (at most ${MAX_POLY_DEGREE})`)
+    if (form.scale.some((v) => !(v > 0) || !Number.isFinite(v))) throw new MpcLowerError(`${describeNode(n)}: polynomial scale must be positive`)
     const m = positions ? positions.length : size
     const ids = [newSource(n.name, 1, size)]
     for (let k = 2; k <= degree; k++) ids.push(newSource(n.name, k, m))
@@ -365,7 +361,7 @@ export function analyze(g0: Graph): Analysis {
       else {
         const size = sizeOf(n.type.shape)
         if (n.inputs.some((i) => sizeOf(nodes.get(i)!.type.shape) !== size))
-          throw new MpcLowerError(`${describe(n)}: products of two secret values must not broadcast in the mpc backend`)
+          throw new MpcLowerError(`${describeNode(n)}: products of two secret values must not broadcast in the mpc backend`)
         const src = newSource(n.name, 1, size)
         sourcesOf.set(n.name, [src])
         roles.set(n.name, 'mul')
@@ -374,17 +370,17 @@ export function analyze(g0: Graph): Analysis {
     } else if (n.op === 'Pow') {
       const e = nodes.get(n.inputs[1])
       const ev = e && roles.get(e.name) === 'public' && e.op === 'Constant' ? (e.attrs as { value: Tensor }).value : undefined
-      if (!ev || ev.data.length !== 1 || ev.data[0] !== 2) throw new MpcLowerError(`${describe(n)}: only Pow(x, 2) with a constant exponent is supported by the mpc backend`)
+      if (!ev || ev.data.length !== 1 || ev.data[0] !== 2) throw new MpcLowerError(`${describeNode(n)}: only Pow(x, 2) with a constant exponent is supported by the mpc backend`)
       addPoly(n, x, SQUARE, undefined)
     } else if (def.kind === 'linear' || def.kind === 'layout' || (def.kind === 'arith' && (AFFINE_ARITH.has(n.op) || n.op === 'Mul' || n.op === 'Div'))) {
-      if (n.op === 'Div' && secret(n.inputs[1])) throw new MpcLowerError(`${describe(n)}: division by a secret value is not supported by the mpc backend`)
+      if (n.op === 'Div' && secret(n.inputs[1])) throw new MpcLowerError(`${describeNode(n)}: division by a secret value is not supported by the mpc backend`)
       if (def.kind === 'linear' && n.inputs.slice(1).some((i) => secret(i)) && n.op !== 'MatMul')
-        throw new MpcLowerError(`${describe(n)}: secret weights are not supported by the mpc backend`)
-      if (n.op === 'MatMul' && secretIns.length === 2) throw new MpcLowerError(`${describe(n)}: products of two secret values are not supported by the mpc backend`)
+        throw new MpcLowerError(`${describeNode(n)}: secret weights are not supported by the mpc backend`)
+      if (n.op === 'MatMul' && secretIns.length === 2) throw new MpcLowerError(`${describeNode(n)}: products of two secret values are not supported by the mpc backend`)
       roles.set(n.name, 'affine')
     } else
       throw new MpcLowerError(
-        `${describe(n)}: op ${n.op} is not supported by the mpc backend (ReLU, partial ReLU, max pooling and polynomials are; approximate others with --approx)`,
+        `${describeNode(n)}: op ${n.op} is not supported by the mpc backend (ReLU, partial ReLU, max pooling and polynomials are; approximate others with --approx)`,
       )
   }
 
