@@ -23,7 +23,12 @@ export interface CompileOptions {
   /** Bits of q0 above the scale for the outputs' magnitude. Default 10. */
   headroom?: number
   model?: string
+  /** Most bytes of key-switching keys (rotation + relinearization) the plan may need. Default 3 GiB. */
+  keyBudgetBytes?: number
 }
+
+/** node-seal runs in a 4 GB WebAssembly heap; keys get at most 3 GiB of it. */
+export const DEFAULT_KEY_BUDGET = 3 * 2 ** 30
 
 export class CkksCompileError extends PicError {}
 
@@ -156,6 +161,48 @@ function assignLevels(l: LoweredGraph, p: CkksParams, primeValues: bigint[]): Le
   return { instrs: out, registers: nreg, inputLevels: l.inputs.map((inp) => inp.ct.regs.map((r) => need.get(r) ?? 0)), depth }
 }
 
+/**
+ * Keep the rotation keys within the budget: the most used steps keep their own key; every other
+ * rotation becomes a chain of power-of-two rotations (more key switches, fewer keys).
+ */
+function fitKeys(lv: Leveled, p: CkksParams, budget: number, notes: string[]): Leveled {
+  const S = 2 ** (p.logN - 1)
+  const per = keySwitchKeyBytes(p.logN, p.primes.length)
+  const uses = new Map<number, number>()
+  for (const i of lv.instrs) if (i.op === 'rotate') uses.set(i.step!, (uses.get(i.step!) ?? 0) + 1)
+  const relin = lv.instrs.some((i) => i.op === 'relin') ? 1 : 0
+  const maxKeys = Math.floor(budget / per) - relin
+  if (uses.size <= maxKeys) return lv
+  const pow2: number[] = []
+  for (let s2 = 1; s2 < S; s2 *= 2) pow2.push(s2)
+  if (pow2.length > maxKeys) throw new CkksCompileError(`the ${pow2.length} power-of-two rotation keys alone (${(pow2.length * per / 2 ** 30).toFixed(1)} GiB) exceed the key budget of ${(budget / 2 ** 30).toFixed(1)} GiB`)
+  const keep = new Set(pow2)
+  for (const [step] of [...uses].sort((a, b) => b[1] - a[1] || a[0] - b[0])) {
+    if (keep.size >= maxKeys) break
+    keep.add(step)
+  }
+  let nreg = lv.registers
+  const out: Instr[] = []
+  let split = 0
+  for (const i of lv.instrs) {
+    if (i.op !== 'rotate' || keep.has(i.step!)) {
+      out.push(i)
+      continue
+    }
+    split++
+    const bits = pow2.filter((b) => (i.step! & b) !== 0)
+    let src = i.args[0]
+    bits.forEach((b, j) => {
+      const dst = j === bits.length - 1 ? i.dst : nreg++
+      out.push({ ...i, dst, args: [src], step: b })
+      src = dst
+    })
+  }
+  const used = new Set(out.filter((i) => i.op === 'rotate').map((i) => i.step!))
+  notes.push(`key budget ${(budget / 2 ** 30).toFixed(1)} GiB: ${uses.size} rotation steps need ${(uses.size * per / 2 ** 30).toFixed(1)} GiB of keys; ${split} rotations split into power-of-two chains, ${used.size} keys remain`)
+  return { ...lv, instrs: out, registers: nreg }
+}
+
 /** Estimated evaluation time (ms) of an instruction list at ring degree 2^logN. */
 export function estimateMs(instrs: readonly Instr[], logN: number): { byKind: Record<string, number>; total: number } {
   const lv = new Map<number, number>()
@@ -227,7 +274,9 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   const { params, lowered } = chosen
   checkSecure(params)
   const primeValues = sealPrimes(params.logN, params.primes)
-  const lv = assignLevels(lowered, params, primeValues)
+  const lv0 = assignLevels(lowered, params, primeValues)
+  const budget = opts.keyBudgetBytes ?? DEFAULT_KEY_BUDGET
+  const lv = fitKeys(lv0, params, budget, lowered.notes)
   return finish(g, opts, params, primeValues, lowered, lv, depth)
 }
 

@@ -88,6 +88,18 @@ describe('ckks plans', () => {
     expect(maxAbsDiff(simulatePlan(p, x)[0].data, reference(compiledGraph('cnn_square'), x).data)).toBeLessThan(1e-9)
   })
 
+  it('splits rotations into power-of-two chains when the keys would exceed the budget', () => {
+    const full = plan('cnn_square')
+    const per = full.stats.keyBytes.perRotationKey
+    const p = compileCkks(compiledGraph('cnn_square'), { keyBudgetBytes: 14 * per })
+    expect(p.keys.rotations.length + 1).toBeLessThanOrEqual(14)
+    expect(p.stats.keyBytes.total).toBeLessThanOrEqual(14 * per)
+    expect(p.stats.counts.rotate).toBeGreaterThan(full.stats.counts.rotate)
+    expect(p.stats.notes.join('\n')).toMatch(/split into power-of-two chains/)
+    const x = testImages('digits', 2)
+    expect(maxAbsDiff(simulatePlan(p, x)[0].data, reference(compiledGraph('cnn_square'), x).data)).toBeLessThan(1e-9)
+  })
+
   it('refuses non-polynomial ops with a clear message', () => {
     expect(() => compileCkks(rawGraph('mlp_relu', 'digits'))).toThrow("node '/act1/Relu' (Relu) is not a polynomial; CKKS needs it approximated (compile with --approx)")
   })
