@@ -80,12 +80,17 @@ export function hermitePoly(act: Activation, st: ActivationStats, degree: number
 /** Uniform-degree fit over the calibrated range: Chebyshev projection or Remez minimax. */
 export function rangePoly(act: Activation, st: ActivationStats, degree: number, method: 'chebyshev' | 'minimax'): PolyAttrs {
   const [lo, hi] = fitInterval(st)
-  const coeffs = method === 'chebyshev' ? chebyshevFit(act.fn, lo, hi, degree, act.kinks) : remezFit(act.fn, lo, hi, degree, act.kinks).coeffs
+  // for a sign inside x * p(x), minimax weighs the error by |x|: it bounds the error of |x| itself
+  const weight = act.target === 'Sign' ? Math.abs : undefined
+  const coeffs = method === 'chebyshev' ? chebyshevFit(act.fn, lo, hi, degree, act.kinks) : remezFit(act.fn, lo, hi, degree, act.kinks, weight).coeffs
   return { basis: 'chebyshev', axis: 1, coeffs: [coeffs], shift: [(lo + hi) / 2], scale: [(hi - lo) / 2], of: act.target, interval: [lo, hi] }
 }
 
 export interface LayerReport {
+  /** ONNX node name (for MaxPool's lowered Abs nodes, the MaxPool's). */
   name: string
+  /** The IR value the activation computes (unique). */
+  value: string
   op: string
   method: string
   degree: number
@@ -169,6 +174,7 @@ export function fitActivations(g: Graph, cx: PassContext, spec: Exclude<ApproxSp
     const d = polyDegree(p)
     return {
       name: act.node.origin?.name || act.node.name,
+      value: act.node.name,
       op: act.node.op,
       method: spec.method,
       degree: d,

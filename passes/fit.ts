@@ -180,20 +180,28 @@ function remezGrid(lo: number, hi: number, kinks: readonly number[]): Float64Arr
   return Float64Array.from(pts).sort()
 }
 
-/** Minimax polynomial of degree d for f on [lo, hi] by the Remez exchange algorithm. */
-export function remezFit(f: Fn, lo: number, hi: number, d: number, kinks: readonly number[] = [], maxIter = 60): RemezResult {
+/**
+ * Minimax polynomial of degree d for f on [lo, hi] by the Remez exchange algorithm, minimizing
+ * max w(x) |f(x) - p(x)| (w = 1 by default; points where w = 0 are ignored).
+ */
+export function remezFit(f: Fn, lo: number, hi: number, d: number, kinks: readonly number[] = [], weight?: (x: number) => number, maxIter = 60): RemezResult {
   const m = (lo + hi) / 2
   const h = (hi - lo) / 2
-  const grid = remezGrid(lo, hi, kinks)
+  const w = weight ?? (() => 1)
+  const grid = remezGrid(lo, hi, kinks).filter((x) => w(x) > 0)
   const fg = f(grid)
+  const wg = grid.map(w)
   const tg = grid.map((x) => (x - m) / h)
+  const errors = (c: number[]) => Float64Array.from(tg, (t, i) => wg[i] * (fg[i] - evalBasis('chebyshev', c, t)))
   const start = chebyshevFit(f, lo, hi, d, kinks)
-  const e0 = Float64Array.from(tg, (t, i) => fg[i] - evalBasis('chebyshev', start, t))
+  const e0 = errors(start)
   let best: RemezResult = { coeffs: start, error: Math.max(...Array.from(e0, Math.abs)) }
   let ref = alternatingExtrema(tg, e0, d + 2) ?? Array.from({ length: d + 2 }, (_, i) => -Math.cos((Math.PI * i) / (d + 1)))
   for (let it = 0; it < maxIter; it++) {
-    const fr = f(Float64Array.from(ref, (t) => m + h * t))
-    const A = ref.map((t, i) => [...chebyshevRows(Float64Array.of(t), d).map((r) => r[0]), i % 2 === 0 ? 1 : -1])
+    const xr = Float64Array.from(ref, (t) => m + h * t)
+    if (xr.some((x) => !(w(x) > 0))) break
+    const fr = f(xr)
+    const A = ref.map((t, i) => [...chebyshevRows(Float64Array.of(t), d).map((r) => r[0]), (i % 2 === 0 ? 1 : -1) / w(xr[i])])
     let sol: number[]
     try {
       sol = solve(A, Array.from(fr))
@@ -202,8 +210,7 @@ export function remezFit(f: Fn, lo: number, hi: number, d: number, kinks: readon
     }
     const c = sol.slice(0, d + 1)
     const level = Math.abs(sol[d + 1])
-    const e = new Float64Array(tg.length)
-    for (let i = 0; i < tg.length; i++) e[i] = fg[i] - evalBasis('chebyshev', c, tg[i])
+    const e = errors(c)
     let emax = 0
     for (const v of e) emax = Math.max(emax, Math.abs(v))
     if (emax < best.error) best = { coeffs: c, error: emax }

@@ -85,6 +85,23 @@ describe('remezFit', () => {
   })
 })
 
+describe('weighted remezFit', () => {
+  it('fits sign inside x p(x) with the error of |x| equioscillating', () => {
+    const r = remezFit((x) => x.map(Math.sign), -1, 1, 7, [0], Math.abs)
+    let worst = 0
+    for (let i = -10000; i <= 10000; i++) {
+      const x = i / 10000
+      const p = toPowerBasis('chebyshev', r.coeffs).reduce((s, c, k) => s + c * x ** k, 0)
+      worst = Math.max(worst, Math.abs(x * p - Math.abs(x)))
+    }
+    expect(worst).toBeCloseTo(r.error, 4)
+    // x p(x) is an even polynomial of degree 8: no better than the best degree-8 approximation of |x|
+    // (Bernstein: about 0.2802 / 8 = 0.035)
+    expect(r.error).toBeGreaterThan(0.03)
+    expect(r.error).toBeLessThan(0.06)
+  })
+})
+
 describe('weightedFit', () => {
   it('reproduces a cubic from its samples', () => {
     const x = Float64Array.from({ length: 50 }, (_, i) => -3 + (6 * i) / 49)
