@@ -157,7 +157,7 @@ export function fitActivations(g: Graph, cx: PassContext, spec: Exclude<ApproxSp
   const extra = new Map<string, Partial<LayerReport>>()
   if (spec.method === 'ola') {
     const layers = acts.map((act) => ({ act, stats: stats.get(act.node.name)! }))
-    const r = ola(g, layers, cx.calib, { budget: spec.budget, costModel: cx.options.costModel as CostModel | undefined, log: cx.log })
+    const r = ola(g, layers, cx.calib, { budget: spec.budget, costModel: cx.options.costModel as CostModel | undefined, fits: [hermitePoly], log: cx.log })
     for (const [name, c] of r.choices) {
       fits.set(name, c.poly)
       extra.set(name, { agreementDrop: c.error, cost: c.cost })

@@ -39,6 +39,9 @@ export const OLA_DEGREES: readonly number[] = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 1
 /** The scale factor r: the fit sees the calibration density of x / r (wider, for the tails). */
 export const OLA_SCALE = 1.5
 
+/** Highest degree at which the extra fit families are tried (where the fit matters most for cost). */
+export const FAMILY_DEGREES = 4
+
 /** Default safety margin: a sample counts as flipped when its lead falls below 10% of the original. */
 export const OLA_KEEP = 0.1
 
@@ -179,6 +182,8 @@ export interface OlaOptions {
   degrees?: readonly number[]
   costModel?: CostModel
   scale?: number
+  /** Further fits tried beside the weighted least squares at degrees up to FAMILY_DEGREES (the better one is kept). */
+  fits?: readonly ((act: Activation, st: ActivationStats, degree: number) => PolyAttrs)[]
   /** Safety margin (see Replay.flips). */
   keep?: number
   log?: (message: string) => void
@@ -223,10 +228,14 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     const elements = sizeOf(act.node.type.shape.slice(1))
     const cands: (OlaCandidate & { poly: PolyAttrs })[] = []
     for (const d of degrees) {
-      const poly = olaPoly(act, stats, d, opts.scale)
-      const flips = replay.flips(replay.run(new Map([[act.node.name, replaceWith(act, poly)]])), keep)
-      cands.push({ degree: d, flips, cost: cost.activation(d, elements), poly })
-      if (flips === 0) break
+      let best: (OlaCandidate & { poly: PolyAttrs }) | undefined
+      for (const fit of [(a: Activation, s: ActivationStats, deg: number) => olaPoly(a, s, deg, opts.scale), ...(d <= FAMILY_DEGREES ? (opts.fits ?? []) : [])]) {
+        const poly = fit(act, stats, d)
+        const flips = replay.flips(replay.run(new Map([[act.node.name, replaceWith(act, poly)]])), keep)
+        if (!best || flips < best.flips) best = { degree: d, flips, cost: cost.activation(d, elements), poly }
+      }
+      cands.push(best!)
+      if (best!.flips === 0) break
     }
     options.push(cands)
     opts.log?.(`ola: layer ${li + 1}/${layers.length} ${act.node.name}: ${cands.map((c) => `d${c.degree}:${c.flips}`).join(' ')}`)
