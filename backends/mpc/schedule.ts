@@ -140,7 +140,7 @@ export interface MpcSchedule {
 export const TRUST_MODEL =
   'semi-honest client and server; the offline correlations (linear-layer masks M r - s, Beaver squares, random oblivious transfers) come from a trusted dealer that sees the weights but never the input, the labels or the online messages'
 
-type Role = 'public' | 'source' | 'affine' | 'gc' | 'poly' | 'mul' | 'fused'
+type Role = 'public' | 'source' | 'affine' | 'gc' | 'leaky' | 'poly' | 'mul' | 'fused'
 
 /** What the server knows about one poly step beyond the schedule (its coefficients are weights). */
 export interface PolyDetail {
@@ -160,6 +160,8 @@ export interface Analysis {
   steps: Step[]
   outputs: OutputSpec[]
   poly: Map<string, PolyDetail>
+  /** LeakyRelu / PRelu: y = (1 - slope) relu(x) + slope x, the slope per element. */
+  leaky: Map<string, Float64Array>
 }
 
 function batchOne(g: Graph): Graph {
@@ -256,6 +258,7 @@ export function analyze(g0: Graph): Analysis {
   const sourcesOf = new Map<string, number[]>()
   const steps: Step[] = []
   const poly = new Map<string, PolyDetail>()
+  const leaky = new Map<string, Float64Array>()
   const newSource = (node: string, power: number, size: number) => {
     const s = { id: sources.length, node, power, size }
     sources.push(s)
@@ -272,6 +275,9 @@ export function analyze(g0: Graph): Analysis {
     else if (role === 'affine') {
       const set = new Set<number>()
       for (const i of nodes.get(v)!.inputs) if (i) for (const s of segmentSources(i)) set.add(s)
+      out = [...set].sort((a, b) => a - b)
+    } else if (role === 'leaky') {
+      const set = new Set<number>([...sourcesOf.get(v)!, ...segmentSources(nodes.get(v)!.inputs[0])])
       out = [...set].sort((a, b) => a - b)
     } else if (role === 'fused') throw new MpcLowerError(`internal: fused ReLU '${v}' read outside its pool`)
     else out = sourcesOf.get(v)!
@@ -323,7 +329,21 @@ export function analyze(g0: Graph): Analysis {
     }
     const def = OPS[n.op]
     const x = n.inputs[0]
-    if (n.op === 'Relu') {
+    if ((n.op === 'LeakyRelu' || n.op === 'PRelu') && secretIns.length === 1) {
+      const size = sizeOf(n.type.shape)
+      let slope: Float64Array
+      if (n.op === 'LeakyRelu') slope = new Float64Array(size).fill((n.attrs as { alpha: number }).alpha)
+      else {
+        const sn = nodes.get(n.inputs[1])!
+        if (sn.op !== 'Constant') throw new MpcLowerError(`${describeNode(n)}: the PRelu slope must be a constant`)
+        const st = (sn.attrs as { value: Tensor }).value
+        const idx = broadcastIndex(st.shape, n.type.shape)
+        slope = Float64Array.from({ length: size }, (_, i) => st.data[idx ? idx[i] : i])
+      }
+      gcElementwise(n, x, null)
+      roles.set(n.name, 'leaky')
+      leaky.set(n.name, slope)
+    } else if (n.op === 'Relu') {
       const cs = consumers.get(n.name) ?? []
       if (cs.length === 1 && GC_POOL.has(cs[0].op) && !outputs.has(n.name)) {
         roles.set(n.name, 'fused')
@@ -400,7 +420,7 @@ export function analyze(g0: Graph): Analysis {
     if (!secret(o)) throw new MpcLowerError(`graph output '${o}' does not depend on the input`)
     return { node: o, shape: [...nodes.get(o)!.type.shape], segment: segment(o) }
   })
-  return { graph: g, nodes, roles, sourcesOf, sources, steps, outputs: outs, poly }
+  return { graph: g, nodes, roles, sourcesOf, sources, steps, outputs: outs, poly, leaky }
 }
 
 function sumCost(a: MsgCost, b: MsgCost): MsgCost {

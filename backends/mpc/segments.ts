@@ -31,6 +31,12 @@ export function evalSegment(an: Analysis, target: string, values: ReadonlyMap<nu
     let v: Tensor
     if (role === 'source' || role === 'gc' || role === 'mul') v = { ...n.type, data: values.get(an.sourcesOf.get(name)![0])! }
     else if (role === 'poly') v = { ...n.type, data: polyValue(an, n, values) }
+    else if (role === 'leaky') {
+      const r = values.get(an.sourcesOf.get(name)![0])!
+      const x = value(n.inputs[0]).data
+      const slope = an.leaky.get(name)!
+      v = { ...n.type, data: Float64Array.from(r, (ri, i) => (1 - slope[i]) * ri + slope[i] * x[i]) }
+    }
     else if (role === 'public') {
       v = evalNode(n, (i) => (an.roles.get(i) === 'public' ? value(i) : { ...an.nodes.get(i)!.type, data: new Float64Array(0) }))
       pub.set(name, v)

@@ -2,7 +2,8 @@
  * Polynomial steps and secret products on a graph built by hand: Chebyshev and Hermite polynomials
  * of several degrees with per-channel normalization, a partial ReLU whose ones use a polynomial, a
  * partial ReLU in garbled circuits, and a product of two secret values, run by both parties over TCP
- * and compared with the float64 interpreter; costs match the model.
+ * and compared with the float64 interpreter; costs match the model. LeakyRelu and PRelu run as a
+ * garbled ReLU plus a linear term: (1 - a) relu(x) + a x.
  */
 import { describe, expect, it } from 'vitest'
 import { GraphBuilder } from '../../../ir/builder.js'
@@ -59,6 +60,35 @@ describe('polynomials and products', () => {
       expect(report.perImage.bytes.online).toBe(s.bytes.online)
       expect(report.perImage.bytes.offline).toBe(s.bytes.offline)
       expect(report.perImage.rounds).toBe(s.rounds)
+    } finally {
+      await p.close()
+    }
+  })
+
+  it('runs LeakyRelu and PRelu as garbled ReLUs plus a linear term', async () => {
+    const r = rng(3)
+    const b = new GraphBuilder('leaky', 13)
+    const gemm = { alpha: 1, beta: 1, transA: 0, transB: 1 }
+    const weight = (name: string, o: number, i: number) => b.constant(name, tensor('float32', [o, i], Array.from({ length: o * i }, () => r() / Math.sqrt(i))))
+    b.input('x', 'float32', ['N', 12])
+    weight('w1', 8, 12)
+    b.add('Gemm', ['x', 'w1'], gemm, { name: 'h1' })
+    b.add('LeakyRelu', ['h1'], { alpha: 0.1 }, { name: 'a1' })
+    weight('w2', 8, 8)
+    b.add('Gemm', ['a1', 'w2'], gemm, { name: 'h2' })
+    b.constant('slope', tensor('float32', [8], [0.25, -0.5, 0, 0.1, 0.3, 0.2, 0.05, 1.5]))
+    b.add('PRelu', ['h2', 'slope'], {}, { name: 'a2' })
+    weight('w3', 4, 8)
+    b.add('Gemm', ['a2', 'w3'], gemm, { name: 'out' })
+    const g = b.build(['out'])
+    const s = lowerMpc(g)
+    expect(s.reluCount).toBe(16)
+    const p = await parties(g, s)
+    try {
+      const x = tensor('float32', [4, 12], Array.from({ length: 48 }, () => 2 * r()))
+      const { output } = await runQuery(s, x, { connect: `127.0.0.1:${p.server.port}`, dealer: `127.0.0.1:${p.dealer.port}` })
+      const ref = run1(g, x)
+      for (let i = 0; i < ref.data.length; i++) expect(Math.abs(output.data[i] - ref.data[i])).toBeLessThan(0.005)
     } finally {
       await p.close()
     }
