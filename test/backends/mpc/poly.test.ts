@@ -93,4 +93,36 @@ describe('polynomials and products', () => {
       await p.close()
     }
   })
+
+  it('garbles max pooling with padded windows of several sizes and a ReLU fused into a global max pool', async () => {
+    const r = rng(5)
+    const b = new GraphBuilder('pools', 13)
+    b.input('x', 'float32', ['N', 2, 5, 5])
+    b.add('Relu', ['x'], {}, { name: 'rx' })
+    b.add('GlobalMaxPool', ['rx'], {}, { name: 'gm' })
+    b.add('Flatten', ['gm'], { axis: 1 }, { name: 'f1' })
+    const win = { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], dilations: [1, 1], autoPad: 'NOTSET', ceil: false, countIncludePad: false }
+    b.add('MaxPool', ['x'], win, { name: 'mp' })
+    b.add('Flatten', ['mp'], { axis: 1 }, { name: 'f2' })
+    b.add('Concat', ['f1', 'f2'], { axis: 1 }, { name: 'cat' })
+    b.constant('w', tensor('float32', [3, 20], Array.from({ length: 60 }, () => r())))
+    b.add('Gemm', ['cat', 'w'], { alpha: 1, beta: 1, transA: 0, transB: 1 }, { name: 'out' })
+    const g = b.build(['out'])
+    const s = lowerMpc(g)
+    expect(s.steps.map((st) => st.op)).toEqual(['Relu+GlobalMaxPool', 'MaxPool'])
+    const pool = s.steps[1]
+    expect(pool.kind === 'gc' && pool.groups).toEqual([{ k: 4, count: 8 }, { k: 6, count: 8 }, { k: 9, count: 2 }])
+    expect(s.reluCount).toBe(50)
+    expect(s.comparisons).toBe(2 * 24 + 8 * 3 + 8 * 5 + 2 * 8)
+    const p = await parties(g, s)
+    try {
+      const x = tensor('float32', [3, 2, 5, 5], Array.from({ length: 150 }, () => 3 * r()))
+      const { output, report } = await runQuery(s, x, { connect: `127.0.0.1:${p.server.port}`, dealer: `127.0.0.1:${p.dealer.port}` })
+      const ref = run1(g, x)
+      for (let i = 0; i < ref.data.length; i++) expect(Math.abs(output.data[i] - ref.data[i])).toBeLessThan(0.005)
+      expect(report.perImage.bytes.online).toBe(s.bytes.online)
+    } finally {
+      await p.close()
+    }
+  })
 })
