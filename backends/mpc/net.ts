@@ -99,8 +99,10 @@ export class Channel {
   private fail(e: Error, tellPeer = false): void {
     if (this.failure) return
     this.failure = e
-    if (tellPeer) this.sendError(e.message)
-    this.socket.destroy()
+    if (tellPeer && !this.closed && !this.socket.destroyed) {
+      this.socket.end(errorFrame(e.message))
+      setTimeout(() => this.socket.destroy(), 1000).unref()
+    } else this.socket.destroy()
     if (this.waiter) {
       const w = this.waiter
       this.waiter = undefined
@@ -119,16 +121,6 @@ export class Channel {
     this.socket.write(payload)
     this.counters.sent[phase] += HEADER_BYTES + payload.length
     if (phase === 'online') this.counters.onlineRounds.add(tag)
-  }
-
-  /** Best effort: tell the peer why we stop. */
-  sendError(message: string): void {
-    if (this.closed || this.socket.destroyed) return
-    const p = Buffer.from(message.slice(0, 300), 'utf8')
-    const h = Buffer.alloc(HEADER_BYTES)
-    h[0] = KIND_ERROR
-    h.writeUInt32LE(p.length, 4)
-    this.socket.write(Buffer.concat([h, p]))
   }
 
   /** The next frame, which must carry the given phase and tag; `what` names it in errors. */
@@ -182,6 +174,15 @@ export class Channel {
     if (!this.failure) this.failure = new ProtocolError('channel closed')
     this.socket.end()
   }
+}
+
+/** An ERROR frame carrying a one-line reason. */
+function errorFrame(message: string): Buffer {
+  const p = Buffer.from(message.slice(0, 300), 'utf8')
+  const h = Buffer.alloc(HEADER_BYTES)
+  h[0] = KIND_ERROR
+  h.writeUInt32LE(p.length, 4)
+  return Buffer.concat([h, p])
 }
 
 export interface Endpoint {

@@ -139,6 +139,10 @@ async function serveSession(model: ServerModel, ch: Channel, dealerEp: Endpoint,
     }
     ch.send('setup', 2, Buffer.from(JSON.stringify({ dealerBytes: dealer.counters.received.offline + dealer.counters.sent.offline })))
     return hello.images
+  } catch (e) {
+    ch.abort((e as Error).message)
+    dealer.abort((e as Error).message)
+    throw e
   } finally {
     dealer.close()
     ch.close()
@@ -356,6 +360,10 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
         triples: s.triples,
       },
     }
+  } catch (e) {
+    server.abort((e as Error).message)
+    dealer?.abort((e as Error).message)
+    throw e
   } finally {
     dealer?.close()
     server.close()

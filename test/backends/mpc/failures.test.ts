@@ -70,10 +70,18 @@ describe('misbehaving peers', () => {
     }
   })
 
-  it('a server that sends garbage: the client reports a malformed frame', async () => {
-    const f = await fakePeer((sock) => sock.once('data', () => sock.write(Buffer.alloc(64, 0xff))))
+  it('a server that sends garbage: the client reports a malformed frame, and tells the server', async () => {
+    let back = ''
+    const f = await fakePeer((sock) => {
+      sock.once('data', () => {
+        sock.on('data', (d) => (back += d.toString('latin1')))
+        sock.write(Buffer.alloc(64, 0xff))
+      })
+    })
     try {
       await expect(ask(f.port)).rejects.toThrow(/server at 127\.0\.0\.1:\d+ sent a malformed frame/)
+      await new Promise((r) => setTimeout(r, 100))
+      expect(back).toMatch(/sent a malformed frame/)
     } finally {
       await stop(f)
     }
