@@ -5,7 +5,11 @@
  * calibration data when only that layer is approximated, and its cost T_l(d) from a pluggable cost
  * model. A knapsack over layers (budget discretized in calibration samples) picks one degree per
  * layer minimizing the total cost with the summed error within budget; the joint choice is then
- * checked by running all approximations together, tightening the budget if it overshoots.
+ * checked by running all approximations together, and while it overshoots, the layer whose next
+ * degree removes the most joint error per unit of cost is raised. For robustness on unseen data a
+ * sample counts as flipped when the original class's lead shrinks below OLA_KEEP of itself, and the
+ * fits see the calibration density widened by r (more for MaxPool's polynomial signs). At low degrees
+ * the per-channel Hermite fit is tried too and the better of the two kept.
  *
  * The per-layer runs reuse one cached full run: only the nodes downstream of the replaced layer are
  * evaluated again.
@@ -39,14 +43,18 @@ export const OLA_DEGREES: readonly number[] = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 1
 /** The scale factor r: the fit sees the calibration density of x / r (wider, for the tails). */
 export const OLA_SCALE = 1.5
 
+/** Extra widening for polynomial signs (MaxPool), which diverge fastest outside their interval. */
+export const SIGN_SCALE = 1.33
+
 /** Highest degree at which the extra fit families are tried (where the fit matters most for cost). */
 export const FAMILY_DEGREES = 4
 
-/** Default safety margin: a sample counts as flipped when its lead falls below 10% of the original. */
-export const OLA_KEEP = 0.1
+/** Default safety margin: a sample counts as flipped when its lead falls below 25% of the original. */
+export const OLA_KEEP = 0.25
 
 /** Distribution-weighted least-squares fit of one layer at degree d: a one-row Chebyshev Poly. */
-export function olaPoly(act: Activation, st: ActivationStats, degree: number, r = OLA_SCALE): PolyAttrs {
+export function olaPoly(act: Activation, st: ActivationStats, degree: number, scale = OLA_SCALE): PolyAttrs {
+  const r = act.target === 'Sign' ? scale * SIGN_SCALE : scale
   const { lo, hi, counts } = st.histogram
   const width = (hi - lo) / counts.length
   const x = Float64Array.from(counts, (_, i) => r * (lo + (i + 0.5) * width))
@@ -243,35 +251,36 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
   const allowed = Math.floor(opts.budget * N + 1e-9)
   const jointFlips = (chosen: readonly { poly: PolyAttrs }[]) =>
     replay.flips(replay.run(new Map(layers.map(({ act }, l) => [act.node.name, replaceWith(act, chosen[l].poly)]))), keep)
-  let units = allowed
-  let chosen: (OlaCandidate & { poly: PolyAttrs })[]
-  let joint: number
-  for (;;) {
-    const pick = knapsack(options, units) ?? options.map((o) => o.reduce((b, c, k) => (c.flips < o[b].flips ? k : b), 0))
-    chosen = pick.map((k, l) => options[l][k])
-    joint = jointFlips(chosen)
-    const summed = chosen.reduce((s, c) => s + c.flips, 0)
-    opts.log?.(`ola: budget ${units}/${N} samples: degrees ${chosen.map((c) => c.degree).join(',')}, summed error ${summed}, joint ${joint}`)
-    if (joint <= allowed || units === 0) break
-    units = Math.max(0, Math.min(units - 1, summed - (joint - allowed)))
+  const pick = knapsack(options, allowed) ?? options.map((o) => o.reduce((b, c, k) => (c.flips < o[b].flips ? k : b), 0))
+  let chosen = pick.map((k, l) => options[l][k])
+  let joint = jointFlips(chosen)
+  opts.log?.(`ola: budget ${allowed}/${N} samples: degrees ${chosen.map((c) => c.degree).join(',')}, summed error ${chosen.reduce((s, c) => s + c.flips, 0)}, joint ${joint}`)
+  // The layers interact beyond their summed errors: raise one layer's degree at a time, the one that
+  // removes the most joint error per unit of cost, until the joint error fits the budget.
+  const raised = (l: number) => {
+    const d = degrees.find((v) => v > chosen[l].degree)
+    if (d === undefined) return undefined
+    const known = options[l].find((c) => c.degree === d)
+    if (known) return known
+    const { act, stats } = layers[l]
+    const poly = olaPoly(act, stats, d, opts.scale)
+    const c = { degree: d, flips: replay.flips(replay.run(new Map([[act.node.name, replaceWith(act, poly)]])), keep), cost: cost.activation(d, sizeOf(act.node.type.shape.slice(1))), poly }
+    options[l].push(c)
+    return c
   }
-  // The layers interact beyond their summed errors: raise every layer to its next degree while that helps.
   while (joint > allowed) {
-    const next = layers.map(({ act, stats }, l) => {
-      const d = degrees.find((v) => v > chosen[l].degree)
-      if (d === undefined) return chosen[l]
-      const poly = olaPoly(act, stats, d, opts.scale)
-      const flips = replay.flips(replay.run(new Map([[act.node.name, replaceWith(act, poly)]])), keep)
-      const c = { degree: d, flips, cost: cost.activation(d, sizeOf(act.node.type.shape.slice(1))), poly }
-      options[l].push(c)
-      return c
-    })
-    if (next.every((c, l) => c === chosen[l])) break
-    const j = jointFlips(next)
-    opts.log?.(`ola: raised degrees to ${next.map((c) => c.degree).join(',')}: joint ${j}`)
-    if (j >= joint) break
-    chosen = next
-    joint = j
+    let best: { l: number; c: OlaCandidate & { poly: PolyAttrs }; j: number; gain: number } | undefined
+    for (let l = 0; l < layers.length; l++) {
+      const c = raised(l)
+      if (!c) continue
+      const j = jointFlips(chosen.map((o, k) => (k === l ? c : o)))
+      const gain = (joint - j) / Math.max(1e-9, c.cost - chosen[l].cost)
+      if (j < joint && (!best || gain > best.gain)) best = { l, c, j, gain }
+    }
+    if (!best) break
+    chosen = chosen.map((o, k) => (k === best!.l ? best!.c : o))
+    joint = best.j
+    opts.log?.(`ola: raised ${layers[best.l].act.node.name} to degree ${best.c.degree}: joint ${joint}`)
   }
   const choices = new Map<string, OlaChoice>()
   layers.forEach(({ act }, l) => {
