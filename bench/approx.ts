@@ -3,8 +3,10 @@
  * original and the compiled (CKKS pipeline) model, the chosen degrees, the graph's multiplicative
  * depth, the estimated activation cost (OLA's cost model, depth + non-scalar multiplications) and the
  * compile time. Then, per model with activations to fit, OLA's cost against the cheapest uniform
- * degree (the same distribution-weighted fit in every layer) that reaches (a) OLA's test accuracy
- * and (b) OLA's calibration criterion (joint agreement drop within the budget).
+ * degree (one degree in every layer, each layer fitted as OLA would at that degree: weighted least
+ * squares, or per-channel Hermite at low degrees when it flips fewer calibration samples) that
+ * reaches (a) OLA's test accuracy and (b) OLA's calibration criterion (joint agreement drop within
+ * the budget, with OLA's safety margin).
  *
  *   npx vite-node bench/approx.ts                        (every fixture, default specs)
  *   npx vite-node bench/approx.ts -- resnet8 ola:0.01    (models and specs to run)
@@ -17,10 +19,10 @@ import { importModel } from '../compiler/onnx-import.js'
 import type { Graph } from '../ir/graph.js'
 import { graphDepth } from '../ir/stats.js'
 import { sizeOf, type Tensor } from '../ir/tensor.js'
-import { targets, type LayerReport } from '../passes/approximate.js'
+import { hermitePoly, targets, type LayerReport } from '../passes/approximate.js'
 import { calibrate } from '../passes/calibrate.js'
 import { lowerMaxpool } from '../passes/lower-maxpool.js'
-import { argmax, depthMulCost, OLA_DEGREES, OLA_KEEP, olaPoly, Replay, replaceWith } from '../passes/ola.js'
+import { argmax, depthMulCost, FAMILY_DEGREES, OLA_DEGREES, OLA_KEEP, olaPoly, Replay, replaceWith } from '../passes/ola.js'
 import { passContext, runPipeline } from '../passes/pass.js'
 import { common, PIPELINES } from '../passes/pipelines.js'
 
@@ -77,7 +79,15 @@ for (const model of models.length ? models : MODELS) {
   let byAcc: [number, number] | undefined
   let byCalib: [number, number] | undefined
   for (const d of OLA_DEGREES) {
-    const reps = new Map(acts.map((a) => [a.node.name, replaceWith(a, olaPoly(a, stats.get(a.node.name)!, d))]))
+    // per layer, OLA's fit families at this degree: the one with fewer calibration flips
+    const reps = new Map(
+      acts.map((a) => {
+        const st = stats.get(a.node.name)!
+        const fits = [olaPoly(a, st, d), ...(d <= FAMILY_DEGREES ? [hermitePoly(a, st, d)] : [])].map((p) => replaceWith(a, p))
+        const flips = fits.map((f) => calReplay.flips(calReplay.run(new Map([[a.node.name, f]])), OLA_KEEP))
+        return [a.node.name, fits[flips.indexOf(Math.min(...flips))]]
+      }),
+    )
     const cost = acts.reduce((s, a) => s + depthMulCost.activation(d, sizeOf(a.node.type.shape.slice(1))), 0)
     if (!byAcc && accuracyOf(testLowered.run(reps)) >= ola.acc) byAcc = [d, cost]
     if (!byCalib && calReplay.flips(calReplay.run(reps), OLA_KEEP) <= allowed) byCalib = [d, cost]
