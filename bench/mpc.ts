@@ -22,7 +22,6 @@ import { GraphBuilder } from '../ir/builder.js'
 import { run1 } from '../ir/interpret.js'
 import type { Graph } from '../ir/graph.js'
 import { tensor, type Tensor } from '../ir/tensor.js'
-import { approximate } from '../passes/approximate.js'
 import { passContext, runPipeline } from '../passes/pass.js'
 
 const args = process.argv.slice(2)
@@ -51,8 +50,7 @@ function compile(name: string, approx?: string): Graph {
   const g = importModel(readFileSync(`${DIGITS}/${name}.onnx`), { file: `${name}.onnx` })
   const options = approx ? { approx } : {}
   const cx = passContext(options, { calib, log: () => {} })
-  const c = runPipeline(g, mpcBackend.pipeline(options), cx)
-  return approx ? runPipeline(c, [approximate], cx) : c
+  return runPipeline(g, mpcBackend.pipeline(options), cx)
 }
 
 function perRelu(s: MpcSchedule): number | undefined {
