@@ -235,7 +235,8 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
   for (const [li, { act, stats }] of layers.entries()) {
     const elements = sizeOf(act.node.type.shape.slice(1))
     const cands: (OlaCandidate & { poly: PolyAttrs })[] = []
-    for (const d of degrees) {
+    // a degree costing as much as a higher one is never worth measuring
+    for (const d of degrees.filter((d) => !degrees.some((e) => e > d && cost.activation(e, elements) <= cost.activation(d, elements)))) {
       let best: (OlaCandidate & { poly: PolyAttrs }) | undefined
       for (const fit of [(a: Activation, s: ActivationStats, deg: number) => olaPoly(a, s, deg, opts.scale), ...(d <= FAMILY_DEGREES ? (opts.fits ?? []) : [])]) {
         const poly = fit(act, stats, d)
