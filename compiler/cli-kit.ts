@@ -38,7 +38,8 @@ export const COMPILE_OPTIONS: Record<string, OptionSpec> = {
   approx: { type: 'string', arg: 'SPEC', help: "activation approximation: none (default), hermite:D, chebyshev:D, minimax:D, ola[:BUDGET]" },
   calib: { type: 'string', arg: 'C.npy', help: 'calibration inputs for --approx and --relu-budget' },
   maxpool: { type: 'string', arg: 'MODE', help: "MaxPool under --approx: 'poly' (polynomial max, default) or 'avg' (average pooling; changes semantics)" },
-  'keep-relu': { type: 'boolean', help: 'approximate every activation except ReLU (for the MPC backend)' },
+  'keep-relu': { type: 'boolean', help: 'approximate every activation except ReLU, which stays for garbled circuits (default for --backend mpc)' },
+  'approx-relu': { type: 'boolean', help: 'with --backend mpc: approximate ReLUs too (Beaver triples instead of garbled circuits)' },
   'relu-budget': { type: 'string', arg: 'N', help: 'SENet ReLU budget: a count or a fraction (0..1) of the ReLUs to keep' },
   trace: { type: 'boolean', help: 'print the IR after each pass on stderr' },
   security: { type: 'string', arg: 'BITS', help: 'CKKS security level: 128 (default), 192 or 256' },
@@ -89,8 +90,11 @@ export function printJSON(obj: unknown): void {
   process.stdout.write(JSON.stringify(obj, null, 2) + '\n')
 }
 
-/** The pass options the compile options set, with the calibration tensor loaded. */
-export function compileContext(args: ParsedArgs): PassContext {
+/**
+ * The pass options the compile options set, with the calibration tensor loaded. ReLUs stay exact by
+ * default for the MPC backend (garbled circuits are what it is for) unless --approx-relu is given.
+ */
+export function compileContext(args: ParsedArgs, backend = 'ir'): PassContext {
   const approx = str(args, 'approx') ?? 'none'
   const calibFile = str(args, 'calib')
   const budget = str(args, 'relu-budget')
@@ -100,7 +104,7 @@ export function compileContext(args: ParsedArgs): PassContext {
   const options = {
     approx,
     maxpool: str(args, 'maxpool') ?? 'poly',
-    keepRelu: flag(args, 'keep-relu'),
+    keepRelu: flag(args, 'keep-relu') || (backend === 'mpc' && !flag(args, 'approx-relu')),
     reluBudget: budget,
     security: str(args, 'security'),
   }

@@ -84,7 +84,7 @@ export const serve: Command = {
     if (args.positionals.length !== 1) throw new UsageError(args.positionals.length === 0 ? 'missing MODEL' : `unexpected argument '${args.positionals[1]}'`, serve)
     const log = logger(args)
     const schedule = readSchedule(need(args, 'schedule', serve))
-    const cx = compileContext(args)
+    const cx = compileContext(args, 'mpc')
     const g = compileGraph(loadModel(args.positionals[0]), mpcBackend.pipeline(cx.options), cx, args)
     let ended: (e: Error | undefined) => void = () => {}
     const firstEnd = new Promise<Error | undefined>((resolve) => (ended = resolve))

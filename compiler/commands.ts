@@ -145,8 +145,8 @@ const infer: Command = {
       const { compiled } = await compiledFor(file, batchFor(probe, inputs[0].shape[0]), args)
       outputs = runBatched(compiled, inputs[0])
     } else {
-      const bound = bindInputs(probe, inputs)
-      const { compiled } = { compiled: compileGraph(bound, (await loadBackend('ir')).pipeline(compileContext(args).options), compileContext(args), args) }
+      const cx = compileContext(args)
+      const compiled = compileGraph(bindInputs(probe, inputs), (await loadBackend('ir')).pipeline(cx.options), cx, args)
       const values = interpret(compiled, inputs)
       outputs = compiled.outputs.map((o) => values.get(o)!)
     }
@@ -218,7 +218,7 @@ const compile: Command = {
     const log = logger(args)
     const t0 = performance.now()
     const g = loadModel(file)
-    const cx = compileContext(args)
+    const cx = compileContext(args, backend.name)
     const compiled = compileGraph(g, backend.pipeline(cx.options), cx, args)
     const { plan, sidecar } = backend.lower(compiled, cx)
     log(`compiled ${file} for ${backend.name} in ${(performance.now() - t0).toFixed(0)} ms`)

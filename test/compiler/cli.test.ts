@@ -87,3 +87,12 @@ describe('pic compile --backend ir', () => {
     expect(r.stderr).toMatch(/^pic: error: unknown backend 'tpu' \(built in: ir[^)]*; or a plugin module path\)\n$/)
   })
 })
+
+describe('--backend mpc keeps ReLUs for garbled circuits unless --approx-relu', () => {
+  const run = (...extra: string[]) =>
+    JSON.parse(pic('compile', digits('cnn_bn_relu_maxpool.onnx'), '--backend', 'mpc', '--approx', 'hermite:2', '--calib', digits('calib_x.npy'), '--json', '--quiet', ...extra).stdout)
+  it('counts every ReLU by default and none with --approx-relu', () => {
+    expect(run().reluCount).toBe(8 * 8 * 8 + 16 * 4 * 4)
+    expect(run('--approx-relu').reluCount).toBe(0)
+  })
+})
