@@ -22,6 +22,7 @@ import { sizeOf, type Tensor } from '../ir/tensor.js'
 import type { Activation } from './activations.js'
 import type { ActivationStats } from './calibrate.js'
 import { weightedFit } from './fit.js'
+import { PassError } from './pass.js'
 
 /** Cost of evaluating one activation layer's polynomial of degree d on `elements` values per sample. */
 export interface CostModel {
@@ -88,7 +89,11 @@ export class Replay {
   private readonly consumers = new Map<string, number[]>()
 
   constructor(g: Graph, calib: Tensor) {
-    this.g = bindInputs(g, [calib])
+    try {
+      this.g = bindInputs(g, [calib])
+    } catch (e) {
+      throw new PassError(`the calibration data does not fit the model (${(e as Error).message}); OLA and the ReLU budget run it as one batch, so the batch dimension must be symbolic`)
+    }
     this.g.nodes.forEach((n, i) => {
       for (const x of n.inputs) if (x) this.consumers.set(x, [...(this.consumers.get(x) ?? []), i])
     })
