@@ -169,7 +169,7 @@ export function calibrate(g: Graph, calib: Tensor, opts: CalibrateOptions = {}):
     watch.set(n.inputs[0], [...(watch.get(n.inputs[0]) ?? []), n])
   }
   const acc = new Map<string, Accumulator>()
-  const fixed = graphInputs(g)[0]?.attrs.dims[0]
+  const fixed = (graphInputs(g)[0]?.attrs as { dims?: readonly (number | string)[] } | undefined)?.dims?.[0]
   // a model with a fixed batch size takes the data in chunks of exactly that size
   const batch = typeof fixed === 'number' ? fixed : (opts.batch ?? 100)
   const total = typeof fixed === 'number' ? calib.shape[0] - (calib.shape[0] % fixed) : calib.shape[0]
