@@ -52,4 +52,13 @@ describe('calibrate', () => {
     expect(p.mean).toBeCloseTo(mean(byChannel(1)), 12)
     expect(p.min).toBe(Math.min(...byChannel(1)))
   })
+
+  it('feeds a model with a fixed batch size chunks of exactly that size', () => {
+    const b = new GraphBuilder('g', 13)
+    b.input('x', 'float32', [4, 2, 3])
+    b.add('Relu', ['x'], {}, { name: 'r' })
+    const r = calibrate(b.build(['r']), x).get('r')!
+    expect(r.count).toBe(8 * 6)
+    expect(r.channels.mean[0]).toBeCloseTo(mean(byChannel(0).slice(0, 24)), 12)
+  })
 })
