@@ -248,7 +248,14 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
     }
   }
   const depth = forwardDepth(probe)
-  const leveled = chooseParams({ depth, security, minLogScale: minS, maxLogScale: opts.maxLogScale, headroom, logNs })
+  const extraNotes: string[] = []
+  const budget = opts.keyBudgetBytes ?? DEFAULT_KEY_BUDGET
+  const keysFit = (logN: number, primes: number) => (logN + 1) * keySwitchKeyBytes(logN, primes) <= budget
+  let leveled = chooseParams({ depth, security, minLogScale: minS, maxLogScale: opts.maxLogScale, headroom, logNs })
+  if (leveled && !keysFit(leveled.logN, leveled.primes.length)) {
+    extraNotes.push(`a leveled chain for depth ${depth} (N = ${2 ** leveled.logN}, ${leveled.primes.length} primes) needs more key memory than the ${(budget / 2 ** 30).toFixed(1)} GiB budget`)
+    leveled = undefined
+  }
   if (leveled) {
     const lowered = leveled.logN === logNs[0] ? probe : lowerAt(g, leveled.logN, Infinity, opts)
     chosen = { params: leveled, lowered, budget: Infinity }
@@ -257,7 +264,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
     for (const logN of logNs) {
       const room = maxLogQ(logN, security)
       let L = 0
-      while (chainFor(L + 1, minS, headroom, room)) L++
+      while (chainFor(L + 1, minS, headroom, room) && keysFit(logN, L + 3)) L++
       if (L < 2) continue
       const primes = chainFor(L, minS, headroom, room)!
       const params: CkksParams = { logN, primes, logScale: minS, security }
@@ -275,12 +282,11 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   checkSecure(params)
   const primeValues = sealPrimes(params.logN, params.primes)
   const lv0 = assignLevels(lowered, params, primeValues)
-  const budget = opts.keyBudgetBytes ?? DEFAULT_KEY_BUDGET
-  const lv = fitKeys(lv0, params, budget, lowered.notes)
-  return finish(g, opts, params, primeValues, lowered, lv, depth)
+  const lv = fitKeys(lv0, params, budget, extraNotes)
+  return finish(g, opts, params, primeValues, lowered, lv, depth, extraNotes)
 }
 
-function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues: bigint[], lowered: LoweredGraph, lv: Leveled, depth: number): CkksPlan {
+function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues: bigint[], lowered: LoweredGraph, lv: Leveled, depth: number, extraNotes: string[]): CkksPlan {
   const S = 2 ** (params.logN - 1)
   const constants = { ...lowered.constants }
   const rotations = [...new Set(lv.instrs.filter((i) => i.op === 'rotate').map((i) => i.step!))].sort((a, b) => a - b)
@@ -315,7 +321,7 @@ function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues:
     for (const l of lv.inputLevels[idx]) encMs += opCost('encode', params.logN, l + 1) + opCost('encrypt', params.logN, l + 1)
   const decMs = outputs.length * (opCost('decrypt', params.logN, 1) + opCost('decode', params.logN, 1))
   const bootstraps = lv.instrs.filter((i) => i.op === 'refresh').length
-  const notes = [...lowered.notes]
+  const notes = [...lowered.notes, ...extraNotes]
   if (bootstraps > 0)
     notes.push(`depth ${depth} exceeds leveled parameters at ${params.security}-bit security: ${bootstraps} bootstrap(s) placed; node-seal cannot bootstrap, run with --refresh client for client-aided refreshes`)
   const round = (x: number) => Math.round(x * 1000) / 1000

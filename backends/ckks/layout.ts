@@ -309,12 +309,17 @@ export function candidateSpecs(n: number, S: number, periods: readonly number[] 
   return out
 }
 
-/** Cheapest transform over the candidate specs (ties favour replicated outputs, which help the next map). */
-export function bestTransform(terms: readonly TermInput[], nOut: number, w: LayoutWeights = DEFAULT_WEIGHTS): TransformPlan {
+/**
+ * Cheapest transform over the candidate specs (ties favour replicated outputs, which help the next map).
+ * `clean`: only layouts whose other slots hold replicas, not partial sums (inputs of high-degree
+ * polynomials, where unbounded garbage could overflow the modulus).
+ */
+export function bestTransform(terms: readonly TermInput[], nOut: number, w: LayoutWeights = DEFAULT_WEIGHTS, clean = false): TransformPlan {
   const S = terms[0].layout.S
   let best: TransformPlan | undefined
   let bestCost = Infinity
   for (const spec of candidateSpecs(nOut, S, terms.map((t) => periodOf(t.layout)))) {
+    if (clean && spec.kind !== 'replicated') continue
     const p = planTransform(terms, spec, nOut, bestCost + 1, true)
     if (!p) continue
     const c = transformCost(p, w) - (spec.kind === 'replicated' ? 0.5 : 0)

@@ -295,13 +295,14 @@ class Lowerer {
   }
 
   /** Bring a pending value into slots: one transform (or nothing when it already is a ciphertext). */
-  materialize(v: Val & { kind: 'secret' }, node: string, forced?: OutSpec): CtVal {
+  materialize(v: Val & { kind: 'secret' }, node: string, forced?: OutSpec, clean = false): CtVal {
     const nOut = sizeOf(v.type.shape)
     const zeroBias = v.bias.every((x) => x === 0)
     if (v.terms.length === 1 && zeroBias && isIdentity(v.terms[0].map)) {
       const ct = v.terms[0].ct
       if (!ct.layout) this.placeInput(ct, contiguousLayout(ct.n, this.S))
-      if (!forced || (ct.layout!.spec && JSON.stringify(ct.layout!.spec) === JSON.stringify(forced))) return ct
+      const isClean = !clean || ct.layout!.spec?.kind !== 'blockRows'
+      if (isClean && (!forced || (ct.layout!.spec && JSON.stringify(ct.layout!.spec) === JSON.stringify(forced)))) return ct
     }
     if (v.terms.length === 0) throw new LowerError(`value '${node}' is a constant on the encrypted path`)
     let spec = forced
@@ -317,7 +318,7 @@ class Lowerer {
     const terms = v.terms.map((t) => ({ layout: t.ct.layout!, map: t.map }))
     let plan: TransformPlan | undefined
     if (spec) plan = planTransform(terms, spec, nOut)
-    if (!plan) plan = bestTransform(terms, nOut)
+    if (!plan) plan = bestTransform(terms, nOut, undefined, clean)
     return this.emitTransform(v, plan, node)
   }
 
@@ -474,7 +475,7 @@ class Lowerer {
       if (quad.some((q) => q === 0)) terms.push({ ct: zc, map: scaleRows(identityCols(N), c1.map((v, i) => (quad[i] ? 0 : v))) })
       return { kind: 'secret', type, terms, bias: off }
     }
-    const tc = this.ensure(this.materialize(t, n.name), Math.ceil(Math.log2(d)) + 1, n.name)
+    const tc = this.ensure(this.materialize(t, n.name, undefined, true), Math.ceil(Math.log2(d)) + 1, n.name)
     const pw: number[] = [NaN, tc.regs[0]]
     for (let k = 2; k <= d; k++) {
       const lo = Math.floor(k / 2)
