@@ -10,6 +10,8 @@
  *
  *   npx vite-node bench/approx.ts                        (every fixture, default specs)
  *   npx vite-node bench/approx.ts -- resnet8 ola:0.01    (models and specs to run)
+ *   npx vite-node bench/approx.ts -- --perturbed         (also: ola:0.01 on 3 perturbed copies of each
+ *                                                         activation model, as models OLA was not tuned on)
  */
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
@@ -30,7 +32,9 @@ const DIGITS = path.join(path.dirname(fileURLToPath(import.meta.url)), '../test/
 const MODELS = ['mlp_relu', 'cnn_bn_relu_maxpool', 'resnet8', 'cnn_gelu', 'mlp_sigmoid_tanh', 'senet_partial_relu', 'aespa_cnn', 'pkn_cnn', 'cnn_square']
 const SPECS = ['hermite:2', 'hermite:4', 'chebyshev:8', 'minimax:8', 'minimax:15', 'ola:0.01']
 
-const args = process.argv.slice(2).filter((a) => a !== '--')
+const argv = process.argv.slice(2).filter((a) => a !== '--')
+const perturbed = argv.includes('--perturbed')
+const args = argv.filter((a) => a !== '--perturbed')
 const models = args.filter((a) => MODELS.includes(a))
 const specs = args.filter((a) => !MODELS.includes(a))
 const calib = readNpy(path.join(DIGITS, 'calib_x.npy'))
@@ -102,4 +106,30 @@ function table(t: string[][]): string {
   return t.map((r) => r.map((c, j) => c.padEnd(w[j])).join('  ')).join('\n')
 }
 
-process.stdout.write(`${table(rows)}\n\nOLA against the cheapest uniform degree (cost = sum over layers of depth + non-scalar multiplications)\n${table(olaRows)}\n`)
+/** The model with every weight matrix scaled by 1 +- 15% and shifted by +- 0.025, elementwise (seeded). */
+function perturb(g: Graph, seed: number): Graph {
+  let s = seed * 7919
+  const rnd = () => (s = (s * 16807) % 2147483647) / 2147483647
+  return {
+    ...g,
+    nodes: g.nodes.map((n) => {
+      if (n.op !== 'Constant' || !/weight/.test(n.name) || n.type.shape.length < 2) return n
+      const v = (n.attrs as { value: Tensor }).value
+      return { ...n, attrs: { value: { ...v, data: v.data.map((w) => Math.fround(w * (1 + 0.3 * (rnd() - 0.5)) + 0.05 * (rnd() - 0.5))) } } }
+    }),
+  }
+}
+
+const perturbedRows: string[][] = [['model', 'seed', 'acc orig', 'acc ola:0.01', 'drop', 'degrees']]
+if (perturbed)
+  for (const model of (models.length ? models : MODELS).filter((m) => !['aespa_cnn', 'pkn_cnn', 'cnn_square'].includes(m)))
+    for (const seed of [1, 2, 3]) {
+      const g = perturb(importModel(readFileSync(path.join(DIGITS, `${model}.onnx`)), { file: `${model}.onnx` }), seed)
+      const base = runPipeline(g, common, passContext())
+      const cx = passContext({ approx: 'ola:0.01' }, { calib })
+      const h = runPipeline(g, PIPELINES.ckks(cx.options), cx)
+      const [a0, a1] = [base, h].map((m) => accuracyOf(new Replay(m, testX).values.get(m.outputs[0])!))
+      perturbedRows.push([model, String(seed), pct(a0), pct(a1), (100 * (a0 - a1)).toFixed(2), (cx.report.layers as LayerReport[]).map((l) => l.degree).join('/')])
+    }
+
+process.stdout.write(`${table(rows)}\n\nOLA against the cheapest uniform degree (cost = sum over layers of depth + non-scalar multiplications)\n${table(olaRows)}\n${perturbed ? `\nola:0.01 on perturbed models\n${table(perturbedRows)}\n` : ''}`)
