@@ -93,6 +93,8 @@ export interface LayerReport {
   value: string
   op: string
   method: string
+  /** Basis of the fitted polynomial (OLA may pick the per-channel Hermite fit at low degrees). */
+  basis: string
   degree: number
   depth: number
   interval?: [number, number]
@@ -177,6 +179,7 @@ export function fitActivations(g: Graph, cx: PassContext, spec: Exclude<ApproxSp
       value: act.node.name,
       op: act.node.op,
       method: spec.method,
+      basis: p.basis,
       degree: d,
       depth: polyDepth(d) + (act.target === 'Sign' || act.node.op === 'PartialRelu' ? 1 : 0),
       interval: p.interval,
