@@ -16,6 +16,7 @@ export { compileCkks, CkksCompileError, estimateMs, type CompileOptions } from '
 export { runPlan, checkRunnable, CkksRunError, type RunOptions, type RunResult } from './runtime.js'
 export { simulatePlan } from './simulate.js'
 export { printPlan } from './print.js'
+export { ckksOlaCostModel, ckksPolyDepth, opCost, loadCostTable } from './cost.js'
 export { chooseParams, checkSecure, maxLogQ, MAX_LOGQ, totalBits, type CkksParams, type SecurityLevel } from './params.js'
 export type { CkksPlan } from './plan.js'
 
