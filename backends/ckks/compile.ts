@@ -134,10 +134,13 @@ function assignLevels(l: LoweredGraph, p: CkksParams, primeValues: bigint[]): Le
       case 'square':
         s = s0 * s0
         break
-      case 'mulPlain':
-        ptScale = (delta * q(req)) / s0
+      case 'mulPlain': {
+        let target = delta
+        if (i.pair) target = (delta * q(need.get(i.pair.mul)!)) / scale.get(i.pair.reg)!
+        ptScale = (target * q(req)) / s0
         s = s0 * ptScale
         break
+      }
       case 'rescale':
         s = s0 / q(req)
         break

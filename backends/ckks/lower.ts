@@ -62,6 +62,11 @@ export interface RawInstr {
   step?: number
   pt?: string
   node?: string
+  /**
+   * mulPlain whose rescaled result is multiplied by ciphertext `reg` in instruction `mul` (then
+   * rescaled): its plaintext scale is chosen so that this product lands exactly on the normal scale.
+   */
+  pair?: { reg: number; mul: number }
 }
 
 export interface LoweredGraph {
@@ -475,23 +480,48 @@ class Lowerer {
       if (quad.some((q) => q === 0)) terms.push({ ct: zc, map: scaleRows(identityCols(N), c1.map((v, i) => (quad[i] ? 0 : v))) })
       return { kind: 'secret', type, terms, bias: off }
     }
-    const tc = this.ensure(this.materialize(t, n.name, undefined, true), Math.ceil(Math.log2(d)) + 1, n.name)
+    const dep = (k: number) => (k <= 1 ? 0 : Math.ceil(Math.log2(k)))
+    const split = (k: number) => {
+      let best = { a: 0, depth: dep(k) + 1 }
+      for (let a = 1; a < k; a++) {
+        const depth = Math.max(dep(a) + 1, dep(k - a)) + 1
+        if (depth < best.depth) best = { a, depth }
+      }
+      return best
+    }
+    const ks: number[] = []
+    for (let k = 1; k <= d; k++) if (coef(k).some((v) => v !== 0)) ks.push(k)
+    const levels = Math.max(...ks.map((k) => split(k).depth))
+    const tc = this.ensure(this.materialize(t, n.name, undefined, true), levels, n.name)
     const pw: number[] = [NaN, tc.regs[0]]
-    for (let k = 2; k <= d; k++) {
+    const power = (k: number): number => {
+      if (pw[k] !== undefined) return pw[k]
       const lo = Math.floor(k / 2)
       const hi = k - lo
-      const m = lo === hi ? this.emit('square', [pw[lo]], { node: n.name }) : this.emit('mul', [pw[lo], pw[hi]], { node: n.name })
-      pw[k] = this.emit('rescale', [this.emit('relin', [m], { node: n.name })], { node: n.name })
+      const m = lo === hi ? this.emit('square', [power(lo)], { node: n.name }) : this.emit('mul', [power(lo), power(hi)], { node: n.name })
+      return (pw[k] = this.emit('rescale', [this.emit('relin', [m], { node: n.name })], { node: n.name }))
     }
     let acc: number | undefined
-    for (let k = 1; k <= d; k++) {
-      const ck = coef(k)
-      if (ck.every((v) => v === 0)) continue
-      const sv = this.slotVector(tc.layout!, ck)
-      const m = this.emit('mulPlain', [pw[k]], { pt: this.sparseConst('c', sv.slots, sv.values), node: n.name })
-      acc = acc === undefined ? m : this.emit('add', [acc, m], { node: n.name })
+    const direct: number[] = []
+    for (const k of ks) {
+      const sv = this.slotVector(tc.layout!, coef(k))
+      const pt = this.sparseConst('c', sv.slots, sv.values)
+      if (dep(k) + 1 <= levels) {
+        const m = this.emit('mulPlain', [power(k)], { pt, node: n.name })
+        acc = acc === undefined ? m : this.emit('add', [acc, m], { node: n.name })
+        continue
+      }
+      const { a } = split(k)
+      const other = power(k - a)
+      const mp = this.emit('mulPlain', [power(a)], { pt, node: n.name })
+      const raw = this.instrs[this.instrs.length - 1]
+      const cm = this.emit('rescale', [mp], { node: n.name })
+      const prod = this.emit('mul', [cm, other], { node: n.name })
+      raw.pair = { reg: other, mul: prod }
+      direct.push(this.emit('rescale', [this.emit('relin', [prod], { node: n.name })], { node: n.name }))
     }
-    let r = this.emit('rescale', [acc!], { node: n.name })
+    let r = acc === undefined ? direct.shift()! : this.emit('rescale', [acc], { node: n.name })
+    for (const x of direct) r = this.emit('add', [r, x], { node: n.name })
     const c0 = coef(0)
     if (c0.some((v) => v !== 0)) {
       const sv = this.slotVector(tc.layout!, c0)
