@@ -26,9 +26,13 @@ describe('ckks encrypted runs', () => {
     }, 120_000)
   }
 
-  for (const name of ['mlp_relu', 'senet_partial_relu']) {
-    it(`${name} with --approx hermite:2: encrypted logits match the interpreter`, async () => {
-      const g = compiledGraph(name, { approx: 'hermite:2' }, 'digits')
+  for (const [name, approx] of [
+    ['mlp_relu', 'hermite:2'],
+    ['senet_partial_relu', 'hermite:2'],
+    ['mlp_relu', 'chebyshev:6'],
+  ]) {
+    it(`${name} with --approx ${approx}: encrypted logits match the interpreter`, async () => {
+      const g = compiledGraph(name, { approx }, 'digits')
       const plan = compileCkks(g)
       const x = testImages('digits', 2)
       const res = await runPlan(plan, x)
