@@ -3,6 +3,7 @@
  * compile step (import, pipeline, trace), progress on stderr, and --json output.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { ckksOlaCostModel } from '../backends/ckks/index.js'
 import type { Graph } from '../ir/graph.js'
 import { printGraph } from '../ir/print.js'
 import type { Tensor } from '../ir/tensor.js'
@@ -93,6 +94,8 @@ export function printJSON(obj: unknown): void {
 /**
  * The pass options the compile options set, with the calibration tensor loaded. ReLUs stay exact by
  * default for the MPC backend (garbled circuits are what it is for) unless --approx-relu is given.
+ * OLA prices degrees with the CKKS cost model measured on this machine, except for the MPC backend,
+ * where depth and non-scalar multiplications stand in for Beaver rounds and triples.
  */
 export function compileContext(args: ParsedArgs, backend = 'ir'): PassContext {
   const approx = str(args, 'approx') ?? 'none'
@@ -107,6 +110,7 @@ export function compileContext(args: ParsedArgs, backend = 'ir'): PassContext {
     keepRelu: flag(args, 'keep-relu') || (backend === 'mpc' && !flag(args, 'approx-relu')),
     reluBudget: budget,
     security: str(args, 'security'),
+    costModel: backend === 'mpc' ? undefined : ckksOlaCostModel(),
   }
   return passContext(options, { calib, log: logger(args) })
 }

@@ -193,6 +193,7 @@ const evaluate: Command = {
       maxAbsError: maxAbs,
       samples: n,
       ...(report.layers ? { layers: report.layers } : {}),
+      ...(report.reluBudget ? { reluBudget: report.reluBudget } : {}),
     }
     log(`evaluated ${n} samples in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
     if (flag(args, 'json')) return printJSON(result)
