@@ -137,6 +137,7 @@ function assignLevels(l: LoweredGraph, p: CkksParams, primeValues: bigint[]): Le
       case 'mulPlain': {
         let target = delta
         if (i.pair) target = (delta * q(need.get(i.pair.mul)!)) / scale.get(i.pair.reg)!
+        if (i.matchScaleOf !== undefined) target = scale.get(i.matchScaleOf)!
         ptScale = (target * q(req)) / s0
         s = s0 * ptScale
         break

@@ -38,6 +38,9 @@ import {
 } from './layout.js'
 import { b64Float64, b64Int32, type ConstVector, type InstrOp } from './plan.js'
 
+/** Chebyshev polynomials of at least this degree are evaluated in their own basis. */
+export const CHEBYSHEV_FROM = 8
+
 export class LowerError extends PicError {}
 
 /** A ciphertext group: one register per ciphertext, its layout (undefined until an input is placed). */
@@ -67,6 +70,8 @@ export interface RawInstr {
    * rescaled): its plaintext scale is chosen so that this product lands exactly on the normal scale.
    */
   pair?: { reg: number; mul: number }
+  /** mulPlain whose rescaled result must have exactly the scale of register `matchScaleOf`. */
+  matchScaleOf?: number
 }
 
 export interface LoweredGraph {
@@ -401,12 +406,13 @@ class Lowerer {
   }
 
   /** Per-element normalization and power-basis rows of a Poly (per-channel coefficients expanded). */
-  polyRows(a: PolyAttrs, type: TensorType): { alpha: Float64Array; beta: Float64Array; rows: number[][] } {
+  polyRows(a: PolyAttrs, type: TensorType): { alpha: Float64Array; beta: Float64Array; rows: number[][]; basis: 'power' | 'chebyshev' } {
     const N = sizeOf(type.shape)
     const C = a.coeffs.length
     const ch = this.channelOf(type, a.axis, C)
     const deg = Math.max(...a.coeffs.map((r) => r.length - 1))
-    const M = basisToPowerMatrix(a.basis, Math.max(deg, 0))
+    const keepCheb = a.basis === 'chebyshev' && deg >= CHEBYSHEV_FROM
+    const M = keepCheb ? basisToPowerMatrix('power', deg) : basisToPowerMatrix(a.basis, Math.max(deg, 0))
     const power = a.coeffs.map((row) => {
       const p = new Array(deg + 1).fill(0)
       row.forEach((c, k) => {
@@ -423,12 +429,59 @@ class Lowerer {
       beta[i] = -at(a.shift, ch[i]) / at(a.scale, ch[i])
       rows.push(power[ch[i]])
     }
-    return { alpha, beta, rows }
+    return { alpha, beta, rows, basis: keepCheb ? 'chebyshev' : 'power' }
   }
 
   poly(n: Node, x: Val & { kind: 'secret' }, a: PolyAttrs, type: TensorType): Val {
-    const { alpha, beta, rows } = this.polyRows(a, type)
-    return this.polyEval(n, this.elementwiseAffine(x, alpha, beta, type), rows, type)
+    const { alpha, beta, rows, basis } = this.polyRows(a, type)
+    const t = this.elementwiseAffine(x, alpha, beta, type)
+    return basis === 'chebyshev' ? this.chebyshevEval(n, t, rows, type) : this.polyEval(n, t, rows, type)
+  }
+
+  /**
+   * y_i = sum_k rows[i][k] T_k(t_i) evaluated in the Chebyshev basis (high degrees, where the power
+   * basis cancels catastrophically): T_2n = 2 T_n^2 - 1, T_2n+1 = 2 T_n+1 T_n - t, with t brought to
+   * the product's exact scale by its own plaintext product; depth ceil(log2 d) + 1.
+   */
+  chebyshevEval(n: Node, t: Val & { kind: 'secret' }, rows: number[][], type: TensorType): Val {
+    const N = sizeOf(type.shape)
+    const node = n.name
+    let d = 0
+    for (const r of rows) for (let k = r.length - 1; k > d; k--) if (r[k] !== 0) d = k
+    const coef = (k: number) => Float64Array.from(rows, (r) => r[k] ?? 0)
+    const tc = this.ensure(this.materialize(t, node, undefined, true), Math.ceil(Math.log2(d)) + 1, node)
+    const lay = tc.layout!
+    const constVec = (v: number) => {
+      const sv = this.slotVector(lay, new Float64Array(N).fill(v))
+      return this.sparseConst('c', sv.slots, sv.values)
+    }
+    const T: number[] = [NaN, tc.regs[0]]
+    const cheb = (k: number): number => {
+      if (T[k] !== undefined) return T[k]
+      const m = Math.ceil(k / 2)
+      const l = Math.floor(k / 2)
+      const prod = m === l ? this.emit('square', [cheb(m)], { node }) : this.emit('mul', [cheb(m), cheb(l)], { node })
+      const p = this.emit('rescale', [this.emit('relin', [prod], { node })], { node })
+      const two = this.emit('add', [p, p], { node })
+      if (m === l) return (T[k] = this.emit('addPlain', [two], { pt: constVec(-1), node }))
+      const mt = this.emit('mulPlain', [T[1]], { pt: constVec(-1), node, matchScaleOf: two })
+      return (T[k] = this.emit('add', [two, this.emit('rescale', [mt], { node })], { node }))
+    }
+    let acc: number | undefined
+    for (let k = 1; k <= d; k++) {
+      const ck = coef(k)
+      if (ck.every((v) => v === 0)) continue
+      const sv = this.slotVector(lay, ck)
+      const m = this.emit('mulPlain', [cheb(k)], { pt: this.sparseConst('c', sv.slots, sv.values), node })
+      acc = acc === undefined ? m : this.emit('add', [acc, m], { node })
+    }
+    let r = this.emit('rescale', [acc!], { node })
+    const c0 = coef(0)
+    if (c0.some((v) => v !== 0)) {
+      const sv = this.slotVector(lay, c0)
+      r = this.emit('addPlain', [r], { pt: this.sparseConst('c', sv.slots, sv.values), node })
+    }
+    return { kind: 'secret', type, terms: [{ ct: { regs: [r], layout: lay, n: N }, map: identityCols(N) }], bias: new Float64Array(N) }
   }
 
   /** SENet's partial ReLU with its polynomial: the polynomial where the mask is 1, the identity elsewhere. */
@@ -436,14 +489,15 @@ class Lowerer {
     if (!a.poly) throw new LowerError(`${describeNode(n)} keeps exact ReLUs; CKKS needs them approximated (compile with --approx)`)
     const N = sizeOf(type.shape)
     const idx = broadcastIndex(a.mask.shape, type.shape)
-    const { alpha, beta, rows } = this.polyRows(a.poly, type)
+    const { alpha, beta, rows, basis } = this.polyRows(a.poly, type)
     for (let i = 0; i < N; i++)
       if (a.mask.data[idx ? idx[i] : i] === 0) {
         alpha[i] = 1
         beta[i] = 0
         rows[i] = [0, 1]
       }
-    return this.polyEval(n, this.elementwiseAffine(x, alpha, beta, type), rows, type)
+    const t = this.elementwiseAffine(x, alpha, beta, type)
+    return basis === 'chebyshev' ? this.chebyshevEval(n, t, rows, type) : this.polyEval(n, t, rows, type)
   }
 
   /**

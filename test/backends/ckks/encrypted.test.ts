@@ -30,6 +30,7 @@ describe('ckks encrypted runs', () => {
     ['mlp_relu', 'hermite:2'],
     ['senet_partial_relu', 'hermite:2'],
     ['mlp_relu', 'chebyshev:6'],
+    ['mlp_relu', 'chebyshev:31'],
   ]) {
     it(`${name} with --approx ${approx}: encrypted logits match the interpreter`, async () => {
       const g = compiledGraph(name, { approx }, 'digits')
