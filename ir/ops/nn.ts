@@ -3,7 +3,7 @@
  * MatMul, BatchNormalization and pooling. 2-D spatial ops only (NCHW).
  */
 import { defineOp, OpError, ZERO_COST, type Cost, type OnnxAttrs, type OpDef, type Operand, type RawAttrs } from '../op.js'
-import { sizeOf, type TensorType } from '../tensor.js'
+import { MAX_ELEMENTS, sizeOf, type TensorType } from '../tensor.js'
 import { alloc, broadcastIndex, broadcastShapes, checkShape, requireFloat, withData } from './util.js'
 
 /** C[M,N] += A[M,K] @ B[K,N], row-major, at the given offsets (two rows of C by four rows of B per sweep). */
@@ -181,6 +181,8 @@ export const Conv = defineOp<ConvAttrs>({
     const kshape = w.shape.slice(2)
     if (a.kernel[0] !== 0 && a.kernel.some((k, i) => k !== kshape[i])) throw new OpError('kernel_shape does not match the weight')
     const win = convWindow(a, w.shape.slice(2), h, wd)
+    const colElements = sizeOf(w.shape.slice(1)) * win.outH * win.outW
+    if (colElements > MAX_ELEMENTS) throw new OpError(`the convolution needs ${colElements} elements of im2col buffer per image, more than the ${MAX_ELEMENTS} PIC allows`)
     return { dtype: x.dtype, shape: checkShape(spatialOut(x, n, m, win.outH, win.outW)) }
   },
   eval: (ins, a, out) => {
