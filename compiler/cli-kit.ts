@@ -67,6 +67,12 @@ export class UsageError extends PicError {
   }
 }
 
+/** The one positional argument a command takes (MODEL, PLAN, ...). */
+export function onePositional(args: ParsedArgs, cmd: Command, what: string): string {
+  if (args.positionals.length !== 1) throw new UsageError(args.positionals.length === 0 ? `missing ${what}` : `unexpected argument '${args.positionals[1]}'`, cmd)
+  return args.positionals[0]
+}
+
 export function str(args: ParsedArgs, name: string): string | undefined {
   const v = args.values[name]
   return typeof v === 'string' ? v : undefined

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs'
 import { opCounts } from '../ir/stats.js'
 import { PIPELINES } from '../passes/pipelines.js'
 import { lowerForExport } from '../passes/lower-for-export.js'
-import { COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, printJSON, UsageError, type Command } from './cli-kit.js'
+import { COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, onePositional, printJSON, type Command } from './cli-kit.js'
 import { loadModel } from './model.js'
 import { writeModel } from './onnx-export.js'
 import { importModel } from './onnx-import.js'
@@ -22,8 +22,7 @@ export const exportCommand: Command = {
     ...COMPILE_OPTIONS,
   },
   run(args) {
-    if (args.positionals.length !== 1) throw new UsageError(args.positionals.length === 0 ? 'missing MODEL' : `unexpected argument '${args.positionals[1]}'`, exportCommand)
-    const file = args.positionals[0]
+    const file = onePositional(args, exportCommand, 'MODEL')
     const out = need(args, 'output', exportCommand)
     const cx = compileContext(args)
     const pipeline = cx.options.keepRelu ? PIPELINES.mpc(cx.options) : PIPELINES.ckks(cx.options)

@@ -7,7 +7,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { mpcBackend, parseSchedule, runDealer, runQuery, runServe, type MpcSchedule } from '../backends/mpc/index.js'
-import { COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, printJSON, str, UsageError, type Command, type ParsedArgs } from './cli-kit.js'
+import { COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, onePositional, printJSON, str, UsageError, type Command, type ParsedArgs } from './cli-kit.js'
 import { PicError } from './errors.js'
 import { loadModel } from './model.js'
 import { readNpy, writeNpy } from './npy.js'
@@ -81,11 +81,11 @@ export const serve: Command = {
     ...COMPILE_OPTIONS,
   },
   async run(args) {
-    if (args.positionals.length !== 1) throw new UsageError(args.positionals.length === 0 ? 'missing MODEL' : `unexpected argument '${args.positionals[1]}'`, serve)
+    const model = onePositional(args, serve, 'MODEL')
     const log = logger(args)
     const schedule = readSchedule(need(args, 'schedule', serve))
     const cx = compileContext(args, 'mpc')
-    const g = compileGraph(loadModel(args.positionals[0]), mpcBackend.pipeline(cx.options), cx, args)
+    const g = compileGraph(loadModel(model), mpcBackend.pipeline(cx.options), cx, args)
     let ended: (e: Error | undefined) => void = () => {}
     const firstEnd = new Promise<Error | undefined>((resolve) => (ended = resolve))
     const h = await runServe(g, schedule, {
@@ -110,8 +110,7 @@ export const query: Command = {
     ...NET_OPTIONS,
   },
   async run(args) {
-    if (args.positionals.length !== 1) throw new UsageError(args.positionals.length === 0 ? 'missing S (the schedule)' : `unexpected argument '${args.positionals[1]}'`, query)
-    const file = args.positionals[0]
+    const file = onePositional(args, query, 'S (the schedule)')
     const schedule = readSchedule(file)
     const x = readNpy(need(args, 'input', query))
     const { output, report } = await runQuery(schedule, x, { connect: need(args, 'connect', query), dealer: need(args, 'dealer', query), timeoutMs: timeout(args, query) })

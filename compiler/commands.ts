@@ -9,9 +9,10 @@ import { instantiate } from '../ir/builder.js'
 import { graphInputs, inputDims, type Graph } from '../ir/graph.js'
 import { bindInputs, interpret, runBatched } from '../ir/interpret.js'
 import { activationCounts, opCounts, parameterCount } from '../ir/stats.js'
+import { argmax } from '../passes/ola.js'
 import { sizeOf, type Tensor } from '../ir/tensor.js'
 import {
-  COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, printJSON, str, UsageError,
+  COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, onePositional, printJSON, str, UsageError,
   type Command, type ParsedArgs,
 } from './cli-kit.js'
 import { exportCommand } from './cmd-export.js'
@@ -22,8 +23,7 @@ import { readNpy, writeNpy } from './npy.js'
 import { loadModel, readTensorFile } from './model.js'
 
 function modelArg(args: ParsedArgs, cmd: Command): string {
-  if (args.positionals.length !== 1) throw new UsageError(args.positionals.length === 0 ? 'missing MODEL' : `unexpected argument '${args.positionals[1]}'`, cmd)
-  return args.positionals[0]
+  return onePositional(args, cmd, 'MODEL')
 }
 
 /** Shapes with symbolic dims named: dims that change when the symbols are bound to other values. */
@@ -95,18 +95,6 @@ async function compiledFor(file: string, batch: number, args: ParsedArgs): Promi
   const backend = await loadBackend('ir')
   const compiled = compileGraph(bound, backend.pipeline(cx.options), cx, args)
   return { original, compiled, report: cx.report }
-}
-
-function argmaxRows(t: Tensor): number[] {
-  const n = t.shape[0]
-  const k = t.data.length / n
-  const out: number[] = []
-  for (let i = 0; i < n; i++) {
-    let best = 0
-    for (let j = 1; j < k; j++) if (t.data[i * k + j] > t.data[i * k + best]) best = j
-    out.push(best)
-  }
-  return out
 }
 
 const infer: Command = {
@@ -182,11 +170,11 @@ const evaluate: Command = {
     const { original, compiled, report } = await compiledFor(file, batchFor(probe, n), args)
     const [refOut] = runBatched(original, x)
     const [outC] = compiled === original ? [refOut] : runBatched(compiled, x)
-    const a0 = argmaxRows(refOut)
-    const a1 = argmaxRows(outC)
+    const a0 = argmax(refOut)
+    const a1 = argmax(outC)
     let maxAbs = 0
     for (let i = 0; i < refOut.data.length; i++) maxAbs = Math.max(maxAbs, Math.abs(refOut.data[i] - outC.data[i]))
-    const acc = (a: number[]) => a.filter((v, i) => v === y.data[i]).length / n
+    const acc = (a: Int32Array) => a.filter((v, i) => v === y.data[i]).length / n
     const result = {
       accuracy: { original: acc(a0), compiled: acc(a1) },
       agreement: a0.filter((v, i) => v === a1[i]).length / n,
