@@ -6,24 +6,11 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { checkRunnable, referenceGraph, runPlan, type CkksPlanFile } from '../backends/ckks/index.js'
 import { interpret } from '../ir/interpret.js'
-import { flag, logger, need, printJSON, str, UsageError, type Command } from './cli-kit.js'
+import { argmax } from '../passes/ola.js'
+import { flag, logger, need, onePositional, printJSON, str, UsageError, type Command } from './cli-kit.js'
+import { sidecarPath } from './model.js'
 import { PicError } from './errors.js'
 import { readNpy, writeNpy } from './npy.js'
-
-function sidecarOf(planFile: string): string {
-  return planFile.replace(/(\.json)?$/, '.bin')
-}
-
-function argmaxRows(d: ArrayLike<number>, rows: number): number[] {
-  const k = d.length / rows
-  const out: number[] = []
-  for (let r = 0; r < rows; r++) {
-    let b = 0
-    for (let j = 1; j < k; j++) if (d[r * k + j] > d[r * k + b]) b = j
-    out.push(b)
-  }
-  return out
-}
 
 export const run: Command = {
   name: 'run',
@@ -35,8 +22,7 @@ export const run: Command = {
     refresh: { type: 'string', arg: 'MODE', help: "bootstraps: 'none' (refuse plans that need them, default) or 'client' (client-aided refresh)" },
   },
   async run(args) {
-    if (args.positionals.length !== 1) throw new UsageError(args.positionals.length === 0 ? 'missing PLAN' : `unexpected argument '${args.positionals[1]}'`, run)
-    const file = args.positionals[0]
+    const file = onePositional(args, run, 'PLAN')
     const inFile = need(args, 'input', run)
     const outFile = str(args, 'output')
     const refresh = str(args, 'refresh') ?? 'none'
@@ -56,7 +42,7 @@ export const run: Command = {
       throw new PicError(`${file}: ${(e as Error).message}`)
     }
     const x = readNpy(inFile)
-    const side = sidecarOf(file)
+    const side = sidecarPath(file)
     const ref = referenceGraph(plan, existsSync(side) ? new Uint8Array(readFileSync(side)) : undefined)
     const res = await runPlan(plan, x, { refresh, log })
     const y = res.outputs[0]
@@ -68,8 +54,8 @@ export const run: Command = {
       let m = 0
       for (let i = 0; i < plain.data.length; i++) m = Math.max(m, Math.abs(plain.data[i] - y.data[i]))
       maxAbsErrorVsPlain = m
-      const a = argmaxRows(plain.data, res.images)
-      const b = argmaxRows(y.data, res.images)
+      const a = argmax(plain)
+      const b = argmax(y)
       top1AgreementVsPlain = a.filter((v, i) => v === b[i]).length / Math.max(1, res.images)
     }
     const round = (v: number) => Math.round(v * 100) / 100

@@ -20,7 +20,7 @@ import { dealer, query, serve } from './cmd-mpc.js'
 import { run } from './cmd-run.js'
 import { PicError } from './errors.js'
 import { readNpy, writeNpy } from './npy.js'
-import { loadModel, readTensorFile } from './model.js'
+import { loadModel, readTensorFile, sidecarPath } from './model.js'
 
 function modelArg(args: ParsedArgs, cmd: Command): string {
   return onePositional(args, cmd, 'MODEL')
@@ -221,9 +221,5 @@ const compile: Command = {
   },
 }
 
-/** plan.json -> plan.bin: where a plan's binary constants are written. */
-export function sidecarPath(planFile: string): string {
-  return planFile.replace(/(\.json)?$/, '.bin')
-}
 
 export const COMMANDS: readonly Command[] = [inspect, infer, evaluate, compile, exportCommand, run, dealer, serve, query]

@@ -46,3 +46,8 @@ export function readTensorFile(file: string): Tensor {
   }
   return readNpy(file)
 }
+
+/** plan.json -> plan.bin: where a plan's binary constants are written. */
+export function sidecarPath(planFile: string): string {
+  return planFile.replace(/(\.json)?$/, '.bin')
+}
