@@ -5,11 +5,9 @@
  *   pic query S --connect H:P --dealer H:P --input X.npy [--output Y.npy] [--json]   the client party
  * dealer and serve run until interrupted (serve --once: until the first session ends).
  */
-import { existsSync, readFileSync } from 'node:fs'
 import { mpcBackend, parseSchedule, runDealer, runQuery, runServe, type MpcSchedule } from '../backends/mpc/index.js'
 import { COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, onePositional, printJSON, str, UsageError, type Command, type ParsedArgs } from './cli-kit.js'
-import { PicError } from './errors.js'
-import { loadModel } from './model.js'
+import { loadModel, readJSONFile } from './model.js'
 import { readNpy, writeNpy } from './npy.js'
 
 const NET_OPTIONS = {
@@ -31,14 +29,7 @@ function timeout(args: ParsedArgs, cmd: Command): number | undefined {
 }
 
 function readSchedule(file: string): MpcSchedule {
-  if (!existsSync(file)) throw new PicError(`${file}: no such file`)
-  let json: unknown
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'))
-  } catch (e) {
-    throw new PicError(`${file}: not a JSON schedule (${(e as Error).message})`)
-  }
-  return parseSchedule(json, file)
+  return parseSchedule(readJSONFile(file, 'schedule'), file)
 }
 
 /** Resolves on SIGINT or SIGTERM. */

@@ -8,7 +8,7 @@ import { checkRunnable, referenceGraph, runPlan, type CkksPlanFile } from '../ba
 import { interpret } from '../ir/interpret.js'
 import { argmax } from '../passes/ola.js'
 import { flag, logger, need, onePositional, printJSON, str, UsageError, type Command } from './cli-kit.js'
-import { sidecarPath } from './model.js'
+import { readJSONFile, sidecarPath } from './model.js'
 import { PicError } from './errors.js'
 import { readNpy, writeNpy } from './npy.js'
 
@@ -28,13 +28,7 @@ export const run: Command = {
     const refresh = str(args, 'refresh') ?? 'none'
     if (refresh !== 'none' && refresh !== 'client') throw new UsageError(`--refresh must be 'none' or 'client', got '${refresh}'`, run)
     const log = logger(args)
-    if (!existsSync(file)) throw new PicError(`${file}: no such file`)
-    let plan: CkksPlanFile
-    try {
-      plan = JSON.parse(readFileSync(file, 'utf8')) as CkksPlanFile
-    } catch (e) {
-      throw new PicError(`${file}: not a JSON plan (${(e as Error).message})`)
-    }
+    const plan = readJSONFile(file, 'plan') as CkksPlanFile
     if (plan.format !== 'pic-ckks-plan') throw new PicError(`${file}: not a CKKS plan (format '${String((plan as { format?: unknown }).format)}'); pic run executes plans from pic compile --backend ckks`)
     try {
       checkRunnable(plan, { refresh })

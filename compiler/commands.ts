@@ -7,10 +7,10 @@ import path from 'node:path'
 import { loadBackend } from '../backends/index.js'
 import { instantiate } from '../ir/builder.js'
 import { graphInputs, inputDims, type Graph } from '../ir/graph.js'
-import { bindInputs, interpret, runBatched } from '../ir/interpret.js'
+import { batchSize, bindInputs, interpret, runBatched } from '../ir/interpret.js'
 import { activationCounts, opCounts, parameterCount } from '../ir/stats.js'
 import { argmax } from '../passes/ola.js'
-import { sizeOf, type Tensor } from '../ir/tensor.js'
+import type { Tensor } from '../ir/tensor.js'
 import {
   COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, onePositional, printJSON, str, UsageError,
   type Command, type ParsedArgs,
@@ -78,13 +78,6 @@ const inspect: Command = {
   },
 }
 
-/** Largest batch whose values fit the interpreter's memory budget (2^25 elements per value). */
-function batchFor(g: Graph, n: number): number {
-  const batch = graphInputs(g)[0].type.shape[0] || 1
-  const largest = Math.max(...g.nodes.map((v) => sizeOf(v.type.shape))) / batch
-  return Math.max(1, Math.min(n, Math.floor(2 ** 25 / Math.max(largest, 1))))
-}
-
 /** The model bound to `batch` samples (when its batch dim is symbolic) and compiled for the ir backend. */
 async function compiledFor(file: string, batch: number, args: ParsedArgs): Promise<{ original: Graph; compiled: Graph; report: Record<string, unknown> }> {
   const original = loadModel(file)
@@ -130,7 +123,7 @@ const infer: Command = {
     let outputs: Tensor[]
     const log = logger(args)
     if (inputs.length === 1 && inputs[0].shape.length > 0) {
-      const { compiled } = await compiledFor(file, batchFor(probe, inputs[0].shape[0]), args)
+      const { compiled } = await compiledFor(file, batchSize(probe, inputs[0].shape[0]), args)
       outputs = runBatched(compiled, inputs[0])
     } else {
       const cx = compileContext(args)
@@ -167,7 +160,7 @@ const evaluate: Command = {
     const probe = loadModel(file)
     const log = logger(args)
     const t0 = performance.now()
-    const { original, compiled, report } = await compiledFor(file, batchFor(probe, n), args)
+    const { original, compiled, report } = await compiledFor(file, batchSize(probe, n), args)
     const [refOut] = runBatched(original, x)
     const [outC] = compiled === original ? [refOut] : runBatched(compiled, x)
     const a0 = argmax(refOut)

@@ -1,5 +1,5 @@
 /** Loading models and input tensors from files for the CLI, with PicErrors that name the file. */
-import { readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import path from 'node:path'
 import type { Graph } from '../ir/graph.js'
 import type { Tensor } from '../ir/tensor.js'
@@ -50,4 +50,14 @@ export function readTensorFile(file: string): Tensor {
 /** plan.json -> plan.bin: where a plan's binary constants are written. */
 export function sidecarPath(planFile: string): string {
   return planFile.replace(/(\.json)?$/, '.bin')
+}
+
+/** A JSON file (a plan or schedule), with PicErrors that say which file and what is wrong. */
+export function readJSONFile(file: string, what: string): unknown {
+  if (!existsSync(file)) throw new PicError(`${file}: no such file`)
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'))
+  } catch (e) {
+    throw new PicError(`${file}: not a JSON ${what} (${(e as Error).message})`)
+  }
 }

@@ -46,12 +46,6 @@ export interface Graph {
   readonly symbols: Readonly<Record<string, number>>
 }
 
-export function nodeMap(g: Graph): Map<string, Node> {
-  const m = new Map<string, Node>()
-  for (const n of g.nodes) m.set(n.name, n)
-  return m
-}
-
 export function graphInputs(g: Graph): Node[] {
   return g.nodes.filter((n) => n.op === 'Input')
 }

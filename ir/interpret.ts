@@ -94,6 +94,13 @@ export function run1(g: Graph, x: Tensor): Tensor {
 /** Elements one batch may hold across a graph's largest value, to keep batched runs in bounded memory. */
 const BATCH_ELEMENTS = 2 ** 25
 
+/** The largest batch (at most n) whose values stay within the memory budget of a batched run. */
+export function batchSize(g: Graph, n: number): number {
+  const batch = graphInputs(g)[0].type.shape[0] || 1
+  const largest = Math.max(...g.nodes.map((v) => v.type.shape.reduce((p, d) => p * d, 1))) / batch
+  return Math.max(1, Math.min(n, Math.floor(BATCH_ELEMENTS / Math.max(largest, 1))))
+}
+
 /**
  * Run a single-input graph over many samples (axis 0 of `x`) in as few calls as memory allows. The
  * graph is re-instantiated for the chunk size when its batch dim is symbolic and nothing batch-specific
@@ -109,8 +116,7 @@ export function runBatched(
   const n = x.shape[0]
   const per = x.data.length / Math.max(n, 1)
   const gBatch = input.type.shape[0]
-  const largest = Math.max(...g.nodes.map((v) => v.type.shape.reduce((p, d) => p * d, 1))) / Math.max(gBatch, 1)
-  let chunk = Math.max(1, Math.min(n, Math.floor(BATCH_ELEMENTS / Math.max(largest, 1))))
+  let chunk = batchSize(g, n)
   let run = g
   if (chunk !== gBatch) {
     try {

@@ -4,7 +4,7 @@
  * evaluation and cost metadata. Analyses ask the op; they never switch on op names.
  */
 import { PicError } from './errors.js'
-import type { DType, Tensor, TensorType } from './tensor.js'
+import type { Tensor, TensorType } from './tensor.js'
 
 /** An error in one op's attributes, inputs or types; the caller adds file and node. */
 export class OpError extends PicError {}
@@ -144,9 +144,4 @@ export const ZERO_COST: Cost = { depth: 0, muls: 0, nonlinear: 0 }
 
 export function defineOp<A>(def: OpDef<A>): OpDef<A> {
   return def
-}
-
-/** Result dtype for ops that keep their first input's dtype. */
-export function sameDType(ins: readonly TensorType[]): DType {
-  return ins[0].dtype
 }

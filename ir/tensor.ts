@@ -5,8 +5,6 @@
 
 export type DType = 'float32' | 'float64' | 'int64' | 'bool'
 
-export const DTYPES: readonly DType[] = ['float32', 'float64', 'int64', 'bool']
-
 export interface TensorType {
   readonly dtype: DType
   readonly shape: readonly number[]

@@ -321,8 +321,8 @@ function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues:
     return { name: o.name, shape: o.shape, reg: o.ct.regs[0], slots: id, layout: spec ? JSON.stringify(spec) : 'contiguous' }
   })
   let encMs = 0
-  for (const [idx, inp] of inputs.entries())
-    for (const l of lv.inputLevels[idx]) encMs += opCost('encode', params.logN, l + 1) + opCost('encrypt', params.logN, l + 1)
+  for (const levels of lv.inputLevels)
+    for (const l of levels) encMs += opCost('encode', params.logN, l + 1) + opCost('encrypt', params.logN, l + 1)
   const decMs = outputs.length * (opCost('decrypt', params.logN, 1) + opCost('decode', params.logN, 1))
   const bootstraps = lv.instrs.filter((i) => i.op === 'refresh').length
   const notes = [...lowered.notes, ...extraNotes]

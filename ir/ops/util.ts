@@ -1,6 +1,6 @@
 /** Shared helpers for op definitions: broadcasting, axis normalization, output allocation. */
 import { OpError } from '../op.js'
-import { MAX_ELEMENTS, sizeOf, stridesOf, type DType, type Tensor, type TensorType } from '../tensor.js'
+import { MAX_ELEMENTS, sizeOf, stridesOf, type Tensor, type TensorType } from '../tensor.js'
 
 export function normAxis(axis: number, rank: number): number {
   const a = axis < 0 ? axis + rank : axis
@@ -76,13 +76,6 @@ export function withData(t: TensorType, data: Float64Array): Tensor {
 export function requireFloat(t: TensorType, what = 'input'): void {
   if (t.dtype !== 'float32' && t.dtype !== 'float64') throw new OpError(`${what} must be a float tensor, got ${t.dtype}`)
 }
-
-/** Round results into the dtype's value set (float32 results are rounded like a float32 runtime would). */
-export function roundTo(dtype: DType, data: Float64Array): Float64Array {
-  if (dtype === 'int64') for (let i = 0; i < data.length; i++) data[i] = Math.trunc(data[i])
-  return data
-}
-
 /** Integer list from a constant tensor input (shapes, axes, pads). */
 export function intsOf(t: Tensor | undefined, what: string): number[] {
   if (!t) throw new OpError(`${what} must be a compile-time constant`)

@@ -10,23 +10,9 @@ import { approximate, parseApprox, type LayerReport } from '../../passes/approxi
 import { passContext, runPipeline } from '../../passes/pass.js'
 import { PIPELINES, common } from '../../passes/pipelines.js'
 import { digits } from '../helpers.js'
-import { fixture, ops, run } from './util.js'
+import { accuracy, fixture, ops, run } from './util.js'
 
 const calib = readNpy(digits('calib_x.npy'))
-const testX = readNpy(digits('test_x.npy'))
-const testY = readNpy(digits('test_y.npy'))
-
-function accuracy(g: Graph): number {
-  const [o] = run(g, [testX])
-  const k = o.shape[1]
-  let right = 0
-  for (let i = 0; i < o.shape[0]; i++) {
-    let best = 0
-    for (let j = 1; j < k; j++) if (o.data[i * k + j] > o.data[i * k + best]) best = j
-    if (best === testY.data[i]) right++
-  }
-  return right / o.shape[0]
-}
 
 function compile(model: string, options: Record<string, unknown>) {
   const cx = passContext(options, { calib })

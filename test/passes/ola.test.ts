@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest'
 import { readNpy } from '../../compiler/npy.js'
-import type { Graph } from '../../ir/graph.js'
 import { OPS } from '../../ir/ops/index.js'
 import type { PartialReluAttrs } from '../../ir/ops/pi.js'
 import { secretValues } from '../../ir/stats.js'
@@ -10,24 +9,10 @@ import { knapsack, olaPoly, Replay, replaceWith } from '../../passes/ola.js'
 import { passContext, runPipeline } from '../../passes/pass.js'
 import { PIPELINES, common } from '../../passes/pipelines.js'
 import { digits, MANIFEST } from '../helpers.js'
-import { agreement, fixture, run } from './util.js'
+import { accuracy, agreement, fixture, run } from './util.js'
 import { rewrite } from '../../ir/rewrite.js'
 
 const calib = readNpy(digits('calib_x.npy'))
-const testX = readNpy(digits('test_x.npy'))
-const testY = readNpy(digits('test_y.npy'))
-
-function accuracy(g: Graph): number {
-  const [o] = run(g, [testX])
-  const k = o.shape[1]
-  let right = 0
-  for (let i = 0; i < o.shape[0]; i++) {
-    let best = 0
-    for (let j = 1; j < k; j++) if (o.data[i * k + j] > o.data[i * k + best]) best = j
-    if (best === testY.data[i]) right++
-  }
-  return right / o.shape[0]
-}
 
 describe('knapsack', () => {
   it('finds the cheapest choice within the budget (checked by enumeration)', () => {

@@ -8,22 +8,9 @@ import { passContext, runPipeline } from '../../passes/pass.js'
 import { common } from '../../passes/pipelines.js'
 import { parseReluBudget, reluBudget, type ReluBudgetLayer } from '../../passes/relu-budget.js'
 import { digits, MANIFEST } from '../helpers.js'
-import { fixture, ops, run } from './util.js'
+import { accuracy, fixture, ops } from './util.js'
 
 const calib = readNpy(digits('calib_x.npy'))
-const testX = readNpy(digits('test_x.npy'))
-const testY = readNpy(digits('test_y.npy'))
-
-function accuracy(g: Graph): number {
-  const [o] = run(g, [testX])
-  let right = 0
-  for (let i = 0; i < o.shape[0]; i++) {
-    let best = 0
-    for (let j = 1; j < 10; j++) if (o.data[i * 10 + j] > o.data[i * 10 + best]) best = j
-    if (best === testY.data[i]) right++
-  }
-  return right / o.shape[0]
-}
 
 /** ReLU positions per sample: a Relu counts its whole value, a PartialRelu its mask's ones. */
 function relus(g: Graph): number {

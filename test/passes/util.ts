@@ -75,17 +75,28 @@ export function ops(g: Graph): Record<string, number> {
   return c
 }
 
+/** Top-1 class of row i of an [N, K] logit tensor (written here, independent of the code under test). */
+function top1(t: Tensor, i: number): number {
+  const k = t.shape[1]
+  let best = 0
+  for (let j = 1; j < k; j++) if (t.data[i * k + j] > t.data[i * k + best]) best = j
+  return best
+}
+
 /** Top-1 agreement of two [N, K] logit tensors. */
 export function agreement(a: Tensor, b: Tensor): number {
-  const [n, k] = a.shape
-  const arg = (t: Tensor, i: number) => {
-    let best = 0
-    for (let j = 1; j < k; j++) if (t.data[i * k + j] > t.data[i * k + best]) best = j
-    return best
-  }
   let same = 0
-  for (let i = 0; i < n; i++) if (arg(a, i) === arg(b, i)) same++
-  return same / n
+  for (let i = 0; i < a.shape[0]; i++) if (top1(a, i) === top1(b, i)) same++
+  return same / a.shape[0]
+}
+
+/** Top-1 accuracy of a digits graph on the test images. */
+export function accuracy(g: Graph): number {
+  const [o] = run(g, [testX()])
+  const y = readNpy(digits('test_y.npy'))
+  let right = 0
+  for (let i = 0; i < o.shape[0]; i++) if (top1(o, i) === y.data[i]) right++
+  return right / o.shape[0]
 }
 
 /** Add an ONNX op with raw ONNX attributes (parsed by the op table like the importer does). */
