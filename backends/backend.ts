@@ -4,12 +4,13 @@
  * `--json`. Plugins are ES modules whose default export (or `backend` export) is a Backend.
  */
 import type { Graph } from '../ir/graph.js'
+import type { Sidecar } from '../ir/serialize.js'
 import type { Pass, PassContext } from '../passes/pass.js'
 
 export interface Lowered<Plan = unknown> {
   plan: Plan
-  /** Large constants (weights) referenced from the plan by offset, or undefined. */
-  sidecar?: Uint8Array
+  /** Large constants (weights) referenced from the plan by offset: byte chunks written in order. */
+  sidecar?: Sidecar
 }
 
 export interface Backend<Plan = unknown> {
@@ -19,7 +20,7 @@ export interface Backend<Plan = unknown> {
   pipeline(options: Readonly<Record<string, unknown>>): readonly Pass[]
   lower(g: Graph, cx: PassContext): Lowered<Plan>
   /** Readable text form of the plan (with its sidecar, when it has one). */
-  print(plan: Plan, sidecar?: Uint8Array): string
+  print(plan: Plan, sidecar?: Sidecar): string
   /** What `pic compile --json` prints besides `backend`. */
   summary(plan: Plan, g: Graph): Record<string, unknown>
 }

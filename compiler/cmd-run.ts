@@ -37,7 +37,12 @@ export const run: Command = {
     }
     const x = readNpy(inFile)
     const side = sidecarPath(file)
-    const ref = referenceGraph(plan, existsSync(side) ? new Uint8Array(readFileSync(side)) : undefined)
+    let ref: ReturnType<typeof referenceGraph>
+    try {
+      ref = referenceGraph(plan, existsSync(side) ? new Uint8Array(readFileSync(side)) : undefined)
+    } catch (e) {
+      throw new PicError(`${side}: ${(e as Error).message}`)
+    }
     const res = await runPlan(plan, x, { refresh, log })
     const y = res.outputs[0]
     if (outFile) writeNpy(outFile, y)

@@ -20,7 +20,7 @@ import { dealer, query, serve } from './cmd-mpc.js'
 import { run } from './cmd-run.js'
 import { PicError } from './errors.js'
 import { readNpy, writeNpy } from './npy.js'
-import { loadModel, readTensorFile, sidecarPath } from './model.js'
+import { loadModel, readTensorFile, sidecarPath, writeChunks } from './model.js'
 
 function modelArg(args: ParsedArgs, cmd: Command): string {
   return onePositional(args, cmd, 'MODEL')
@@ -207,7 +207,7 @@ const compile: Command = {
     const out = str(args, 'output')
     if (out) {
       writeFileSync(out, JSON.stringify(plan, null, 1) + '\n')
-      if (sidecar && sidecar.length > 0) writeFileSync(sidecarPath(out), sidecar)
+      if (sidecar && sidecar.length > 0) writeChunks(sidecarPath(out), sidecar)
     }
     if (flag(args, 'json')) printJSON({ backend: backend.name, ...backend.summary(plan, compiled) })
     else if (!out) process.stdout.write(backend.print(plan, sidecar))

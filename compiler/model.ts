@@ -1,5 +1,5 @@
 /** Loading models and input tensors from files for the CLI, with PicErrors that name the file. */
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs'
 import path from 'node:path'
 import type { Graph } from '../ir/graph.js'
 import type { Tensor } from '../ir/tensor.js'
@@ -50,6 +50,16 @@ export function readTensorFile(file: string): Tensor {
 /** plan.json -> plan.bin: where a plan's binary constants are written. */
 export function sidecarPath(planFile: string): string {
   return planFile.replace(/(\.json)?$/, '.bin')
+}
+
+/** Write byte chunks to one file in order, without joining them in memory first. */
+export function writeChunks(file: string, chunks: readonly Uint8Array[]): void {
+  const fd = openSync(file, 'w')
+  try {
+    for (const c of chunks) for (let at = 0; at < c.length; ) at += writeSync(fd, c, at, c.length - at)
+  } finally {
+    closeSync(fd)
+  }
 }
 
 /** A JSON file (a plan or schedule), with PicErrors that say which file and what is wrong. */

@@ -128,6 +128,10 @@ function originOf(n: onnx.INodeProto, i: number): Origin {
   return { name: n.name || n.output?.[0] || `#${i}`, op: n.domain && n.domain !== 'ai.onnx' ? `${n.domain}.${n.opType}` : (n.opType ?? '') }
 }
 
+/**
+ * ONNX ModelProto bytes -> IR graph. Large float32 weights keep reading from `bytes` until first used
+ * as float64 (see deferredFloat32), so the caller must not modify `bytes` afterwards.
+ */
 export function importModel(bytes: Uint8Array, opts: ImportOptions = {}): Graph {
   const file = opts.file ?? 'model'
   const m = decodeModel(bytes, file)

@@ -4,7 +4,7 @@
  * the dims before anything is allocated. Only this module and the importer touch protobuf.
  */
 import onnxProto from 'onnx-proto'
-import { MAX_ELEMENTS, sizeOf, tensor, type DType, type Tensor } from '../ir/tensor.js'
+import { deferredFloat32, MAX_ELEMENTS, sizeOf, tensor, type DType, type Tensor } from '../ir/tensor.js'
 
 export import onnx = onnxProto.onnx
 
@@ -112,6 +112,9 @@ export function decodeRaw(elemType: number, raw: Uint8Array, n: number): Float64
   return out
 }
 
+/** float32 raw data of at least this many elements is converted to float64 only when first read. */
+const DEFER = 4096
+
 /**
  * Convert a TensorProto. `external` supplies the bytes of externally stored data (the importer
  * resolves and checks the location); it is called only for EXTERNAL tensors.
@@ -138,6 +141,7 @@ export function tensorFromProto(t: onnx.ITensorProto, external?: (t: onnx.ITenso
   if (raw) {
     const need = n * BYTES[elemType]
     if (raw.length !== need) throw new Error(`tensor '${t.name ?? ''}' has ${raw.length} bytes of data, expected ${need} for shape [${dims.join(', ')}]`)
+    if (elemType === DT.FLOAT && n >= DEFER) return deferredFloat32(dims, raw)
     data = decodeRaw(elemType, raw, n)
   } else {
     let src: ArrayLike<number | LongLike> = []

@@ -14,6 +14,62 @@ export interface Tensor extends TensorType {
   readonly data: Float64Array
 }
 
+/** Deferred tensors' float32 values, as little-endian bytes (at any alignment). */
+const FLOAT32_BYTES = new WeakMap<Tensor, Uint8Array>()
+
+/** An aligned Float32Array over `bytes`: a view when they are 4-byte aligned, else a copy into `into`. */
+function float32View(bytes: Uint8Array, into?: Uint8Array): Float32Array {
+  if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4)
+  const copy = into ? into.subarray(0, bytes.length) : new Uint8Array(bytes.length)
+  copy.set(bytes)
+  return new Float32Array(copy.buffer, copy.byteOffset, bytes.length / 4)
+}
+
+/**
+ * A float32 tensor whose float64 `data` is made from its float32 bytes (little-endian) on first read.
+ * The importer uses it for large weights, so a pass that replaces them (fold-batchnorm scaling a
+ * Conv's weights) reads the float32 values through `withValues` and never makes the float64 copy of
+ * the old weights. `bytes` must not change afterwards.
+ */
+export function deferredFloat32(shape: readonly number[], bytes: Uint8Array): Tensor {
+  if (bytes.length !== 4 * sizeOf(shape)) throw new Error(`tensor of shape [${shape.join(', ')}] needs ${4 * sizeOf(shape)} bytes, got ${bytes.length}`)
+  let data: Float64Array | undefined
+  const t = { dtype: 'float32', shape: [...shape] } as { dtype: DType; shape: number[]; data: Float64Array }
+  Object.defineProperty(t, 'data', {
+    enumerable: true,
+    get: () => {
+      if (!data) {
+        data = new Float64Array(float32View(bytes))
+        FLOAT32_BYTES.delete(t)
+      }
+      return data
+    },
+  })
+  FLOAT32_BYTES.set(t, bytes)
+  return t
+}
+
+/** Reused aligned buffer for unaligned float32 bytes; taken (undefined) while a `withValues` runs. */
+let scratch: Uint8Array | undefined = new Uint8Array(0)
+const SCRATCH_KEEP = 1 << 26
+
+/**
+ * Call `f` with a tensor's values: the float32 ones of a deferred tensor not yet read as float64
+ * (possibly in a reused buffer, so `f` must not keep them), else `data`.
+ */
+export function withValues<T>(t: Tensor, f: (values: Float32Array | Float64Array) => T): T {
+  const bytes = FLOAT32_BYTES.get(t)
+  if (!bytes) return f(t.data)
+  let buf = scratch
+  scratch = undefined
+  if (buf && buf.length < bytes.length) buf = new Uint8Array(bytes.length)
+  try {
+    return f(float32View(bytes, buf))
+  } finally {
+    if (buf) scratch = buf.length <= SCRATCH_KEEP ? buf : new Uint8Array(0)
+  }
+}
+
 /**
  * Largest element count a single tensor may have: 2^27 elements of 8 bytes is 1 GiB, so a declared
  * shape beyond it is refused before anything is allocated.

@@ -6,7 +6,7 @@
  */
 import type { Node } from '../ir/graph.js'
 import { rewrite, type Replacement, type RewriteContext, type Rule } from '../ir/rewrite.js'
-import { tensor, type Tensor } from '../ir/tensor.js'
+import { tensor, withValues, type Tensor } from '../ir/tensor.js'
 import { broadcastShapes } from '../ir/ops/util.js'
 import { broadcastTo, channelTensor } from './match.js'
 import type { Pass } from './pass.js'
@@ -28,14 +28,16 @@ function intoConv(p: Node, a: Affine, cx: RewriteContext): Replacement | undefin
   const w = cx.constant(p.inputs[1])
   const b = p.inputs[2] ? cx.constant(p.inputs[2]) : undefined
   if (!w || (p.inputs[2] && !b)) return undefined
-  const per = w.data.length / w.shape[0]
-  const wd = w.data
-  const scaled = new Float64Array(wd.length)
-  for (let c = 0; c < w.shape[0]; c++) {
-    const kc = a.k[c]
-    const end = (c + 1) * per
-    for (let i = c * per; i < end; i++) scaled[i] = wd[i] * kc
-  }
+  const scaled = withValues(w, (wd) => {
+    const per = wd.length / w.shape[0]
+    const out = new Float64Array(wd.length)
+    for (let c = 0; c < w.shape[0]; c++) {
+      const kc = a.k[c]
+      const end = (c + 1) * per
+      for (let i = c * per; i < end; i++) out[i] = wd[i] * kc
+    }
+    return out
+  })
   const w2 = tensor(w.dtype, w.shape, scaled)
   const b2 = tensor(w.dtype, [w.shape[0]], a.o.map((o, c) => (b ? b.data[c] : 0) * a.k[c] + o))
   return { op: 'Conv', inputs: [p.inputs[0], cx.addConstant(w2, `${p.inputs[1]}_bn`), cx.addConstant(b2, `${p.name}_bias_bn`)], attrs: p.attrs }
@@ -44,8 +46,11 @@ function intoConv(p: Node, a: Affine, cx: RewriteContext): Replacement | undefin
 /** Scale the columns of op(B) by k; returns the new B. */
 function scaleColumns(bm: Tensor, k: number[], transB: boolean): Tensor {
   const [r, c] = bm.shape
-  const out = new Float64Array(bm.data.length)
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[i * c + j] = bm.data[i * c + j] * k[transB ? i : j]
+  const out = withValues(bm, (b) => {
+    const o = new Float64Array(b.length)
+    for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) o[i * c + j] = b[i * c + j] * k[transB ? i : j]
+    return o
+  })
   return tensor(bm.dtype, bm.shape, out)
 }
 

@@ -20,11 +20,14 @@ describe('IR JSON', () => {
     expect(interpret(back, [one]).get('logits')!.data).toEqual(interpret(g, [one]).get('logits')!.data)
   })
 
-  it('refuses a sidecar that does not match the digests', () => {
+  it('refuses a sidecar that belongs to another graph or is cut short', () => {
     const g = importModel(readFileSync(digits('mlp_relu.onnx')), { file: 'mlp_relu' })
     const { json, sidecar } = graphToJSON(g)
-    const bad = sidecar.slice()
+    const bytes = Buffer.concat(sidecar)
+    expect(bytes.length).toBe(json.sidecarBytes)
+    const bad = new Uint8Array(bytes)
     bad[0] ^= 1
-    expect(() => graphFromJSON(json, bad)).toThrow('a tensor in the sidecar does not match its digest')
+    expect(() => graphFromJSON(json, bad)).toThrow('a tensor in the sidecar does not match its fingerprint')
+    expect(() => graphFromJSON(json, bytes.subarray(0, bytes.length - 8))).toThrow(`the sidecar holds ${bytes.length - 8} bytes, the IR refers to ${bytes.length}`)
   })
 })
