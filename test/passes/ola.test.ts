@@ -5,7 +5,7 @@ import type { PartialReluAttrs } from '../../ir/ops/pi.js'
 import { secretValues } from '../../ir/stats.js'
 import { targets, type LayerReport } from '../../passes/approximate.js'
 import { calibrate } from '../../passes/calibrate.js'
-import { knapsack, olaPoly, Replay, replaceWith } from '../../passes/ola.js'
+import { knapsack, ola, olaPoly, Replay, replaceWith } from '../../passes/ola.js'
 import { passContext, runPipeline } from '../../passes/pass.js'
 import { PIPELINES, common } from '../../passes/pipelines.js'
 import { digits, MANIFEST } from '../helpers.js'
@@ -44,6 +44,33 @@ describe('Replay', () => {
     const rewritten = rewrite(g, [{ name: 'one', on: ['Relu'], apply: (n) => (n.name === act.node.name ? { op: 'Poly', inputs: n.inputs, attrs: { ...poly } } : undefined) }])
     const [slow] = run(rewritten, [x])
     expect(Array.from(fast.data)).toEqual(Array.from(slow.data))
+  })
+})
+
+describe('ola', () => {
+  it('stops where no layer can take a cheaper measured degree with the joint error within budget', () => {
+    const g = runPipeline(fixture('cnn_gelu'), common, passContext())
+    const acts = targets(g, false)
+    const st = calibrate(g, calib, { nodes: acts.map((a) => a.node.name) })
+    const layers = acts.map((act) => ({ act, stats: st.get(act.node.name)! }))
+    const keep = 0.2
+    const r = ola(g, layers, calib, { budget: 0.01, keep })
+    const replay = new Replay(g, calib)
+    const allowed = Math.floor(0.01 * calib.shape[0])
+    const chosen = new Map(layers.map(({ act }) => [act.node.name, replaceWith(act, r.choices.get(act.node.name)!.poly)]))
+    const joint = replay.flips(replay.run(chosen), keep)
+    expect(joint).toBeLessThanOrEqual(allowed)
+    expect(r.jointError).toBe(joint / calib.shape[0])
+    let tried = 0
+    for (const { act, stats } of layers) {
+      const c = r.choices.get(act.node.name)!
+      for (const cand of c.candidates.filter((o) => o.cost < c.cost && o.flips <= allowed)) {
+        const alt = new Map(chosen).set(act.node.name, replaceWith(act, olaPoly(act, stats, cand.degree)))
+        expect(replay.flips(replay.run(alt), keep)).toBeGreaterThan(allowed)
+        tried++
+      }
+    }
+    expect(tried).toBeGreaterThan(0)
   })
 })
 
