@@ -1,6 +1,7 @@
 /**
  * Tensors and tensor types: the values the IR computes with. Every tensor holds its elements as a
- * Float64Array in C order whatever its dtype (integers are exact below 2^53, bools are 0/1).
+ * Float64Array in C order whatever its dtype (integers are exact below 2^53, bools are 0/1); large
+ * imported float32 weights make that array on first read (`deferredFloat32`).
  */
 
 export type DType = 'float32' | 'float64' | 'int64' | 'bool'
