@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { readNpy } from '../../compiler/npy.js'
+import { importModel } from '../../compiler/onnx-import.js'
+import { interpret } from '../../ir/interpret.js'
+import { graphFromJSON } from '../../ir/serialize.js'
 import { digits, MANIFEST, maxAbsDiff, MODELS, pic } from '../helpers.js'
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'pic-cli-'))
@@ -79,6 +82,11 @@ describe('pic compile --backend ir', () => {
     expect(pic('compile', digits('resnet8.onnx'), '--backend', 'ir', '-o', b, '--quiet').code).toBe(0)
     expect(readFileSync(a)).toEqual(readFileSync(b))
     expect(readFileSync(a.replace('.json', '.bin'))).toEqual(readFileSync(b.replace('.json', '.bin')))
+    const back = graphFromJSON(JSON.parse(readFileSync(a, 'utf8')), readFileSync(a.replace('.json', '.bin')))
+    const x = readNpy(digits('test_x.npy'))
+    const batch = { ...x, shape: [16, 1, 8, 8], data: x.data.slice(0, 16 * 64) }
+    const want = interpret(importModel(readFileSync(digits('resnet8.onnx')), { file: 'resnet8' }), [batch]).get('logits')!
+    expect(maxAbsDiff(interpret(back, [batch]).get('logits')!.data, want.data)).toBeLessThan(1e-9)
   })
 
   it('refuses an unknown backend in one line', () => {
