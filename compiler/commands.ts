@@ -5,7 +5,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { loadBackend } from '../backends/index.js'
-import { instantiate } from '../ir/builder.js'
+import { irBackend } from '../backends/ir/index.js'
+import { instantiate, symbolicShapes } from '../ir/builder.js'
 import { graphInputs, inputDims, type Graph } from '../ir/graph.js'
 import { batchSize, bindInputs, interpret, runBatched } from '../ir/interpret.js'
 import { activationCounts, opCounts, parameterCount } from '../ir/stats.js'
@@ -26,24 +27,12 @@ function modelArg(args: ParsedArgs, cmd: Command): string {
   return onePositional(args, cmd, 'MODEL')
 }
 
-/** Shapes with symbolic dims named: dims that change when the symbols are bound to other values. */
+/** Name, dtype and shape (symbolic dims named) of the given values. */
 function describeValues(g: Graph, names: readonly string[]) {
-  const symbols = Object.keys(g.symbols)
-  let probe: Graph | undefined
-  try {
-    probe = symbols.length ? instantiate(g, Object.fromEntries(symbols.map((s, i) => [s, g.symbols[s] + 7 + i]))) : undefined
-  } catch {
-    probe = undefined
-  }
+  const dimOf = symbolicShapes(g)
   return names.map((name) => {
     const n = g.nodes.find((v) => v.name === name)!
-    if (n.op === 'Input') return { name, dtype: n.type.dtype, shape: inputDims(n) }
-    const other = probe?.nodes.find((v) => v.name === name)?.type.shape
-    const shape = n.type.shape.map((d, i) => {
-      if (!other || other[i] === d) return d
-      const s = symbols.find((k, j) => d === g.symbols[k] && other[i] === g.symbols[k] + 7 + j)
-      return s ?? d
-    })
+    const shape = n.op === 'Input' ? inputDims(n) : dimOf(name).map((d, i) => d ?? n.type.shape[i])
     return { name, dtype: n.type.dtype, shape }
   })
 }
@@ -79,15 +68,12 @@ const inspect: Command = {
 }
 
 /** The model bound to `batch` samples (when its batch dim is symbolic) and compiled for the ir backend. */
-async function compiledFor(file: string, batch: number, args: ParsedArgs): Promise<{ original: Graph; compiled: Graph; report: Record<string, unknown> }> {
-  const original = loadModel(file)
+function compiledFor(original: Graph, batch: number, args: ParsedArgs): { compiled: Graph; report: Record<string, unknown> } {
   const input = graphInputs(original)[0]
   const dim0 = input ? inputDims(input)[0] : undefined
   const bound = typeof dim0 === 'string' ? instantiate(original, { [dim0]: batch }) : original
   const cx = compileContext(args)
-  const backend = await loadBackend('ir')
-  const compiled = compileGraph(bound, backend.pipeline(cx.options), cx, args)
-  return { original, compiled, report: cx.report }
+  return { compiled: compileGraph(bound, irBackend.pipeline(cx.options), cx, args), report: cx.report }
 }
 
 const infer: Command = {
@@ -123,11 +109,11 @@ const infer: Command = {
     let outputs: Tensor[]
     const log = logger(args)
     if (inputs.length === 1 && inputs[0].shape.length > 0) {
-      const { compiled } = await compiledFor(file, batchSize(probe, inputs[0].shape[0]), args)
+      const { compiled } = compiledFor(probe, batchSize(probe, inputs[0].shape[0]), args)
       outputs = runBatched(compiled, inputs[0])
     } else {
       const cx = compileContext(args)
-      const compiled = compileGraph(bindInputs(probe, inputs), (await loadBackend('ir')).pipeline(cx.options), cx, args)
+      const compiled = compileGraph(bindInputs(probe, inputs), irBackend.pipeline(cx.options), cx, args)
       const values = interpret(compiled, inputs)
       outputs = compiled.outputs.map((o) => values.get(o)!)
     }
@@ -157,12 +143,12 @@ const evaluate: Command = {
     const y = readNpy(labelsFile)
     const n = x.shape[0]
     if (y.data.length !== n) throw new PicError(`${labelsFile}: ${y.data.length} labels for ${n} inputs`)
-    const probe = loadModel(file)
+    const original = loadModel(file)
     const log = logger(args)
     const t0 = performance.now()
-    const { original, compiled, report } = await compiledFor(file, batchSize(probe, n), args)
+    const { compiled, report } = compiledFor(original, batchSize(original, n), args)
     const [refOut] = runBatched(original, x)
-    const [outC] = compiled === original ? [refOut] : runBatched(compiled, x)
+    const [outC] = runBatched(compiled, x)
     const a0 = argmax(refOut)
     const a1 = argmax(outC)
     let maxAbs = 0

@@ -3,7 +3,7 @@
  * bool in either byte order are read; float32, float64 and int64 are written (little-endian, v1).
  */
 import { readFileSync, writeFileSync } from 'node:fs'
-import { MAX_ELEMENTS, sizeOf, tensor, type DType, type Tensor } from '../ir/tensor.js'
+import { MAX_ELEMENTS, sizeOf, tensor, tensorBytes, type DType, type Tensor } from '../ir/tensor.js'
 import { PicError } from './errors.js'
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]
@@ -81,12 +81,7 @@ export function encodeNpy(t: Tensor): Buffer {
   head[6] = 1
   head[7] = 0
   head.writeUInt16LE(header.length, 8)
-  let body: Uint8Array
-  if (t.dtype === 'float64') body = new Uint8Array(Float64Array.from(t.data).buffer)
-  else if (t.dtype === 'int64') body = new Uint8Array(BigInt64Array.from(t.data, (v) => BigInt(Math.trunc(v))).buffer)
-  else if (t.dtype === 'bool') body = Uint8Array.from(t.data, (v) => (v ? 1 : 0))
-  else body = new Uint8Array(Float32Array.from(t.data).buffer)
-  return Buffer.concat([head, Buffer.from(header, 'latin1'), body])
+  return Buffer.concat([head, Buffer.from(header, 'latin1'), tensorBytes(t)])
 }
 
 export function writeNpy(file: string, t: Tensor): void {

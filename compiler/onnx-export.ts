@@ -5,7 +5,7 @@
  * (a dim that follows a symbol is written as that symbol, or left unnamed when it is derived from
  * one). PIC-only ops (Poly, PartialRelu, Silu) have no ONNX form: lower them first.
  */
-import { instantiate } from '../ir/builder.js'
+import { symbolicShapes } from '../ir/builder.js'
 import { graphInputs, type Graph, type InputAttrs, type Node } from '../ir/graph.js'
 import { DEFAULT_SINCE, OpError, type OnnxAttr } from '../ir/op.js'
 import { OPS, PIC_ONLY_OPS } from '../ir/ops/index.js'
@@ -42,7 +42,8 @@ export function modelProto(g: Graph, opts: WriteOptions = {}): onnx.ModelProto {
   if (opts.opset === undefined) for (const n of g.nodes) opset = Math.max(opset, OPS[n.op]?.since ?? DEFAULT_SINCE)
   if (opset > MAX_OPSET) throw new PicError(`${file}: the graph needs opset ${opset}, beyond the ${MAX_OPSET} PIC writes`)
 
-  const dimOf = symbolicDims(g)
+  const inputSymbols = Object.keys(g.symbols).filter((s) => graphInputs(g).some((n) => (n.attrs as unknown as InputAttrs).dims.includes(s)))
+  const dimOf = symbolicShapes(g, inputSymbols)
   const graph = onnx.GraphProto.create({ name: g.name })
   const usedNames = new Set<string>()
   const nodeName = (n: Node) => {
@@ -98,36 +99,6 @@ function valueInfo(name: string, t: TensorType, dims: readonly (number | string 
     name,
     type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: protoTypeOf(t.dtype), shape: onnx.TensorShapeProto.create({ dim }) }) }),
   })
-}
-
-/**
- * For each value, its dims as value_info should state them: the graph is instantiated once more
- * with every symbol moved, and a dim that moves is written as the symbol it equals, or unnamed.
- */
-function symbolicDims(g: Graph): (name: string) => (number | string | undefined)[] {
-  const byName = new Map(g.nodes.map((n) => [n.name, n]))
-  const symbols = Object.keys(g.symbols).filter((s) =>
-    graphInputs(g).some((n) => (n.attrs as unknown as InputAttrs).dims.includes(s)),
-  )
-  let moved: Map<string, Node> | undefined
-  const alt: Record<string, number> = {}
-  if (symbols.length > 0) {
-    for (const s of symbols) alt[s] = 2 * g.symbols[s] + 7
-    try {
-      moved = new Map(instantiate(g, alt).nodes.map((n) => [n.name, n]))
-    } catch {
-      moved = undefined
-    }
-  }
-  return (name) => {
-    const shape = byName.get(name)!.type.shape
-    const other = moved?.get(name)?.type.shape
-    if (!other || other.length !== shape.length) return [...shape]
-    return shape.map((d, i) => {
-      if (other[i] === d) return d
-      return symbols.find((s) => g.symbols[s] === d && alt[s] === other[i])
-    })
-  }
 }
 
 function attributeProto(name: string, v: OnnxAttr): onnx.AttributeProto {

@@ -4,7 +4,7 @@
  * the dims before anything is allocated. Only this module and the importer touch protobuf.
  */
 import onnxProto from 'onnx-proto'
-import { deferredFloat32, MAX_ELEMENTS, sizeOf, tensor, type DType, type Tensor } from '../ir/tensor.js'
+import { deferredFloat32, MAX_ELEMENTS, sizeOf, tensor, tensorBytes, type DType, type Tensor } from '../ir/tensor.js'
 
 export import onnx = onnxProto.onnx
 
@@ -167,22 +167,7 @@ const PROTO_TYPE: Record<DType, number> = { float32: DT.FLOAT, float64: DT.DOUBL
 
 /** A TensorProto with raw_data in the tensor's own dtype. */
 export function tensorToProto(t: Tensor, name = ''): onnx.TensorProto {
-  let raw: Uint8Array
-  switch (t.dtype) {
-    case 'float32':
-      raw = new Uint8Array(Float32Array.from(t.data).buffer)
-      break
-    case 'float64':
-      raw = new Uint8Array(Float64Array.from(t.data).buffer)
-      break
-    case 'int64':
-      raw = new Uint8Array(BigInt64Array.from(t.data, (v) => BigInt(Math.trunc(v))).buffer)
-      break
-    case 'bool':
-      raw = Uint8Array.from(t.data, (v) => (v ? 1 : 0))
-      break
-  }
-  return onnx.TensorProto.create({ name, dims: [...t.shape], dataType: PROTO_TYPE[t.dtype], rawData: raw })
+  return onnx.TensorProto.create({ name, dims: [...t.shape], dataType: PROTO_TYPE[t.dtype], rawData: tensorBytes(t) })
 }
 
 export function protoTypeOf(dtype: DType): number {

@@ -207,3 +207,27 @@ export function instantiate(g: Graph, symbols: Record<string, number>): Graph {
   }
   return b.build(g.outputs)
 }
+
+/**
+ * Each value's dims with the symbolic ones named. The graph is instantiated once more with every
+ * symbol in `symbols` moved to its own new value (above all current ones, so no two coincide); a dim
+ * that moves the way one symbol moved is that symbol, a dim that moves otherwise (a product, say) is
+ * undefined, and a dim that stays is its number. All numbers when the moved graph does not build.
+ */
+export function symbolicShapes(g: Graph, symbols: readonly string[] = Object.keys(g.symbols)): (name: string) => (number | string | undefined)[] {
+  const byName = new Map(g.nodes.map((n) => [n.name, n]))
+  const top = Math.max(0, ...Object.values(g.symbols))
+  const moved = Object.fromEntries(symbols.map((s, i) => [s, top + 7 + 3 * i]))
+  let other: Map<string, Node> | undefined
+  try {
+    other = symbols.length ? new Map(instantiate(g, moved).nodes.map((n) => [n.name, n])) : undefined
+  } catch {
+    other = undefined
+  }
+  return (name) => {
+    const shape = byName.get(name)!.type.shape
+    const alt = other?.get(name)?.type.shape
+    if (!alt || alt.length !== shape.length) return [...shape]
+    return shape.map((d, i) => (alt[i] === d ? d : symbols.find((s) => g.symbols[s] === d && moved[s] === alt[i])))
+  }
+}

@@ -50,6 +50,25 @@ export function deferredFloat32(shape: readonly number[], bytes: Uint8Array): Te
   return t
 }
 
+/**
+ * The tensor's values as little-endian bytes of its own dtype (float32, float64, int64, bool as one
+ * byte), as .npy and ONNX raw_data store them. A deferred tensor gives its stored float32 bytes.
+ */
+export function tensorBytes(t: Tensor): Uint8Array {
+  const stored = FLOAT32_BYTES.get(t)
+  if (stored) return stored
+  switch (t.dtype) {
+    case 'float32':
+      return new Uint8Array(Float32Array.from(t.data).buffer)
+    case 'float64':
+      return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
+    case 'int64':
+      return new Uint8Array(BigInt64Array.from(t.data, (v) => BigInt(Math.trunc(v))).buffer)
+    case 'bool':
+      return Uint8Array.from(t.data, (v) => (v ? 1 : 0))
+  }
+}
+
 /** Reused aligned buffer for unaligned float32 bytes; taken (undefined) while a `withValues` runs. */
 let scratch: Uint8Array | undefined = new Uint8Array(0)
 const SCRATCH_KEEP = 1 << 26

@@ -1,7 +1,8 @@
 /**
  * Topological order and cycle detection over a graphlib graph. Kahn's algorithm runs iteratively, so
- * a 10,000-node chain costs no stack; only the nodes left over after it (those on or behind a cycle)
- * go to graphlib's cycle finder, to name one cycle in the error.
+ * a 10,000-node chain costs no stack. The nodes it leaves over are on or behind a cycle; walking back
+ * from one of them through leftover predecessors must repeat a node, and the walk from that node
+ * back to itself is the cycle the error names (iterative too, whatever the cycle's length).
  */
 import graphlib from '@dagrejs/graphlib'
 
@@ -34,10 +35,16 @@ export function topoOrder(ids: readonly string[], edges: readonly (readonly [str
   }
   if (order.length < ids.length) {
     const done = new Set(order)
-    const rest = g.filterNodes((v) => !done.has(v))
-    const cycles = graphlib.alg.findCycles(rest)
-    const cycle = cycles.length > 0 ? [...cycles[0]].sort((a, b) => position.get(a)! - position.get(b)!) : rest.nodes()
-    throw new CycleError(cycle)
+    const step = (v: string) => g.predecessors(v)!.find((p) => !done.has(p))!
+    const seen = new Set<string>()
+    let v = ids.find((id) => !done.has(id))!
+    while (!seen.has(v)) {
+      seen.add(v)
+      v = step(v)
+    }
+    const cycle = [v]
+    for (let u = step(v); u !== v; u = step(u)) cycle.push(u)
+    throw new CycleError(cycle.sort((a, b) => position.get(a)! - position.get(b)!))
   }
   return order
 }

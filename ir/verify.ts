@@ -24,11 +24,19 @@ export function verify(g: Graph): void {
     if (n.op === 'Constant') values.set(n.name, (n.attrs as { value: Tensor }).value)
     if (n.op !== 'Input' && n.op !== 'Constant') {
       const ins = n.inputs.map((i) => (i ? defined.get(i)! : (undefined as unknown as TensorType)))
+      // An op that needs an input's value (Reshape's shape, say) computed by other nodes cannot be
+      // checked here; any other failure to infer is an error.
+      let unknownValue = false
+      const constant = (k: number) => {
+        const v = n.inputs[k] ? values.get(n.inputs[k]) : undefined
+        if (!v) unknownValue = true
+        return v
+      }
       let t: TensorType
       try {
-        t = def.infer(ins, n.attrs, { constant: (k) => (n.inputs[k] ? values.get(n.inputs[k]) : undefined) })
+        t = def.infer(ins, n.attrs, { constant })
       } catch (e) {
-        if (!n.inputs.some((i) => i && !values.has(i))) throw new VerifyError(`${where}: ${(e as Error).message}`)
+        if (!unknownValue) throw new VerifyError(`${where}: ${(e as Error).message}`)
         t = n.type
       }
       if (!sameType(t, n.type)) throw new VerifyError(`${where}: stored type ${formatType(n.type)} but the op infers ${formatType(t)}`)

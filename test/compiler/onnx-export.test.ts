@@ -63,6 +63,22 @@ describe('writeModel round trip', () => {
   }
 })
 
+describe('writeModel keeps every symbolic dim', () => {
+  it('names two symbols of equal value apart in value_info', () => {
+    const b = new GraphBuilder('g', 13, { batch: 1, seq: 1 })
+    b.input('x', 'float32', ['batch', 'seq'])
+    b.add('Relu', ['x'], {}, { name: 'r' })
+    b.add('Neg', ['r'], {}, { name: 'y' })
+    const bytes = writeModel(b.build(['y']))
+    const m = onnx.ModelProto.decode(bytes)
+    const dims = (v: onnx.IValueInfoProto) => v.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue))
+    expect(m.graph!.valueInfo!.map(dims)).toEqual([['batch', 'seq']])
+    expect(m.graph!.output!.map(dims)).toEqual([['batch', 'seq']])
+    const h = importModel(bytes, { symbols: { batch: 4, seq: 10 } })
+    expect(h.nodes.find((n) => n.name === 'y')!.type.shape).toEqual([4, 10])
+  })
+})
+
 describe('writeModel refuses what ONNX cannot hold', () => {
   it('refuses PIC-only ops', () => {
     const b = new GraphBuilder('g', 13)

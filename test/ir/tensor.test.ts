@@ -1,6 +1,6 @@
 /** Deferred float32 tensors: float64 data made on first read, float32 values lent by withValues. */
 import { describe, expect, it } from 'vitest'
-import { deferredFloat32, withValues } from '../../ir/tensor.js'
+import { deferredFloat32, tensor, tensorBytes, withValues } from '../../ir/tensor.js'
 
 /** `n` float32 values as little-endian bytes starting at byte `offset` of a larger buffer. */
 function bytesAt(values: number[], offset: number): Uint8Array {
@@ -30,6 +30,15 @@ describe('deferred float32 tensors', () => {
     const b = deferredFloat32([24], bytesAt(values.map((v) => -v), 3))
     const sums = withValues(a, (va) => withValues(b, (vb) => Array.from(va, (x, i) => x + vb[i])))
     expect(sums).toEqual(expected.map(() => 0))
+  })
+
+  it('gives its stored bytes to writers without making the float64 copy', () => {
+    const bytes = bytesAt(values, 2)
+    const t = deferredFloat32([24], bytes)
+    expect(tensorBytes(t)).toBe(bytes)
+    expect(withValues(t, (v) => v instanceof Float32Array)).toBe(true)
+    const eager = tensorBytes(tensor('float32', [24], values))
+    expect(Array.from(new Float32Array(eager.buffer, eager.byteOffset, 24))).toEqual(expected)
   })
 
   it('refuses bytes that do not fit the shape', () => {
