@@ -8,6 +8,7 @@
  */
 import { createCipheriv, createHash, type Cipher } from 'node:crypto'
 import { Prg } from './ring.js'
+import { ProtocolError } from './net.js'
 
 /** Constant wires (never materialized: the builder folds them away). */
 export const ZERO = -1
@@ -320,14 +321,14 @@ export function evaluate(
   const act = new Uint32Array(circ.nWires * n * 4)
   const place = (wires: readonly number[], buf: Buffer) => {
     const m = wires.length
-    if (buf.length !== n * m * 16) throw new Error(`malformed labels: expected ${n * m * 16} bytes, got ${buf.length}`)
+    if (buf.length !== n * m * 16) throw new ProtocolError(`malformed labels: expected ${n * m * 16} bytes, got ${buf.length}`)
     const bw = new Uint32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length))
     for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) act.set(bw.subarray((i * m + j) * 4, (i * m + j) * 4 + 4), (wires[j] * n + i) * 4)
   }
   place(circ.inputsA, labelsA)
   place(circ.inputsB, labelsB)
   place(circ.inputsU, labelsU)
-  if (tables.length !== circ.ands * n * 32) throw new Error(`malformed garbled tables: expected ${circ.ands * n * 32} bytes, got ${tables.length}`)
+  if (tables.length !== circ.ands * n * 32) throw new ProtocolError(`malformed garbled tables: expected ${circ.ands * n * 32} bytes, got ${tables.length}`)
   const tw = new Uint32Array(tables.buffer.slice(tables.byteOffset, tables.byteOffset + tables.length))
   const c = aes()
   const k = new Uint32Array(n * 8)
@@ -365,7 +366,7 @@ export function evaluate(
     andIdx++
   }
   const no = circ.outputs.length
-  if (decode.length !== n * no) throw new Error('malformed decoding bits')
+  if (decode.length !== n * no) throw new ProtocolError('malformed decoding bits')
   const out = new Uint8Array(n * no)
   for (let i = 0; i < n; i++) for (let j = 0; j < no; j++) out[i * no + j] = (act[(circ.outputs[j] * n + i) * 4] & 1) ^ decode[i * no + j]
   return out

@@ -8,9 +8,9 @@ import type { Tensor } from '../../ir/tensor.js'
 import type { PassContext } from '../../passes/pass.js'
 import { PIPELINES } from '../../passes/pipelines.js'
 import type { Backend } from '../backend.js'
-import { startDealer, type DealerHandle } from './dealer.js'
+import { startDealer, type DealerHandle, type DealerOptions } from './dealer.js'
 import { parseEndpoint, ProtocolError } from './net.js'
-import { prepareServer, query, startServer, type QueryReport, type ServerHandle } from './party.js'
+import { prepareServer, query, startServer, type QueryReport, type ServeOptions, type ServerHandle } from './party.js'
 import { lowerMpc, MpcLowerError, printSchedule, type LowerOptions, type MpcSchedule } from './schedule.js'
 
 export { lowerMpc, printSchedule, MpcLowerError, ProtocolError }
@@ -55,27 +55,11 @@ export function parseSchedule(json: unknown, file = 'schedule'): MpcSchedule {
   return s
 }
 
-export interface DealerCommand {
-  port: number
-  host?: string
-  timeoutMs?: number
-  log?: (msg: string) => void
-}
-
 /** `pic dealer --port P`: serve offline correlations until closed. */
-export function runDealer(o: DealerCommand): Promise<DealerHandle> {
-  return startDealer(o)
-}
+export const runDealer: (o: DealerOptions) => Promise<DealerHandle> = startDealer
 
-export interface ServeCommand {
-  port: number
-  host?: string
-  /** HOST:PORT of the dealer. */
-  dealer: string
-  timeoutMs?: number
-  log?: (msg: string) => void
-  onSessionEnd?: (error: Error | undefined) => void
-}
+/** What `pic serve` takes: the server's options with the dealer as HOST:PORT. */
+export type ServeCommand = Omit<ServeOptions, 'dealer'> & { dealer: string }
 
 /**
  * `pic serve MODEL --schedule S --port P --dealer HOST:PORT`: `graph` is the model after the same
@@ -83,7 +67,7 @@ export interface ServeCommand {
  */
 export async function runServe(graph: Graph, schedule: MpcSchedule, o: ServeCommand): Promise<ServerHandle> {
   const model = prepareServer(graph, schedule)
-  return startServer(model, { port: o.port, host: o.host, dealer: parseEndpoint(o.dealer), timeoutMs: o.timeoutMs, log: o.log, onSessionEnd: o.onSessionEnd })
+  return startServer(model, { ...o, dealer: parseEndpoint(o.dealer) })
 }
 
 export interface QueryCommand {

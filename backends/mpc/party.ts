@@ -483,12 +483,7 @@ async function clientImage(
         const n = g.outIdx.length
         const cg = groups[k][gi]
         const labelsA = Buffer.from(la.take(n * g.k * w * 16))
-        let z: BigUint64Array
-        try {
-          z = fromBits(evaluate(g.circuit, n, labelsA, cg.labelsB, cg.labelsU, cg.tables, cg.decode, tweak++), p.ringBits)
-        } catch (e) {
-          throw new ProtocolError(`server sent malformed circuit data: ${(e as Error).message}`)
-        }
+        const z = fromBits(evaluate(g.circuit, n, labelsA, cg.labelsB, cg.labelsU, cg.tables, cg.decode, tweak++), p.ringBits)
         back.push(sub(z, gather(r[st.source], g.outIdx)))
       })
       server.send('online', tag + 1, ringToBytes(concatRing(back)))

@@ -5,6 +5,7 @@
  */
 import { polyLevels, type PolyLevel } from './cost.js'
 import { getWindowCircuit, type Circuit } from './gc.js'
+import { ProtocolError } from './net.js'
 import { Prg, truncShare } from './ring.js'
 import type { GcStep, MpcSchedule, SegmentSpec, Step } from './schedule.js'
 
@@ -150,13 +151,13 @@ export class Reader {
     private readonly what: string,
   ) {}
   take(n: number): Buffer {
-    if (this.o + n > this.b.length) throw new Error(`malformed ${this.what}: too short`)
+    if (this.o + n > this.b.length) throw new ProtocolError(`malformed ${this.what}: too short`)
     const s = this.b.subarray(this.o, this.o + n)
     this.o += n
     return s
   }
   end(): void {
-    if (this.o !== this.b.length) throw new Error(`malformed ${this.what}: ${this.b.length - this.o} trailing bytes`)
+    if (this.o !== this.b.length) throw new ProtocolError(`malformed ${this.what}: ${this.b.length - this.o} trailing bytes`)
   }
 }
 

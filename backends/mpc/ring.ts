@@ -4,8 +4,7 @@
  * elements live in BigUint64Array, whose stores reduce modulo 2^64 by themselves.
  */
 import { createCipheriv, createHash, randomBytes } from 'node:crypto'
-
-export const RING_BITS = 64
+import { ProtocolError } from './net.js'
 
 /** Encode a real at `frac` fractional bits as a ring element (two's complement). */
 export function encode(v: number, frac: number): bigint {
@@ -96,12 +95,12 @@ export function matrixToBytes(m: SparseMatrix): Buffer {
 
 /** Parse a matrix; throws on any inconsistency (the bytes come from the network). */
 export function matrixFromBytes(buf: Buffer, offset: number): { m: SparseMatrix; next: number } {
-  if (buf.length < offset + 12) throw new Error('truncated matrix header')
+  if (buf.length < offset + 12) throw new ProtocolError('truncated matrix header')
   const rows = buf.readUInt32LE(offset)
   const cols = buf.readUInt32LE(offset + 4)
   const nnz = buf.readUInt32LE(offset + 8)
   const size = 12 + 4 * (rows + 1) + 12 * nnz
-  if (buf.length < offset + size) throw new Error('truncated matrix')
+  if (buf.length < offset + size) throw new ProtocolError('truncated matrix')
   let o = offset + 12
   const rowPtr = new Int32Array(rows + 1)
   Buffer.from(rowPtr.buffer).set(buf.subarray(o, o + 4 * (rows + 1)))
@@ -112,9 +111,9 @@ export function matrixFromBytes(buf: Buffer, offset: number): { m: SparseMatrix;
   const values = new BigInt64Array(nnz)
   Buffer.from(values.buffer).set(buf.subarray(o, o + 8 * nnz))
   o += 8 * nnz
-  if (rowPtr[0] !== 0 || rowPtr[rows] !== nnz) throw new Error('malformed matrix row pointers')
-  for (let r = 0; r < rows; r++) if (rowPtr[r + 1] < rowPtr[r]) throw new Error('malformed matrix row pointers')
-  for (let k = 0; k < nnz; k++) if (colIdx[k] < 0 || colIdx[k] >= cols) throw new Error('malformed matrix column index')
+  if (rowPtr[0] !== 0 || rowPtr[rows] !== nnz) throw new ProtocolError('malformed matrix row pointers')
+  for (let r = 0; r < rows; r++) if (rowPtr[r + 1] < rowPtr[r]) throw new ProtocolError('malformed matrix row pointers')
+  for (let k = 0; k < nnz; k++) if (colIdx[k] < 0 || colIdx[k] >= cols) throw new ProtocolError('malformed matrix column index')
   return { m: { rows, cols, rowPtr, colIdx, values }, next: o }
 }
 
@@ -157,7 +156,7 @@ export function ringToBytes(x: BigUint64Array): Buffer {
 }
 
 export function ringFromBytes(b: Buffer, n: number, what: string): BigUint64Array {
-  if (b.length !== 8 * n) throw new Error(`malformed ${what}: expected ${8 * n} bytes, got ${b.length}`)
+  if (b.length !== 8 * n) throw new ProtocolError(`malformed ${what}: expected ${8 * n} bytes, got ${b.length}`)
   const out = new BigUint64Array(n)
   Buffer.from(out.buffer).set(b)
   return out
@@ -171,7 +170,7 @@ export function packBits(bits: Uint8Array): Buffer {
 }
 
 export function unpackBits(b: Buffer, n: number, what: string): Uint8Array {
-  if (b.length !== Math.ceil(n / 8)) throw new Error(`malformed ${what}: expected ${Math.ceil(n / 8)} bytes, got ${b.length}`)
+  if (b.length !== Math.ceil(n / 8)) throw new ProtocolError(`malformed ${what}: expected ${Math.ceil(n / 8)} bytes, got ${b.length}`)
   const out = new Uint8Array(n)
   for (let i = 0; i < n; i++) out[i] = (b[i >> 3] >> (i & 7)) & 1
   return out

@@ -484,9 +484,10 @@ export function lowerMpc(g: Graph, opts: LowerOptions = {}): MpcSchedule {
     } else {
       const m = st.positions ? st.positions.length : st.segment.size
       const c = polyCost(st.segment.size, m, st.degree)
-      triples += m * (st.degree - 1)
+      const t = m * (st.degree - 1)
+      triples += t
       total = sumCost(total, c)
-      layers.push(row(st.name, st.op, 'poly', c, { triples: m }))
+      layers.push(row(st.name, st.op, 'poly', c, { triples: t }))
     }
   }
   const outCost: MsgCost = { online: 8 + outSize * 8, offlineC2S: 0, offlineS2C: 0, dealerToClient: 0, rounds: 1 }

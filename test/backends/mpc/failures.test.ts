@@ -5,6 +5,9 @@
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { lowerMpc, runDealer, runQuery, runServe, type DealerHandle, type MpcSchedule } from '../../../backends/mpc/index.js'
+import { ProtocolError } from '../../../backends/mpc/net.js'
+import { Reader } from '../../../backends/mpc/protocol.js'
+import { matrixFromBytes, ringFromBytes } from '../../../backends/mpc/ring.js'
 import type { Graph } from '../../../ir/graph.js'
 import { compiled, images, parties } from './helpers.js'
 
@@ -168,5 +171,13 @@ describe('misbehaving peers', () => {
 
   it('a schedule compiled from another model is refused by the server', async () => {
     await expect(runServe(compiled('cnn_square'), s, { port: 0, dealer: `127.0.0.1:${dealer.port}` })).rejects.toThrow(/schedule was not compiled from this model/)
+  })
+})
+
+describe('bytes from a peer that do not parse', () => {
+  it('are protocol errors (the CLI prints them as such), not internal ones', () => {
+    expect(() => ringFromBytes(Buffer.alloc(7), 1, 'shares')).toThrow(new ProtocolError('malformed shares: expected 8 bytes, got 7'))
+    expect(() => matrixFromBytes(Buffer.alloc(4), 0)).toThrow(ProtocolError)
+    expect(() => new Reader(Buffer.alloc(3), 'labels').take(4)).toThrow(new ProtocolError('malformed labels: too short'))
   })
 })

@@ -49,6 +49,7 @@ describe('polynomials and products', () => {
     expect(s.steps.map((st) => `${st.kind}:${st.op}`)).toEqual(['poly:Poly', 'poly:PartialRelu', 'mul:Mul', 'gc:PartialRelu'])
     expect(s.reluCount).toBe(4)
     expect(s.triples).toBe(16 * 6 + 10 * 2 + 8)
+    expect(s.layers.map((l) => l.triples ?? 0).filter((t) => t > 0)).toEqual([16 * 6, 10 * 2, 8])
     const p = await parties(g, s)
     try {
       const r = rng(99)
