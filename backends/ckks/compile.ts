@@ -7,7 +7,7 @@
 import { PicError } from '../../ir/errors.js'
 import type { Graph } from '../../ir/graph.js'
 import { opCost, type CostOp } from './cost.js'
-import { lowerGraph, inputSlotMap, outputSlots, type LoweredGraph, type RawInstr } from './lower.js'
+import { lowerGraph, inputSlotMap, LowerError, outputSlots, type LoweredGraph, type RawInstr } from './lower.js'
 import { checkSecure, chooseParams, keySwitchKeyBytes, maxLogQ, sealPrimes, totalBits, chainFor, type CkksParams, type SecurityLevel } from './params.js'
 import { b64Int32, type CkksPlan, type Instr } from './plan.js'
 
@@ -247,7 +247,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
       probe = lowerAt(g, logNs[0], Infinity, opts)
       break
     } catch (e) {
-      if (!/does not fit|no layout fits/.test((e as Error).message) || logNs.length === 1) throw e
+      if (!(e instanceof LowerError && e.slotOverflow) || logNs.length === 1) throw e
       logNs = logNs.slice(1)
     }
   }

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { dirname, join } from 'node:path'
+import { polyEvalDepth } from './lower.js'
 
 export type CostOp =
   | 'rotate'
@@ -48,10 +49,6 @@ export function loadCostTable(): CostTable {
   return cached
 }
 
-export function setCostTable(t: CostTable): void {
-  cached = t
-}
-
 /** Milliseconds for one op at ring degree 2^logN on a ciphertext with `primes` data primes. */
 export function opCost(op: CostOp, logN: number, primes: number, table: CostTable = loadCostTable()): number {
   const byN = table.ops[String(logN)]
@@ -66,11 +63,12 @@ export function opCost(op: CostOp, logN: number, primes: number, table: CostTabl
   return Math.max(0, ys[i] + t * (ys[i + 1] - ys[i]))
 }
 
-/** Multiplicative depth of a degree-d activation as this backend evaluates it (square completion for d = 2). */
+/**
+ * Multiplicative depth of a degree-d activation as this backend evaluates it. OLA's fits come in
+ * the Chebyshev basis, so high degrees take the Chebyshev recurrence (see polyEvalDepth).
+ */
 export function ckksPolyDepth(d: number): number {
-  if (d <= 1) return 0
-  if (d === 2) return 1
-  return Math.ceil(Math.log2(d)) + 1
+  return polyEvalDepth(d, true)
 }
 
 /**

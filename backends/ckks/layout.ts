@@ -10,6 +10,9 @@
  *    ring), so the next map can use the hybrid method.
  */
 
+/** A tensor or transform output needs more slots than the ring has (a larger ring may fit it). */
+export class SlotOverflowError extends Error {}
+
 /** Sparse matrix stored by columns: column j lists (row, value) pairs. */
 export interface SparseCols {
   readonly rows: number
@@ -121,13 +124,6 @@ export function layoutOfSpec(spec: OutSpec, n: number, S: number): Layout {
     start[r + 1] = pos.length
   }
   return { n, S, cts: 1, start, pos: Int32Array.from(pos), spec }
-}
-
-export function sameLayout(a: Layout, b: Layout): boolean {
-  if (a.n !== b.n || a.S !== b.S || a.cts !== b.cts || a.pos.length !== b.pos.length) return false
-  for (let i = 0; i < a.pos.length; i++) if (a.pos[i] !== b.pos[i]) return false
-  for (let i = 0; i <= a.n; i++) if (a.start[i] !== b.start[i]) return false
-  return true
 }
 
 /** Slot map per ciphertext: slot -> element index or -1. */
@@ -328,7 +324,7 @@ export function bestTransform(terms: readonly TermInput[], nOut: number, w: Layo
       bestCost = c
     }
   }
-  if (!best) throw new Error(`no layout fits ${nOut} elements in ${S} slots`)
+  if (!best) throw new SlotOverflowError(`no layout fits ${nOut} elements in ${S} slots`)
   return planTransform(terms, best.spec, nOut)!
 }
 
@@ -367,6 +363,6 @@ export function im2colLayout(m: SparseCols, S: number, maxCts: number): { layout
 export function contiguousLayout(n: number, S: number): Layout {
   let B = 1
   while (B < n) B *= 2
-  if (B > S) throw new Error(`tensor of ${n} elements does not fit ${S} slots`)
+  if (B > S) throw new SlotOverflowError(`tensor of ${n} elements does not fit ${S} slots`)
   return layoutOfSpec({ kind: 'replicated', B }, n, S)
 }

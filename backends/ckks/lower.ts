@@ -11,6 +11,7 @@
  */
 import { PicError } from '../../ir/errors.js'
 import { describeNode, type Graph, type Node } from '../../ir/graph.js'
+import { integerExponent } from '../../ir/ops/elementwise.js'
 import { OPS } from '../../ir/ops/index.js'
 import type { PartialReluAttrs, PolyAttrs } from '../../ir/ops/pi.js'
 import { broadcastIndex } from '../../ir/ops/util.js'
@@ -29,6 +30,7 @@ import {
   primaries,
   scaleRows,
   slotMap,
+  SlotOverflowError,
   addCols,
   babyOf,
   type Layout,
@@ -41,7 +43,41 @@ import { b64Float64, b64Int32, type ConstVector, type InstrOp } from './plan.js'
 /** Chebyshev polynomials of at least this degree are evaluated in their own basis. */
 export const CHEBYSHEV_FROM = 8
 
-export class LowerError extends PicError {}
+const squarings = (k: number) => (k <= 1 ? 0 : Math.ceil(Math.log2(k)))
+
+/**
+ * How the power basis reaches c x^k: x^k from squarings alone (a = 0), or the coefficient rides on
+ * x^a and multiplies x^(k-a) when that saves a level; `depth` counts the coefficient's product too.
+ */
+function powerSplit(k: number): { a: number; depth: number } {
+  let best = { a: 0, depth: squarings(k) + 1 }
+  for (let a = 1; a < k; a++) {
+    const depth = Math.max(squarings(a) + 1, squarings(k - a)) + 1
+    if (depth < best.depth) best = { a, depth }
+  }
+  return best
+}
+
+/**
+ * Levels a degree-d polynomial with every coefficient nonzero takes here: none for an affine map,
+ * one for a square completed (d = 2), ceil(log2 d) + 1 in the Chebyshev recurrence (Chebyshev
+ * coefficients from CHEBYSHEV_FROM up), else the deepest power-basis term.
+ */
+export function polyEvalDepth(d: number, chebyshev: boolean): number {
+  if (d <= 1) return 0
+  if (d === 2) return 1
+  if (chebyshev && d >= CHEBYSHEV_FROM) return squarings(d) + 1
+  let depth = 0
+  for (let k = 1; k <= d; k++) depth = Math.max(depth, powerSplit(k).depth)
+  return depth
+}
+
+export class LowerError extends PicError {
+  /** True when the graph did not fit the ring's slots, so a larger ring may lower it. */
+  constructor(message: string, readonly slotOverflow = false) {
+    super(message)
+  }
+}
 
 /** A ciphertext group: one register per ciphertext, its layout (undefined until an input is placed). */
 export interface CtVal {
@@ -166,7 +202,7 @@ class Lowerer {
         this.node(n)
       } catch (e) {
         if (e instanceof LowerError) throw e
-        throw new LowerError(`${describeNode(n)}: ${(e as Error).message}`)
+        throw new LowerError(`${describeNode(n)}: ${(e as Error).message}`, e instanceof SlotOverflowError)
       }
     }
     const outputs: LoweredGraph['outputs'] = []
@@ -216,9 +252,8 @@ class Lowerer {
       return
     }
     if (n.op === 'Pow' && secret.length === 1 && secret[0] === 0) {
-      const e = ins[1] as Val & { kind: 'const' }
-      const v = e.t.data.length === 1 ? e.t.data[0] : NaN
-      if (!Number.isInteger(v) || v < 0 || v > 64) throw new LowerError(`${describeNode(n)}: only non-negative integer exponents are polynomial`)
+      const v = integerExponent((ins[1] as Val & { kind: 'const' }).t)
+      if (v === undefined) throw new LowerError(`${describeNode(n)}: only non-negative integer exponents are polynomial`)
       const coeffs = new Array(v + 1).fill(0)
       coeffs[v] = 1
       this.vals.set(n.name, this.poly(n, ins[0] as Val & { kind: 'secret' }, { basis: 'power', axis: 1, coeffs: [coeffs], shift: [0], scale: [1] }, n.type))
@@ -451,9 +486,13 @@ class Lowerer {
     const coef = (k: number) => Float64Array.from(rows, (r) => r[k] ?? 0)
     const tc = this.ensure(this.materialize(t, node, undefined, true), Math.ceil(Math.log2(d)) + 1, node)
     const lay = tc.layout!
-    const constVec = (v: number) => {
-      const sv = this.slotVector(lay, new Float64Array(N).fill(v))
-      return this.sparseConst('c', sv.slots, sv.values)
+    let minusOneId: ReturnType<typeof this.sparseConst> | undefined
+    const minusOne = () => {
+      if (minusOneId === undefined) {
+        const sv = this.slotVector(lay, new Float64Array(N).fill(-1))
+        minusOneId = this.sparseConst('c', sv.slots, sv.values)
+      }
+      return minusOneId
     }
     const T: number[] = [NaN, tc.regs[0]]
     const cheb = (k: number): number => {
@@ -463,8 +502,8 @@ class Lowerer {
       const prod = m === l ? this.emit('square', [cheb(m)], { node }) : this.emit('mul', [cheb(m), cheb(l)], { node })
       const p = this.emit('rescale', [this.emit('relin', [prod], { node })], { node })
       const two = this.emit('add', [p, p], { node })
-      if (m === l) return (T[k] = this.emit('addPlain', [two], { pt: constVec(-1), node }))
-      const mt = this.emit('mulPlain', [T[1]], { pt: constVec(-1), node, matchScaleOf: two })
+      if (m === l) return (T[k] = this.emit('addPlain', [two], { pt: minusOne(), node }))
+      const mt = this.emit('mulPlain', [T[1]], { pt: minusOne(), node, matchScaleOf: two })
       return (T[k] = this.emit('add', [two, this.emit('rescale', [mt], { node })], { node }))
     }
     let acc: number | undefined
@@ -504,7 +543,7 @@ class Lowerer {
    * y_i = sum_k rows[i][k] t_i^k. Degree <= 1 stays affine (pending); degree 2 completes the square
    * (z = sqrt|a| (t + b / 2a), y = sign(a) z^2 + c - b^2 / 4a, both affine parts folded into the
    * transforms around it; elements with a = 0 keep their linear part as a second term): one level.
-   * Higher degrees: powers by squaring and one coefficient product per power, ceil(log2 d) + 1 levels.
+   * Higher degrees: powers by squaring and one coefficient product per power, polyEvalDepth(d) levels.
    */
   polyEval(n: Node, t: Val & { kind: 'secret' }, rows: number[][], type: TensorType): Val {
     const N = sizeOf(type.shape)
@@ -534,18 +573,9 @@ class Lowerer {
       if (quad.some((q) => q === 0)) terms.push({ ct: zc, map: scaleRows(identityCols(N), c1.map((v, i) => (quad[i] ? 0 : v))) })
       return { kind: 'secret', type, terms, bias: off }
     }
-    const dep = (k: number) => (k <= 1 ? 0 : Math.ceil(Math.log2(k)))
-    const split = (k: number) => {
-      let best = { a: 0, depth: dep(k) + 1 }
-      for (let a = 1; a < k; a++) {
-        const depth = Math.max(dep(a) + 1, dep(k - a)) + 1
-        if (depth < best.depth) best = { a, depth }
-      }
-      return best
-    }
     const ks: number[] = []
     for (let k = 1; k <= d; k++) if (coef(k).some((v) => v !== 0)) ks.push(k)
-    const levels = Math.max(...ks.map((k) => split(k).depth))
+    const levels = Math.max(...ks.map((k) => powerSplit(k).depth))
     const tc = this.ensure(this.materialize(t, n.name, undefined, true), levels, n.name)
     const pw: number[] = [NaN, tc.regs[0]]
     const power = (k: number): number => {
@@ -560,12 +590,12 @@ class Lowerer {
     for (const k of ks) {
       const sv = this.slotVector(tc.layout!, coef(k))
       const pt = this.sparseConst('c', sv.slots, sv.values)
-      if (dep(k) + 1 <= levels) {
+      if (squarings(k) + 1 <= levels) {
         const m = this.emit('mulPlain', [power(k)], { pt, node: n.name })
         acc = acc === undefined ? m : this.emit('add', [acc, m], { node: n.name })
         continue
       }
-      const { a } = split(k)
+      const { a } = powerSplit(k)
       const other = power(k - a)
       const mp = this.emit('mulPlain', [power(a)], { pt, node: n.name })
       const raw = this.instrs[this.instrs.length - 1]

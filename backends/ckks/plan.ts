@@ -62,11 +62,6 @@ export interface PlanOutput {
   layout: string
 }
 
-export interface KindStats {
-  count: number
-  ms: number
-}
-
 export interface PlanStats {
   depth: number
   bootstraps: number

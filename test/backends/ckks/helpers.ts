@@ -41,18 +41,4 @@ export function reference(g: Graph, x: Tensor): Tensor {
   return interpret(g, [x]).get(g.outputs[0])!
 }
 
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
-  return m
-}
-
-export function argmaxRows(d: ArrayLike<number>, cols: number): number[] {
-  const out: number[] = []
-  for (let r = 0; r < d.length / cols; r++) {
-    let b = 0
-    for (let k = 1; k < cols; k++) if (d[r * cols + k] > d[r * cols + b]) b = k
-    out.push(b)
-  }
-  return out
-}
+export { maxAbsDiff } from '../../helpers.js'
