@@ -2,7 +2,8 @@
  * Rewriting: rules `{ name, on, apply }` applied bottom-up in one topological sweep. A rule sees a
  * node whose inputs are already rewritten and returns nothing (keep it), the name of an existing
  * value (forward to it), or a replacement `{ op, inputs, attrs }` that takes the node's name, so graph
- * outputs keep their names. Helper nodes come from `cx.add`. Dead nodes are dropped at the end.
+ * outputs keep their names, and its origin (or, when it had none, the node it replaced, so later
+ * passes still see what it came from). Helper nodes come from `cx.add`. Dead nodes are dropped at the end.
  */
 import { GraphBuilder } from './builder.js'
 import { useCounts, type Attrs, type Graph, type Node, type Origin } from './graph.js'
@@ -71,7 +72,7 @@ export function rewrite(g: Graph, rules: readonly Rule[]): Graph {
     if (cur.op === 'Input') b.copy(cur)
     else if (cur.op === 'Constant') b.constant(n.name, (cur.attrs as { value: Tensor }).value, n.origin)
     else if (cur === n || (cur.op === n.op && cur.attrs === n.attrs && cur.inputs.every((x, i) => x === n.inputs[i]))) b.copy(n)
-    else b.add(cur.op, cur.inputs, cur.attrs, { name: n.name, origin: n.origin })
+    else b.add(cur.op, cur.inputs, cur.attrs, { name: n.name, origin: n.origin ?? (cur.op !== n.op ? { name: n.name, op: n.op } : undefined) })
   }
   return eliminateDead(b.build(g.outputs.map((o) => rename.get(o) ?? o)))
 }

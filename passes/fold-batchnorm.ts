@@ -89,7 +89,7 @@ const foldRule: Rule = {
     const folded = into && cx.uses(p.name) === 1 && p.type.shape.length >= 2 && p.type.shape[1] === a.k.length ? into(p, a, cx) : undefined
     if (folded) return folded
     const rank = n.type.shape.length
-    const scaled = cx.add('Mul', [n.inputs[0], cx.addConstant(channelTensor(a.k, rank, n.type.dtype), `${n.name}_scale`)], {}, `${n.name}_mul`, n.origin)
+    const scaled = cx.add('Mul', [n.inputs[0], cx.addConstant(channelTensor(a.k, rank, n.type.dtype), `${n.name}_scale`)], {}, `${n.name}_mul`, n.origin ?? { name: n.name, op: n.op })
     return { op: 'Add', inputs: [scaled, cx.addConstant(channelTensor(a.o, rank, n.type.dtype), `${n.name}_shift`)], attrs: {} }
   },
 }

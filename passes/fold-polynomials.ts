@@ -1,17 +1,17 @@
 /**
  * fold-polynomials: every maximal elementwise subgraph that is a polynomial of degree >= 2 in one
- * value x, built from Add, Sub, Mul, Div by a constant, Neg, Pow with an integer exponent, Identity
- * and BatchNormalization with scalar or per-channel ([1, C, 1, ...]) constants, becomes one
- * per-channel power-basis `Poly` of x. This covers AESPA's basis-wise normalized Hermite activation
- * (x*x, Sub 1, Div sqrt2, a BatchNorm per basis term, scales and sums: one degree-2 Poly per
- * activation), polynomial kervolution (Conv -> Add(c) -> Pow(d), with c already in the conv bias by
+ * value x, built from Add, Sub, Mul, Div by a constant, Neg, Pow with an integer exponent and
+ * Identity with scalar or per-channel ([1, C, 1, ...]) constants, becomes one per-channel power-basis
+ * `Poly` of x. This covers AESPA's basis-wise normalized Hermite activation (x*x, Sub 1, Div sqrt2, a
+ * BatchNorm per basis term, which fold-batchnorm has made a Mul and Add, scales and sums: one degree-2
+ * Poly per activation), polynomial kervolution (Conv -> Add(c) -> Pow(d), with c already in the conv bias by
  * fuse-bias: Poly x^d) and the square activation Mul(x, x), in any operand order. `of` records what
- * was folded: 'AESPA' (BatchNorms inside), 'Pow', 'Square' (exactly x^2) or 'Polynomial'.
+ * was folded: 'AESPA' (nodes from BatchNorms inside), 'Pow', 'Square' (exactly x^2) or 'Polynomial'.
  */
 import type { Graph, Node } from '../ir/graph.js'
 import { consumers } from '../ir/graph.js'
 import { integerExponent } from '../ir/ops/elementwise.js'
-import type { PolyAttrs } from '../ir/ops/pi.js'
+import { coeffsDegree, type PolyAttrs } from '../ir/ops/pi.js'
 import { rewrite } from '../ir/rewrite.js'
 import { isFloat, sameShape, type Tensor } from '../ir/tensor.js'
 import { channelValues } from './match.js'
@@ -47,15 +47,9 @@ function mulRows(a: number[][], b: number[][]): number[][] {
   })
 }
 
-function degree(c: number[][]): number {
-  let d = 0
-  for (const r of c) for (let k = r.length - 1; k > d; k--) if (r[k] !== 0) d = k
-  return d
-}
-
 function merge(a: Form, b: Form, c: number[][], op: string): Form | undefined {
   if (a.root !== CONST && b.root !== CONST && a.root !== b.root) return undefined
-  if (degree(c) > MAX_DEGREE) return undefined
+  if (coeffsDegree(c) > MAX_DEGREE) return undefined
   return { root: a.root === CONST ? b.root : a.root, c, from: new Set([...a.from, ...b.from, op]) }
 }
 
@@ -77,7 +71,7 @@ function combine(n: Node, operand: (i: number) => Form | undefined, value: (i: n
       return merge(a, b, addRows(a.c, n.op === 'Sub' ? b.c.map((r) => r.map((v) => -v)) : b.c), op)
     }
     case 'Div': {
-      if (!a || !b || b.root !== CONST || degree(b.c) !== 0 || b.c.some((r) => r[0] === 0)) return undefined
+      if (!a || !b || b.root !== CONST || coeffsDegree(b.c) !== 0 || b.c.some((r) => r[0] === 0)) return undefined
       return merge(a, b, mulRows(a.c, b.c.map((r) => [1 / r[0]])), op)
     }
     case 'Neg':
@@ -86,18 +80,10 @@ function combine(n: Node, operand: (i: number) => Form | undefined, value: (i: n
       return a
     case 'Pow': {
       const e = integerExponent(value(1))
-      if (!a || e === undefined || e * degree(a.c) > MAX_DEGREE) return undefined
+      if (!a || e === undefined || e * coeffsDegree(a.c) > MAX_DEGREE) return undefined
       let c: number[][] = a.c.map(() => [1])
       for (let k = 0; k < e; k++) c = mulRows(c, a.c)
       return merge(a, a, c, op)
-    }
-    case 'BatchNormalization': {
-      const [s, bias, mean, v] = [1, 2, 3, 4].map(value)
-      if (!a || !s || !bias || !mean || !v) return undefined
-      const eps = (n.attrs as { epsilon: number }).epsilon
-      const k = Array.from(s.data, (x, ch) => [x / Math.sqrt(v.data[ch] + eps)])
-      const o = k.map((kc, ch) => [bias.data[ch] - kc[0] * mean.data[ch]])
-      return merge(a, a, addRows(mulRows(a.c, k), o), op)
     }
   }
   return undefined
@@ -106,12 +92,12 @@ function combine(n: Node, operand: (i: number) => Form | undefined, value: (i: n
 function label(f: Form): string {
   if (f.from.has('BatchNormalization')) return 'AESPA'
   if (f.from.has('Pow')) return 'Pow'
-  if (f.c.every((r) => degree([r]) === 2 && r[0] === 0 && r[1] === 0 && r[2] === 1)) return 'Square'
+  if (f.c.every((r) => coeffsDegree([r]) === 2 && r[0] === 0 && r[1] === 0 && r[2] === 1)) return 'Square'
   return 'Polynomial'
 }
 
 function polyAttrs(f: Form): PolyAttrs {
-  const d = degree(f.c)
+  const d = coeffsDegree(f.c)
   let rows = f.c.map((r) => Array.from({ length: d + 1 }, (_, k) => r[k] ?? 0))
   if (rows.every((r) => r.every((v, k) => v === rows[0][k]))) rows = [rows[0]]
   return { basis: 'power', axis: 1, coeffs: rows, shift: rows.map(() => 0), scale: rows.map(() => 1), of: label(f) }
@@ -141,7 +127,7 @@ export function findPolynomials(g: Graph): Map<string, { root: string; attrs: Po
   const outputs = new Set(g.outputs)
   const found = new Map<string, { root: string; attrs: PolyAttrs }>()
   for (const [name, f] of forms) {
-    if (f.root === name || degree(f.c) < 2) continue
+    if (f.root === name || coeffsDegree(f.c) < 2) continue
     const maximal = outputs.has(name) || (users.get(name) ?? []).some((u) => forms.get(u.name)?.root !== f.root)
     if (maximal) found.set(name, { root: f.root, attrs: polyAttrs(f) })
   }

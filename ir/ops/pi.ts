@@ -23,8 +23,13 @@ export interface PolyAttrs {
 }
 
 export function polyDegree(a: PolyAttrs): number {
+  return coeffsDegree(a.coeffs)
+}
+
+/** Highest k with a nonzero coefficient in any row. */
+export function coeffsDegree(rows: readonly (readonly number[])[]): number {
   let d = 0
-  for (const row of a.coeffs) for (let k = row.length - 1; k > d; k--) if (row[k] !== 0) d = Math.max(d, k)
+  for (const row of rows) for (let k = row.length - 1; k > d; k--) if (row[k] !== 0) d = k
   return d
 }
 

@@ -74,10 +74,12 @@ describe('fold-polynomials on small graphs', () => {
 
   it('folds AESPA in any operand order into one per-channel degree-2 Poly, on NCHW and on [N, F] (BatchNorm1d)', () => {
     const g = aespa()
-    const h = apply(g, foldPolynomials)
+    const h = apply(g, foldBatchnorm, foldPolynomials)
     expect(skeleton(h)).toEqual(['y = Poly(x)', 'out = Relu(y)'])
     const a = h.nodes.find((n) => n.op === 'Poly')!.attrs as unknown as PolyAttrs
     expect(a.coeffs.length).toBe(3)
+    expect(polyDegree(a)).toBe(2)
+    expect(a.coeffs.every((r) => r.length === 3)).toBe(true)
     expect(a.of).toBe('AESPA')
     expectSame(g, h, x)
     const flat = aespa([5, 3])
