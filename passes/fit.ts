@@ -292,8 +292,3 @@ export function weightedFit(x: Float64Array, y: Float64Array, w: Float64Array, l
   }
   return c
 }
-
-/** Evaluate a Chebyshev series on [lo, hi] at x. */
-export function evalChebyshevOn(c: readonly number[], lo: number, hi: number, x: number): number {
-  return evalBasis('chebyshev', c, (x - (lo + hi) / 2) / ((hi - lo) / 2 || 1))
-}

@@ -17,7 +17,7 @@ export { calibrate, type ActivationStats } from './calibrate.js'
 export { parseApprox, type ApproxSpec, type LayerReport } from './approximate.js'
 export { ola, depthMulCost, type CostModel } from './ola.js'
 export { passContext, PassError, runPipeline, type Pass, type PassContext, type PipelineOptions } from './pass.js'
-export { common, ir, ckks, mpc, PIPELINES } from './pipelines.js'
+export { approximation, common, PIPELINES, standard } from './pipelines.js'
 
 export const PASSES: Readonly<Record<string, Pass>> = Object.fromEntries(
   [foldConstants, removeNoops, foldBatchnorm, fuseBias, recognizeActivations, foldPolynomials, eliminateDeadCode, lowerForExport, reluBudget, lowerMaxpool, approximate].map((p) => [p.name, p]),

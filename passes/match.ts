@@ -28,13 +28,6 @@ export function producerOf(cx: RewriteContext, name: string, op: string | readon
   return (typeof op === 'string' ? p.op === op : op.includes(p.op)) ? p : undefined
 }
 
-/** The other operand of a binary node when one operand is `name`. */
-export function otherOperand(n: Node, name: string): string | undefined {
-  if (n.inputs[0] === name) return n.inputs[1]
-  if (n.inputs[1] === name) return n.inputs[0]
-  return undefined
-}
-
 export interface Product {
   /** Product of the one-element constant factors. */
   k: number

@@ -93,6 +93,7 @@ export class Replay {
   /** Per sample: original top-1 logit minus the runner-up. */
   readonly margin: Float64Array
   private readonly consumers = new Map<string, number[]>()
+  private readonly index = new Map<string, number>()
 
   constructor(g: Graph, calib: Tensor) {
     try {
@@ -101,6 +102,7 @@ export class Replay {
       throw new PassError(`the calibration data does not fit the model (${(e as Error).message}); OLA and the ReLU budget run it as one batch, so the batch dimension must be symbolic`)
     }
     this.g.nodes.forEach((n, i) => {
+      this.index.set(n.name, i)
       for (const x of n.inputs) if (x) this.consumers.set(x, [...(this.consumers.get(x) ?? []), i])
     })
     for (const n of this.g.nodes) this.values.set(n.name, n.op === 'Input' ? calib : this.evalNode(n, (x) => this.values.get(x)!))
@@ -119,19 +121,26 @@ export class Replay {
 
   /** The graph output with some nodes' values replaced by functions of their (new) first input. */
   run(replace: ReadonlyMap<string, Replace>): Tensor {
-    const index = new Map(this.g.nodes.map((n, i) => [n.name, i]))
+    return this.evaluate(replace).get(this.g.outputs[0])!
+  }
+
+  /**
+   * Every value with some nodes replaced by functions of their (new) first input. Only `changed`
+   * (default: the replaced nodes) and what depends on them are evaluated again; the rest come from
+   * `base` (default: the original run), which must already hold `replace`'s effect elsewhere.
+   */
+  evaluate(replace: ReadonlyMap<string, Replace>, changed: Iterable<string> = replace.keys(), base: ReadonlyMap<string, Tensor> = this.values): Map<string, Tensor> {
+    const out = new Map(base)
     const dirty = new Uint8Array(this.g.nodes.length)
-    for (const name of replace.keys()) dirty[index.get(name)!] = 1
-    const local = new Map<string, Tensor>()
-    const get = (x: string) => local.get(x) ?? this.values.get(x)!
+    for (const name of changed) dirty[this.index.get(name)!] = 1
     for (let i = 0; i < this.g.nodes.length; i++) {
       if (!dirty[i]) continue
       const n = this.g.nodes[i]
       const r = replace.get(n.name)
-      local.set(n.name, r ? r(get(n.inputs[0]), n.type.shape) : this.evalNode(n, get))
+      out.set(n.name, r ? r(out.get(n.inputs[0])!, n.type.shape) : this.evalNode(n, (x) => out.get(x)!))
       for (const c of this.consumers.get(n.name) ?? []) dirty[c] = 1
     }
-    return get(this.g.outputs[0])
+    return out
   }
 
   /**
@@ -242,30 +251,40 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
   const keep = opts.keep ?? OLA_KEEP
   const replay = new Replay(g, calib)
   const N = replay.top1.length
+  const candidate = (l: number, d: number): OlaCandidate & { poly: PolyAttrs } => {
+    const { act, stats } = layers[l]
+    let best: (OlaCandidate & { poly: PolyAttrs }) | undefined
+    for (const fit of [(a: Activation, s: ActivationStats, deg: number) => olaPoly(a, s, deg, opts.scale), ...(d <= FAMILY_DEGREES ? (opts.fits ?? []) : [])]) {
+      const poly = fit(act, stats, d)
+      const flips = replay.flips(replay.run(new Map([[act.node.name, replaceWith(act, poly)]])), keep)
+      if (!best || flips < best.flips) best = { degree: d, flips, cost: cost.activation(d, sizeOf(act.node.type.shape.slice(1))), poly }
+    }
+    return best!
+  }
   const options: (OlaCandidate & { poly: PolyAttrs })[][] = []
-  for (const [li, { act, stats }] of layers.entries()) {
+  for (const [l, { act }] of layers.entries()) {
     const elements = sizeOf(act.node.type.shape.slice(1))
     const cands: (OlaCandidate & { poly: PolyAttrs })[] = []
     // a degree costing as much as a higher one is never worth measuring
     for (const d of degrees.filter((d) => !degrees.some((e) => e > d && cost.activation(e, elements) <= cost.activation(d, elements)))) {
-      let best: (OlaCandidate & { poly: PolyAttrs }) | undefined
-      for (const fit of [(a: Activation, s: ActivationStats, deg: number) => olaPoly(a, s, deg, opts.scale), ...(d <= FAMILY_DEGREES ? (opts.fits ?? []) : [])]) {
-        const poly = fit(act, stats, d)
-        const flips = replay.flips(replay.run(new Map([[act.node.name, replaceWith(act, poly)]])), keep)
-        if (!best || flips < best.flips) best = { degree: d, flips, cost: cost.activation(d, elements), poly }
-      }
-      cands.push(best!)
-      if (best!.flips === 0) break
+      cands.push(candidate(l, d))
+      if (cands[cands.length - 1].flips === 0) break
     }
     options.push(cands)
-    opts.log?.(`ola: layer ${li + 1}/${layers.length} ${act.node.name}: ${cands.map((c) => `d${c.degree}:${c.flips}`).join(' ')}`)
+    opts.log?.(`ola: layer ${l + 1}/${layers.length} ${act.node.name}: ${cands.map((c) => `d${c.degree}:${c.flips}`).join(' ')}`)
   }
   const allowed = Math.floor(opts.budget * N + 1e-9)
-  const jointFlips = (chosen: readonly { poly: PolyAttrs }[]) =>
-    replay.flips(replay.run(new Map(layers.map(({ act }, l) => [act.node.name, replaceWith(act, chosen[l].poly)]))), keep)
+  const out = g.outputs[0]
+  const replacing = (chosen: readonly { poly: PolyAttrs }[]) => new Map(layers.map(({ act }, l) => [act.node.name, replaceWith(act, chosen[l].poly)]))
+  // the current joint run; a change in one layer re-evaluates only what lies downstream of it
+  let jointValues = new Map<string, Tensor>()
+  const jointRun = (chosen: readonly { poly: PolyAttrs }[], changed?: number) =>
+    changed === undefined ? replay.evaluate(replacing(chosen)) : replay.evaluate(replacing(chosen), [layers[changed].act.node.name], jointValues)
+  const flipsOf = (values: ReadonlyMap<string, Tensor>) => replay.flips(values.get(out)!, keep)
   const pick = knapsack(options, allowed) ?? options.map((o) => o.reduce((b, c, k) => (c.flips < o[b].flips ? k : b), 0))
   let chosen = pick.map((k, l) => options[l][k])
-  let joint = jointFlips(chosen)
+  jointValues = jointRun(chosen)
+  let joint = flipsOf(jointValues)
   opts.log?.(`ola: budget ${allowed}/${N} samples: degrees ${chosen.map((c) => c.degree).join(',')}, summed error ${chosen.reduce((s, c) => s + c.flips, 0)}, joint ${joint}`)
   // The layers interact beyond their summed errors: raise one layer's degree at a time, the one that
   // removes the most joint error per unit of cost, until the joint error fits the budget.
@@ -274,24 +293,24 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     if (d === undefined) return undefined
     const known = options[l].find((c) => c.degree === d)
     if (known) return known
-    const { act, stats } = layers[l]
-    const poly = olaPoly(act, stats, d, opts.scale)
-    const c = { degree: d, flips: replay.flips(replay.run(new Map([[act.node.name, replaceWith(act, poly)]])), keep), cost: cost.activation(d, sizeOf(act.node.type.shape.slice(1))), poly }
+    const c = candidate(l, d)
     options[l].push(c)
     return c
   }
   const saving = (l: number) => chosen[l].cost - Math.min(...options[l].map((c) => c.cost))
   while (joint > allowed) {
-    let best: { l: number; c: OlaCandidate & { poly: PolyAttrs }; j: number; gain: number } | undefined
+    let best: { l: number; c: OlaCandidate & { poly: PolyAttrs }; values: Map<string, Tensor>; j: number; gain: number } | undefined
     for (let l = 0; l < layers.length; l++) {
       const c = raised(l)
       if (!c) continue
-      const j = jointFlips(chosen.map((o, k) => (k === l ? c : o)))
+      const values = jointRun(chosen.map((o, k) => (k === l ? c : o)), l)
+      const j = flipsOf(values)
       const gain = (joint - j) / Math.max(1e-9, c.cost - chosen[l].cost)
-      if (j < joint && (!best || gain > best.gain)) best = { l, c, j, gain }
+      if (j < joint && (!best || gain > best.gain)) best = { l, c, values, j, gain }
     }
     if (!best) break
     chosen = chosen.map((o, k) => (k === best!.l ? best!.c : o))
+    jointValues = best.values
     joint = best.j
     opts.log?.(`ola: raised ${layers[best.l].act.node.name} to degree ${best.c.degree}: joint ${joint}`)
   }
@@ -303,10 +322,13 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     const order = layers.map((_, l) => l).sort((a, b) => saving(b) - saving(a) || a - b)
     for (const l of order) {
       for (const c of options[l].filter((c) => c.cost < chosen[l].cost && c.flips <= allowed).sort((a, b) => a.cost - b.cost)) {
-        const j = jointFlips(chosen.map((o, k) => (k === l ? c : o)))
+        const next = chosen.map((o, k) => (k === l ? c : o))
+        const values = jointRun(next, l)
+        const j = flipsOf(values)
         if (j > allowed) continue
         opts.log?.(`ola: lowered ${layers[l].act.node.name} to degree ${c.degree}: joint ${j}`)
-        chosen = chosen.map((o, k) => (k === l ? c : o))
+        chosen = next
+        jointValues = values
         joint = j
         lowered = true
         break

@@ -1,10 +1,11 @@
 /**
- * The pipelines: plain arrays of passes, one per backend, all visible here. `common` holds the exact
- * passes every backend runs: constants folded, no-ops removed, BatchNorm and biases folded into the
- * linear ops, decomposed activations recognized, polynomial activations folded, dead code dropped.
- * Approximation passes for CKKS and MPC go into `ckks` and `mpc` after `common`; they read their
- * settings (--approx, ...) from the PassContext. `PIPELINES` gives each backend its pipeline for the
- * user's options.
+ * The pipelines: plain arrays of passes, all visible here. `common` holds the exact passes every
+ * backend runs: constants folded, no-ops removed, BatchNorm and biases folded into the linear ops,
+ * decomposed activations recognized, polynomial activations folded, dead code dropped. Then come
+ * the approximation passes, which do nothing unless the PassContext's options ask for them
+ * (--approx, --relu-budget, ...). Today every backend runs the same sequence (so `pic infer` and
+ * `pic eval` see exactly what CKKS and MPC compile); `PIPELINES` names one per backend so a backend
+ * can diverge without touching the CLI.
  */
 import { eliminateDeadCode } from './eliminate-dead-code.js'
 import { foldBatchnorm } from './fold-batchnorm.js'
@@ -31,16 +32,13 @@ export const common: readonly Pass[] = [
 /** ReLU budget, MaxPool lowering and activation fitting; each does nothing unless its option is set. */
 export const approximation: readonly Pass[] = [reluBudget, lowerMaxpool, approximate]
 
-export const ir: readonly Pass[] = [...common, ...approximation]
-
-export const ckks: readonly Pass[] = [...common, ...approximation]
-
-export const mpc: readonly Pass[] = [...common, ...approximation]
+/** What every backend runs today. */
+export const standard: readonly Pass[] = [...common, ...approximation]
 
 export type Options = Readonly<Record<string, unknown>>
 
 export const PIPELINES: Readonly<Record<string, (options: Options) => readonly Pass[]>> = {
-  ir: () => ir,
-  ckks: () => ckks,
-  mpc: () => mpc,
+  ir: () => standard,
+  ckks: () => standard,
+  mpc: () => standard,
 }

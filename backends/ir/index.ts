@@ -1,4 +1,4 @@
-/** The `ir` backend: the graph after the common exact passes, as PIC IR JSON with a binary sidecar. */
+/** The `ir` backend: the graph after the exact passes (and any approximation asked for), as PIC IR JSON with a binary sidecar. */
 import { opCounts } from '../../ir/stats.js'
 import { printGraph } from '../../ir/print.js'
 import { graphFromJSON, graphToJSON, type GraphJSON } from '../../ir/serialize.js'

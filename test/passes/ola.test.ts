@@ -44,6 +44,22 @@ describe('Replay', () => {
     const rewritten = rewrite(g, [{ name: 'one', on: ['Relu'], apply: (n) => (n.name === act.node.name ? { op: 'Poly', inputs: n.inputs, attrs: { ...poly } } : undefined) }])
     const [slow] = run(rewritten, [x])
     expect(Array.from(fast.data)).toEqual(Array.from(slow.data))
+    const [orig] = run(g, [x])
+    expect(replay.flips(fast)).toBe(Math.round(x.shape[0] * (1 - agreement(orig, slow))))
+  })
+
+  it('re-evaluating one changed layer from a joint run equals evaluating everything again', () => {
+    const g = runPipeline(fixture('cnn_bn_relu_maxpool'), common, passContext())
+    const acts = targets(g, false)
+    const st = calibrate(g, calib, { nodes: acts.map((a) => a.node.name) })
+    const fit = (k: number, d: number) => replaceWith(acts[k], olaPoly(acts[k], st.get(acts[k].node.name)!, d))
+    const replay = new Replay(g, calib)
+    const before = new Map([[acts[0].node.name, fit(0, 3)], [acts[1].node.name, fit(1, 3)]])
+    const after = new Map([[acts[0].node.name, fit(0, 3)], [acts[1].node.name, fit(1, 5)]])
+    const base = replay.evaluate(before)
+    const partial = replay.evaluate(after, [acts[1].node.name], base).get(g.outputs[0])!
+    expect(Array.from(partial.data)).toEqual(Array.from(replay.run(after).data))
+    expect(Array.from(partial.data)).not.toEqual(Array.from(base.get(g.outputs[0])!.data))
   })
 })
 
