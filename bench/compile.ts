@@ -73,7 +73,10 @@ function measure(file: string): Measure {
   return { mb: statSync(file).size / 2 ** 20, decode, owned, read, import: imp, passes, lower, total, rss: process.resourceUsage().maxRSS / 1024 }
 }
 
-/** Best of three fresh processes running `measure`, phase by phase (other work only ever adds time). */
+/**
+ * Best of three fresh processes running `measure` (other work only ever adds time): each phase's best,
+ * and the best total any one run reached (not the sum of the phases' bests, which no run achieved).
+ */
 function measureBest(file: string): Measure {
   const runs: Measure[] = []
   for (let rep = 0; rep < 3; rep++) {
@@ -85,9 +88,7 @@ function measureBest(file: string): Measure {
     runs.push(JSON.parse(child.stdout.trim().split('\n').pop()!) as Measure)
   }
   const best = (k: keyof Measure) => Math.min(...runs.map((r) => r[k]))
-  const m: Measure = { mb: runs[0].mb, decode: best('decode'), owned: best('owned'), read: best('read'), import: best('import'), passes: best('passes'), lower: best('lower'), total: 0, rss: Math.max(...runs.map((r) => r.rss)) }
-  m.total = m.read + m.import + m.passes + m.lower
-  return m
+  return { mb: runs[0].mb, decode: best('decode'), owned: best('owned'), read: best('read'), import: best('import'), passes: best('passes'), lower: best('lower'), total: best('total'), rss: Math.max(...runs.map((r) => r.rss)) }
 }
 
 /** Build bench/native/decode.cc into `dir`; undefined (with the reason printed) when the tools are missing. */
@@ -162,7 +163,7 @@ function main(): void {
     console.log(
       '(ms, best of 3 fresh processes (native and protobufjs decodes: best of 5); pbjs = protobufjs decode, weights left as views; owned = protobufjs decode copying the weights out;\n' +
         ' n.read, n.parse = native C++ protobuf: read the file, parse it as a ModelProto; import includes the protobufjs decode;\n' +
-        ' total = read + import + passes + lower; x nat = total / (n.read + n.parse); x n.ps = total / n.parse; x r+o = total / (read + owned);\n' +
+        ' total = read + import + passes + lower of the best run (the phases: the best of each over the runs); x nat = total / (n.read + n.parse); x n.ps = total / n.parse; x r+o = total / (read + owned);\n' +
         ' RSS = peak of the measuring process; cli = `node bin/pic.js compile FILE --backend ir -o OUT` wall time and peak RSS, when dist/ is built)',
     )
     const g = r18!

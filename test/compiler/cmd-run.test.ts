@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { readNpy, writeNpy } from '../../compiler/npy.js'
-import { pic, ROOT } from '../helpers.js'
+import { argmax } from '../../passes/ola.js'
+import { maxAbsDiff, pic, ROOT } from '../helpers.js'
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'pic-run-'))
 const fx = (...p: string[]) => path.join(ROOT, 'test', 'fixtures', ...p)
@@ -39,7 +40,12 @@ describe('pic compile --backend ckks / pic run', () => {
     expect(Object.keys(res.latencyMs)).toEqual(expect.arrayContaining(['keygen', 'encrypt', 'evaluate', 'decrypt']))
     expect(res.maxAbsErrorVsPlain).toBeLessThanOrEqual(0.05)
     expect(res.top1AgreementVsPlain).toBe(1)
-    expect(readNpy(out).shape).toEqual([2, 10])
+    // the decrypted logits against PyTorch's reference logits for the same two images
+    const y = readNpy(out)
+    const ref = readNpy(fx('digits', 'ref_cnn_square.npy'))
+    expect(y.shape).toEqual([2, 10])
+    expect(maxAbsDiff(y.data, ref.data.subarray(0, 20))).toBeLessThanOrEqual(0.05)
+    expect(Array.from(argmax(y))).toEqual(Array.from(argmax({ ...ref, shape: [2, 10], data: ref.data.subarray(0, 20) })))
   })
 
   it('refuses a plan that needs bootstraps unless --refresh client', () => {

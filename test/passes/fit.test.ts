@@ -14,7 +14,8 @@ describe('hermiteFit', () => {
     const c = hermiteFit(relu, 0, 1, 10, [0])
     const expected = [1 / Math.sqrt(2 * Math.PI), 0.5, 1 / Math.sqrt(4 * Math.PI)]
     for (let n = 3; n <= 10; n++) expected.push(n % 2 ? 0 : ((-1) ** (n / 2 + 1) * dfact(n - 3)) / Math.sqrt(2 * Math.PI * fact(n)))
-    c.forEach((v, n) => expect(v).toBeCloseTo(expected[n], 12))
+    expect(c).toHaveLength(11)
+    expected.forEach((v, n) => expect(c[n]).toBeCloseTo(v, 12))
     expect(c[4]).toBeCloseTo(-0.081434, 6)
     expect(c[6]).toBeCloseTo(0.044603, 6)
     expect(c[8]).toBeCloseTo(-0.029802, 6)
@@ -57,7 +58,8 @@ describe('chebyshevFit', () => {
     const ca = chebyshevFit(abs, -1, 1, 6, [0])
     // |x| = 2/pi - (4/pi) sum_k (-1)^k T_2k / (4k^2 - 1)
     const expected = [2 / Math.PI, 0, 4 / (3 * Math.PI), 0, -4 / (15 * Math.PI), 0, 4 / (35 * Math.PI)]
-    ca.forEach((v, k) => expect(v).toBeCloseTo(expected[k], 10))
+    expect(ca).toHaveLength(7)
+    expected.forEach((v, k) => expect(ca[k]).toBeCloseTo(v, 10))
   })
 
   it('maps the interval: a polynomial on [2, 6] is reproduced', () => {
@@ -82,6 +84,25 @@ describe('remezFit', () => {
     const r = remezFit(f, -1, 1, 3)
     // best degree-3 error of exp on [-1, 1] is about 5.53e-3
     expect(r.error).toBeCloseTo(0.00553, 4)
+    const grid = Float64Array.from({ length: 20001 }, (_, i) => -1 + i / 10000)
+    const err = (c: number[]) => {
+      const p = toPowerBasis('chebyshev', c)
+      return Array.from(grid, (x) => Math.exp(x) - p.reduce((s, v, k) => s + v * x ** k, 0))
+    }
+    const e = err(Array.from(r.coeffs))
+    const cheb = Math.max(...err(Array.from(chebyshevFit(f, -1, 1, 3))).map(Math.abs))
+    expect(Math.max(...e.map(Math.abs))).toBeLessThan(cheb)
+    // d + 2 = 5 alternating extrema of the error, each of size r.error
+    const extrema: number[] = []
+    for (let i = 0; i < e.length; i++) {
+      const peak = (i === 0 || Math.abs(e[i]) >= Math.abs(e[i - 1])) && (i === e.length - 1 || Math.abs(e[i]) >= Math.abs(e[i + 1]))
+      if (peak && Math.abs(e[i]) > 0.9 * r.error) extrema.push(e[i])
+    }
+    expect(extrema).toHaveLength(5)
+    extrema.forEach((v, k) => {
+      expect(Math.abs(v)).toBeCloseTo(r.error, 6)
+      if (k > 0) expect(Math.sign(v)).toBe(-Math.sign(extrema[k - 1]))
+    })
   })
 })
 

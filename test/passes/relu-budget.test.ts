@@ -67,15 +67,22 @@ describe('relu-budget', () => {
     expect(relus(out)).toBe(100)
     const before = g.nodes.filter((n) => n.op === 'PartialRelu')
     const after = new Map(out.nodes.map((n) => [n.name, n]))
+    let kept = 0
     for (const n of before) {
       const old = (n.attrs as unknown as PartialReluAttrs).mask
       const now = after.get(n.name)!
-      if (now.op !== 'PartialRelu') continue
+      expect(['PartialRelu', 'Identity']).toContain(now.op)
+      if (now.op === 'Identity') continue
       const m = (now.attrs as unknown as PartialReluAttrs).mask
       const per = [1, ...n.type.shape.slice(1)]
-      const idx = broadcastIndex(old.shape, per)
-      for (let i = 0; i < sizeOf(per); i++) if (m.data[i]) expect(old.data[idx ? idx[i] : i]).toBe(1)
+      const [io, im] = [broadcastIndex(old.shape, per), broadcastIndex(m.shape, per)]
+      for (let i = 0; i < sizeOf(per); i++)
+        if (m.data[im ? im[i] : i]) {
+          expect(old.data[io ? io[i] : i]).toBe(1)
+          kept++
+        }
     }
+    expect(kept).toBe(100)
   })
 
   it('changes nothing when the budget covers every ReLU or is not set', () => {
