@@ -11,8 +11,8 @@ import { compileCkks, runPlan, type CkksPlan } from '../backends/ckks/index.js'
 import { parseNpy } from '../compiler/npy.js'
 import { importModel } from '../compiler/onnx-import.js'
 import { interpret } from '../ir/interpret.js'
-import type { Tensor } from '../ir/tensor.js'
-import { approximate } from '../passes/approximate.js'
+import { maxAbsDiff, type Tensor } from '../ir/tensor.js'
+import { top1Agreement } from '../passes/ola.js'
 import { passContext, runPipeline } from '../passes/pass.js'
 import { PIPELINES } from '../passes/pipelines.js'
 
@@ -52,8 +52,7 @@ async function main(): Promise<void> {
   for (const c of CASES) {
     const opts: Record<string, unknown> = c.approx ? { approx: c.approx } : {}
     const calib = c.approx ? load(c.dir, 'calib_x.npy') : undefined
-    const pipe = PIPELINES.ckks(opts)
-    const passes = c.approx && !pipe.some((p) => p.name === 'approximate') ? [...pipe, approximate] : pipe
+    const passes = PIPELINES.ckks(opts)
     let plan: CkksPlan
     let g
     const t0 = performance.now()
@@ -73,19 +72,8 @@ async function main(): Promise<void> {
     const load1 = loadavg()[0]
     const res = await runPlan(plan, imgs, { refresh: 'client' })
     const ref = interpret(g, [imgs]).get(g.outputs[0])!
-    let err = 0
-    let agree = 0
-    const k = ref.data.length / n
-    for (let i = 0; i < ref.data.length; i++) err = Math.max(err, Math.abs(ref.data[i] - res.outputs[0].data[i]))
-    for (let r = 0; r < n; r++) {
-      let a = 0
-      let b = 0
-      for (let j = 1; j < k; j++) {
-        if (ref.data[r * k + j] > ref.data[r * k + a]) a = j
-        if (res.outputs[0].data[r * k + j] > res.outputs[0].data[r * k + b]) b = j
-      }
-      if (a === b) agree++
-    }
+    const err = maxAbsDiff(ref, res.outputs[0])
+    const agree = Math.round(top1Agreement(ref, res.outputs[0]) * n)
     const measured = res.evaluateMsByImage.slice(1)
     const predicted = plan.stats.estimatedTotalMs
     rows.push({

@@ -21,7 +21,8 @@ import { importModel } from '../compiler/onnx-import.js'
 import { GraphBuilder } from '../ir/builder.js'
 import { run1 } from '../ir/interpret.js'
 import type { Graph } from '../ir/graph.js'
-import { tensor, type Tensor } from '../ir/tensor.js'
+import { maxAbsDiff, tensor, type Tensor } from '../ir/tensor.js'
+import { argmax, top1Agreement } from '../passes/ola.js'
 import { passContext, runPipeline } from '../passes/pass.js'
 
 const args = process.argv.slice(2)
@@ -70,19 +71,8 @@ async function measure(g: Graph, s: MpcSchedule): Promise<Row['measured']> {
     const x: Tensor = { dtype: testX.dtype, shape: [nImages, ...testX.shape.slice(1)], data: testX.data.slice(0, nImages * 64) }
     const { output, report } = await runQuery(s, x, { connect: `127.0.0.1:${server.port}`, dealer: `127.0.0.1:${dealer.port}` })
     const plain = run1(g, x)
-    const top = (d: Float64Array, i: number) => {
-      let best = 0
-      for (let j = 1; j < 10; j++) if (d[i * 10 + j] > d[i * 10 + best]) best = j
-      return best
-    }
-    let right = 0
-    let agree = 0
-    let maxErr = 0
-    for (let i = 0; i < nImages; i++) {
-      if (top(output.data, i) === testY.data[i]) right++
-      if (top(output.data, i) === top(plain.data, i)) agree++
-    }
-    for (let i = 0; i < plain.data.length; i++) maxErr = Math.max(maxErr, Math.abs(plain.data[i] - output.data[i]))
+    const top = argmax(output)
+    const right = top.filter((v, i) => v === testY.data[i]).length
     return {
       online: report.perImage.bytes.online,
       offline: report.perImage.bytes.offline,
@@ -90,8 +80,8 @@ async function measure(g: Graph, s: MpcSchedule): Promise<Row['measured']> {
       onlineMs: report.latencyMs.onlinePerImage,
       totalMs: report.latencyMs.perImage,
       accuracy: right / nImages,
-      agreeIr: agree / nImages,
-      maxErrIr: maxErr,
+      agreeIr: top1Agreement(output, plain),
+      maxErrIr: maxAbsDiff(plain, output),
     }
   } finally {
     await server.close()

@@ -3,6 +3,7 @@
  * compile step (import, pipeline, trace), progress on stderr, and --json output.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import type { Backend } from '../backends/backend.js'
 import { ckksOlaCostModel } from '../backends/ckks/index.js'
 import type { Graph } from '../ir/graph.js'
 import { printGraph } from '../ir/print.js'
@@ -103,7 +104,7 @@ export function printJSON(obj: unknown): void {
  * OLA prices degrees with the CKKS cost model measured on this machine, except for the MPC backend,
  * where depth and non-scalar multiplications stand in for Beaver rounds and triples.
  */
-export function compileContext(args: ParsedArgs, backend = 'ir'): PassContext {
+function compileContext(args: ParsedArgs, backend: string): PassContext {
   const approx = str(args, 'approx') ?? 'none'
   const calibFile = str(args, 'calib')
   const budget = str(args, 'relu-budget')
@@ -121,10 +122,14 @@ export function compileContext(args: ParsedArgs, backend = 'ir'): PassContext {
   return passContext(options, { calib, log: logger(args) })
 }
 
-/** Run a pipeline with --trace support. */
-export function compileGraph(g: Graph, passes: readonly Pass[], cx: PassContext, args: ParsedArgs): Graph {
+/**
+ * Compile `g` with the backend's pipeline (then `extra` passes) under the compile options, with
+ * --trace support; the context carries the options and the passes' reports.
+ */
+export function compileFor(g: Graph, backend: Pick<Backend, 'name' | 'pipeline'>, args: ParsedArgs, extra: readonly Pass[] = []): { compiled: Graph; cx: PassContext } {
+  const cx = compileContext(args, backend.name)
   const trace = flag(args, 'trace') ? (p: Pass, h: Graph) => process.stderr.write(`--- after ${p.name}\n${printGraph(h)}`) : undefined
-  return runPipeline(g, passes, cx, { trace })
+  return { compiled: runPipeline(g, [...backend.pipeline(cx.options), ...extra], cx, { trace }), cx }
 }
 
 export function helpText(cmd: Command): string {

@@ -6,9 +6,9 @@
  */
 import { writeFileSync } from 'node:fs'
 import { opCounts } from '../ir/stats.js'
-import { PIPELINES } from '../passes/pipelines.js'
+import { ckksBackend } from '../backends/ckks/index.js'
 import { lowerForExport } from '../passes/lower-for-export.js'
-import { COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, onePositional, printJSON, type Command } from './cli-kit.js'
+import { COMPILE_OPTIONS, compileFor, flag, logger, need, onePositional, printJSON, type Command } from './cli-kit.js'
 import { loadModel } from './model.js'
 import { writeModel } from './onnx-export.js'
 import { importModel } from './onnx-import.js'
@@ -24,9 +24,7 @@ export const exportCommand: Command = {
   run(args) {
     const file = onePositional(args, exportCommand, 'MODEL')
     const out = need(args, 'output', exportCommand)
-    const cx = compileContext(args)
-    const pipeline = cx.options.keepRelu ? PIPELINES.mpc(cx.options) : PIPELINES.ckks(cx.options)
-    const g = compileGraph(loadModel(file), [...pipeline, lowerForExport], cx, args)
+    const { compiled: g } = compileFor(loadModel(file), ckksBackend, args, [lowerForExport])
     const bytes = writeModel(g, { file: out, producerName: 'pic' })
     const back = importModel(bytes, { file: out })
     writeFileSync(out, bytes)

@@ -6,7 +6,7 @@
  * dealer and serve run until interrupted (serve --once: until the first session ends).
  */
 import { mpcBackend, parseSchedule, runDealer, runQuery, runServe, type MpcSchedule } from '../backends/mpc/index.js'
-import { COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, onePositional, printJSON, str, UsageError, type Command, type ParsedArgs } from './cli-kit.js'
+import { COMPILE_OPTIONS, compileFor, flag, logger, need, onePositional, printJSON, str, UsageError, type Command, type ParsedArgs } from './cli-kit.js'
 import { loadModel, readJSONFile } from './model.js'
 import { readNpy, writeNpy } from './npy.js'
 
@@ -75,8 +75,7 @@ export const serve: Command = {
     const model = onePositional(args, serve, 'MODEL')
     const log = logger(args)
     const schedule = readSchedule(need(args, 'schedule', serve))
-    const cx = compileContext(args, 'mpc')
-    const g = compileGraph(loadModel(model), mpcBackend.pipeline(cx.options), cx, args)
+    const { compiled: g } = compileFor(loadModel(model), mpcBackend, args)
     let ended: (e: Error | undefined) => void = () => {}
     const firstEnd = new Promise<Error | undefined>((resolve) => (ended = resolve))
     const h = await runServe(g, schedule, {

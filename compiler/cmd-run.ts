@@ -6,7 +6,8 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { checkRunnable, referenceGraph, runPlan, type CkksPlanFile } from '../backends/ckks/index.js'
 import { interpret } from '../ir/interpret.js'
-import { argmax } from '../passes/ola.js'
+import { maxAbsDiff } from '../ir/tensor.js'
+import { top1Agreement } from '../passes/ola.js'
 import { flag, logger, need, onePositional, printJSON, str, UsageError, type Command } from './cli-kit.js'
 import { readJSONFile, sidecarPath } from './model.js'
 import { PicError } from './errors.js'
@@ -50,12 +51,8 @@ export const run: Command = {
     let top1AgreementVsPlain: number | null = null
     if (ref) {
       const plain = interpret(ref, [x]).get(ref.outputs[0])!
-      let m = 0
-      for (let i = 0; i < plain.data.length; i++) m = Math.max(m, Math.abs(plain.data[i] - y.data[i]))
-      maxAbsErrorVsPlain = m
-      const a = argmax(plain)
-      const b = argmax(y)
-      top1AgreementVsPlain = a.filter((v, i) => v === b[i]).length / Math.max(1, res.images)
+      maxAbsErrorVsPlain = maxAbsDiff(plain, y)
+      top1AgreementVsPlain = top1Agreement(plain, y)
     }
     const round = (v: number) => Math.round(v * 100) / 100
     const summary = {

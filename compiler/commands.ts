@@ -10,10 +10,10 @@ import { instantiate, symbolicShapes } from '../ir/builder.js'
 import { graphInputs, inputDims, type Graph } from '../ir/graph.js'
 import { batchSize, bindInputs, interpret, runBatched } from '../ir/interpret.js'
 import { activationCounts, opCounts, parameterCount } from '../ir/stats.js'
-import { argmax } from '../passes/ola.js'
-import type { Tensor } from '../ir/tensor.js'
+import { argmax, top1Agreement } from '../passes/ola.js'
+import { maxAbsDiff, type Tensor } from '../ir/tensor.js'
 import {
-  COMPILE_OPTIONS, compileContext, compileGraph, flag, logger, need, onePositional, printJSON, str, UsageError,
+  COMPILE_OPTIONS, compileFor, flag, logger, need, onePositional, printJSON, str, UsageError,
   type Command, type ParsedArgs,
 } from './cli-kit.js'
 import { exportCommand } from './cmd-export.js'
@@ -72,8 +72,8 @@ function compiledFor(original: Graph, batch: number, args: ParsedArgs): { compil
   const input = graphInputs(original)[0]
   const dim0 = input ? inputDims(input)[0] : undefined
   const bound = typeof dim0 === 'string' ? instantiate(original, { [dim0]: batch }) : original
-  const cx = compileContext(args)
-  return { compiled: compileGraph(bound, irBackend.pipeline(cx.options), cx, args), report: cx.report }
+  const { compiled, cx } = compileFor(bound, irBackend, args)
+  return { compiled, report: cx.report }
 }
 
 const infer: Command = {
@@ -112,8 +112,7 @@ const infer: Command = {
       const { compiled } = compiledFor(probe, batchSize(probe, inputs[0].shape[0]), args)
       outputs = runBatched(compiled, inputs[0])
     } else {
-      const cx = compileContext(args)
-      const compiled = compileGraph(bindInputs(probe, inputs), irBackend.pipeline(cx.options), cx, args)
+      const { compiled } = compileFor(bindInputs(probe, inputs), irBackend, args)
       const values = interpret(compiled, inputs)
       outputs = compiled.outputs.map((o) => values.get(o)!)
     }
@@ -149,15 +148,11 @@ const evaluate: Command = {
     const { compiled, report } = compiledFor(original, batchSize(original, n), args)
     const [refOut] = runBatched(original, x)
     const [outC] = runBatched(compiled, x)
-    const a0 = argmax(refOut)
-    const a1 = argmax(outC)
-    let maxAbs = 0
-    for (let i = 0; i < refOut.data.length; i++) maxAbs = Math.max(maxAbs, Math.abs(refOut.data[i] - outC.data[i]))
-    const acc = (a: Int32Array) => a.filter((v, i) => v === y.data[i]).length / n
+    const acc = (out: Tensor) => argmax(out).filter((v, i) => v === y.data[i]).length / n
     const result = {
-      accuracy: { original: acc(a0), compiled: acc(a1) },
-      agreement: a0.filter((v, i) => v === a1[i]).length / n,
-      maxAbsError: maxAbs,
+      accuracy: { original: acc(refOut), compiled: acc(outC) },
+      agreement: top1Agreement(refOut, outC),
+      maxAbsError: maxAbsDiff(refOut, outC),
       samples: n,
       ...(report.layers ? { layers: report.layers } : {}),
       ...(report.reluBudget ? { reluBudget: report.reluBudget } : {}),
@@ -186,8 +181,7 @@ const compile: Command = {
     const log = logger(args)
     const t0 = performance.now()
     const g = loadModel(file)
-    const cx = compileContext(args, backend.name)
-    const compiled = compileGraph(g, backend.pipeline(cx.options), cx, args)
+    const { compiled, cx } = compileFor(g, backend, args)
     const { plan, sidecar } = backend.lower(compiled, cx)
     log(`compiled ${file} for ${backend.name} in ${(performance.now() - t0).toFixed(0)} ms`)
     const out = str(args, 'output')

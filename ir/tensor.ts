@@ -90,6 +90,14 @@ export function withValues<T>(t: Tensor, f: (values: Float32Array | Float64Array
   }
 }
 
+/** Largest elementwise |a - b| (Infinity when the sizes differ). */
+export function maxAbsDiff(a: Tensor, b: Tensor): number {
+  if (a.data.length !== b.data.length) return Infinity
+  let m = 0
+  for (let i = 0; i < a.data.length; i++) m = Math.max(m, Math.abs(a.data[i] - b.data[i]))
+  return m
+}
+
 /**
  * Largest element count a single tensor may have: 2^27 elements of 8 bytes is 1 GiB, so a declared
  * shape beyond it is refused before anything is allocated.

@@ -172,6 +172,12 @@ export function argmax(t: Tensor): Int32Array {
   return out
 }
 
+/** Fraction of samples whose top-1 class is the same in both outputs. */
+export function top1Agreement(a: Tensor, b: Tensor): number {
+  const [x, y] = [argmax(a), argmax(b)]
+  return x.filter((v, i) => v === y[i]).length / Math.max(1, x.length)
+}
+
 /** Per sample: logit of class `cls` minus the largest other logit (for one logit: its signed value). */
 export function margins(t: Tensor, cls: Int32Array): Float64Array {
   const n = cls.length

@@ -3,13 +3,12 @@ import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
-import { compileContext, parse } from '../../compiler/cli-kit.js'
+import { ckksBackend } from '../../backends/ckks/index.js'
+import { compileFor, parse } from '../../compiler/cli-kit.js'
 import { exportCommand } from '../../compiler/cmd-export.js'
 import { importModel } from '../../compiler/onnx-import.js'
 import { onnx } from '../../compiler/onnx-tensor.js'
 import { PIC_ONLY_OPS } from '../../ir/ops/index.js'
-import { runPipeline } from '../../passes/pass.js'
-import { PIPELINES } from '../../passes/pipelines.js'
 import { digits } from '../helpers.js'
 import { expectSame, fixture, ops, testX } from '../passes/util.js'
 
@@ -44,8 +43,7 @@ describe('pic export', () => {
   it.each(['senet_partial_relu', 'cnn_bn_relu_maxpool', 'cnn_gelu'])('%s --approx hermite:2: re-imports to the CKKS-compiled outputs', async (name) => {
     const args = ['--approx', 'hermite:2', '--calib', digits('calib_x.npy')]
     const back = importModel(readFileSync(await exportModel(name, ...args)))
-    const cx = compileContext(parse(exportCommand, args))
-    const compiled = runPipeline(fixture(name), PIPELINES.ckks(cx.options), cx)
+    const { compiled } = compileFor(fixture(name), ckksBackend, parse(exportCommand, args))
     expectSame(compiled, back, [testX(64)], 1e-4)
   })
 

@@ -9,6 +9,7 @@ import { RawAttrs, type AttrValue } from '../../ir/op.js'
 import { OPS } from '../../ir/ops/index.js'
 import { interpret } from '../../ir/interpret.js'
 import { tensor, sizeOf, type Tensor } from '../../ir/tensor.js'
+import { argmax } from '../../passes/ola.js'
 import type { Pass } from '../../passes/pass.js'
 import { passContext, runPipeline } from '../../passes/pass.js'
 import { digits } from '../helpers.js'
@@ -76,26 +77,15 @@ export function ops(g: Graph): Record<string, number> {
 }
 
 /** Top-1 class of row i of an [N, K] logit tensor (written here, independent of the code under test). */
-function top1(t: Tensor, i: number): number {
-  const k = t.shape[1]
-  let best = 0
-  for (let j = 1; j < k; j++) if (t.data[i * k + j] > t.data[i * k + best]) best = j
-  return best
-}
-
 /** Top-1 agreement of two [N, K] logit tensors. */
-export function agreement(a: Tensor, b: Tensor): number {
-  let same = 0
-  for (let i = 0; i < a.shape[0]; i++) if (top1(a, i) === top1(b, i)) same++
-  return same / a.shape[0]
-}
+export { top1Agreement as agreement } from '../../passes/ola.js'
 
 /** Top-1 accuracy of a digits graph on the test images. */
 export function accuracy(g: Graph): number {
   const [o] = run(g, [testX()])
   const y = readNpy(digits('test_y.npy'))
   let right = 0
-  for (let i = 0; i < o.shape[0]; i++) if (top1(o, i) === y.data[i]) right++
+  argmax(o).forEach((v, i) => (right += v === y.data[i] ? 1 : 0))
   return right / o.shape[0]
 }
 
