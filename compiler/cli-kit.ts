@@ -28,7 +28,7 @@ export interface ParsedArgs {
 }
 
 /** Options most commands accept. */
-export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
+const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   json: { type: 'boolean', help: 'print exactly one JSON object on stdout' },
   debug: { type: 'boolean', help: 'print stack traces for errors' },
   quiet: { type: 'boolean', short: 'q', help: 'no progress messages on stderr' },

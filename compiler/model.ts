@@ -1,9 +1,9 @@
 /** Loading models and input tensors from files for the CLI, with PicErrors that name the file. */
-import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs'
 import path from 'node:path'
 import type { Graph } from '../ir/graph.js'
 import type { Tensor } from '../ir/tensor.js'
-import { PicError } from './errors.js'
+import { cannotRead, PicError, readUserFile } from './errors.js'
 import { readNpy } from './npy.js'
 import { importModel } from './onnx-import.js'
 import { readTensorPb } from './onnx-tensor.js'
@@ -11,7 +11,7 @@ import { readTensorPb } from './onnx-tensor.js'
 /** Protobuf cannot hold more than 2 GiB; anything larger is not an ONNX file PIC can read. */
 const MAX_MODEL_BYTES = 2 ** 31
 
-export function readModelBytes(file: string): Buffer {
+function readModelBytes(file: string): Buffer {
   let size: number
   try {
     const st = statSync(file)
@@ -19,7 +19,7 @@ export function readModelBytes(file: string): Buffer {
     size = st.size
   } catch (e) {
     if (e instanceof PicError) throw e
-    throw new PicError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+    throw cannotRead(file, e)
   }
   if (size > MAX_MODEL_BYTES) throw new PicError(`${file}: ${size} bytes is larger than the 2 GiB a protobuf model can be`)
   return readFileSync(file)
@@ -32,12 +32,7 @@ export function loadModel(file: string, symbols?: Record<string, number>): Graph
 /** A tensor from a .npy file or a serialized ONNX TensorProto (.pb). */
 export function readTensorFile(file: string): Tensor {
   if (file.endsWith('.pb')) {
-    let bytes: Buffer
-    try {
-      bytes = readFileSync(file)
-    } catch (e) {
-      throw new PicError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
-    }
+    const bytes = readUserFile(file)
     try {
       return readTensorPb(bytes)
     } catch (e) {
@@ -64,9 +59,9 @@ export function writeChunks(file: string, chunks: readonly Uint8Array[]): void {
 
 /** A JSON file (a plan or schedule), with PicErrors that say which file and what is wrong. */
 export function readJSONFile(file: string, what: string): unknown {
-  if (!existsSync(file)) throw new PicError(`${file}: no such file`)
+  const text = readUserFile(file).toString('utf8')
   try {
-    return JSON.parse(readFileSync(file, 'utf8'))
+    return JSON.parse(text)
   } catch (e) {
     throw new PicError(`${file}: not a JSON ${what} (${(e as Error).message})`)
   }

@@ -2,9 +2,9 @@
  * NumPy .npy files (format versions 1, 2 and 3, C order): float32, float64, int64, int32, uint8 and
  * bool in either byte order are read; float32, float64 and int64 are written (little-endian, v1).
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { MAX_ELEMENTS, sizeOf, tensor, tensorBytes, type DType, type Tensor } from '../ir/tensor.js'
-import { PicError } from './errors.js'
+import { PicError, readUserFile } from './errors.js'
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]
 
@@ -61,13 +61,7 @@ export function parseNpy(buf: Uint8Array, file = 'array.npy'): Tensor {
 }
 
 export function readNpy(file: string): Tensor {
-  let buf: Buffer
-  try {
-    buf = readFileSync(file)
-  } catch (e) {
-    throw new PicError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
-  }
-  return parseNpy(buf, file)
+  return parseNpy(readUserFile(file), file)
 }
 
 export function encodeNpy(t: Tensor): Buffer {

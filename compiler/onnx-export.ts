@@ -33,7 +33,7 @@ function irVersionFor(opset: number): number {
   return opset >= 21 ? 10 : opset >= 19 ? 9 : 8
 }
 
-export function modelProto(g: Graph, opts: WriteOptions = {}): onnx.ModelProto {
+function modelProto(g: Graph, opts: WriteOptions = {}): onnx.ModelProto {
   const file = opts.file ?? 'model'
   for (const n of g.nodes)
     if (n.op !== 'Input' && PIC_ONLY_OPS.has(n.op))

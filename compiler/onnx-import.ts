@@ -16,10 +16,10 @@ import { nodeError, PicError } from './errors.js'
 import { CycleError, topoOrder } from '../ir/topo.js'
 import { dtypeOf, elemTypeName, onnx, tensorFromProto, toInt } from './onnx-tensor.js'
 
-export const MIN_OPSET = 1
+const MIN_OPSET = 1
 export const MAX_OPSET = 21
 /** Newest ONNX IR version (onnx 1.18); anything above is not a model PIC can read. */
-export const MAX_IR_VERSION = 11
+const MAX_IR_VERSION = 11
 
 export interface ImportOptions {
   /** Name used in messages (default: the path, or 'model'). */
@@ -30,7 +30,7 @@ export interface ImportOptions {
   symbols?: Record<string, number>
 }
 
-export function decodeModel(bytes: Uint8Array, file: string): onnx.ModelProto {
+function decodeModel(bytes: Uint8Array, file: string): onnx.ModelProto {
   if (bytes.length === 0) throw new PicError(`${file}: the file is empty`)
   let m: onnx.ModelProto
   try {

@@ -4,7 +4,7 @@
  * the dims before anything is allocated. Only this module and the importer touch protobuf.
  */
 import onnxProto from 'onnx-proto'
-import { deferredFloat32, MAX_ELEMENTS, sizeOf, tensor, tensorBytes, type DType, type Tensor } from '../ir/tensor.js'
+import { deferredFloat32, MAX_ELEMENTS, sizeOf, tensor, tensorBytes, withAligned, type DType, type Tensor } from '../ir/tensor.js'
 
 export import onnx = onnxProto.onnx
 
@@ -61,38 +61,22 @@ function half(bits: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15)
 }
 
-/** Reused aligned copy area for raw data that protobuf left at an unaligned offset. */
-let scratch = new Uint8Array(0)
-const SCRATCH_KEEP = 1 << 26
-
 /** Decode little-endian raw bytes of one element type into float64 values. */
-export function decodeRaw(elemType: number, raw: Uint8Array, n: number): Float64Array {
+function decodeRaw(elemType: number, raw: Uint8Array, n: number): Float64Array {
   const out = new Float64Array(n)
-  const aligned = (k: number) => {
-    if (raw.byteOffset % k === 0) return raw
-    if (scratch.length < raw.length) scratch = new Uint8Array(Math.max(raw.length, 2 * scratch.length))
-    const copy = scratch.subarray(0, raw.length)
-    copy.set(raw)
-    if (scratch.length > SCRATCH_KEEP) scratch = new Uint8Array(0)
-    return copy
-  }
   switch (elemType) {
-    case DT.FLOAT: {
-      const b = aligned(4)
-      out.set(new Float32Array(b.buffer, b.byteOffset, n))
+    case DT.FLOAT:
+      withAligned(raw, 4, (b) => out.set(new Float32Array(b.buffer, b.byteOffset, n)))
       break
-    }
-    case DT.DOUBLE: {
-      const b = aligned(8)
-      out.set(new Float64Array(b.buffer, b.byteOffset, n))
+    case DT.DOUBLE:
+      withAligned(raw, 8, (b) => out.set(new Float64Array(b.buffer, b.byteOffset, n)))
       break
-    }
-    case DT.INT64: {
-      const b = aligned(8)
-      const v = new BigInt64Array(b.buffer, b.byteOffset, n)
-      for (let i = 0; i < n; i++) out[i] = Number(v[i])
+    case DT.INT64:
+      withAligned(raw, 8, (b) => {
+        const v = new BigInt64Array(b.buffer, b.byteOffset, n)
+        for (let i = 0; i < n; i++) out[i] = Number(v[i])
+      })
       break
-    }
     default: {
       const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength)
       for (let i = 0; i < n; i++) {

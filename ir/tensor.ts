@@ -18,13 +18,29 @@ export interface Tensor extends TensorType {
 /** Deferred tensors' float32 values, as little-endian bytes (at any alignment). */
 const FLOAT32_BYTES = new WeakMap<Tensor, Uint8Array>()
 
-/** An aligned Float32Array over `bytes`: a view when they are 4-byte aligned, else a copy into `into`. */
-function float32View(bytes: Uint8Array, into?: Uint8Array): Float32Array {
-  if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4)
-  const copy = into ? into.subarray(0, bytes.length) : new Uint8Array(bytes.length)
-  copy.set(bytes)
-  return new Float32Array(copy.buffer, copy.byteOffset, bytes.length / 4)
+/** Reused buffer for unaligned bytes; taken (undefined) while a `withAligned` runs. */
+let scratch: Uint8Array | undefined = new Uint8Array(0)
+const SCRATCH_KEEP = 1 << 26
+
+/**
+ * Call `f` with `bytes` at a byte offset divisible by `align` (so typed arrays can view them): the
+ * bytes themselves when they already are, else a copy in a reused buffer, which `f` must not keep.
+ */
+export function withAligned<T>(bytes: Uint8Array, align: number, f: (aligned: Uint8Array) => T): T {
+  if (bytes.byteOffset % align === 0) return f(bytes)
+  let buf = scratch
+  scratch = undefined
+  if (!buf || buf.length < bytes.length) buf = new Uint8Array(bytes.length)
+  try {
+    const copy = buf.subarray(0, bytes.length)
+    copy.set(bytes)
+    return f(copy)
+  } finally {
+    scratch = buf.length <= SCRATCH_KEEP ? buf : new Uint8Array(0)
+  }
 }
+
+const float32s = (b: Uint8Array) => new Float32Array(b.buffer, b.byteOffset, b.length / 4)
 
 /**
  * A float32 tensor whose float64 `data` is made from its float32 bytes (little-endian) on first read.
@@ -40,7 +56,7 @@ export function deferredFloat32(shape: readonly number[], bytes: Uint8Array): Te
     enumerable: true,
     get: () => {
       if (!data) {
-        data = new Float64Array(float32View(bytes))
+        data = withAligned(bytes, 4, (b) => new Float64Array(float32s(b)))
         FLOAT32_BYTES.delete(t)
       }
       return data
@@ -69,25 +85,13 @@ export function tensorBytes(t: Tensor): Uint8Array {
   }
 }
 
-/** Reused aligned buffer for unaligned float32 bytes; taken (undefined) while a `withValues` runs. */
-let scratch: Uint8Array | undefined = new Uint8Array(0)
-const SCRATCH_KEEP = 1 << 26
-
 /**
  * Call `f` with a tensor's values: the float32 ones of a deferred tensor not yet read as float64
  * (possibly in a reused buffer, so `f` must not keep them), else `data`.
  */
 export function withValues<T>(t: Tensor, f: (values: Float32Array | Float64Array) => T): T {
   const bytes = FLOAT32_BYTES.get(t)
-  if (!bytes) return f(t.data)
-  let buf = scratch
-  scratch = undefined
-  if (buf && buf.length < bytes.length) buf = new Uint8Array(bytes.length)
-  try {
-    return f(float32View(bytes, buf))
-  } finally {
-    if (buf) scratch = buf.length <= SCRATCH_KEEP ? buf : new Uint8Array(0)
-  }
+  return bytes ? withAligned(bytes, 4, (b) => f(float32s(b))) : f(t.data)
 }
 
 /** Largest elementwise |a - b| (Infinity when the sizes differ). */

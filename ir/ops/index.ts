@@ -21,9 +21,3 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
 
 /** Ops that exist only inside PIC (the ONNX importer refuses them; the writer lowers them). */
 export const PIC_ONLY_OPS: ReadonlySet<string> = new Set(['Input', 'Poly', 'PartialRelu', 'Silu'])
-
-export function opDef(op: string): OpDef {
-  const d = OPS[op]
-  if (!d) throw new Error(`unknown op '${op}'`)
-  return d
-}
