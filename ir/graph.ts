@@ -77,7 +77,7 @@ export function consumers(g: Graph): Map<string, Node[]> {
 }
 
 /** "name (Op)" as ONNX knew it, for messages. */
-export function describeNode(n: Node): string {
+export function describeNode(n: Pick<Node, 'name' | 'op' | 'origin'>): string {
   if (n.origin) return `node '${n.origin.name || n.name}' (${n.origin.op})`
   return `node '${n.name}' (${n.op})`
 }

@@ -7,7 +7,7 @@ import { GraphError, instantiate } from './builder.js'
 import { PicError } from './errors.js'
 import { describeNode, graphInputs, inputDims, type Graph, type Node } from './graph.js'
 import { OPS } from './ops/index.js'
-import { castValue, formatType, sameShape, type Tensor } from './tensor.js'
+import { castValue, formatType, sameShape, sizeOf, type Tensor } from './tensor.js'
 
 export class InterpretError extends PicError {}
 
@@ -43,7 +43,7 @@ export function bindInputs(g: Graph, inputs: readonly Tensor[]): Graph {
   } catch (e) {
     if (!(e instanceof GraphError)) throw e
     const bound = Object.entries(symbols).map(([k, v]) => `${k} = ${v}`).join(', ')
-    const where = e.node ? `${e.node.origin ? `node '${e.node.origin.name}' (${e.node.origin.op})` : `node '${e.node.name}' (${e.node.op})`}: ` : ''
+    const where = e.node ? `${describeNode(e.node)}: ` : ''
     throw new InterpretError(`the graph does not hold with ${bound}: ${where}${e.message}`)
   }
 }
@@ -126,28 +126,19 @@ export function runBatched(
       chunk = gBatch
     }
   }
-  const outs: Float64Array[][] = g.outputs.map(() => [])
   const outTypes = run.outputs.map((o) => run.nodes.find((v) => v.name === o)!.type)
+  const rowLens = outTypes.map((t) => sizeOf(t.shape) / chunk)
+  const outs = rowLens.map((r) => new Float64Array(n * r))
   for (let start = 0; start < n; start += chunk) {
     const valid = Math.min(chunk, n - start)
-    const data = new Float64Array(chunk * per)
-    data.set(x.data.subarray(start * per, (start + valid) * per))
+    let data = x.data.subarray(start * per, (start + chunk) * per)
+    if (valid < chunk) {
+      data = new Float64Array(chunk * per)
+      data.set(x.data.subarray(start * per, (start + valid) * per))
+    }
     const values = interpret(run, [{ dtype: x.dtype, shape: [chunk, ...x.shape.slice(1)], data }], { keepAll: opts.keepAll })
     opts.onChunk?.(values, valid, start)
-    run.outputs.forEach((o, k) => {
-      const v = values.get(o)!
-      const rowLen = v.data.length / chunk
-      outs[k].push(v.data.slice(0, valid * rowLen))
-    })
+    run.outputs.forEach((o, k) => outs[k].set(values.get(o)!.data.subarray(0, valid * rowLens[k]), start * rowLens[k]))
   }
-  return outTypes.map((t, k) => {
-    const rowLen = t.shape.slice(1).reduce((p, d) => p * d, 1)
-    const data = new Float64Array(n * rowLen)
-    let at = 0
-    for (const part of outs[k]) {
-      data.set(part, at)
-      at += part.length
-    }
-    return { dtype: t.dtype, shape: [n, ...t.shape.slice(1)], data }
-  })
+  return outTypes.map((t, k) => ({ dtype: t.dtype, shape: [n, ...t.shape.slice(1)], data: outs[k] }))
 }
