@@ -1,7 +1,8 @@
 /** fold-constants: every node whose inputs are all compile-time constants becomes a Constant. */
+import { describeNode } from '../ir/graph.js'
 import { OPS } from '../ir/ops/index.js'
 import { rewrite, type Rule } from '../ir/rewrite.js'
-import type { Pass } from './pass.js'
+import { PassError, type Pass } from './pass.js'
 
 const foldRule: Rule = {
   name: 'fold',
@@ -19,7 +20,11 @@ const foldRule: Rule = {
       else if (def.kind === 'source') ins.push({ ...cx.producer(i)!.type, data: new Float64Array(0) })
       else return undefined
     }
-    return { op: 'Constant', inputs: [], attrs: { value: def.eval(ins, n.attrs, n.type) } }
+    try {
+      return { op: 'Constant', inputs: [], attrs: { value: def.eval(ins, n.attrs, n.type) } }
+    } catch (e) {
+      throw new PassError(`${describeNode(n)}: ${(e as Error).message}`)
+    }
   },
 }
 
