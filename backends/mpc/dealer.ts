@@ -10,7 +10,7 @@ import type { Server, Socket } from 'node:net'
 import { boundPort, Channel, listen, ProtocolError } from './net.js'
 import { ClientStreams, gcLayout, levelsOf, polyElems, PROTOCOL, segmentsOf, ServerStreams } from './protocol.js'
 import type { PolyLevel } from './cost.js'
-import { freshSeed, matrixFromBytes, matVec, ringToBytes, sub, type SparseMatrix } from './ring.js'
+import { add, concatRing, freshSeed, matrixFromBytes, matVec, ringToBytes, sub, type SparseMatrix } from './ring.js'
 import type { MpcSchedule } from './schedule.js'
 
 export interface DealerSpec {
@@ -196,24 +196,17 @@ async function generate(spec: DealerSpec, matrices: SparseMatrix[], images: numb
     const r = spec.sources.map((n, id) => cs.r(id, n))
     const parts: Buffer[] = [seedC]
     spec.segments.forEach((seg, j) => {
-      const cols = seg.sources.reduce((a, id) => a + spec.sources[id], 0)
-      const rv = new BigUint64Array(cols)
-      let o = 0
-      for (const id of seg.sources) {
-        rv.set(r[id], o)
-        o += r[id].length
-      }
-      parts.push(ringToBytes(sub(matVec(matrices[j], rv), ss.s(j, seg.size))))
+      parts.push(ringToBytes(sub(matVec(matrices[j], concatRing(seg.sources.map((id) => r[id]))), ss.s(j, seg.size))))
     })
     spec.poly.forEach(({ m, levels }, k) => {
       levels.forEach((lv, L) => {
-        const a = sumShares(cs.a(k, L, m), ss.a(k, L, m))
+        const a = add(cs.a(k, L, m), ss.a(k, L, m))
         if (lv.square) parts.push(ringToBytes(productShare(a, a, ss.q(k, L, m))))
-        for (const j of lv.js) parts.push(ringToBytes(productShare(a, sumShares(cs.b(k, L, j, m), ss.b(k, L, j, m)), ss.c(k, L, j, m))))
+        for (const j of lv.js) parts.push(ringToBytes(productShare(a, add(cs.b(k, L, j, m), ss.b(k, L, j, m)), ss.c(k, L, j, m))))
       })
     })
     spec.mul.forEach((n, k) => {
-      if (n) parts.push(ringToBytes(productShare(sumShares(cs.a(k, 0, n), ss.a(k, 0, n)), sumShares(cs.b(k, 0, 0, n), ss.b(k, 0, 0, n)), ss.c(k, 0, 0, n))))
+      if (n) parts.push(ringToBytes(productShare(add(cs.a(k, 0, n), ss.a(k, 0, n)), add(cs.b(k, 0, 0, n), ss.b(k, 0, 0, n)), ss.c(k, 0, 0, n))))
     })
     spec.ot.forEach((bits, k) => {
       if (!bits) return
@@ -226,12 +219,6 @@ async function generate(spec: DealerSpec, matrices: SparseMatrix[], images: numb
     client.send('offline', img, Buffer.concat(parts))
     server.send('offline', img, seedS)
   }
-}
-
-function sumShares(x: BigUint64Array, y: BigUint64Array): BigUint64Array {
-  const out = new BigUint64Array(x.length)
-  for (let i = 0; i < x.length; i++) out[i] = x[i] + y[i]
-  return out
 }
 
 /** The client's share of x * y given the server's share. */

@@ -19,29 +19,12 @@ import {
   ClientStreams, gcLayout, levelsOf, secondSegment, polyElems, polyProducts, PROTOCOL, Reader, roundTags, segmentsOf, ServerStreams, type GcLayout, type PolyCorr,
 } from './protocol.js'
 import {
-  add, decodeArray, encodeArray, freshSeed, matrixToBytes, matVec, packBits, Prg, ringFromBytes, ringToBytes, sub, truncShare, unpackBits,
+  add, concatRing, decodeArray, encodeArray, freshSeed, gather, matrixToBytes, matVec, packBits, Prg, ringFromBytes, ringToBytes, sub, truncShare, unpackBits,
 } from './ring.js'
-import { analyze, lowerMpc, type MpcSchedule } from './schedule.js'
+import { analyze, scheduleOf, type MpcSchedule } from './schedule.js'
 import { segmentMatrix, type SegmentMatrix } from './segments.js'
 
 const DEFAULT_TIMEOUT = 30_000
-
-function gather(v: BigUint64Array, idx: Int32Array): BigUint64Array {
-  const out = new BigUint64Array(idx.length)
-  for (let i = 0; i < idx.length; i++) out[i] = v[idx[i]]
-  return out
-}
-
-function concatRing(parts: BigUint64Array[]): BigUint64Array {
-  const n = parts.reduce((a, p) => a + p.length, 0)
-  const out = new BigUint64Array(n)
-  let o = 0
-  for (const p of parts) {
-    out.set(p, o)
-    o += p.length
-  }
-  return out
-}
 
 function xorInto(dst: Buffer, a: Buffer, ao: number, b: Buffer, bo: number, n: number, d: number): void {
   for (let i = 0; i < n; i++) dst[d + i] = a[ao + i] ^ b[bo + i]
@@ -56,10 +39,10 @@ export interface ServerModel {
 /** Check the schedule against the model and build the segment matrices. */
 export function prepareServer(graph: Graph, schedule: MpcSchedule): ServerModel {
   const p = schedule.params
-  const mine = lowerMpc(graph, { fracBits: p.fracBits, weightFracBits: p.weightFracBits, intBits: p.intBits })
+  const an = analyze(graph)
+  const mine = scheduleOf(an, { fracBits: p.fracBits, weightFracBits: p.weightFracBits, intBits: p.intBits })
   if (mine.fingerprint !== schedule.fingerprint)
     throw new ProtocolError('the schedule was not compiled from this model (fingerprints differ; compile it again with the same options)')
-  const an = analyze(graph)
   const pub = new Map<string, Tensor>()
   return { schedule, matrices: segmentsOf(schedule).map((seg) => segmentMatrix(an, seg, p, pub)) }
 }

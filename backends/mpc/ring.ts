@@ -175,3 +175,22 @@ export function unpackBits(b: Buffer, n: number, what: string): Uint8Array {
   for (let i = 0; i < n; i++) out[i] = (b[i >> 3] >> (i & 7)) & 1
   return out
 }
+
+/** The elements of v at idx. */
+export function gather(v: BigUint64Array, idx: Int32Array): BigUint64Array {
+  const out = new BigUint64Array(idx.length)
+  for (let i = 0; i < idx.length; i++) out[i] = v[idx[i]]
+  return out
+}
+
+/** The parts end to end. */
+export function concatRing(parts: BigUint64Array[]): BigUint64Array {
+  const n = parts.reduce((a, p) => a + p.length, 0)
+  const out = new BigUint64Array(n)
+  let o = 0
+  for (const p of parts) {
+    out.set(p, o)
+    o += p.length
+  }
+  return out
+}

@@ -445,8 +445,12 @@ export interface LowerOptions {
 
 /** Lower a graph (batch bound to 1) to the two-party schedule with its cost model. */
 export function lowerMpc(g: Graph, opts: LowerOptions = {}): MpcSchedule {
+  return scheduleOf(analyze(g), opts)
+}
+
+/** The schedule of an analyzed graph (the server analyzes once for the schedule check and its matrices). */
+export function scheduleOf(an: Analysis, opts: LowerOptions = {}): MpcSchedule {
   const params = defaultParams(opts)
-  const an = analyze(g)
   const inputs = an.graph.nodes.filter((n) => n.op === 'Input')
   if (inputs.length !== 1) throw new MpcLowerError(`the mpc backend needs exactly one graph input, found ${inputs.length}`)
   const input = inputs[0]
@@ -505,7 +509,7 @@ export function lowerMpc(g: Graph, opts: LowerOptions = {}): MpcSchedule {
   return {
     format: 'pic.mpc.schedule/1',
     backend: 'mpc',
-    model: g.name,
+    model: an.graph.name,
     fingerprint,
     trust: TRUST_MODEL,
     ...structure,
