@@ -19,7 +19,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { readNpy } from '../compiler/npy.js'
 import { importModel } from '../compiler/onnx-import.js'
-import type { Graph } from '../ir/graph.js'
+import { constantOf, type Graph } from '../ir/graph.js'
 import { graphDepth } from '../ir/stats.js'
 import { sizeOf, type Tensor } from '../ir/tensor.js'
 import { ckksOlaCostModel } from '../backends/ckks/cost.js'
@@ -109,7 +109,7 @@ function perturb(g: Graph, seed: number): Graph {
     ...g,
     nodes: g.nodes.map((n) => {
       if (n.op !== 'Constant' || !/weight/.test(n.name) || n.type.shape.length < 2) return n
-      const v = (n.attrs as { value: Tensor }).value
+      const v = constantOf(n)!
       return { ...n, attrs: { value: { ...v, data: v.data.map((w) => Math.fround(w * (1 + 0.3 * (rnd() - 0.5)) + 0.05 * (rnd() - 0.5))) } } }
     }),
   }

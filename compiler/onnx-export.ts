@@ -6,10 +6,10 @@
  * one). PIC-only ops (Poly, PartialRelu, Silu) have no ONNX form: lower them first.
  */
 import { symbolicShapes } from '../ir/builder.js'
-import { graphInputs, type Graph, type InputAttrs, type Node } from '../ir/graph.js'
+import { constantOf, graphInputs, inputDims, type Graph, type Node } from '../ir/graph.js'
 import { DEFAULT_SINCE, OpError, type OnnxAttr } from '../ir/op.js'
 import { OPS, PIC_ONLY_OPS } from '../ir/ops/index.js'
-import type { Tensor, TensorType } from '../ir/tensor.js'
+import type { TensorType } from '../ir/tensor.js'
 import { nodeError, PicError } from './errors.js'
 import { MAX_OPSET } from './onnx-import.js'
 import { onnx, protoTypeOf, tensorToProto } from './onnx-tensor.js'
@@ -42,7 +42,7 @@ function modelProto(g: Graph, opts: WriteOptions = {}): onnx.ModelProto {
   if (opts.opset === undefined) for (const n of g.nodes) opset = Math.max(opset, OPS[n.op]?.since ?? DEFAULT_SINCE)
   if (opset > MAX_OPSET) throw new PicError(`${file}: the graph needs opset ${opset}, beyond the ${MAX_OPSET} PIC writes`)
 
-  const inputSymbols = Object.keys(g.symbols).filter((s) => graphInputs(g).some((n) => (n.attrs as unknown as InputAttrs).dims.includes(s)))
+  const inputSymbols = Object.keys(g.symbols).filter((s) => graphInputs(g).some((n) => inputDims(n).includes(s)))
   const dimOf = symbolicShapes(g, inputSymbols)
   const graph = onnx.GraphProto.create({ name: g.name })
   const usedNames = new Set<string>()
@@ -54,10 +54,10 @@ function modelProto(g: Graph, opts: WriteOptions = {}): onnx.ModelProto {
   }
   for (const n of g.nodes) {
     if (n.op === 'Input') {
-      const dims = (n.attrs as unknown as InputAttrs).dims
+      const dims = inputDims(n)
       graph.input.push(valueInfo(n.name, n.type, dims.map((d) => (typeof d === 'string' && d.startsWith('?') ? undefined : d))))
     } else if (n.op === 'Constant') {
-      const value = (n.attrs as { value: Tensor }).value
+      const value = constantOf(n)!
       if (n.origin?.op === 'Constant')
         graph.node.push(onnx.NodeProto.create({ name: nodeName(n), opType: 'Constant', output: [n.name], attribute: [attributeProto('value', { t: value })] }))
       else graph.initializer.push(tensorToProto(value, n.name))

@@ -4,7 +4,7 @@
  * Pad's pads); small constant subgraphs such as Shape -> Gather -> Concat are evaluated on demand.
  */
 import { PicError } from './errors.js'
-import type { Attrs, Graph, Node, Origin } from './graph.js'
+import { constantOf, inputDims, type Attrs, type Graph, type Node, type Origin } from './graph.js'
 import { OpError, type OpDef } from './op.js'
 import { OPS } from './ops/index.js'
 import { checkShape } from './ops/util.js'
@@ -164,7 +164,7 @@ export class GraphBuilder {
   private knownValue(name: string): Tensor | undefined | typeof PENDING {
     const n = this.byName.get(name)
     if (!n || n.op === 'Input') return undefined
-    if (n.op === 'Constant') return (n.attrs as { value: Tensor }).value
+    if (n.op === 'Constant') return constantOf(n)!
     const memo = this.folded.get(name)
     if (memo !== undefined) return memo ?? undefined
     if (sizeOf(n.type.shape) > FOLD_LIMIT) {
@@ -200,8 +200,7 @@ export function instantiate(g: Graph, symbols: Record<string, number>): Graph {
   const b = new GraphBuilder(g.name, g.opset, { ...g.symbols, ...symbols })
   for (const n of g.nodes) {
     if (n.op === 'Input') {
-      const a = n.attrs as { dims: (number | string)[] }
-      b.input(n.name, n.type.dtype, a.dims, n.origin)
+      b.input(n.name, n.type.dtype, inputDims(n), n.origin)
     } else if (n.op === 'Constant') b.copy(n)
     else b.add(n.op, n.inputs, n.attrs, { name: n.name, origin: n.origin })
   }

@@ -81,3 +81,8 @@ export function describeNode(n: Pick<Node, 'name' | 'op' | 'origin'>): string {
   if (n.origin) return `node '${n.origin.name || n.name}' (${n.origin.op})`
   return `node '${n.name}' (${n.op})`
 }
+
+/** A Constant node's value (undefined for any other node). */
+export function constantOf(n: Node): Tensor | undefined {
+  return n.op === 'Constant' ? (n.attrs as { value: Tensor }).value : undefined
+}

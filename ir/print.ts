@@ -4,7 +4,7 @@
  * Large constants are summarized by shape and a digest, so the text stays small and deterministic.
  */
 import { createHash } from 'node:crypto'
-import type { Graph, Node } from './graph.js'
+import { constantOf, inputDims, type Graph, type Node } from './graph.js'
 import { formatType, type Tensor } from './tensor.js'
 
 /** Constants up to this many elements are printed in full. */
@@ -46,8 +46,8 @@ export function formatValue(v: unknown): string {
 
 export function printNode(n: Node): string {
   const head = `%${n.name} : ${formatType(n.type)} = `
-  if (n.op === 'Constant') return head + `Constant ${formatTensor((n.attrs as { value: Tensor }).value)}`
-  if (n.op === 'Input') return head + `Input [${(n.attrs as { dims: (string | number)[] }).dims.join(', ')}]`
+  if (n.op === 'Constant') return head + `Constant ${formatTensor(constantOf(n)!)}`
+  if (n.op === 'Input') return head + `Input [${inputDims(n).join(', ')}]`
   const attrs = Object.entries(n.attrs).filter(([, v]) => v !== undefined)
   const a = attrs.length ? ` ${formatValue(Object.fromEntries(attrs))}` : ''
   return `${head}${n.op}(${n.inputs.map((i) => (i ? `%${i}` : '_')).join(', ')})${a}`

@@ -6,7 +6,7 @@
  * passes still see what it came from). Helper nodes come from `cx.add`. Dead nodes are dropped at the end.
  */
 import { GraphBuilder } from './builder.js'
-import { useCounts, type Attrs, type Graph, type Node, type Origin } from './graph.js'
+import { constantOf, useCounts, type Attrs, type Graph, type Node, type Origin } from './graph.js'
 import type { Tensor } from './tensor.js'
 
 export interface Replacement {
@@ -70,7 +70,7 @@ export function rewrite(g: Graph, rules: readonly Rule[]): Graph {
     }
     if (!cur) continue
     if (cur.op === 'Input') b.copy(cur)
-    else if (cur.op === 'Constant') b.constant(n.name, (cur.attrs as { value: Tensor }).value, n.origin)
+    else if (cur.op === 'Constant') b.constant(n.name, constantOf(cur)!, n.origin)
     else if (cur === n || (cur.op === n.op && cur.attrs === n.attrs && cur.inputs.every((x, i) => x === n.inputs[i]))) b.copy(n)
     else b.add(cur.op, cur.inputs, cur.attrs, { name: n.name, origin: n.origin ?? (cur.op !== n.op ? { name: n.name, op: n.op } : undefined) })
   }

@@ -1,8 +1,8 @@
 /** Graph statistics for reports: op counts, parameter counts, activation sizes, total cost. */
-import type { Graph, Node } from './graph.js'
+import { constantOf, type Graph, type Node } from './graph.js'
 import type { Cost, Operand } from './op.js'
 import { OPS } from './ops/index.js'
-import { sizeOf, type Tensor } from './tensor.js'
+import { sizeOf } from './tensor.js'
 
 /**
  * Op type -> node count, sorted by name. Graph inputs and initializers never count; Constant nodes
@@ -37,7 +37,7 @@ export function nodeCosts(g: Graph): Map<string, Cost> {
     if (!def?.cost) continue
     const ins: Operand[] = n.inputs.map((i) => {
       const p = i ? byName.get(i) : undefined
-      return { ...(p?.type ?? { dtype: 'float32', shape: [] }), secret: !!i && secret.has(i), value: p?.op === 'Constant' ? (p.attrs as { value: Tensor }).value : undefined }
+      return { ...(p?.type ?? { dtype: 'float32', shape: [] }), secret: !!i && secret.has(i), value: p && constantOf(p) }
     })
     out.set(n.name, def.cost(ins, n.attrs, n.type))
   }

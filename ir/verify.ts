@@ -4,7 +4,7 @@
  */
 import { PicError } from './errors.js'
 import type { Graph } from './graph.js'
-import { describeNode } from './graph.js'
+import { constantOf, describeNode } from './graph.js'
 import { OPS } from './ops/index.js'
 import { formatType, sameType, type Tensor, type TensorType } from './tensor.js'
 
@@ -21,7 +21,7 @@ export function verify(g: Graph): void {
     const [lo, hi] = def.arity
     if (n.inputs.length < lo || n.inputs.length > hi) throw new VerifyError(`${where}: ${n.inputs.length} inputs, the op takes ${lo} to ${hi}`)
     for (const i of n.inputs) if (i && !defined.has(i)) throw new VerifyError(`${where}: input '${i}' is not defined before its use`)
-    if (n.op === 'Constant') values.set(n.name, (n.attrs as { value: Tensor }).value)
+    if (n.op === 'Constant') values.set(n.name, constantOf(n)!)
     if (n.op !== 'Input' && n.op !== 'Constant') {
       const ins = n.inputs.map((i) => (i ? defined.get(i)! : (undefined as unknown as TensorType)))
       // An op that needs an input's value (Reshape's shape, say) computed by other nodes cannot be

@@ -4,7 +4,7 @@
  * evaluated through the op table's reference `eval` so the fit target is the interpreter's own
  * semantics. Abs is fitted as its sign (Abs(x) = x sign(x), the max(a, b) decomposition of MaxPool).
  */
-import type { Graph, Node } from '../ir/graph.js'
+import { constantOf, type Graph, type Node } from '../ir/graph.js'
 import { OPS } from '../ir/ops/index.js'
 import type { PartialReluAttrs } from '../ir/ops/pi.js'
 import { broadcastIndex } from '../ir/ops/util.js'
@@ -46,7 +46,7 @@ function constantInputs(n: Node, g: Map<string, Node>): Tensor[] | undefined {
     if (!i) continue
     const p = g.get(i)
     if (p?.op !== 'Constant') return undefined
-    const v = (p.attrs as { value: Tensor }).value
+    const v = constantOf(p)!
     if (sizeOf(v.shape) !== 1) return undefined
     out.push(v)
   }

@@ -4,7 +4,7 @@
  * a bounded sample of the values for measuring fit errors. A PartialRelu counts only the positions
  * its mask selects. Progress goes to `log` on long runs.
  */
-import { graphInputs, type Graph, type Node } from '../ir/graph.js'
+import { graphInputs, inputDims, type Graph, type Node } from '../ir/graph.js'
 import { interpret } from '../ir/interpret.js'
 import { sizeOf, tensor, type Tensor } from '../ir/tensor.js'
 import { activations, maskSelector } from './activations.js'
@@ -169,7 +169,7 @@ export function calibrate(g: Graph, calib: Tensor, opts: CalibrateOptions = {}):
     watch.set(n.inputs[0], [...(watch.get(n.inputs[0]) ?? []), n])
   }
   const acc = new Map<string, Accumulator>()
-  const fixed = (graphInputs(g)[0]?.attrs as { dims?: readonly (number | string)[] } | undefined)?.dims?.[0]
+  const fixed = (graphInputs(g)[0] ? inputDims(graphInputs(g)[0])[0] : undefined)
   // a model with a fixed batch size takes the data in chunks of exactly that size
   const batch = typeof fixed === 'number' ? fixed : (opts.batch ?? 100)
   const total = typeof fixed === 'number' ? calib.shape[0] - (calib.shape[0] % fixed) : calib.shape[0]

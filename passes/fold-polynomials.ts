@@ -9,7 +9,7 @@
  * was folded: 'AESPA' (nodes from BatchNorms inside), 'Pow', 'Square' (exactly x^2) or 'Polynomial'.
  */
 import type { Graph, Node } from '../ir/graph.js'
-import { consumers } from '../ir/graph.js'
+import { constantOf, consumers } from '../ir/graph.js'
 import { integerExponent } from '../ir/ops/elementwise.js'
 import { coeffsDegree, type PolyAttrs } from '../ir/ops/pi.js'
 import { rewrite } from '../ir/rewrite.js'
@@ -110,7 +110,7 @@ export function findPolynomials(g: Graph): Map<string, { root: string; attrs: Po
   const types = new Map(g.nodes.map((n) => [n.name, n.type]))
   for (const n of g.nodes) {
     if (n.op === 'Constant') {
-      values.set(n.name, (n.attrs as { value: Tensor }).value)
+      values.set(n.name, constantOf(n)!)
       continue
     }
     const operand = (i: number): Form | undefined => {

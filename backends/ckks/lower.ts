@@ -10,7 +10,7 @@
  * on either side, so each costs one level.
  */
 import { PicError } from '../../ir/errors.js'
-import { describeNode, type Graph, type Node } from '../../ir/graph.js'
+import { constantOf, describeNode, type Graph, type Node } from '../../ir/graph.js'
 import { integerExponent } from '../../ir/ops/elementwise.js'
 import { OPS } from '../../ir/ops/index.js'
 import type { PartialReluAttrs, PolyAttrs } from '../../ir/ops/pi.js'
@@ -225,7 +225,7 @@ class Lowerer {
       return
     }
     if (n.op === 'Constant') {
-      this.vals.set(n.name, { kind: 'const', t: (n.attrs as { value: Tensor }).value })
+      this.vals.set(n.name, { kind: 'const', t: constantOf(n)! })
       return
     }
     const def = OPS[n.op]

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto'
 import { instantiate } from '../../ir/builder.js'
 import { PicError } from '../../ir/errors.js'
-import { describeNode, type Graph, type Node } from '../../ir/graph.js'
+import { constantOf, describeNode, type Graph, type Node } from '../../ir/graph.js'
 import { OPS } from '../../ir/ops/index.js'
 import { type PartialReluAttrs, type PolyAttrs } from '../../ir/ops/pi.js'
 import { broadcastIndex } from '../../ir/ops/util.js'
@@ -336,7 +336,7 @@ export function analyze(g0: Graph): Analysis {
       else {
         const sn = nodes.get(n.inputs[1])!
         if (sn.op !== 'Constant') throw new MpcLowerError(`${describeNode(n)}: the PRelu slope must be a constant`)
-        const st = (sn.attrs as { value: Tensor }).value
+        const st = constantOf(sn)!
         const idx = broadcastIndex(st.shape, n.type.shape)
         slope = Float64Array.from({ length: size }, (_, i) => st.data[idx ? idx[i] : i])
       }
@@ -389,7 +389,7 @@ export function analyze(g0: Graph): Analysis {
       }
     } else if (n.op === 'Pow') {
       const e = nodes.get(n.inputs[1])
-      const ev = e && roles.get(e.name) === 'public' && e.op === 'Constant' ? (e.attrs as { value: Tensor }).value : undefined
+      const ev = e && roles.get(e.name) === 'public' ? constantOf(e) : undefined
       if (!ev || ev.data.length !== 1 || ev.data[0] !== 2) throw new MpcLowerError(`${describeNode(n)}: only Pow(x, 2) with a constant exponent is supported by the mpc backend`)
       addPoly(n, x, SQUARE, undefined)
     } else if (def.kind === 'linear' || def.kind === 'layout' || (def.kind === 'arith' && (AFFINE_ARITH.has(n.op) || n.op === 'Mul' || n.op === 'Div'))) {
