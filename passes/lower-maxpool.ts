@@ -7,37 +7,20 @@
  * Runs only when an approximation is requested and ReLU is not kept (MPC evaluates max exactly).
  */
 import type { Node } from '../ir/graph.js'
+import { resolveWindow, type Window } from '../ir/ops/nn.js'
 import { rewrite, type Replacement, type RewriteContext, type Rule } from '../ir/rewrite.js'
 import { tensor } from '../ir/tensor.js'
 import { approxSpec } from './approximate.js'
 import { PassError, type Pass } from './pass.js'
 
-interface PoolAttrs {
-  kernel: number[]
-  strides: number[]
-  pads: number[]
-  dilations: number[]
-  autoPad: string
-  ceil: boolean
-}
-
-/** Top and left pads, and the padded extent each axis needs. */
-function geometry(a: PoolAttrs, inShape: readonly number[], outShape: readonly number[]) {
-  const r = [0, 1].map((i) => {
-    const k = a.kernel[i]
-    const s = a.strides[i]
-    const d = a.dilations[i]
-    const inn = inShape[2 + i]
-    const out = outShape[2 + i]
-    const extent = (out - 1) * s + (k - 1) * d + 1
-    let before = a.autoPad === 'NOTSET' ? a.pads[i] : 0
-    if (a.autoPad === 'SAME_UPPER' || a.autoPad === 'SAME_LOWER') {
-      const total = Math.max(0, extent - inn)
-      before = a.autoPad === 'SAME_UPPER' ? Math.floor(total / 2) : total - Math.floor(total / 2)
-    }
-    return { k, s, d, before, after: Math.max(0, extent - inn - before), out }
+/** Per spatial axis: kernel, stride, dilation, top/left pad, the padding the last window needs past the input, and the output size. */
+function geometry(a: Window, inShape: readonly number[], outShape: readonly number[]) {
+  const w = resolveWindow(a, inShape[2], inShape[3])
+  return [0, 1].map((i) => {
+    const extent = (outShape[2 + i] - 1) * w.s[i] + (w.k[i] - 1) * w.d[i] + 1
+    const before = w.pads[i]
+    return { k: w.k[i], s: w.s[i], d: w.d[i], before, after: Math.max(0, extent - inShape[2 + i] - before), out: outShape[2 + i] }
   })
-  return r
 }
 
 function int64(cx: RewriteContext, v: number[], base: string): string {
@@ -45,7 +28,7 @@ function int64(cx: RewriteContext, v: number[], base: string): string {
 }
 
 function lower(n: Node, cx: RewriteContext): Replacement | undefined {
-  const a = n.attrs as unknown as PoolAttrs
+  const a = n.attrs as unknown as Window
   const x = cx.producer(n.inputs[0])!
   if (x.type.shape.length !== 4 || a.kernel.length !== 2) throw new PassError(`MaxPool '${n.origin?.name || n.name}': only 2-D pooling can be lowered`)
   const [gh, gw] = geometry(a, x.type.shape, n.type.shape)

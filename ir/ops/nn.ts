@@ -62,7 +62,8 @@ const linearCost = (ins: readonly Operand[]): Cost => {
   return { depth: 1, muls: 0, nonlinear: 0 }
 }
 
-interface Window {
+/** A Conv or pooling window as the attributes give it. */
+export interface Window {
   kernel: number[]
   strides: number[]
   pads: number[] // [top, left, bottom, right]
@@ -111,7 +112,8 @@ function unknownKernel(r: RawAttrs): number[] {
 }
 
 /** Resolve auto_pad and 1-D windows into explicit 2-D pads and output size. */
-function resolveWindow(w: Window, inH: number, inW: number): { pads: number[]; k: number[]; s: number[]; d: number[]; outH: number; outW: number } {
+/** The window on an inH x inW input: explicit pads (auto_pad resolved), kernel, strides, dilations and output size. */
+export function resolveWindow(w: Window, inH: number, inW: number): { pads: number[]; k: number[]; s: number[]; d: number[]; outH: number; outW: number } {
   const two = (v: number[], fill: number) => (v.length === 1 ? [fill, v[0]] : v)
   const k = two(w.kernel, 1)
   const s = two(w.strides, 1)
