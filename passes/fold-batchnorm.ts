@@ -7,8 +7,8 @@
 import type { Node } from '../ir/graph.js'
 import { rewrite, type Replacement, type RewriteContext, type Rule } from '../ir/rewrite.js'
 import { tensor, withValues, type Tensor } from '../ir/tensor.js'
-import { broadcastShapes } from '../ir/ops/util.js'
-import { broadcastTo, channelTensor } from './match.js'
+import { broadcastShapes, broadcastTo } from '../ir/ops/util.js'
+import { channelTensor } from './match.js'
 import type { Pass } from './pass.js'
 
 interface Affine {

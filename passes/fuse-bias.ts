@@ -6,8 +6,8 @@
 import type { Node } from '../ir/graph.js'
 import { rewrite, type Replacement, type RewriteContext, type Rule } from '../ir/rewrite.js'
 import { sameShape, tensor, type Tensor } from '../ir/tensor.js'
-import { broadcastShapes } from '../ir/ops/util.js'
-import { broadcastTo, channelValues } from './match.js'
+import { broadcastShapes, broadcastTo } from '../ir/ops/util.js'
+import { channelValues } from './match.js'
 import type { Pass } from './pass.js'
 
 function intoConv(p: Node, c: Tensor, cx: RewriteContext): Replacement | undefined {

@@ -6,7 +6,7 @@ import type { TensorType } from '../ir/tensor.js'
 import { sizeOf, tensor, type Tensor } from '../ir/tensor.js'
 import type { RewriteContext } from '../ir/rewrite.js'
 import type { Node } from '../ir/graph.js'
-import { broadcastIndex, broadcastShapes } from '../ir/ops/util.js'
+import { broadcastShapes } from '../ir/ops/util.js'
 
 /** Relative tolerance for constants a framework stored as float32 (sqrt(2), 1/6, ...). */
 export const F32_TOL = 1e-6
@@ -102,9 +102,3 @@ export function channelTensor(values: readonly number[], rank: number, dtype: Te
   return tensor(dtype, shape, values)
 }
 
-/** `t` broadcast to `shape` (which it must broadcast to). */
-export function broadcastTo(t: Tensor, shape: readonly number[]): Tensor {
-  const idx = broadcastIndex(t.shape, shape)
-  if (!idx) return t
-  return tensor(t.dtype, shape, Array.from(idx, (i) => t.data[i]))
-}

@@ -11,9 +11,9 @@
  * Constants stored as float32 match within a relative 1e-6.
  */
 import { rewrite, type Replacement, type RewriteContext, type Rule } from '../ir/rewrite.js'
-import { broadcastShapes } from '../ir/ops/util.js'
+import { broadcastShapes, broadcastTo } from '../ir/ops/util.js'
 import { sameShape, tensor, type Tensor } from '../ir/tensor.js'
-import { broadcastTo, near, nodeProduct, producerOf, product, scalarOf, singleTerm, type Product } from './match.js'
+import { near, nodeProduct, producerOf, product, scalarOf, singleTerm, type Product } from './match.js'
 import type { Pass } from './pass.js'
 
 /** The non-constant term t of `name` = k * t (a lone term), with its k. */

@@ -4,7 +4,7 @@
  */
 import { defineOp, OpError, ZERO_COST, type Cost, type OnnxAttrs, type OpDef, type Operand } from '../op.js'
 import { sizeOf, type Tensor, type TensorType } from '../tensor.js'
-import { alloc, broadcastIndex, broadcastShapes, requireFloat, withData } from './util.js'
+import { alloc, broadcastIndex, broadcastShapes, broadcastTo, requireFloat, withData } from './util.js'
 
 /** erf to about 1e-15: Taylor series near 0, continued fraction for erfc in the tails. */
 export function erf(x: number): number {
@@ -257,13 +257,7 @@ function variadic(doc: string, combine: (vals: Float64Array[], n: number) => Flo
     },
     eval: (ins, _a, out) => {
       const n = sizeOf(out.shape)
-      const vals = ins.map((t) => {
-        const idx = broadcastIndex(t.shape, out.shape)
-        if (!idx) return t.data
-        const v = new Float64Array(n)
-        for (let i = 0; i < n; i++) v[i] = t.data[idx[i]]
-        return v
-      })
+      const vals = ins.map((t) => broadcastTo(t, out.shape).data)
       return withData(out, combine(vals, n))
     },
     cost: kind === 'nonlinear' ? nonlinearCost : () => ZERO_COST,

@@ -5,7 +5,7 @@
  */
 import { defineOp, OpError, ZERO_COST, type OnnxAttrs, type OpDef } from '../op.js'
 import { sizeOf, stridesOf, tensor, type Tensor, type TensorType } from '../tensor.js'
-import { alloc, broadcastIndex, broadcastShapes, checkShape, intsOf, normAxis, withData } from './util.js'
+import { alloc, broadcastShapes, broadcastTo, checkShape, intsOf, normAxis, withData } from './util.js'
 
 const reshapeEval = (ins: readonly Tensor[], _a: unknown, out: TensorType): Tensor => withData(out, ins[0].data)
 
@@ -304,12 +304,7 @@ export const Expand = defineOp<object>({
   since: 8,
   attrs: () => ({}),
   infer: (ins, _a, cx) => ({ dtype: ins[0].dtype, shape: broadcastShapes([ins[0].shape, intsOf(cx.constant(1), 'Expand shape')]) }),
-  eval: (ins, _a, out) => {
-    const idx = broadcastIndex(ins[0].shape, out.shape)
-    const y = alloc(out)
-    for (let i = 0; i < y.data.length; i++) y.data[i] = ins[0].data[idx ? idx[i] : i]
-    return y
-  },
+  eval: (ins, _a, out) => ({ ...out, data: broadcastTo(ins[0], out.shape).data }),
 })
 
 interface SliceAttrs {

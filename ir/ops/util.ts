@@ -65,6 +65,15 @@ export function broadcastIndex(shape: readonly number[], outShape: readonly numb
   return idx
 }
 
+/** `t`'s values broadcast to `shape` (which its shape must broadcast to): `t` itself when equal. */
+export function broadcastTo(t: Tensor, shape: readonly number[]): Tensor {
+  const idx = broadcastIndex(t.shape, shape)
+  if (!idx) return t
+  const data = new Float64Array(idx.length)
+  for (let i = 0; i < idx.length; i++) data[i] = t.data[idx[i]]
+  return { dtype: t.dtype, shape: [...shape], data }
+}
+
 export function alloc(t: TensorType): Tensor {
   return { dtype: t.dtype, shape: t.shape, data: new Float64Array(sizeOf(t.shape)) }
 }
