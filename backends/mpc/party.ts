@@ -14,7 +14,7 @@ import type { Tensor } from '../../ir/tensor.js'
 import { latencyMs, round3 } from './cost.js'
 import { dealerSpec, parseHello, type Hello } from './dealer.js'
 import { encodeLabels, evaluate, fromBits, garble, toBits, zeroLabels, type Garbled } from './gc.js'
-import { boundPort, Channel, connectChannel, listen, ProtocolError, type Endpoint } from './net.js'
+import { boundPort, Channel, connectChannel, listen, ProtocolError, type Endpoint, type Phase } from './net.js'
 import {
   ClientStreams, gcLayout, levelsOf, secondSegment, polyElems, polyProducts, PROTOCOL, Reader, roundTags, segmentsOf, ServerStreams, type GcLayout, type PolyCorr,
 } from './protocol.js'
@@ -28,6 +28,11 @@ const DEFAULT_TIMEOUT = 30_000
 
 function xorInto(dst: Buffer, a: Buffer, ao: number, b: Buffer, bo: number, n: number, d: number): void {
   for (let i = 0; i < n; i++) dst[d + i] = a[ao + i] ^ b[bo + i]
+}
+
+/** Receive n ring elements, checking the length (the peer is told on a mismatch). */
+async function recvRing(ch: Channel, phase: Phase, tag: number, n: number, what: string): Promise<BigUint64Array> {
+  return ringFromBytes(ch.expect(await ch.recv(phase, tag, what), n * 8, what), n, what)
 }
 
 /** Everything the server prepares once per model. */
@@ -153,14 +158,14 @@ async function serverImage(
     if (st.kind === 'gc') {
       const L = layouts[k]!
       eBits[k] = unpackBits(Buffer.from(rd.take(Math.ceil(L.bBits / 8))), L.bBits, 'choice bits')
-      idVals[k] = ringFromBytes(Buffer.from(rd.take(L.identity.length * 8)), L.identity.length, 'masked values')
+      idVals[k] = rd.ring(L.identity.length)
     } else if (st.kind === 'mul') {
       const n = st.segment.size
-      ec[k] = ringFromBytes(Buffer.from(rd.take(2 * n * 8)), 2 * n, 'openings')
+      ec[k] = rd.ring(2 * n)
     } else {
-      pow1[k] = ringFromBytes(Buffer.from(rd.take(st.segment.size * 8)), st.segment.size, 'masked values')
+      pow1[k] = rd.ring(st.segment.size)
       const m = levelsOf(st).length ? polyElems(st) : 0
-      ec[k] = ringFromBytes(Buffer.from(rd.take(m * 8)), m, 'openings')
+      ec[k] = rd.ring(m)
     }
   })
   rd.end()
@@ -196,7 +201,7 @@ async function serverImage(
 
   const masked: BigUint64Array[] = []
   const inSrc = s.input.source
-  masked[inSrc] = ringFromBytes(ch.expect(await ch.recv('online', 0, 'masked input'), s.sources[inSrc].size * 8, 'masked input'), s.sources[inSrc].size, 'masked input')
+  masked[inSrc] = await recvRing(ch, 'online', 0, s.sources[inSrc].size, 'masked input')
   const share = (j: number): BigUint64Array => {
     const seg = segs[j]
     const x = concatRing(seg.sources.map((id) => masked[id]))
@@ -214,7 +219,7 @@ async function serverImage(
       }
       if (L.instances) {
         ch.send('online', tag, Buffer.concat(L.groups.map((g, gi) => encodeLabels(garbled[k][gi].gb, g.outIdx.length, g.circuit.inputsA, toBits(gather(ys, g.inIdx), w)))))
-        const z = ringFromBytes(ch.expect(await ch.recv('online', tag + 1, 'circuit outputs'), L.instances * 8, 'circuit outputs'), L.instances, 'circuit outputs')
+        const z = await recvRing(ch, 'online', tag + 1, L.instances, 'circuit outputs')
         let o = 0
         L.groups.forEach((g, gi) => {
           const u = garbled[k][gi].u
@@ -233,7 +238,7 @@ async function serverImage(
       const d = add(mine, ec[k]!)
       const prod = new BigUint64Array(n)
       for (let i = 0; i < n; i++) prod[i] = d[i] * b[i] + d[n + i] * a[i] + c[i]
-      const back = ringFromBytes(ch.expect(await ch.recv('online', tag + 1, 'masked products'), n * 8, 'masked products'), n, 'masked products')
+      const back = await recvRing(ch, 'online', tag + 1, n, 'masked products')
       masked[st.source] = add(truncShare(prod, p.fracBits, 1), back)
     } else {
       const ts = truncShare(ys, p.weightFracBits, 1)
@@ -251,10 +256,10 @@ async function serverImage(
       const B = await polyProducts(1, p.fracBits, st.basis, levels, tp, corr, async (L, mine) => {
         ch.send('online', tag + L, ringToBytes(mine))
         if (L === 0) return ec[k]!
-        return ringFromBytes(ch.expect(await ch.recv('online', tag + L, 'openings'), mine.length * 8, 'openings'), mine.length, 'openings')
+        return await recvRing(ch, 'online', tag + L, mine.length, 'openings')
       })
       const n = (st.degree - 1) * m
-      const back = ringFromBytes(ch.expect(await ch.recv('online', tag + levels.length, 'masked products'), n * 8, 'masked products'), n, 'masked products')
+      const back = await recvRing(ch, 'online', tag + levels.length, n, 'masked products')
       for (let d = 2; d <= st.degree; d++) masked[st.sources[d - 1]] = add(B[d - 1], back.subarray((d - 2) * m, (d - 1) * m))
     }
   }
@@ -370,12 +375,12 @@ async function clientImage(
   dealer.send('offline', img, Buffer.alloc(0))
   const rd = new Reader(await dealer.recv('offline', img, 'dealer material'), 'dealer material')
   const cs = new ClientStreams(Buffer.from(rd.take(16)))
-  const yc = segs.map((g) => ringFromBytes(Buffer.from(rd.take(g.size * 8)), g.size, 'dealer material'))
+  const yc = segs.map((g) => rd.ring(g.size))
   const corr: (PolyCorr | undefined)[] = s.steps.map((st, k) => {
     const levels = levelsOf(st)
     if (!levels.length) return undefined
     const m = polyElems(st)
-    const take = () => ringFromBytes(Buffer.from(rd.take(m * 8)), m, 'dealer material')
+    const take = () => rd.ring(m)
     const q: (BigUint64Array | undefined)[] = []
     const c: BigUint64Array[][] = []
     for (const lv of levels) {
@@ -384,7 +389,7 @@ async function clientImage(
     }
     return { a: levels.map((_, L) => cs.a(k, L, m)), b: levels.map((lv, L) => lv.js.map((j) => cs.b(k, L, j, m))), q, c }
   })
-  const mulC = s.steps.map((st) => (st.kind === 'mul' ? ringFromBytes(Buffer.from(rd.take(st.segment.size * 8)), st.segment.size, 'dealer material') : undefined))
+  const mulC = s.steps.map((st) => (st.kind === 'mul' ? rd.ring(st.segment.size) : undefined))
   const mc = s.steps.map((st, k) => (st.kind === 'gc' && layouts[k]!.bBits ? Buffer.from(rd.take(layouts[k]!.bBits * 16)) : undefined))
   rd.end()
   const r = s.sources.map((src) => cs.r(src.id, src.size))
@@ -473,7 +478,7 @@ async function clientImage(
     } else if (st.kind === 'mul') {
       const n = st.segment.size
       const mu = mulOf[k]!
-      const other = ringFromBytes(server.expect(await server.recv('online', tag, 'openings'), 2 * n * 8, 'openings'), 2 * n, 'openings')
+      const other = await recvRing(server, 'online', tag, 2 * n, 'openings')
       const d = add(mu.mine, other)
       const prod = new BigUint64Array(n)
       for (let i = 0; i < n; i++) prod[i] = d[i] * d[n + i] + d[i] * mu.b[i] + d[n + i] * mu.a[i] + mu.c[i]
@@ -483,13 +488,13 @@ async function clientImage(
       if (!levels.length) continue
       const B = await polyProducts(0, p.fracBits, st.basis, levels, tcOf[k]!, corr[k]!, async (L, mine) => {
         if (L > 0) server.send('online', tag + L, ringToBytes(mine))
-        return ringFromBytes(server.expect(await server.recv('online', tag + L, 'openings'), mine.length * 8, 'openings'), mine.length, 'openings')
+        return await recvRing(server, 'online', tag + L, mine.length, 'openings')
       })
       server.send('online', tag + levels.length, ringToBytes(concatRing(B.slice(1).map((b, i) => sub(b, r[st.sources[i + 1]])))))
     }
   }
   const outSize = s.outputs.reduce((a, o) => a + o.segment.size, 0)
-  const ys = ringFromBytes(server.expect(await server.recv('online', tags.output, 'output shares'), outSize * 8, 'output shares'), outSize, 'output shares')
+  const ys = await recvRing(server, 'online', tags.output, outSize, 'output shares')
   const y = decodeArray(add(concatRing(yc.slice(s.steps.length, s.steps.length + s.outputs.length)), ys), p.fracBits + p.weightFracBits)
   return { y, onlineMs: performance.now() - t0 }
 }

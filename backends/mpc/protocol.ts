@@ -6,7 +6,7 @@
 import { polyLevels, type PolyLevel } from './cost.js'
 import { getWindowCircuit, type Circuit } from './gc.js'
 import { ProtocolError } from './net.js'
-import { Prg, truncShare } from './ring.js'
+import { Prg, ringFromBytes, truncShare } from './ring.js'
 import type { GcStep, MpcSchedule, SegmentSpec, Step } from './schedule.js'
 
 export const PROTOCOL = 'pic-mpc/1'
@@ -155,6 +155,10 @@ export class Reader {
     const s = this.b.subarray(this.o, this.o + n)
     this.o += n
     return s
+  }
+  /** The next n ring elements. */
+  ring(n: number): BigUint64Array {
+    return ringFromBytes(this.take(n * 8), n, this.what)
   }
   end(): void {
     if (this.o !== this.b.length) throw new ProtocolError(`malformed ${this.what}: ${this.b.length - this.o} trailing bytes`)
