@@ -13,9 +13,9 @@ import { PicError } from '../../ir/errors.js'
 import { constantOf, describeNode, type Graph, type Node } from '../../ir/graph.js'
 import { integerExponent } from '../../ir/ops/elementwise.js'
 import { OPS } from '../../ir/ops/index.js'
-import type { PartialReluAttrs, PolyAttrs } from '../../ir/ops/pi.js'
+import { coeffsDegree, type PartialReluAttrs, type PolyAttrs } from '../../ir/ops/pi.js'
 import { broadcastIndex } from '../../ir/ops/util.js'
-import { basisToPowerMatrix } from '../../ir/poly.js'
+import { toPowerBasis } from '../../ir/poly.js'
 import { sizeOf, type Tensor, type TensorType } from '../../ir/tensor.js'
 import {
   bestTransform,
@@ -447,21 +447,16 @@ class Lowerer {
     const ch = this.channelOf(type, a.axis, C)
     const deg = Math.max(...a.coeffs.map((r) => r.length - 1))
     const keepCheb = a.basis === 'chebyshev' && deg >= CHEBYSHEV_FROM
-    const M = keepCheb ? basisToPowerMatrix('power', deg) : basisToPowerMatrix(a.basis, Math.max(deg, 0))
     const power = a.coeffs.map((row) => {
-      const p = new Array(deg + 1).fill(0)
-      row.forEach((c, k) => {
-        for (let j = 0; j <= k; j++) p[j] += c * M[k][j]
-      })
-      return p
+      const p = keepCheb ? [...row] : toPowerBasis(a.basis, row)
+      return [...p, ...new Array<number>(deg + 1 - p.length).fill(0)]
     })
-    const at = (arr: readonly number[], c: number) => arr[Math.min(c, arr.length - 1)]
     const alpha = new Float64Array(N)
     const beta = new Float64Array(N)
     const rows: number[][] = []
     for (let i = 0; i < N; i++) {
-      alpha[i] = 1 / at(a.scale, ch[i])
-      beta[i] = -at(a.shift, ch[i]) / at(a.scale, ch[i])
+      alpha[i] = 1 / a.scale[ch[i]]
+      beta[i] = -a.shift[ch[i]] / a.scale[ch[i]]
       rows.push(power[ch[i]])
     }
     return { alpha, beta, rows, basis: keepCheb ? 'chebyshev' : 'power' }
@@ -481,10 +476,9 @@ class Lowerer {
   chebyshevEval(n: Node, t: Val & { kind: 'secret' }, rows: number[][], type: TensorType): Val {
     const N = sizeOf(type.shape)
     const node = n.name
-    let d = 0
-    for (const r of rows) for (let k = r.length - 1; k > d; k--) if (r[k] !== 0) d = k
+    const d = coeffsDegree(rows)
     const coef = (k: number) => Float64Array.from(rows, (r) => r[k] ?? 0)
-    const tc = this.ensure(this.materialize(t, node, undefined, true), Math.ceil(Math.log2(d)) + 1, node)
+    const tc = this.ensure(this.materialize(t, node, undefined, true), polyEvalDepth(d, true), node)
     const lay = tc.layout!
     let minusOneId: ReturnType<typeof this.sparseConst> | undefined
     const minusOne = () => {
