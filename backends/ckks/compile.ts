@@ -32,18 +32,6 @@ export const DEFAULT_KEY_BUDGET = 3 * 2 ** 30
 
 export class CkksCompileError extends PicError {}
 
-function forwardDepth(l: LoweredGraph): number {
-  const d = new Map<number, number>()
-  let max = 0
-  for (const i of l.instrs) {
-    const x = Math.max(0, ...i.args.map((a) => d.get(a) ?? 0))
-    const v = i.op === 'refresh' ? 0 : i.op === 'rescale' ? x + 1 : x
-    d.set(i.dst, v)
-    max = Math.max(max, v)
-  }
-  return max
-}
-
 const COST_OF: Partial<Record<string, CostOp>> = {
   rotate: 'rotate',
   mulPlain: 'mulPlain',
@@ -228,6 +216,8 @@ interface Candidate {
   params: CkksParams
   lowered: LoweredGraph
   budget: number
+  /** Levels assigned with the chain's primes, when already done while choosing. */
+  levels?: { primeValues: bigint[]; lv: Leveled }
 }
 
 function lowerAt(g: Graph, logN: number, budget: number, opts: CompileOptions): LoweredGraph {
@@ -251,7 +241,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
       logNs = logNs.slice(1)
     }
   }
-  const depth = forwardDepth(probe)
+  const depth = probe.depth
   const extraNotes: string[] = []
   const budget = opts.keyBudgetBytes ?? DEFAULT_KEY_BUDGET
   const keysFit = (logN: number, primes: number) => (logN + 1) * keySwitchKeyBytes(logN, primes) <= budget
@@ -273,19 +263,20 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
       const primes = chainFor(L, minS, headroom, room)!
       const params: CkksParams = { logN, primes, logScale: minS, security }
       const lowered = lowerAt(g, logN, L, opts)
-      const lv = assignLevels(lowered, params, sealPrimes(logN, primes))
+      const primeValues = sealPrimes(logN, primes)
+      const lv = assignLevels(lowered, params, primeValues)
       const est = estimateMs(lv.instrs, logN).total
       if (est < bestMs) {
         bestMs = est
-        chosen = { params, lowered, budget: L }
+        chosen = { params, lowered, budget: L, levels: { primeValues, lv } }
       }
     }
   }
   if (!chosen) throw new CkksCompileError(`depth ${depth} fits no CKKS parameter set at ${security}-bit security`)
   const { params, lowered } = chosen
   checkSecure(params)
-  const primeValues = sealPrimes(params.logN, params.primes)
-  const lv0 = assignLevels(lowered, params, primeValues)
+  const primeValues = chosen.levels?.primeValues ?? sealPrimes(params.logN, params.primes)
+  const lv0 = chosen.levels?.lv ?? assignLevels(lowered, params, primeValues)
   const lv = fitKeys(lv0, params, budget, extraNotes)
   return finish(g, opts, params, primeValues, lowered, lv, depth, extraNotes)
 }

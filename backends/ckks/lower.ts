@@ -118,6 +118,8 @@ export interface LoweredGraph {
   constants: Record<string, ConstVector>
   notes: string[]
   refreshes: number
+  /** Most rescales on any path (levels the chain must hold between refreshes). */
+  depth: number
 }
 
 export interface LowerConfig {
@@ -212,7 +214,7 @@ class Lowerer {
       const ct = this.materialize(v, o)
       outputs.push({ name: o, shape: [...v.type.shape], ct })
     }
-    return { instrs: this.instrs, registers: this.nreg, inputs: this.inputs, outputs, constants: this.constants, notes: this.notes, refreshes: this.refreshes }
+    return { instrs: this.instrs, registers: this.nreg, inputs: this.inputs, outputs, constants: this.constants, notes: this.notes, refreshes: this.refreshes, depth: Math.max(0, ...this.depth.values()) }
   }
 
   node(n: Node): void {
