@@ -68,11 +68,15 @@ export function parameterCount(g: Graph): number {
   return total
 }
 
+/** Nodes on secret values that are not polynomial (a PartialRelu whose masked part is a Poly is). */
+export function nonPolynomialNodes(g: Graph): Node[] {
+  const secret = secretValues(g)
+  return g.nodes.filter((n) => OPS[n.op]?.kind === 'nonlinear' && secret.has(n.name) && !(n.op === 'PartialRelu' && (n.attrs as { poly?: unknown }).poly))
+}
+
 /** Op type -> output elements, over non-polynomial activation nodes on secret values. */
 export function activationCounts(g: Graph): Record<string, number> {
-  const secret = secretValues(g)
   const out: Record<string, number> = {}
-  for (const n of g.nodes as Node[])
-    if (OPS[n.op]?.kind === 'nonlinear' && secret.has(n.name)) out[n.op] = (out[n.op] ?? 0) + sizeOf(n.type.shape)
+  for (const n of nonPolynomialNodes(g)) out[n.op] = (out[n.op] ?? 0) + sizeOf(n.type.shape)
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : 1)))
 }

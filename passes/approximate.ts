@@ -9,10 +9,9 @@
  * method, degree, interval or statistics and the measured error on the calibration values.
  */
 import type { Graph, Node } from '../ir/graph.js'
-import { OPS } from '../ir/ops/index.js'
 import { applyPoly, polyDegree, polyDepth, type PolyAttrs } from '../ir/ops/pi.js'
 import { rewrite, type Rule } from '../ir/rewrite.js'
-import { secretValues } from '../ir/stats.js'
+import { nonPolynomialNodes, secretValues } from '../ir/stats.js'
 import { tensor } from '../ir/tensor.js'
 import { activations, RELU_OPS, type Activation } from './activations.js'
 import { calibrate, type ActivationStats } from './calibrate.js'
@@ -203,8 +202,7 @@ export const approximate: Pass = {
     const { fits, layers } = fitActivations(g, cx, spec, acts)
     cx.report.layers = layers
     const out = rewrite(g, [replacementRule(fits, acts.map((a) => a.node.op))])
-    const secret = secretValues(out)
-    const left = out.nodes.filter((n) => secret.has(n.name) && OPS[n.op].kind === 'nonlinear' && !(keepRelu && (RELU_OPS.has(n.op) || n.op === 'MaxPool')) && !(n.op === 'PartialRelu' && (n.attrs as { poly?: unknown }).poly))
+    const left = nonPolynomialNodes(out).filter((n) => !(keepRelu && (RELU_OPS.has(n.op) || n.op === 'MaxPool')))
     if (left.length) cx.log(`approximate: left non-polynomial: ${left.map((n) => `${n.origin?.name || n.name} (${n.op})`).join(', ')}`)
     return out
   },

@@ -32,3 +32,14 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
   return m
 }
+
+/** A seeded xorshift32 stream of unsigned 32-bit integers (the same sequence everywhere a test uses it). */
+export function xorshift32(seed: number): () => number {
+  let s = seed
+  return () => {
+    s ^= s << 13
+    s ^= s >>> 17
+    s ^= s << 5
+    return s >>> 0
+  }
+}

@@ -15,7 +15,7 @@ import { PicError } from '../../ir/errors.js'
 import { GraphBuilder } from '../../ir/builder.js'
 import { interpret, InterpretError } from '../../ir/interpret.js'
 import { tensor } from '../../ir/tensor.js'
-import { pic } from '../helpers.js'
+import { pic, xorshift32 } from '../helpers.js'
 
 const F = onnx.TensorProto.DataType.FLOAT
 
@@ -83,13 +83,8 @@ function decodeEdit(bytes: Uint8Array, edit: (m: onnx.ModelProto) => void): Uint
 }
 
 function random(n: number, seed: number): Uint8Array {
-  let s = seed
-  return new Uint8Array(n).map(() => {
-    s ^= s << 13
-    s ^= s >>> 17
-    s ^= s << 5
-    return s & 0xff
-  })
+  const next = xorshift32(seed)
+  return new Uint8Array(n).map(() => next() & 0xff)
 }
 
 describe('malformed files', () => {

@@ -10,19 +10,14 @@ import { onnx } from '../../compiler/onnx-tensor.js'
 import { PicError } from '../../ir/errors.js'
 import { interpret } from '../../ir/interpret.js'
 import { tensor } from '../../ir/tensor.js'
-import { digits, MODELS } from '../helpers.js'
+import { digits, MODELS, xorshift32 } from '../helpers.js'
 
 const files = MODELS.map((m) => readFileSync(digits(`${m}.onnx`)))
 const x = tensor('float32', [2, 1, 8, 8], new Float64Array(128).fill(0.5))
 
 function rng(seed: number): () => number {
-  let s = seed
-  return () => {
-    s ^= s << 13
-    s ^= s >>> 17
-    s ^= s << 5
-    return (s >>> 0) / 2 ** 32
-  }
+  const next = xorshift32(seed)
+  return () => next() / 2 ** 32
 }
 
 /** 'ok', or the error's class and message when it is not a one-line PicError. */
