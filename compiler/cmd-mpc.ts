@@ -14,6 +14,20 @@ const NET_OPTIONS = {
   timeout: { type: 'string' as const, arg: 'MS', help: 'give up on a silent peer after this many milliseconds (default 30000)' },
 }
 
+/** The options of a party that listens (dealer, server). */
+const LISTEN_OPTIONS = {
+  port: { type: 'string' as const, arg: 'P', help: 'TCP port to listen on (0 picks a free one)' },
+  host: { type: 'string' as const, arg: 'H', help: 'address to listen on (default 127.0.0.1)' },
+  ...NET_OPTIONS,
+}
+
+/** Where a listening party listens, from its options. */
+function listenOn(args: ParsedArgs, cmd: Command): { port: number; host?: string; timeoutMs?: number } {
+  return { port: port(args, cmd), host: str(args, 'host'), timeoutMs: timeout(args, cmd) }
+}
+
+const DEALER_OPTION = { dealer: { type: 'string' as const, arg: 'HOST:PORT', help: 'the dealer' } }
+
 function port(args: ParsedArgs, cmd: Command): number {
   const p = Number(need(args, 'port', cmd))
   if (!Number.isInteger(p) || p < 0 || p > 65535) throw new UsageError(`--port must be an integer from 0 to 65535`, cmd)
@@ -45,13 +59,11 @@ export const dealer: Command = {
   summary: 'Run the trusted dealer that supplies the offline correlations of two-party (mpc) sessions.',
   usage: 'pic dealer --port P [--host H] [--timeout MS]',
   options: {
-    port: { type: 'string', arg: 'P', help: 'TCP port to listen on (0 picks a free one)' },
-    host: { type: 'string', arg: 'H', help: 'address to listen on (default 127.0.0.1)' },
-    ...NET_OPTIONS,
+    ...LISTEN_OPTIONS,
   },
   async run(args) {
     const log = logger(args)
-    const h = await runDealer({ port: port(args, dealer), host: str(args, 'host'), timeoutMs: timeout(args, dealer), log })
+    const h = await runDealer({ ...listenOn(args, dealer), log })
     log(`dealer listening on ${str(args, 'host') ?? '127.0.0.1'}:${h.port}`)
     await interrupted()
     await h.close()
@@ -64,11 +76,9 @@ export const serve: Command = {
   usage: 'pic serve MODEL --schedule S --port P --dealer HOST:PORT [--approx SPEC --calib C.npy] [--once]',
   options: {
     schedule: { type: 'string', arg: 'S', help: 'the schedule from pic compile MODEL --backend mpc -o S (same options)' },
-    port: { type: 'string', arg: 'P', help: 'TCP port to listen on (0 picks a free one)' },
-    host: { type: 'string', arg: 'H', help: 'address to listen on (default 127.0.0.1)' },
-    dealer: { type: 'string', arg: 'HOST:PORT', help: 'the dealer' },
+    ...LISTEN_OPTIONS,
+    ...DEALER_OPTION,
     once: { type: 'boolean', help: 'exit after the first session (status 1 if it failed)' },
-    ...NET_OPTIONS,
     ...COMPILE_OPTIONS,
   },
   async run(args) {
@@ -78,9 +88,7 @@ export const serve: Command = {
     const { compiled: g } = compileFor(loadModel(model), mpcBackend, args)
     let ended: (e: Error | undefined) => void = () => {}
     const firstEnd = new Promise<Error | undefined>((resolve) => (ended = resolve))
-    const h = await runServe(g, schedule, {
-      port: port(args, serve), host: str(args, 'host'), dealer: need(args, 'dealer', serve), timeoutMs: timeout(args, serve), log, onSessionEnd: (e) => ended(e),
-    })
+    const h = await runServe(g, schedule, { ...listenOn(args, serve), dealer: need(args, 'dealer', serve), log, onSessionEnd: (e) => ended(e) })
     log(`server listening on ${str(args, 'host') ?? '127.0.0.1'}:${h.port}`)
     const failed = flag(args, 'once') ? await Promise.race([firstEnd, interrupted().then(() => undefined)]) : await interrupted().then(() => undefined)
     await h.close()
@@ -94,7 +102,7 @@ export const query: Command = {
   usage: 'pic query S --connect HOST:PORT --dealer HOST:PORT --input X.npy [--output Y.npy] [--json]',
   options: {
     connect: { type: 'string', arg: 'HOST:PORT', help: 'the server' },
-    dealer: { type: 'string', arg: 'HOST:PORT', help: 'the dealer' },
+    ...DEALER_OPTION,
     input: { type: 'string', arg: 'X.npy', help: 'inputs, batch first; each image is one inference' },
     output: { type: 'string', short: 'o', arg: 'Y.npy', help: 'outputs (logits)' },
     ...NET_OPTIONS,

@@ -100,10 +100,8 @@ export interface OutputSpec {
   segment: SegmentSpec
 }
 
-export interface LayerRow {
-  name: string
-  op: string
-  kind: 'input' | 'gc' | 'poly' | 'output'
+/** What an inference (one image) costs: in all, or in one layer. */
+export interface CostCounts {
   reluCount: number
   comparisons: number
   triples: number
@@ -113,7 +111,13 @@ export interface LayerRow {
   latencyMs: Record<string, number>
 }
 
-export interface MpcSchedule {
+export interface LayerRow extends CostCounts {
+  name: string
+  op: string
+  kind: 'input' | 'gc' | 'poly' | 'output'
+}
+
+export interface MpcSchedule extends CostCounts {
   format: 'pic.mpc.schedule/1'
   backend: 'mpc'
   model: string
@@ -124,14 +128,6 @@ export interface MpcSchedule {
   sources: SourceSpec[]
   steps: Step[]
   outputs: OutputSpec[]
-  /** Per inference (one image). */
-  reluCount: number
-  comparisons: number
-  triples: number
-  andGates: number
-  rounds: number
-  bytes: { offline: number; online: number }
-  latencyMs: Record<string, number>
   offlineLatencyMs: Record<string, number>
   presets: { name: string; bandwidthBitsPerSecond: number; delayMsPerRound: number }[]
   layers: LayerRow[]
