@@ -6,19 +6,17 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { parseNpy } from '../../compiler/npy.js'
 import { writeModel } from '../../compiler/onnx-export.js'
 import { importModel } from '../../compiler/onnx-import.js'
 import { onnx } from '../../compiler/onnx-tensor.js'
+import { digits } from '../helpers.js'
+import { testX } from '../passes/util.js'
 import { GraphBuilder } from '../../ir/builder.js'
 import type { Graph } from '../../ir/graph.js'
 import { interpret } from '../../ir/interpret.js'
-import { tensor, type Tensor } from '../../ir/tensor.js'
+import { tensor } from '../../ir/tensor.js'
 
-const DIGITS = path.join(import.meta.dirname, '../fixtures/digits')
-const models = readdirSync(DIGITS).filter((f) => f.endsWith('.onnx'))
-const testX = parseNpy(readFileSync(path.join(DIGITS, 'test_x.npy')))
-const batch = (n: number): Tensor => tensor(testX.dtype, [n, ...testX.shape.slice(1)], testX.data.subarray(0, n * 64))
+const models = readdirSync(path.dirname(digits('test_x.npy'))).filter((f) => f.endsWith('.onnx'))
 
 /** Nodes as plain data: tensors compared by dtype, shape and values; origins left out. */
 function plain(g: Graph) {
@@ -35,13 +33,13 @@ describe('writeModel round trip', () => {
   it('covers every digits model', () => expect(models.length).toBe(9))
   for (const f of models) {
     it(f, () => {
-      const g = importModel(readFileSync(path.join(DIGITS, f)), { file: f })
+      const g = importModel(readFileSync(digits(f)), { file: f })
       const bytes = writeModel(g)
       const back = importModel(bytes, { file: `${f} (written)` })
       expect(plain(back)).toEqual(plain(g))
       expect(back.outputs).toEqual(g.outputs)
       expect(back.opset).toBe(g.opset)
-      const x = batch(5)
+      const x = testX(5)
       const want = interpret(g, [x]).get(g.outputs[0])!
       const got = interpret(back, [x]).get(back.outputs[0])!
       expect(got.shape).toEqual([5, 10])
