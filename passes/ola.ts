@@ -17,7 +17,7 @@
  * evaluated again.
  */
 import type { Graph, Node } from '../ir/graph.js'
-import { bindInputs } from '../ir/interpret.js'
+import { bindInputs, interpret } from '../ir/interpret.js'
 import { OPS } from '../ir/ops/index.js'
 import { applyPoly, polyDepth, polyMuls, type PolyAttrs } from '../ir/ops/pi.js'
 import { sizeOf, type Tensor } from '../ir/tensor.js'
@@ -88,7 +88,7 @@ type Replace = (x: Tensor, shape: Tensor['shape']) => Tensor
 /** Cached full run on the calibration data; replays only what a replacement changes. */
 export class Replay {
   readonly g: Graph
-  readonly values = new Map<string, Tensor>()
+  readonly values: Map<string, Tensor>
   readonly top1: Int32Array
   /** Per sample: original top-1 logit minus the runner-up. */
   readonly margin: Float64Array
@@ -105,7 +105,7 @@ export class Replay {
       this.index.set(n.name, i)
       for (const x of n.inputs) if (x) this.consumers.set(x, [...(this.consumers.get(x) ?? []), i])
     })
-    for (const n of this.g.nodes) this.values.set(n.name, n.op === 'Input' ? calib : this.evalNode(n, (x) => this.values.get(x)!))
+    this.values = interpret(this.g, [calib], { keepAll: true })
     const out = this.values.get(this.g.outputs[0])!
     this.top1 = argmax(out)
     this.margin = margins(out, this.top1)

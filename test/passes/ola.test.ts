@@ -46,6 +46,13 @@ describe('Replay', () => {
     expect(replay.flips(fast)).toBe(Math.round(x.shape[0] * (1 - agreement(orig, slow))))
   })
 
+  it('runs float64 calibration data the way the interpreter does (cast to the input dtype)', () => {
+    const g = runPipeline(fixture('mlp_relu'), common, passContext())
+    const x = { ...calib, dtype: 'float64' as const, data: calib.data.map((v, i) => v + 1e-9 * (i % 7)) }
+    const [want] = run(g, [x])
+    expect(Array.from(new Replay(g, x).values.get(g.outputs[0])!.data)).toEqual(Array.from(want.data))
+  })
+
   it('re-evaluating one changed layer from a joint run equals evaluating everything again', () => {
     const g = runPipeline(fixture('cnn_bn_relu_maxpool'), common, passContext())
     const acts = targets(g, false)
