@@ -79,13 +79,14 @@ function attrValue(a: onnx.IAttributeProto): AttrValue | undefined {
 
 /** Read external tensor data from inside `baseDir` only, with its bounds checked. */
 function externalReader(file: string, baseDir: string | undefined) {
+  let rootDir: string | undefined
   return (t: onnx.ITensorProto): Uint8Array => {
     const kv = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']))
     const loc = kv.get('location')
     const name = t.name ?? ''
     if (!loc) throw new Error(`tensor '${name}' has external data without a location`)
     if (!baseDir) throw new Error(`tensor '${name}' has external data but the model was not read from a folder`)
-    const root = realpathSync(baseDir)
+    const root = (rootDir ??= realpathSync(baseDir))
     const target = path.resolve(root, loc)
     if (path.isAbsolute(loc) || (target !== root && !target.startsWith(root + path.sep)))
       throw new Error(`tensor '${name}': external data location '${loc}' points outside the model's folder`)
@@ -181,10 +182,10 @@ export function importModel(bytes: Uint8Array, opts: ImportOptions = {}): Graph 
     }
   }
 
-  const order = orderNodes(nodes, b, file, (g.output ?? []).map((o) => o.name ?? ''))
+  const outputs = (g.output ?? []).map((o) => o.name ?? '')
+  const order = orderNodes(nodes, b, file, outputs)
   for (const i of order) addNode(nodes[i], i, b, opset, file)
 
-  const outputs = (g.output ?? []).map((o) => o.name ?? '')
   for (const o of outputs) if (!b.has(o)) throw new PicError(`${file}: graph output '${o}' is not produced by any node`)
   const graph = b.build(outputs)
   crossCheck(graph, [...(g.valueInfo ?? []), ...(g.output ?? [])], file)
