@@ -157,6 +157,11 @@ function assignLevels(l: LoweredGraph, p: CkksParams, primeValues: bigint[]): Le
  * Keep the rotation keys within the budget: the most used steps keep their own key; every other
  * rotation becomes a chain of power-of-two rotations (more key switches, fewer keys).
  */
+/** The fewest keys any plan at ring degree 2^logN can make do with: logN - 1 power-of-two rotations and relinearization. */
+function minKeys(logN: number): number {
+  return logN
+}
+
 function fitKeys(lv: Leveled, p: CkksParams, budget: number, notes: string[]): Leveled {
   const S = 2 ** (p.logN - 1)
   const per = keySwitchKeyBytes(p.logN, p.primes.length)
@@ -244,7 +249,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   const depth = probe.depth
   const extraNotes: string[] = []
   const budget = opts.keyBudgetBytes ?? DEFAULT_KEY_BUDGET
-  const keysFit = (logN: number, primes: number) => (logN + 1) * keySwitchKeyBytes(logN, primes) <= budget
+  const keysFit = (logN: number, primes: number) => minKeys(logN) * keySwitchKeyBytes(logN, primes) <= budget
   let leveled = chooseParams({ depth, security, minLogScale: minS, maxLogScale: opts.maxLogScale, headroom, logNs })
   if (leveled && !keysFit(leveled.logN, leveled.primes.length)) {
     extraNotes.push(`a leveled chain for depth ${depth} (N = ${2 ** leveled.logN}, ${leveled.primes.length} primes) needs more key memory than the ${(budget / 2 ** 30).toFixed(1)} GiB budget`)

@@ -120,7 +120,12 @@ export function constDense(c: ConstVector, S: number): Float64Array {
   return out
 }
 
+const decodedIndex = new WeakMap<ConstVector, Int32Array>()
+
+/** An index constant (a slot map), decoded once per plan object; callers only read it. */
 export function constIndex(c: ConstVector): Int32Array {
   if (c.kind !== 'index') throw new Error('not an index constant')
-  return fromB64Int32(c.data!)
+  let v = decodedIndex.get(c)
+  if (!v) decodedIndex.set(c, (v = fromB64Int32(c.data!)))
+  return v
 }
