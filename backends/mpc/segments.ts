@@ -96,17 +96,23 @@ export function segmentMatrix(an: Analysis, spec: SegmentSpec, params: MpcParams
   const sizes = spec.sources.map((id) => an.sources[id].size)
   const cols = sizes.reduce((a, b) => a + b, 0)
   const zeros = () => new Map(spec.sources.map((id, j) => [id, new Float64Array(sizes[j])]))
-  const base = segmentValue(an, spec, zeros(), pub)
+  const unit = zeros()
+  // (a segment that is its source itself returns the probe's own array: copy what must outlive a probe)
+  const base = Float64Array.from(segmentValue(an, spec, unit, pub))
   const rows = base.length
-  const colData: Float64Array[] = []
+  // column c of the matrix, kept sparse: the rows where probing with e_c moves the value
+  const colRows: Int32Array[] = []
+  const colVals: Float64Array[] = []
   spec.sources.forEach((id, j) => {
+    const arr = unit.get(id)!
     for (let e = 0; e < sizes[j]; e++) {
-      const v = zeros()
-      v.get(id)![e] = 1
-      const y = segmentValue(an, spec, v, pub)
-      const col = new Float64Array(rows)
-      for (let r = 0; r < rows; r++) col[r] = y[r] - base[r]
-      colData.push(col)
+      arr[e] = 1
+      const y = segmentValue(an, spec, unit, pub)
+      const nz: number[] = []
+      for (let r = 0; r < rows; r++) if (y[r] !== base[r]) nz.push(r)
+      colRows.push(Int32Array.from(nz))
+      colVals.push(Float64Array.from(nz, (r) => y[r] - base[r]))
+      arr[e] = 0
     }
   })
   const probe = zeros()
@@ -115,27 +121,28 @@ export function segmentMatrix(an: Analysis, spec: SegmentSpec, params: MpcParams
   for (const arr of probe.values()) for (let i = 0; i < arr.length; i++) arr[i] = rnd()
   const yr = segmentValue(an, spec, probe, pub)
   const flat = spec.sources.flatMap((id) => Array.from(probe.get(id)!))
-  for (let r = 0; r < rows; r++) {
-    let acc = base[r]
-    for (let c = 0; c < cols; c++) acc += colData[c][r] * flat[c]
-    if (Math.abs(acc - yr[r]) > 1e-6 * (1 + Math.abs(yr[r])))
+  const acc = Float64Array.from(base)
+  for (let c = 0; c < cols; c++) for (let k = 0; k < colRows[c].length; k++) acc[colRows[c][k]] += colVals[c][k] * flat[c]
+  for (let r = 0; r < rows; r++)
+    if (Math.abs(acc[r] - yr[r]) > 1e-6 * (1 + Math.abs(yr[r])))
       throw new MpcLowerError(`the value '${spec.node}' is not an affine function of its secret inputs`)
-  }
+  // CSR by transposing the sparse columns (columns visited in order, so each row's stay sorted)
   const scale = 2 ** params.weightFracBits
-  const rowPtr = new Int32Array(rows + 1)
-  const colIdx: number[] = []
-  const values: bigint[] = []
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      const q = Math.round(colData[c][r] * scale)
+  const perRow: { c: number; q: bigint }[][] = Array.from({ length: rows }, () => [])
+  for (let c = 0; c < cols; c++)
+    for (let k = 0; k < colRows[c].length; k++) {
+      const v = colVals[c][k]
+      const q = Math.round(v * scale)
       if (q === 0) continue
-      if (Math.abs(q) > 2 ** 40) throw new MpcLowerError(`weight ${colData[c][r]} in '${spec.node}' is too large for the fixed-point format`)
-      colIdx.push(c)
-      values.push(BigInt(q))
+      if (Math.abs(q) > 2 ** 40) throw new MpcLowerError(`weight ${v} in '${spec.node}' is too large for the fixed-point format`)
+      perRow[colRows[c][k]].push({ c, q: BigInt(q) })
     }
-    rowPtr[r + 1] = colIdx.length
-  }
+  const rowPtr = new Int32Array(rows + 1)
+  for (let r = 0; r < rows; r++) rowPtr[r + 1] = rowPtr[r] + perRow[r].length
+  const entries = perRow.flat()
+  const colIdx = Int32Array.from(entries, (e) => e.c)
+  const values = BigInt64Array.from(entries, (e) => e.q)
   const bias = new BigUint64Array(rows)
   for (let r = 0; r < rows; r++) bias[r] = encode(base[r], params.fracBits + params.weightFracBits)
-  return { spec, m: { rows, cols, rowPtr, colIdx: Int32Array.from(colIdx), values: BigInt64Array.from(values) }, bias }
+  return { spec, m: { rows, cols, rowPtr, colIdx, values }, bias }
 }
