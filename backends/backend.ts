@@ -5,6 +5,7 @@
  */
 import type { Graph } from '../ir/graph.js'
 import type { Sidecar } from '../ir/serialize.js'
+import type { CostModel } from '../passes/ola.js'
 import type { Pass, PassContext } from '../passes/pass.js'
 
 export interface Lowered<Plan = unknown> {
@@ -23,4 +24,9 @@ export interface Backend<Plan = unknown> {
   print(plan: Plan, sidecar?: Sidecar): string
   /** What `pic compile --json` prints besides `backend`. */
   summary(plan: Plan, g: Graph): Record<string, unknown>
+  /**
+   * Pass options this backend wants unless the user says otherwise: `keepRelu` (ReLUs stay exact
+   * unless --approx-relu) and OLA's `costModel` (OLA's own depth + multiplications when absent).
+   */
+  readonly defaults?: { keepRelu?: boolean; costModel?: CostModel }
 }

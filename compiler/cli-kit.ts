@@ -4,7 +4,6 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import type { Backend } from '../backends/backend.js'
-import { ckksOlaCostModel } from '../backends/ckks/index.js'
 import type { Graph } from '../ir/graph.js'
 import { printGraph } from '../ir/print.js'
 import type { Tensor } from '../ir/tensor.js'
@@ -99,12 +98,11 @@ export function printJSON(obj: unknown): void {
 }
 
 /**
- * The pass options the compile options set, with the calibration tensor loaded. ReLUs stay exact by
- * default for the MPC backend (garbled circuits are what it is for) unless --approx-relu is given.
- * OLA prices degrees with the CKKS cost model measured on this machine, except for the MPC backend,
- * where depth and non-scalar multiplications stand in for Beaver rounds and triples.
+ * The pass options the compile options set, with the calibration tensor loaded, over the backend's
+ * defaults: a backend that keeps ReLUs exact (MPC: garbled circuits are what it is for) does so
+ * unless --approx-relu is given, and OLA prices degrees with the backend's cost model.
  */
-function compileContext(args: ParsedArgs, backend: string): PassContext {
+function compileContext(args: ParsedArgs, backend: Pick<Backend, 'defaults'>): PassContext {
   const approx = str(args, 'approx') ?? 'none'
   const calibFile = str(args, 'calib')
   const budget = str(args, 'relu-budget')
@@ -114,10 +112,10 @@ function compileContext(args: ParsedArgs, backend: string): PassContext {
   const options = {
     approx,
     maxpool: str(args, 'maxpool') ?? 'poly',
-    keepRelu: flag(args, 'keep-relu') || (backend === 'mpc' && !flag(args, 'approx-relu')),
+    keepRelu: flag(args, 'keep-relu') || (backend.defaults?.keepRelu === true && !flag(args, 'approx-relu')),
     reluBudget: budget,
     security: str(args, 'security'),
-    costModel: backend === 'mpc' ? undefined : ckksOlaCostModel(),
+    costModel: backend.defaults?.costModel,
   }
   return passContext(options, { calib, log: logger(args) })
 }
@@ -126,8 +124,8 @@ function compileContext(args: ParsedArgs, backend: string): PassContext {
  * Compile `g` with the backend's pipeline (then `extra` passes) under the compile options, with
  * --trace support; the context carries the options and the passes' reports.
  */
-export function compileFor(g: Graph, backend: Pick<Backend, 'name' | 'pipeline'>, args: ParsedArgs, extra: readonly Pass[] = []): { compiled: Graph; cx: PassContext } {
-  const cx = compileContext(args, backend.name)
+export function compileFor(g: Graph, backend: Pick<Backend, 'pipeline' | 'defaults'>, args: ParsedArgs, extra: readonly Pass[] = []): { compiled: Graph; cx: PassContext } {
+  const cx = compileContext(args, backend)
   const trace = flag(args, 'trace') ? (p: Pass, h: Graph) => process.stderr.write(`--- after ${p.name}\n${printGraph(h)}`) : undefined
   return { compiled: runPipeline(g, [...backend.pipeline(cx.options), ...extra], cx, { trace }), cx }
 }

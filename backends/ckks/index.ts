@@ -11,6 +11,7 @@ import { CkksCompileError, compileCkks, type CompileOptions } from './compile.js
 import type { SecurityLevel } from './params.js'
 import type { CkksPlan } from './plan.js'
 import { printPlan } from './print.js'
+import { ckksOlaCostModel } from './cost.js'
 
 export { compileCkks, CkksCompileError, estimateMs, type CompileOptions } from './compile.js'
 export { runPlan, checkRunnable, CkksRunError, type RunOptions, type RunResult } from './runtime.js'
@@ -57,6 +58,7 @@ export const ckksBackend: Backend<CkksPlanFile> = {
     return { plan: { ...plan, reference: json }, sidecar }
   },
   print: (plan) => printPlan(plan),
+  defaults: { costModel: ckksOlaCostModel() },
   summary: (plan) => {
     const { primeValues: _p, ...params } = plan.params
     return { params, keys: { rotations: plan.keys.rotations.length, relin: plan.keys.relin }, stats: plan.stats }

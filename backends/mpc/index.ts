@@ -45,6 +45,7 @@ export const mpcBackend: Backend<MpcSchedule> = {
   lower: (g: Graph, cx: PassContext) => ({ plan: lowerMpc(g, lowerOptions(cx.options)) }),
   print: (plan) => printSchedule(plan),
   summary: (plan) => scheduleSummary(plan),
+  defaults: { keepRelu: true },
 }
 
 /** Check that parsed JSON is a schedule this runtime understands. */
