@@ -14,12 +14,18 @@ export function isTensor(v: unknown): v is Tensor {
   return typeof v === 'object' && v !== null && (v as Tensor).data instanceof Float64Array && Array.isArray((v as Tensor).shape)
 }
 
-/** sha256 of the float64 little-endian values, first 12 hex digits. */
-export function tensorDigest(t: Tensor): string {
-  const h = createHash('sha256')
-  h.update(`${t.dtype}[${t.shape.join(',')}]`)
-  h.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))
-  return h.digest('hex').slice(0, 12)
+const digests = new WeakMap<Tensor, string>()
+
+/** sha256 of the float64 little-endian values, first 12 hex digits (once per tensor: --trace prints every pass). */
+function tensorDigest(t: Tensor): string {
+  let d = digests.get(t)
+  if (d === undefined) {
+    const h = createHash('sha256')
+    h.update(`${t.dtype}[${t.shape.join(',')}]`)
+    h.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))
+    digests.set(t, (d = h.digest('hex').slice(0, 12)))
+  }
+  return d
 }
 
 function num(v: number): string {
