@@ -1,13 +1,11 @@
 /** recognize-activations: GELU, SiLU, HardSwish and partial ReLU in their exported spellings. */
 import { describe, expect, it } from 'vitest'
-import { readNpy } from '../../compiler/npy.js'
 import { GraphBuilder } from '../../ir/builder.js'
 import type { Graph } from '../../ir/graph.js'
 import type { PartialReluAttrs } from '../../ir/ops/pi.js'
 import { recognizeActivations } from '../../passes/recognize-activations.js'
 import { common } from '../../passes/pipelines.js'
-import { digits } from '../helpers.js'
-import { agreement, apply, constant, expectSame, fixture, onnxNode, ops, random, run, skeleton, testX } from './util.js'
+import { apply, constant, expectKeepsFixture, expectSame, fixture, onnxNode, ops, random, skeleton } from './util.js'
 
 const SHAPE = [2, 3, 4, 4]
 const x = [random(SHAPE, 11, -4, 4)]
@@ -31,11 +29,7 @@ describe('GELU', () => {
     const h = apply(g, ...common)
     expect(ops(h).Gelu).toBe(2)
     expect(ops(h).Erf).toBeUndefined()
-    const tx = testX()
-    const [a, b] = [run(g, [tx])[0], run(h, [tx])[0]]
-    expect(agreement(a, b)).toBe(1)
-    expect(agreement(readNpy(digits('ref_cnn_gelu.npy')), b)).toBe(1)
-    expectSame(g, h, [tx], 1e-6)
+    expectKeepsFixture('cnn_gelu', g, h, 1e-6)
   })
 
   it('recognizes other groupings: Mul by 1/sqrt2, 1 + erf first, Div by 2, constants as [1] tensors', () => {
@@ -138,11 +132,7 @@ describe('partial ReLU', () => {
     expect(ops(h).Relu).toBeUndefined()
     const masks = g.nodes.filter((n) => n.name.endsWith('.mask')).map((n) => n.attrs.value)
     expect(prs.map((n) => (n.attrs as unknown as PartialReluAttrs).mask)).toEqual(masks)
-    const tx = testX()
-    const [a, b] = [run(g, [tx])[0], run(h, [tx])[0]]
-    expect(agreement(a, b)).toBe(1)
-    expect(agreement(readNpy(digits('ref_senet_partial_relu.npy')), b)).toBe(1)
-    expectSame(g, h, [tx], 1e-9)
+    expectKeepsFixture('senet_partial_relu', g, h, 1e-9)
   })
 
   const mask = random([1, 3, 4, 4], 5, 0, 1).data.map((v) => (v < 0.4 ? 0 : 1))

@@ -9,7 +9,7 @@ import { RawAttrs, type AttrValue } from '../../ir/op.js'
 import { OPS } from '../../ir/ops/index.js'
 import { interpret } from '../../ir/interpret.js'
 import { tensor, sizeOf, type Tensor } from '../../ir/tensor.js'
-import { argmax } from '../../passes/ola.js'
+import { argmax, top1Agreement } from '../../passes/ola.js'
 import type { Pass } from '../../passes/pass.js'
 import { passContext, runPipeline } from '../../passes/pass.js'
 import { digits } from '../helpers.js'
@@ -68,6 +68,18 @@ export function compare(a: Graph, b: Graph, inputs: Tensor[]): { maxAbs: number;
 export function expectSame(before: Graph, after: Graph, inputs: Tensor[], rel = 1e-9): void {
   const { maxAbs, scale } = compare(before, after, inputs)
   expect(maxAbs).toBeLessThanOrEqual(rel * Math.max(scale, 1e-300))
+}
+
+/**
+ * `after`, compiled from the digits fixture `name` (imported as `before`), keeps every test-set top-1
+ * of the original and of PyTorch's reference logits, and the logits to `rel` (see expectSame).
+ */
+export function expectKeepsFixture(name: string, before: Graph, after: Graph, rel: number): void {
+  const x = testX()
+  const [a, b] = [run(before, [x])[0], run(after, [x])[0]]
+  expect(top1Agreement(a, b)).toBe(1)
+  expect(top1Agreement(readNpy(digits(`ref_${name}.npy`)), b)).toBe(1)
+  expectSame(before, after, [x], rel)
 }
 
 export function ops(g: Graph): Record<string, number> {
