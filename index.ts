@@ -8,7 +8,10 @@ export { encodeNpy, parseNpy, readNpy, writeNpy } from './compiler/npy.js'
 export { GraphBuilder, GraphError, instantiate } from './ir/builder.js'
 export type { Attrs, Graph, Node, Origin } from './ir/graph.js'
 export { interpret, run1, type InterpretOptions } from './ir/interpret.js'
-export type { OpDef, OpKind, Cost } from './ir/op.js'
+export type { OpDef, OpKind, Operand } from './ir/op.js'
+export {
+  LinearAnalysis, applyAffine, applyAffineT, simplifyChain, type Affine, type Prim, type SecretForm, type Term,
+} from './ir/linear.js'
 export { OPS } from './ir/ops/index.js'
 export type { PartialReluAttrs, PolyAttrs } from './ir/ops/pi.js'
 export { printGraph } from './ir/print.js'

@@ -4,6 +4,7 @@
  * evaluation and cost metadata. Analyses ask the op; they never switch on op names.
  */
 import { PicError } from './errors.js'
+import type { SecretForm } from './linear.js'
 import type { Tensor, TensorType } from './tensor.js'
 
 /** An error in one op's attributes, inputs or types; the caller adds file and node. */
@@ -88,20 +89,11 @@ export interface InferContext {
   constant(i: number): Tensor | undefined
 }
 
-/** An operand as cost analysis sees it: its type and whether it depends on the secret input. */
+/** An operand as the secret-form declarations see it: its type and whether it depends on the secret input. */
 export interface Operand extends TensorType {
   readonly secret: boolean
   /** The value, when the operand is a compile-time constant. */
   readonly value?: Tensor
-}
-
-export interface Cost {
-  /** Multiplicative depth this op adds on top of its deepest secret input (levels in CKKS). */
-  depth: number
-  /** Secret-by-secret multiplications (elementwise count). */
-  muls: number
-  /** Elements that go through a non-polynomial function (ReLU, max, exp, ...). */
-  nonlinear: number
 }
 
 /** What an op is, as analyses and backends need to know it. */
@@ -134,13 +126,16 @@ export interface OpDef<A = any> {
   infer(ins: readonly TensorType[], a: A, cx: InferContext): TensorType
   /** Float64 reference semantics. `out` is the inferred result type. */
   eval(ins: readonly Tensor[], a: A, out: TensorType): Tensor
-  /** Cost metadata; defaults to zero cost for layout/linear ops when absent. */
-  cost?(ins: readonly Operand[], a: A, out: TensorType): Cost
+  /**
+   * How the op acts on its secret inputs (`ins[i].secret`; constants carry their `value`): layout or
+   * affine with its primitives, a polynomial, a comparison, a product of secrets, or non-polynomial
+   * (the default when absent). Backends and analyses ask this instead of comparing op names; depth
+   * and cost are per-backend analyses over it (see ir/linear.ts).
+   */
+  secret?(ins: readonly Operand[], a: A, out: TensorType): SecretForm
 }
 
 export const DEFAULT_SINCE = 7
-
-export const ZERO_COST: Cost = { depth: 0, muls: 0, nonlinear: 0 }
 
 export function defineOp<A>(def: OpDef<A>): OpDef<A> {
   return def

@@ -1,7 +1,7 @@
 /** Graph statistics for reports: op counts, parameter counts, activation sizes, total cost. */
-import { constantOf, type Graph, type Node } from './graph.js'
-import type { Cost, Operand } from './op.js'
-import { OPS } from './ops/index.js'
+import type { Graph, Node } from './graph.js'
+import { LinearAnalysis, secretNodes } from './linear.js'
+import { polyDepth } from './ops/pi.js'
 import { sizeOf } from './tensor.js'
 
 /**
@@ -19,38 +19,26 @@ export function opCounts(g: Graph, withConstants = false): Record<string, number
 
 /** Which values depend on a graph input (are secret in private inference). */
 export function secretValues(g: Graph): Set<string> {
-  const secret = new Set<string>()
-  for (const n of g.nodes) {
-    if (n.op === 'Input') secret.add(n.name)
-    else if (OPS[n.op]?.kind !== 'source' && n.inputs.some((i) => i && secret.has(i))) secret.add(n.name)
-  }
-  return secret
+  return secretNodes(g)
 }
 
-/** Each node's cost as its op reports it, with secret-ness and constant values of the operands. */
-export function nodeCosts(g: Graph): Map<string, Cost> {
-  const secret = secretValues(g)
-  const byName = new Map(g.nodes.map((n) => [n.name, n]))
-  const out = new Map<string, Cost>()
-  for (const n of g.nodes) {
-    const def = OPS[n.op]
-    if (!def?.cost) continue
-    const ins: Operand[] = n.inputs.map((i) => {
-      const p = i ? byName.get(i) : undefined
-      return { ...(p?.type ?? { dtype: 'float32', shape: [] }), secret: !!i && secret.has(i), value: p && constantOf(p) }
-    })
-    out.set(n.name, def.cost(ins, n.attrs, n.type))
-  }
-  return out
-}
-
-/** Multiplicative depth of the graph (longest chain of levels over secret values). */
+/**
+ * Multiplicative depth of the graph as a leveled scheme without plaintext-multiplication levels sees
+ * it, from the ops' declared secret forms: a polynomial of degree d costs ceil(log2(d + 1))
+ * (Paterson-Stockmeyer), a product of two secrets one, affine and layout ops none; comparisons and
+ * non-polynomial ops cost none here (they must be approximated first). Backends compute their own.
+ */
 export function graphDepth(g: Graph): number {
-  const costs = nodeCosts(g)
+  const an = new LinearAnalysis(g, () => undefined)
   const depth = new Map<string, number>()
   let max = 0
   for (const n of g.nodes) {
-    const d = Math.max(0, ...n.inputs.map((i) => (i ? (depth.get(i) ?? 0) : 0))) + (costs.get(n.name)?.depth ?? 0)
+    let d = Math.max(0, ...n.inputs.map((i) => (i ? (depth.get(i) ?? 0) : 0)))
+    if (an.secret.has(n.name) && n.op !== 'Input') {
+      const f = an.form(n)
+      if (f.form === 'poly') d += polyDepth(f.degree)
+      else if (f.form === 'product') d += 1
+    }
     depth.set(n.name, d)
     if (g.outputs.includes(n.name)) max = Math.max(max, d)
   }
@@ -68,10 +56,14 @@ export function parameterCount(g: Graph): number {
   return total
 }
 
-/** Nodes on secret values that are not polynomial (a PartialRelu whose masked part is a Poly is). */
+/** Nodes on secret values that are not polynomial, by their declared form (comparisons and the rest). */
 export function nonPolynomialNodes(g: Graph): Node[] {
-  const secret = secretValues(g)
-  return g.nodes.filter((n) => OPS[n.op]?.kind === 'nonlinear' && secret.has(n.name) && !(n.op === 'PartialRelu' && (n.attrs as { poly?: unknown }).poly))
+  const an = new LinearAnalysis(g, () => undefined)
+  return g.nodes.filter((n) => {
+    if (!an.secret.has(n.name) || n.op === 'Input') return false
+    const f = an.form(n).form
+    return f === 'compare' || f === 'nonpoly'
+  })
 }
 
 /** Op type -> output elements, over non-polynomial activation nodes on secret values. */

@@ -2,7 +2,8 @@
  * Elementwise ops: activations and other unary functions, and broadcasting binary and variadic
  * arithmetic (Add, Sub, Mul, Div, Pow, PRelu, Sum, Mean, Max, Min).
  */
-import { defineOp, OpError, ZERO_COST, type Cost, type OnnxAttrs, type OpDef, type Operand } from '../op.js'
+import { broadcastPrims, reshapePrim, scaleBy, type SecretForm } from '../linear.js'
+import { defineOp, OpError, type OnnxAttrs, type OpDef, type Operand } from '../op.js'
 import { sizeOf, type Tensor, type TensorType } from '../tensor.js'
 import { alloc, broadcastIndex, broadcastShapes, broadcastTo, requireFloat, withData } from './util.js'
 
@@ -29,13 +30,9 @@ export function erf(x: number): number {
   return Math.sign(x) * (1 - erfc)
 }
 
-const nonlinearCost = (_ins: readonly Operand[], _a: unknown, out: TensorType): Cost => ({
-  depth: 0,
-  muls: 0,
-  nonlinear: sizeOf(out.shape),
-})
-
-function unary<A>(doc: string, parse: OpDef<A>['attrs'], f: (a: A) => (x: number) => number, since = 6, write?: OpDef<A>['onnx']): OpDef<A> {
+function unary<A>(
+  doc: string, parse: OpDef<A>['attrs'], f: (a: A) => (x: number) => number, since = 6, write?: OpDef<A>['onnx'], secret?: OpDef<A>['secret'],
+): OpDef<A> {
   return defineOp<A>({
     doc,
     kind: 'nonlinear',
@@ -54,7 +51,7 @@ function unary<A>(doc: string, parse: OpDef<A>['attrs'], f: (a: A) => (x: number
       for (let i = 0; i < x.length; i++) y[i] = fn(x[i])
       return withData(out, y)
     },
-    cost: nonlinearCost,
+    secret,
   })
 }
 
@@ -67,8 +64,15 @@ const floats =
 const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)))
 const softplus = (x: number) => (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x)))
 
-export const Relu = unary('max(x, 0)', none, () => (x) => (x > 0 ? x : 0))
-export const LeakyRelu = unary('x if x >= 0 else alpha x', (r) => ({ alpha: r.float('alpha', 0.01) }), (a) => (x) => (x >= 0 ? x : a.alpha * x), 6, floats({ alpha: 0.01 }))
+export const Relu = unary('max(x, 0)', none, () => (x) => (x > 0 ? x : 0), 6, undefined, () => ({ form: 'compare', what: 'relu' }))
+export const LeakyRelu = unary(
+  'x if x >= 0 else alpha x',
+  (r) => ({ alpha: r.float('alpha', 0.01) }),
+  (a) => (x) => (x >= 0 ? x : a.alpha * x),
+  6,
+  floats({ alpha: 0.01 }),
+  (_ins, a, out) => ({ form: 'compare', what: 'relu', slope: new Float64Array(sizeOf(out.shape)).fill(a.alpha) }),
+)
 export const Sigmoid = unary('1 / (1 + exp(-x))', none, () => sigmoid)
 export const Tanh = unary('tanh(x)', none, () => Math.tanh)
 export const Elu = unary('x if x > 0 else alpha (exp(x) - 1)', (r) => ({ alpha: r.float('alpha', 1) }), (a) => (x) => (x > 0 ? x : a.alpha * Math.expm1(x)), 6, floats({ alpha: 1 }))
@@ -116,7 +120,7 @@ export const Neg = defineOp<object>({
   attrs: none,
   infer: (ins) => ({ dtype: ins[0].dtype, shape: ins[0].shape }),
   eval: (ins, _a, out) => withData(out, ins[0].data.map((v) => -v)),
-  cost: () => ZERO_COST,
+  secret: (_ins, _a, out) => ({ form: 'affine', terms: [{ input: 0, prims: [scaleBy(out.shape, -1)] }] }),
 })
 
 const passThrough = (doc: string) =>
@@ -128,6 +132,7 @@ const passThrough = (doc: string) =>
     attrs: none,
     infer: (ins) => ({ dtype: ins[0].dtype, shape: ins[0].shape }),
     eval: (ins) => ins[0],
+    secret: (ins) => (ins.slice(1).some((i) => i.secret) ? { form: 'nonpoly' } : { form: 'layout', terms: [{ input: 0, prims: [reshapePrim(ins[0].shape, ins[0].shape)] }] }),
   })
 
 export const Identity = passThrough('y = x')
@@ -152,7 +157,6 @@ export const Clip = defineOp<{ min?: number; max?: number }>({
     const hi = ins[2] ? ins[2].data[0] : (a.max ?? Infinity)
     return withData(out, ins[0].data.map((v) => Math.min(Math.max(v, lo), hi)))
   },
-  cost: nonlinearCost,
 })
 
 function binaryEval(ins: readonly Tensor[], out: TensorType, f: (a: number, b: number) => number): Tensor {
@@ -172,7 +176,7 @@ function binaryEval(ins: readonly Tensor[], out: TensorType, f: (a: number, b: n
   return y
 }
 
-function binary(doc: string, f: (a: number, b: number) => number, cost: OpDef['cost'], intF?: (a: number, b: number) => number): OpDef<object> {
+function binary(doc: string, f: (a: number, b: number) => number, secret: OpDef['secret'], intF?: (a: number, b: number) => number): OpDef<object> {
   return defineOp<object>({
     doc,
     kind: 'arith',
@@ -183,25 +187,35 @@ function binary(doc: string, f: (a: number, b: number) => number, cost: OpDef['c
       return { dtype: ins[0].dtype, shape: broadcastShapes([ins[0].shape, ins[1].shape]) }
     },
     eval: (ins, _a, out) => binaryEval(ins, out, out.dtype === 'int64' && intF ? intF : f),
-    cost,
+    secret,
   })
 }
 
-const addCost = () => ZERO_COST
-const mulCost = (ins: readonly Operand[], _a: unknown, out: TensorType): Cost => {
-  const secret = ins.filter((i) => i.secret).length
-  if (secret === 0) return ZERO_COST
-  return { depth: 1, muls: secret === 2 ? sizeOf(out.shape) : 0, nonlinear: 0 }
-}
-const divCost = (ins: readonly Operand[], _a: unknown, out: TensorType): Cost => {
-  if (ins[1].secret) return { depth: 0, muls: 0, nonlinear: sizeOf(out.shape) }
-  return ins[0].secret ? { depth: 1, muls: 0, nonlinear: 0 } : ZERO_COST
+/** Secret inputs summed with the given signs (constants go to the bias), each broadcast to the output. */
+function sumForm(ins: readonly Operand[], out: TensorType, weight: (i: number) => number): SecretForm {
+  const terms = ins.flatMap((o, i) => {
+    if (!o.secret) return []
+    const w = weight(i)
+    return [{ input: i, prims: [...broadcastPrims(o.shape, out.shape), ...(w !== 1 ? [scaleBy(out.shape, w)] : [])] }]
+  })
+  return { form: 'affine', terms }
 }
 
-export const Add = binary('a + b (broadcasting)', (a, b) => a + b, addCost)
-export const Sub = binary('a - b (broadcasting)', (a, b) => a - b, addCost)
-export const Mul = binary('a * b (broadcasting)', (a, b) => a * b, mulCost)
-export const Div = binary('a / b (broadcasting; integer division truncates)', (a, b) => a / b, divCost, (a, b) => Math.trunc(a / b))
+/** A secret times (or divided by) a constant is a scale; two secrets are a product (a square when equal). */
+function productForm(ins: readonly Operand[], out: TensorType, divide: boolean): SecretForm {
+  const [a, b] = ins
+  if (a.secret && b.secret) return divide ? { form: 'nonpoly' } : { form: 'product' }
+  if (divide && b.secret) return { form: 'nonpoly' }
+  const [x, c] = a.secret ? [0, b] : [1, a]
+  const v = c.value!
+  const f = divide ? { ...v, data: v.data.map((d) => 1 / d) } : v
+  return { form: 'affine', terms: [{ input: x, prims: [...broadcastPrims(ins[x].shape, out.shape), scaleBy(out.shape, f)] }] }
+}
+
+export const Add = binary('a + b (broadcasting)', (a, b) => a + b, (ins, _a, out) => sumForm(ins, out, () => 1))
+export const Sub = binary('a - b (broadcasting)', (a, b) => a - b, (ins, _a, out) => sumForm(ins, out, (i) => (i === 0 ? 1 : -1)))
+export const Mul = binary('a * b (broadcasting)', (a, b) => a * b, (ins, _a, out) => productForm(ins, out, false))
+export const Div = binary('a / b (broadcasting; integer division truncates)', (a, b) => a / b, (ins, _a, out) => productForm(ins, out, true), (a, b) => Math.trunc(a / b))
 
 /** The exponent of Pow when it is a constant non-negative integer, else undefined. */
 export function integerExponent(e: Tensor | undefined): number | undefined {
@@ -217,15 +231,10 @@ export const Pow = defineOp<object>({
   attrs: none,
   infer: (ins) => ({ dtype: ins[0].dtype, shape: broadcastShapes([ins[0].shape, ins[1].shape]) }),
   eval: (ins, _a, out) => binaryEval(ins, out, (a, b) => (b === 2 ? a * a : Math.pow(a, b))),
-  cost: (ins, _a, out) => {
-    if (!ins[0].secret && !ins[1].secret) return ZERO_COST
+  secret: (ins, _a, out) => {
     const e = ins[1].secret ? undefined : integerExponent(ins[1].value)
-    if (e === undefined) return { depth: 0, muls: 0, nonlinear: sizeOf(out.shape) }
-    if (e <= 1) return ZERO_COST
-    const n = sizeOf(out.shape)
-    let muls = 0
-    for (let k = e; k > 1; k >>= 1) muls += k & 1 ? 2 : 1
-    return { depth: Math.ceil(Math.log2(e)), muls: muls * n, nonlinear: 0 }
+    if (e === undefined || !ins[0].secret || sizeOf(ins[0].shape) !== sizeOf(out.shape)) return { form: 'nonpoly' }
+    return { form: 'poly', degree: e }
   },
 })
 
@@ -241,10 +250,13 @@ export const PRelu = defineOp<object>({
     return { dtype: ins[0].dtype, shape: ins[0].shape }
   },
   eval: (ins, _a, out) => binaryEval(ins, out, (x, s) => (x >= 0 ? x : s * x)),
-  cost: nonlinearCost,
+  secret: (ins, _a, out) => {
+    if (ins[1].secret) return { form: 'nonpoly' }
+    return { form: 'compare', what: 'relu', slope: scaleBy(out.shape, ins[1].value!).f }
+  },
 })
 
-function variadic(doc: string, combine: (vals: Float64Array[], n: number) => Float64Array, kind: 'arith' | 'nonlinear'): OpDef<object> {
+function variadic(doc: string, combine: (vals: Float64Array[], n: number) => Float64Array, kind: 'arith' | 'nonlinear', secret?: OpDef['secret']): OpDef<object> {
   return defineOp<object>({
     doc,
     kind,
@@ -260,7 +272,7 @@ function variadic(doc: string, combine: (vals: Float64Array[], n: number) => Flo
       const vals = ins.map((t) => broadcastTo(t, out.shape).data)
       return withData(out, combine(vals, n))
     },
-    cost: kind === 'nonlinear' ? nonlinearCost : () => ZERO_COST,
+    secret,
   })
 }
 
@@ -270,11 +282,12 @@ const fold = (f: (acc: number, v: number) => number) => (vals: Float64Array[], n
   return y
 }
 
-export const Sum = variadic('elementwise sum of all inputs (broadcasting)', fold((a, b) => a + b), 'arith')
+export const Sum = variadic('elementwise sum of all inputs (broadcasting)', fold((a, b) => a + b), 'arith', (ins, _a, out) => sumForm(ins, out, () => 1))
 export const Mean = variadic(
   'elementwise mean of all inputs (broadcasting)',
   (vals, n) => fold((a, b) => a + b)(vals, n).map((v) => v / vals.length),
   'arith',
+  (ins, _a, out) => sumForm(ins, out, () => 1 / ins.length),
 )
 export const Max = variadic('elementwise maximum (broadcasting)', fold(Math.max), 'nonlinear')
 export const Min = variadic('elementwise minimum (broadcasting)', fold(Math.min), 'nonlinear')

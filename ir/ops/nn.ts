@@ -2,9 +2,11 @@
  * Neural-network ops: convolution (im2col + blocked matrix product), transposed convolution, Gemm,
  * MatMul, BatchNormalization and pooling. 2-D spatial ops only (NCHW).
  */
-import { defineOp, OpError, ZERO_COST, type Cost, type OnnxAttrs, type OpDef, type Operand, type RawAttrs } from '../op.js'
-import { MAX_ELEMENTS, sizeOf, type TensorType } from '../tensor.js'
+import { indexPrim, scaleBy, type ConvGeom, type Prim, type SecretForm } from '../linear.js'
+import { defineOp, OpError, type OnnxAttrs, type OpDef, type RawAttrs } from '../op.js'
+import { MAX_ELEMENTS, sizeOf, type Tensor, type TensorType } from '../tensor.js'
 import { alloc, broadcastIndex, broadcastShapes, checkShape, requireFloat, withData } from './util.js'
+import { applyPrim } from '../linear.js'
 
 /** C[M,N] += A[M,K] @ B[K,N], row-major, at the given offsets (two rows of C by four rows of B per sweep). */
 export function matmulAcc(
@@ -56,10 +58,12 @@ export function matmulAcc(
 /** Elements of one im2col buffer; a batch of images shares one buffer up to this size. */
 const COL_LIMIT = 1 << 16
 
-const linearCost = (ins: readonly Operand[]): Cost => {
-  const secret = ins.filter((i) => i.secret).length
-  if (secret === 0) return ZERO_COST
-  return { depth: 1, muls: 0, nonlinear: 0 }
+/** The geometry of a 2-D window on one image [c, h, w] (1-D windows as h = 1). */
+function geomOf(win: ReturnType<typeof resolveWindow>, c: number, h: number, w: number, m: number, group: number): ConvGeom {
+  return {
+    c, h, w, m, oh: win.outH, ow: win.outW, kh: win.k[0], kw: win.k[1],
+    strides: [win.s[0], win.s[1]], pads: [win.pads[0], win.pads[1], win.pads[2], win.pads[3]], dilations: [win.d[0], win.d[1]], group,
+  }
 }
 
 /** A Conv or pooling window as the attributes give it. */
@@ -248,7 +252,14 @@ export const Conv = defineOp<ConvAttrs>({
     }
     return y
   },
-  cost: linearCost,
+  secret: (ins, a, out) => {
+    const [x, w, b] = ins
+    if (w.secret || (b && b.secret)) return { form: 'product' }
+    const [, c, h, wd] = spatial(x, 'Conv')
+    const win = convWindow(a, w.shape.slice(2), h, wd)
+    const geom = geomOf(win, c, h, wd, w.shape[0], a.group)
+    return { form: 'affine', terms: [{ input: 0, prims: [{ kind: 'conv', in: x.shape, out: out.shape, geom, weight: w.value!.data }] }] }
+  },
 })
 
 interface ConvTransposeAttrs extends Window {
@@ -326,7 +337,6 @@ export const ConvTranspose = defineOp<ConvTransposeAttrs>({
       }
     return y
   },
-  cost: linearCost,
 })
 
 interface GemmAttrs {
@@ -369,7 +379,23 @@ export const Gemm = defineOp<GemmAttrs>({
     }
     return withData(out, y)
   },
-  cost: (ins) => linearCost(ins.slice(0, 2)),
+  secret: (ins, a, out) => {
+    const [A, B, C] = ins
+    if (B.secret || (C && C.secret) || !A.secret) return { form: 'product' }
+    const [M, N] = out.shape
+    const K = a.transA ? A.shape[0] : A.shape[1]
+    const prims: Prim[] = []
+    if (a.transA) {
+      const map = new Int32Array(M * K)
+      for (let i = 0; i < M; i++) for (let k = 0; k < K; k++) map[i * K + k] = k * M + i
+      prims.push(indexPrim(A.shape, [M, K], map))
+    }
+    const bv = B.value!.data
+    const w = a.transB ? transpose2(bv, B.shape[0], B.shape[1]) : Float64Array.from(bv)
+    if (a.alpha !== 1) for (let i = 0; i < w.length; i++) w[i] *= a.alpha
+    prims.push({ kind: 'dense', in: [M, K], out: [M, N], k: K, n: N, weight: w })
+    return { form: 'affine', terms: [{ input: 0, prims }] }
+  },
 })
 
 export function transpose2(d: Float64Array, r: number, c: number): Float64Array {
@@ -413,9 +439,12 @@ export const MatMul = defineOp<object>({
       matmulAcc(A.data, (ia ? ia[i] : i) * M * K, B.data, (ib ? ib[i] : i) * K * N, y, i * M * N, M, K, N)
     return withData(out, y)
   },
-  cost: (ins, _a, out) => {
-    if (ins[0].secret && ins[1].secret) return { depth: 1, muls: sizeOf(out.shape) * ins[0].shape[ins[0].shape.length - 1], nonlinear: 0 }
-    return linearCost(ins)
+  secret: (ins, _a, out) => {
+    const [A, B] = ins
+    if (B.secret || B.shape.length > 2) return { form: 'product' }
+    const K = B.shape[0]
+    const N = B.shape.length === 1 ? 1 : B.shape[1]
+    return { form: 'affine', terms: [{ input: 0, prims: [{ kind: 'dense', in: A.shape, out: out.shape, k: K, n: N, weight: B.value!.data }] }] }
   },
 })
 
@@ -453,7 +482,12 @@ export const BatchNormalization = defineOp<{ epsilon: number }>({
     }
     return withData(out, y)
   },
-  cost: (ins) => linearCost(ins.slice(0, 1)),
+  secret: (ins, a, out) => {
+    if (ins.slice(1).some((i) => i.secret)) return { form: 'product' }
+    const [, s, , , v] = ins.map((i) => i.value)
+    const k = s!.data.map((sc, ch) => sc / Math.sqrt(v!.data[ch] + a.epsilon))
+    return { form: 'affine', terms: [{ input: 0, prims: [scaleBy(out.shape, { dtype: 'float64', shape: [k.length, ...out.shape.slice(2).map(() => 1)], data: k })] }] }
+  },
 })
 
 interface PoolAttrs extends Window {
@@ -518,17 +552,32 @@ function pool(kind: 'max' | 'avg') {
       }
       return y
     },
-    cost: (ins, a, out) => {
-      if (!ins[0].secret) return ZERO_COST
-      if (kind === 'avg') return { depth: 1, muls: 0, nonlinear: 0 }
-      const win = a.kernel.reduce((p, v) => p * v, 1)
-      return { depth: 0, muls: 0, nonlinear: sizeOf(out.shape) * (win - 1) }
+    secret: (ins, a, out): SecretForm => {
+      if (kind === 'max') return { form: 'compare', what: 'max' }
+      const x = ins[0]
+      const [, c, h, w] = spatial(x, 'AveragePool')
+      const prim: Prim = { kind: 'sumpool', in: x.shape, out: out.shape, geom: geomOf(resolveWindow(a, h, w), c, h, w, c, c) }
+      // the divisor per output: the op's own average of ones over the window sums of ones
+      const ones = { dtype: 'float64' as const, shape: [1, 1, h, w], data: new Float64Array(h * w).fill(1) }
+      const one = { ...prim, in: ones.shape, out: [1, 1, ...out.shape.slice(2)], geom: { ...prim.geom, c: 1, m: 1, group: 1 } }
+      const avg: Float64Array = avgOf([ones], a, { dtype: 'float64', shape: one.out }).data
+      const cnt = applyPrimOnce(one, ones.data)
+      const f = Float64Array.from(avg, (v, i) => (cnt[i] > 0 ? v / cnt[i] : 0))
+      return { form: 'affine', terms: [{ input: 0, prims: [prim, scaleBy(out.shape, { dtype: 'float64', shape: one.out, data: f })] }] }
     },
   })
 }
 
+function applyPrimOnce(p: Prim, x: Float64Array): Float64Array {
+  return applyPrim(p, x, 1)
+}
+
+function avgOf(ins: Tensor[], a: PoolAttrs, out: TensorType): Tensor {
+  return AveragePool.eval(ins, a, out)
+}
+
 export const MaxPool = pool('max')
-export const AveragePool = pool('avg')
+export const AveragePool: OpDef<PoolAttrs> = pool('avg')
 
 function globalPool(kind: 'max' | 'avg') {
   return defineOp<object>({
@@ -556,10 +605,11 @@ function globalPool(kind: 'max' | 'avg') {
       }
       return y
     },
-    cost: (ins, _a, out) => {
-      if (!ins[0].secret) return ZERO_COST
-      if (kind === 'avg') return { depth: 1, muls: 0, nonlinear: 0 }
-      return { depth: 0, muls: 0, nonlinear: sizeOf(out.shape) * (sizeOf(ins[0].shape.slice(2)) - 1) }
+    secret: (ins, _a, out) => {
+      if (kind === 'max') return { form: 'compare', what: 'max' }
+      const inner = sizeOf(ins[0].shape.slice(2))
+      const map = Int32Array.from({ length: sizeOf(ins[0].shape) }, (_, i) => Math.floor(i / inner))
+      return { form: 'affine', terms: [{ input: 0, prims: [{ kind: 'segsum', in: ins[0].shape, out: out.shape, map }, scaleBy(out.shape, 1 / inner)] }] }
     },
   })
 }

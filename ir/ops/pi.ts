@@ -3,7 +3,7 @@
  * chosen basis, and `PartialRelu`, SENet's m * relu(x) + (1 - m) * x with a constant 0/1 mask
  * (optionally with the masked positions approximated by a polynomial).
  */
-import { defineOp, OpError, ZERO_COST, type OpDef } from '../op.js'
+import { defineOp, OpError, type OpDef } from '../op.js'
 import { evalBasis, type Basis } from '../poly.js'
 import { sizeOf, type Tensor, type TensorType } from '../tensor.js'
 import { broadcastIndex, broadcastShapes, requireFloat, withData } from './util.js'
@@ -90,11 +90,7 @@ export const Poly = defineOp<PolyAttrs>({
     return { dtype: ins[0].dtype, shape: ins[0].shape }
   },
   eval: (ins, a, out) => withData(out, applyPoly(a, ins[0], out)),
-  cost: (ins, a, out) => {
-    if (!ins[0].secret) return ZERO_COST
-    const d = polyDegree(a)
-    return { depth: polyDepth(d), muls: polyMuls(d) * sizeOf(out.shape), nonlinear: 0 }
-  },
+  secret: (_ins, a) => ({ form: 'poly', degree: polyDegree(a) }),
 })
 
 export interface PartialReluAttrs {
@@ -139,13 +135,7 @@ export const PartialRelu = defineOp<PartialReluAttrs>({
     }
     return withData(out, y)
   },
-  cost: (ins, a, out) => {
-    if (!ins[0].secret) return ZERO_COST
-    const ones = maskOnes(a.mask, out.shape)
-    if (!a.poly) return { depth: 0, muls: 0, nonlinear: ones }
-    const d = polyDegree(a.poly)
-    return { depth: polyDepth(d) + 1, muls: polyMuls(d) * ones, nonlinear: 0 }
-  },
+  secret: (_ins, a) => (a.poly ? { form: 'poly', degree: polyDegree(a.poly), positions: a.mask } : { form: 'compare', what: 'relu', positions: a.mask }),
 })
 
 export const PI_OPS: Record<string, OpDef> = { Poly, PartialRelu }

@@ -1,5 +1,7 @@
 /** Reductions and normalizations over axes: ReduceMean, ReduceSum, ReduceMax, Softmax. */
-import { defineOp, OpError, ZERO_COST, type OpDef } from '../op.js'
+import { scaleBy } from '../linear.js'
+import { defineOp, OpError, type OpDef } from '../op.js'
+import { broadcastIndex } from './util.js'
 import { sizeOf, type Tensor, type TensorType } from '../tensor.js'
 import { alloc, intsOf, normAxis, withData } from './util.js'
 
@@ -62,10 +64,15 @@ function reduce(doc: string, init: number, step: (acc: number, v: number) => num
       for (let i = 0; i < y.data.length; i++) y.data[i] = finish(y.data[i], n)
       return y
     },
-    cost: (ins, _a, out) => {
-      if (!ins[0].secret) return ZERO_COST
-      if (kind === 'linear') return { depth: 1, muls: 0, nonlinear: 0 }
-      return { depth: 0, muls: 0, nonlinear: sizeOf(ins[0].shape) - sizeOf(out.shape) }
+    secret: (ins, a, out) => {
+      if (kind !== 'linear' || (ins[1] && ins[1].secret)) return { form: 'nonpoly' }
+      const x = ins[0]
+      const axes = reduceAxes(ins, a, (i) => ins[i].value)
+      const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+      const map = broadcastIndex(kept, x.shape) ?? Int32Array.from({ length: sizeOf(x.shape) }, (_, i) => i)
+      const n = sizeOf(axes.map((i) => x.shape[i]))
+      const mean = finish(n, n) !== n
+      return { form: 'affine', terms: [{ input: 0, prims: [{ kind: 'segsum', in: x.shape, out: out.shape, map }, ...(mean ? [scaleBy(out.shape, 1 / n)] : [])] }] }
     },
   })
 }
@@ -108,7 +115,6 @@ export const Softmax = defineOp<{ axis: number; legacy: boolean }>({
       }
     return withData(out, y)
   },
-  cost: (ins, _a, out) => (ins[0].secret ? { depth: 0, muls: 0, nonlinear: sizeOf(out.shape) } : ZERO_COST),
 })
 
 export const REDUCE_OPS: Record<string, OpDef> = { ReduceMean, ReduceSum, ReduceMax, Softmax }

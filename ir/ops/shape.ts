@@ -3,11 +3,18 @@
  * Concat, Pad, Gather, Expand, Slice, Shape and ConstantOfShape. Shape-like operands (Reshape's
  * shape, Squeeze's axes, Pad's pads) must be compile-time constants.
  */
-import { defineOp, OpError, ZERO_COST, type OnnxAttrs, type OpDef } from '../op.js'
+import { layoutForm, reshapePrim, type SecretForm } from '../linear.js'
+import { defineOp, OpError, type OnnxAttrs, type OpDef, type Operand } from '../op.js'
 import { sizeOf, stridesOf, tensor, type Tensor, type TensorType } from '../tensor.js'
 import { alloc, broadcastShapes, broadcastTo, checkShape, intsOf, normAxis, withData } from './util.js'
 
 const reshapeEval = (ins: readonly Tensor[], _a: unknown, out: TensorType): Tensor => withData(out, ins[0].data)
+
+/** Reshapes keep every element in place: a reshape of input 0 (the target shape must be a constant). */
+function reshapeForm(ins: readonly Operand[], _a: unknown, out: TensorType): SecretForm {
+  if (ins.slice(1).some((i) => i.secret)) return { form: 'nonpoly' }
+  return { form: 'layout', terms: [{ input: 0, prims: [reshapePrim(ins[0].shape, out.shape)] }] }
+}
 
 export const Flatten = defineOp<{ axis: number }>({
   doc: 'reshape to 2-D: [prod(dims < axis), prod(dims >= axis)]',
@@ -23,6 +30,7 @@ export const Flatten = defineOp<{ axis: number }>({
     return { dtype: ins[0].dtype, shape: [sizeOf(s.slice(0, axis)), sizeOf(s.slice(axis))] }
   },
   eval: reshapeEval,
+  secret: reshapeForm,
 })
 
 export const Reshape = defineOp<{ allowzero: boolean }>({
@@ -48,6 +56,7 @@ export const Reshape = defineOp<{ allowzero: boolean }>({
     return { dtype: ins[0].dtype, shape }
   },
   eval: reshapeEval,
+  secret: reshapeForm,
 })
 
 function squeezeAxes(a: { axes?: number[] }, cx: { constant(i: number): Tensor | undefined }, hasInput: boolean): number[] | undefined {
@@ -74,6 +83,7 @@ export const Squeeze = defineOp<{ axes?: number[] }>({
     return { dtype: ins[0].dtype, shape: s.filter((d, i) => (axes ? !axes.includes(i) : d !== 1)) }
   },
   eval: reshapeEval,
+  secret: reshapeForm,
 })
 
 export const Unsqueeze = defineOp<{ axes?: number[] }>({
@@ -95,6 +105,7 @@ export const Unsqueeze = defineOp<{ axes?: number[] }>({
     return { dtype: ins[0].dtype, shape }
   },
   eval: reshapeEval,
+  secret: reshapeForm,
 })
 
 /** Permute `x` by `perm` into a new tensor of type `out`. */
@@ -123,6 +134,7 @@ export function transposeData(x: Tensor, perm: readonly number[], out: TensorTyp
 export const Transpose = defineOp<{ perm?: number[] }>({
   doc: 'permute axes (default: reverse them)',
   kind: 'layout',
+  secret: (ins, a, out): SecretForm => layoutForm(Transpose, ins, a, out),
   arity: [1, 1],
   since: 1,
   attrs: (r) => ({ perm: r.has('perm') ? r.ints('perm') : undefined }),
@@ -140,6 +152,7 @@ export const Transpose = defineOp<{ perm?: number[] }>({
 export const Concat = defineOp<{ axis: number }>({
   doc: 'join inputs along an axis',
   kind: 'layout',
+  secret: (ins, a, out): SecretForm => layoutForm(Concat, ins, a, out, () => true),
   arity: [1, 2 ** 16],
   since: 4,
   attrs: (r) => ({ axis: r.int('axis') }),
@@ -211,6 +224,7 @@ export function padIsNoop(ins: readonly TensorType[], a: PadAttrs, cx: { constan
 export const Pad = defineOp<PadAttrs>({
   doc: "pad with a constant, by reflection or by repeating the edge (pads input, opset 11+); negative pads crop",
   kind: 'layout',
+  secret: (ins, a, out): SecretForm => layoutForm(Pad, ins, a, out),
   arity: [1, 4],
   since: 2,
   attrs: (r) => {
@@ -268,6 +282,7 @@ export const Pad = defineOp<PadAttrs>({
 export const Gather = defineOp<{ axis: number }>({
   doc: 'take slices along an axis at constant or computed indices (negative indices count from the end)',
   kind: 'layout',
+  secret: (ins, a, out): SecretForm => layoutForm(Gather, ins, a, out),
   arity: [2, 2],
   since: 1,
   attrs: (r) => ({ axis: r.int('axis', 0) }),
@@ -300,6 +315,7 @@ export const Gather = defineOp<{ axis: number }>({
 export const Expand = defineOp<object>({
   doc: 'broadcast to a constant shape',
   kind: 'layout',
+  secret: (ins, a, out): SecretForm => layoutForm(Expand, ins, a, out),
   arity: [2, 2],
   since: 8,
   attrs: () => ({}),
@@ -340,6 +356,7 @@ function sliceSpec(ins: readonly TensorType[], a: SliceAttrs, cx: { constant(i: 
 export const Slice = defineOp<SliceAttrs>({
   doc: 'strided slice with constant starts, ends, axes and steps',
   kind: 'layout',
+  secret: (ins, a, out): SecretForm => layoutForm(Slice, ins, a, out),
   arity: [1, 5],
   since: 1,
   attrs: (r) => ({ starts: r.has('starts') ? r.ints('starts') : undefined, ends: r.has('ends') ? r.ints('ends') : undefined, axes: r.has('axes') ? r.ints('axes') : undefined }),
@@ -376,7 +393,6 @@ export const Shape = defineOp<{ start: number; end?: number }>({
   onnx: (a) => ({ start: a.start !== 0 ? { i: a.start } : undefined, end: a.end !== undefined ? { i: a.end } : undefined }),
   infer: (ins, a) => ({ dtype: 'int64', shape: [shapeSlice(ins[0].shape, a).length] }),
   eval: (ins, a, out) => tensor('int64', out.shape, shapeSlice(ins[0].shape, a)),
-  cost: () => ZERO_COST,
 })
 
 function shapeSlice(s: readonly number[], a: { start: number; end?: number }): number[] {
