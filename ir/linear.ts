@@ -24,6 +24,7 @@
 import { PicError } from './errors.js'
 import { constantOf, describeNode, type Graph, type Node } from './graph.js'
 import type { OpDef, Operand } from './op.js'
+import type { PolyAttrs } from './ops/pi.js'
 import { OPS } from './ops/index.js'
 import { matmulAcc } from './ops/nn.js'
 import { broadcastIndex } from './ops/util.js'
@@ -63,6 +64,13 @@ export interface Term {
   readonly prims: readonly Prim[]
 }
 
+/** The coefficients of x^e as a Poly (power basis, no normalization). */
+export function powerPoly(e: number): PolyAttrs {
+  const c = new Array<number>(e + 1).fill(0)
+  c[e] = 1
+  return { basis: 'power', axis: 1, coeffs: [c], shift: [0], scale: [1] }
+}
+
 /** A secret value in normal form: the sum of its terms plus a bias, of the given shape. */
 export interface Affine {
   readonly shape: readonly number[]
@@ -77,10 +85,14 @@ export type SecretForm =
   | { form: 'layout'; terms: { input: number; prims: Prim[] }[] }
   /** Affine in its secret inputs, with constant weights; the bias comes from `eval`. */
   | { form: 'affine'; terms: { input: number; prims: Prim[] }[] }
-  /** An elementwise polynomial of input 0, of the given degree (coefficients in the op's attributes). */
-  | { form: 'poly'; degree: number; positions?: Tensor }
-  /** Comparisons: ReLU (slope 0), leaky ReLU (slope per element), max pooling over windows; PartialRelu's mask positions. */
-  | { form: 'compare'; what: 'relu' | 'max'; slope?: Float64Array; positions?: Tensor }
+  /** An elementwise polynomial of input 0 (on the mask's ones only, when `positions` is given; identity elsewhere). */
+  | { form: 'poly'; poly: PolyAttrs; positions?: Tensor }
+  /**
+   * Comparisons of input 0: ReLU (with a slope per element for leaky ReLU; on the mask's ones only when
+   * `positions` is given, identity elsewhere), or the maximum over each pooling window.
+   */
+  | { form: 'compare'; what: 'relu'; slope?: Float64Array; positions?: Tensor }
+  | { form: 'compare'; what: 'max'; window: ConvGeom }
   /** A product of two secret values. */
   | { form: 'product' }
   /** Anything else: must be approximated first. */

@@ -1,7 +1,7 @@
 /** Graph statistics for reports: op counts, parameter counts, activation sizes, total cost. */
 import type { Graph, Node } from './graph.js'
 import { LinearAnalysis, secretNodes } from './linear.js'
-import { polyDepth } from './ops/pi.js'
+import { polyDegree, polyDepth } from './ops/pi.js'
 import { sizeOf } from './tensor.js'
 
 /**
@@ -36,7 +36,7 @@ export function graphDepth(g: Graph): number {
     let d = Math.max(0, ...n.inputs.map((i) => (i ? (depth.get(i) ?? 0) : 0)))
     if (an.secret.has(n.name) && n.op !== 'Input') {
       const f = an.form(n)
-      if (f.form === 'poly') d += polyDepth(f.degree)
+      if (f.form === 'poly') d += polyDepth(polyDegree(f.poly))
       else if (f.form === 'product') d += 1
     }
     depth.set(n.name, d)

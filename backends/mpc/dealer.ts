@@ -1,7 +1,7 @@
 /**
  * The trusted dealer (`pic dealer --port P`): stands in for the offline phase's homomorphic
  * encryption and oblivious transfer. Both parties connect with the same session id; the server
- * uploads the fixed-point segment matrices, and per image the dealer sends the server a seed and the
+ * uploads the segments' fixed-point linear operators (checked against its schedule), and per image the dealer sends the server a seed and the
  * client a seed plus what cannot be seeded: M r - s per segment, its Beaver-square shares and one
  * label per random oblivious transfer. The dealer sees the weights and the masks but never the
  * client's input, the garbled circuits or any online message.
@@ -10,7 +10,8 @@ import type { Server, Socket } from 'node:net'
 import { boundPort, Channel, listen, ProtocolError } from './net.js'
 import { ClientStreams, gcLayout, levelsOf, polyElems, PROTOCOL, segmentsOf, ServerStreams } from './protocol.js'
 import type { PolyLevel } from './cost.js'
-import { add, concatRing, freshSeed, matrixFromBytes, matVec, ringToBytes, sub, type SparseMatrix } from './ring.js'
+import { applyRing, operatorsFromBytes, type RingOperator } from './linear.js'
+import { add, freshSeed, ringToBytes, sub } from './ring.js'
 import type { MpcSchedule } from './schedule.js'
 
 export interface DealerSpec {
@@ -103,7 +104,7 @@ interface Pending {
   role: 'server' | 'client'
   ch: Channel
   hello: Hello
-  matrices?: SparseMatrix[]
+  operators?: RingOperator[]
   timer: NodeJS.Timeout
   /** Wakes the party that arrived first once its partner is here. */
   partner: () => void
@@ -126,19 +127,10 @@ export async function startDealer(opts: DealerOptions): Promise<DealerHandle> {
   }
   const handle = async (ch: Channel) => {
     const hello = parseHello(await ch.recv('setup', 0, 'hello'), ch.peer)
-    let matrices: SparseMatrix[] | undefined
+    let operators: RingOperator[] | undefined
     if (hello.role === 'server') {
-      const buf = await ch.recv('setup', 1, 'segment matrices')
-      matrices = []
-      let o = 0
-      for (const seg of hello.spec.segments) {
-        const { m, next } = matrixFromBytes(buf, o)
-        const cols = seg.sources.reduce((a, id) => a + (hello.spec.sources[id] ?? NaN), 0)
-        if (m.rows !== seg.size || m.cols !== cols) throw new ProtocolError(`${ch.peer} sent a matrix that does not fit its schedule`)
-        matrices.push(m)
-        o = next
-      }
-      if (o !== buf.length) throw new ProtocolError(`${ch.peer} sent malformed segment matrices`)
+      const buf = await ch.recv('setup', 1, 'linear operators')
+      operators = operatorsFromBytes(buf, hello.spec.segments, (id) => hello.spec.sources[id])
     } else if (hello.role !== 'client') throw new ProtocolError(`${ch.peer} has unknown role`)
     const other = pending.get(hello.session)
     if (!other) {
@@ -147,14 +139,14 @@ export async function startDealer(opts: DealerOptions): Promise<DealerHandle> {
           pending.delete(hello.session)
           reject(new ProtocolError(`timed out after ${timeoutMs} ms waiting for the other party of session ${hello.session.slice(0, 8)}`))
         }, timeoutMs)
-        pending.set(hello.session, { role: hello.role, ch, hello, matrices, timer, partner: resolve })
+        pending.set(hello.session, { role: hello.role, ch, hello, operators, timer, partner: resolve })
       })
       return
     }
     clearTimeout(other.timer)
     pending.delete(hello.session)
     other.partner()
-    const mine: Pending = { role: hello.role, ch, hello, matrices, timer: other.timer, partner: () => {} }
+    const mine: Pending = { role: hello.role, ch, hello, operators, timer: other.timer, partner: () => {} }
     const server = hello.role === 'server' ? mine : other
     const client = hello.role === 'client' ? mine : other
     try {
@@ -162,7 +154,7 @@ export async function startDealer(opts: DealerOptions): Promise<DealerHandle> {
       if (server.hello.fingerprint !== client.hello.fingerprint) throw new ProtocolError('client and server hold different schedules')
       if (server.hello.images !== client.hello.images) throw new ProtocolError('client and server disagree on the number of images')
       if (JSON.stringify(server.hello.spec) !== JSON.stringify(client.hello.spec)) throw new ProtocolError('client and server disagree on the offline material')
-      await generate(server.hello.spec, server.matrices!, server.hello.images, server.ch, client.ch)
+      await generate(server.hello.spec, server.operators!, server.hello.images, server.ch, client.ch)
       log(`dealer: session ${hello.session.slice(0, 8)}: ${server.hello.images} image(s) served`)
     } catch (e) {
       server.ch.abort((e as Error).message)
@@ -185,7 +177,7 @@ export async function startDealer(opts: DealerOptions): Promise<DealerHandle> {
 }
 
 /** Produce and send each image's correlations when both parties ask for it (bounded memory). */
-async function generate(spec: DealerSpec, matrices: SparseMatrix[], images: number, server: Channel, client: Channel): Promise<void> {
+async function generate(spec: DealerSpec, operators: RingOperator[], images: number, server: Channel, client: Channel): Promise<void> {
   for (let img = 0; img < images; img++) {
     const asks = await Promise.all([client.recv('offline', img, `request for image ${img}`), server.recv('offline', img, `request for image ${img}`)])
     if (asks.some((a) => a.length !== 0)) throw new ProtocolError('a party sent a malformed request')
@@ -196,7 +188,7 @@ async function generate(spec: DealerSpec, matrices: SparseMatrix[], images: numb
     const r = spec.sources.map((n, id) => cs.r(id, n))
     const parts: Buffer[] = [seedC]
     spec.segments.forEach((seg, j) => {
-      parts.push(ringToBytes(sub(matVec(matrices[j], concatRing(seg.sources.map((id) => r[id]))), ss.s(j, seg.size))))
+      parts.push(ringToBytes(sub(applyRing(operators[j], (id) => r[id], false), ss.s(j, seg.size))))
     })
     spec.poly.forEach(({ m, levels }, k) => {
       levels.forEach((lv, L) => {

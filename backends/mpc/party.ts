@@ -9,7 +9,7 @@
  * and finally the server's output share. Every receive is checked for size and bounded by a timeout.
  */
 import type { Socket } from 'node:net'
-import type { Graph } from '../../ir/graph.js'
+import { describeNode, type Graph } from '../../ir/graph.js'
 import type { Tensor } from '../../ir/tensor.js'
 import { latencyMs, round3 } from './cost.js'
 import { dealerSpec, parseHello, type Hello } from './dealer.js'
@@ -19,10 +19,10 @@ import {
   ClientStreams, gcLayout, levelsOf, secondSegment, polyElems, polyProducts, PROTOCOL, Reader, roundTags, segmentsOf, ServerStreams, type GcLayout, type PolyCorr,
 } from './protocol.js'
 import {
-  add, concatRing, decodeArray, encodeArray, freshSeed, gather, matrixToBytes, matVec, packBits, Prg, ringFromBytes, ringToBytes, sub, truncShare, unpackBits,
+  add, concatRing, decodeArray, encodeArray, freshSeed, gather, packBits, Prg, ringFromBytes, ringToBytes, sub, truncShare, unpackBits,
 } from './ring.js'
-import { analyze, scheduleOf, type MpcSchedule } from './schedule.js'
-import { segmentMatrix, type SegmentMatrix } from './segments.js'
+import { applyRing, operatorsToBytes, quantize, type RingOperator } from './linear.js'
+import { analyze, scheduleOf, segmentAffine, type MpcSchedule } from './schedule.js'
 
 const DEFAULT_TIMEOUT = 30_000
 
@@ -38,18 +38,19 @@ async function recvRing(ch: Channel, phase: Phase, tag: number, n: number, what:
 /** Everything the server prepares once per model. */
 export interface ServerModel {
   schedule: MpcSchedule
-  matrices: SegmentMatrix[]
+  /** Per segment (protocol order): its linear operator over Z_2^64, quantized. */
+  operators: RingOperator[]
 }
 
-/** Check the schedule against the model and build the segment matrices. */
+/** Check the schedule against the model and quantize the segments' linear operators. */
 export function prepareServer(graph: Graph, schedule: MpcSchedule): ServerModel {
   const p = schedule.params
   const an = analyze(graph)
   const mine = scheduleOf(an, { fracBits: p.fracBits, weightFracBits: p.weightFracBits, intBits: p.intBits })
   if (mine.fingerprint !== schedule.fingerprint)
     throw new ProtocolError('the schedule was not compiled from this model (fingerprints differ; compile it again with the same options)')
-  const pub = new Map<string, Tensor>()
-  return { schedule, matrices: segmentsOf(schedule).map((seg) => segmentMatrix(an, seg, p, pub)) }
+  const operators = segmentsOf(schedule).map((seg) => quantize(segmentAffine(an, seg), p.fracBits, p.weightFracBits, describeNode(an.nodes.get(seg.node)!)))
+  return { schedule, operators }
 }
 
 export interface ServeOptions {
@@ -116,7 +117,7 @@ async function serveSession(model: ServerModel, ch: Channel, dealerEp: Endpoint,
   try {
     const mine: Hello = { protocol: PROTOCOL, role: 'server', session: hello.session, fingerprint: s.fingerprint, images: hello.images, spec }
     dealer.send('setup', 0, Buffer.from(JSON.stringify(mine)))
-    dealer.send('setup', 1, Buffer.concat(model.matrices.map((m) => matrixToBytes(m.m))))
+    dealer.send('setup', 1, operatorsToBytes(model.operators))
     ch.send('setup', 1, Buffer.from(JSON.stringify({ ok: true })))
     const layouts = s.steps.map((st) => (st.kind === 'gc' ? gcLayout(s, st) : undefined))
     const tags = roundTags(s, layouts)
@@ -202,11 +203,7 @@ async function serverImage(
   const masked: BigUint64Array[] = []
   const inSrc = s.input.source
   masked[inSrc] = await recvRing(ch, 'online', 0, s.sources[inSrc].size, 'masked input')
-  const share = (j: number): BigUint64Array => {
-    const seg = segs[j]
-    const x = concatRing(seg.sources.map((id) => masked[id]))
-    return add(matVec(model.matrices[j].m, x, model.matrices[j].bias), ss.s(j, seg.size))
-  }
+  const share = (j: number): BigUint64Array => add(applyRing(model.operators[j], (id) => masked[id], true), ss.s(j, segs[j].size))
   for (const [k, st] of s.steps.entries()) {
     const ys = share(k)
     const tag = tags.steps[k]

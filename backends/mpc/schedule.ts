@@ -11,12 +11,14 @@
 import { createHash } from 'node:crypto'
 import { instantiate } from '../../ir/builder.js'
 import { PicError } from '../../ir/errors.js'
-import { constantOf, describeNode, type Graph, type Node } from '../../ir/graph.js'
-import { OPS } from '../../ir/ops/index.js'
-import { type PartialReluAttrs, type PolyAttrs } from '../../ir/ops/pi.js'
+import { describeNode, type Graph, type Node } from '../../ir/graph.js'
+import {
+  indexPrim, LinearAnalysis, LinearError, scalePrim, sourceAffine, type Affine, type ConvGeom, type Term,
+} from '../../ir/linear.js'
+import { type PolyAttrs } from '../../ir/ops/pi.js'
 import { broadcastIndex } from '../../ir/ops/util.js'
 import { toPowerBasis } from '../../ir/poly.js'
-import { sizeOf, tensor, type Tensor } from '../../ir/tensor.js'
+import { sizeOf, type Tensor } from '../../ir/tensor.js'
 import {
   defaultParams, DEALER_TO_SERVER, frameCost, gcCost, latencyMs, mulCost, polyCost, PRESETS, round3, type MpcParams, type MsgCost, type WindowGroup,
 } from './cost.js'
@@ -138,14 +140,6 @@ export const TRUST_MODEL =
 
 type Role = 'public' | 'source' | 'affine' | 'gc' | 'leaky' | 'poly' | 'mul' | 'fused'
 
-/** What the server knows about one poly step beyond the schedule (its coefficients are weights). */
-export interface PolyDetail {
-  /** Per element: coefficients c_0..c_d in the step's basis of t; null for identity positions. */
-  coeffs(index: number): readonly number[] | null
-  /** Per element: the normalization t = (x - shift) / scale. */
-  norm(index: number): { shift: number; scale: number }
-}
-
 export interface Analysis {
   graph: Graph
   nodes: Map<string, Node>
@@ -155,9 +149,10 @@ export interface Analysis {
   sources: SourceSpec[]
   steps: Step[]
   outputs: OutputSpec[]
-  poly: Map<string, PolyDetail>
-  /** LeakyRelu / PRelu: y = (1 - slope) relu(x) + slope x, the slope per element. */
-  leaky: Map<string, Float64Array>
+  /** Normal forms of secret values over the sources (ir/linear), as the ops declare them. */
+  linear: LinearAnalysis
+  /** Per polynomial step: its input's normalization t = (x - shift) / scale, per element. */
+  normalizers: Map<string, { shift: Float64Array; scale: Float64Array }>
 }
 
 function batchOne(g: Graph): Graph {
@@ -165,9 +160,6 @@ function batchOne(g: Graph): Graph {
   if (syms.length === 0 || syms.every((k) => g.symbols[k] === 1)) return g
   return instantiate(g, Object.fromEntries(syms.map((k) => [k, 1])))
 }
-
-const GC_POOL = new Set(['MaxPool', 'GlobalMaxPool'])
-const AFFINE_ARITH = new Set(['Add', 'Sub', 'Neg', 'Sum', 'Mean'])
 
 /** Channel of flat element i for a per-channel Poly on the given shape. */
 function channelOf(shape: readonly number[], axis: number, channels: number): (i: number) => number {
@@ -209,27 +201,26 @@ const SQUARE: PolyForm = { basis: 'power', rows: [[0, 0, 1]], shift: [0], scale:
 /** Largest polynomial degree the backend evaluates (Beaver products level by level). */
 export const MAX_POLY_DEGREE = 64
 
-function poolWindows(n: Node, inShape: readonly number[]): PoolSpec {
-  const def = OPS[n.op]
-  const rank = inShape.length
-  if (rank < 3) throw new MpcLowerError(`${describeNode(n)}: pooling needs an [N, C, spatial...] input`)
-  const spatial = inShape.slice(2)
-  const probeShape = [1, 1, ...spatial]
-  const probeType = { dtype: 'float64' as const, shape: probeShape }
-  const outType = def.infer([probeType], n.attrs, { constant: () => undefined })
-  const planeIn = sizeOf(spatial)
-  const planeOut = sizeOf(outType.shape)
-  if (planeIn * planeOut > 1 << 26) throw new MpcLowerError(`${describeNode(n)}: pooling plane too large to schedule`)
-  const windows: number[][] = Array.from({ length: planeOut }, () => [])
-  const data = new Float64Array(planeIn).fill(-1)
-  for (let j = 0; j < planeIn; j++) {
-    data[j] = 1
-    const y = def.eval([tensor('float64', probeShape, data)], n.attrs, outType)
-    for (let q = 0; q < planeOut; q++) if (y.data[q] === 1) windows[q].push(j)
-    data[j] = -1
-  }
-  if (windows.some((w) => w.length === 0)) throw new MpcLowerError(`${describeNode(n)}: a pooling window covers no input`)
-  return { planes: inShape[0] * inShape[1], planeIn, planeOut, windows }
+/** For each output position of one plane, the input positions of its window (from the declared geometry). */
+function poolWindows(n: Node, w: ConvGeom): PoolSpec {
+  const planeIn = w.h * w.w
+  const planeOut = w.oh * w.ow
+  const windows: number[][] = []
+  for (let oh = 0; oh < w.oh; oh++)
+    for (let ow = 0; ow < w.ow; ow++) {
+      const win: number[] = []
+      for (let ki = 0; ki < w.kh; ki++) {
+        const ih = oh * w.strides[0] - w.pads[0] + ki * w.dilations[0]
+        if (ih < 0 || ih >= w.h) continue
+        for (let kj = 0; kj < w.kw; kj++) {
+          const iw = ow * w.strides[1] - w.pads[1] + kj * w.dilations[1]
+          if (iw >= 0 && iw < w.w) win.push(ih * w.w + iw)
+        }
+      }
+      if (!win.length) throw new MpcLowerError(`${describeNode(n)}: a pooling window covers no input`)
+      windows.push(win)
+    }
+  return { planes: w.c, planeIn, planeOut, windows }
 }
 
 function groupsOf(pool: PoolSpec): WindowGroup[] {
@@ -238,173 +229,102 @@ function groupsOf(pool: PoolSpec): WindowGroup[] {
   return [...count.entries()].sort((a, b) => a[0] - b[0]).map(([k, c]) => ({ k, count: c }))
 }
 
-/** Classify nodes, form steps and segments. */
+/** Positions where a broadcast 0/1 mask is one (ascending). */
+function onesOf(mask: Tensor, shape: readonly number[]): number[] {
+  const idx = broadcastIndex(mask.shape, shape)
+  const pos: number[] = []
+  for (let i = 0; i < sizeOf(shape); i++) if (mask.data[idx ? idx[i] : i] !== 0) pos.push(i)
+  return pos
+}
+
+/**
+ * Classify nodes by their declared secret form, form steps and segments. Comparisons become garbled
+ * steps, polynomials and products Beaver steps; every other secret value is a segment, an affine
+ * function of sources in the normal form of ir/linear.
+ */
 export function analyze(g0: Graph): Analysis {
   const g = batchOne(g0)
-  const nodes = new Map<string, Node>()
-  const consumers = new Map<string, Node[]>()
-  for (const n of g.nodes) {
-    nodes.set(n.name, n)
-    for (const i of n.inputs) if (i) consumers.set(i, [...(consumers.get(i) ?? []), n])
-  }
   const outputs = new Set(g.outputs)
   const roles = new Map<string, Role>()
-  const secret = (x: string) => !!x && roles.get(x) !== 'public'
   const sources: SourceSpec[] = []
   const sourcesOf = new Map<string, number[]>()
   const steps: Step[] = []
-  const poly = new Map<string, PolyDetail>()
-  const leaky = new Map<string, Float64Array>()
+  /** Normal forms of the values the steps define (sources, polynomial outputs, leaky ReLUs). */
+  const defined = new Map<string, Affine>()
+  const linear = new LinearAnalysis(g, (n) => {
+    const role = roles.get(n.name)
+    if (role === 'fused') throw new MpcLowerError(`internal: fused ReLU '${n.name}' read outside its pool`)
+    return defined.get(n.name)
+  })
+  const nodes = linear.nodes
+  const consumers = new Map<string, Node[]>()
+  for (const n of g.nodes) for (const i of n.inputs) if (i) consumers.set(i, [...(consumers.get(i) ?? []), n])
   const newSource = (node: string, power: number, size: number) => {
     const s = { id: sources.length, node, power, size }
     sources.push(s)
     return s.id
   }
-
-  const segCache = new Map<string, number[]>()
-  const segmentSources = (v: string): number[] => {
-    const hit = segCache.get(v)
-    if (hit) return hit
-    const role = roles.get(v)
-    let out: number[]
-    if (role === 'public') out = []
-    else if (role === 'affine') {
-      const set = new Set<number>()
-      for (const i of nodes.get(v)!.inputs) if (i) for (const s of segmentSources(i)) set.add(s)
-      out = [...set].sort((a, b) => a - b)
-    } else if (role === 'leaky') {
-      const set = new Set<number>([...sourcesOf.get(v)!, ...segmentSources(nodes.get(v)!.inputs[0])])
-      out = [...set].sort((a, b) => a - b)
-    } else if (role === 'fused') throw new MpcLowerError(`internal: fused ReLU '${v}' read outside its pool`)
-    else out = sourcesOf.get(v)!
-    segCache.set(v, out)
-    return out
+  const define = (n: Node, ids: number[], a?: Affine) => {
+    sourcesOf.set(n.name, ids)
+    defined.set(n.name, a ?? sourceAffine(ids[0], n.type.shape))
   }
-  const segment = (v: string): SegmentSpec => ({ node: v, size: sizeOf(nodes.get(v)!.type.shape), sources: segmentSources(v) })
+
+  const affineOf = (v: string): Affine => {
+    try {
+      return linear.affine(v)
+    } catch (e) {
+      if (e instanceof LinearError) throw new MpcLowerError(e.message)
+      throw e
+    }
+  }
+  const segment = (v: string): SegmentSpec => ({
+    node: v,
+    size: sizeOf(nodes.get(v)!.type.shape),
+    sources: [...new Set(affineOf(v).terms.map((t) => t.source))].sort((a, b) => a - b),
+  })
 
   const addPoly = (n: Node, x: string, form: PolyForm, mask: Tensor | undefined) => {
     const rows = form.rows
     const xt = nodes.get(x)!.type
     const size = sizeOf(xt.shape)
     const chan = channelOf(xt.shape, form.axis, rows.length)
-    let positions: number[] | null = null
-    let isOn = (_i: number) => true
-    if (mask) {
-      const idx = broadcastIndex(mask.shape, xt.shape)
-      isOn = (i) => mask.data[idx ? idx[i] : i] !== 0
-      positions = []
-      for (let i = 0; i < size; i++) if (isOn(i)) positions.push(i)
-    }
+    const positions = mask ? onesOf(mask, xt.shape) : null
     const degree = Math.max(1, ...rows.map((r) => r.length - 1))
     if (degree > MAX_POLY_DEGREE) throw new MpcLowerError(`${describeNode(n)}: polynomials of degree ${degree} are not supported by the mpc backend (at most ${MAX_POLY_DEGREE})`)
     if (form.scale.some((v) => !(v > 0) || !Number.isFinite(v))) throw new MpcLowerError(`${describeNode(n)}: polynomial scale must be positive`)
     const m = positions ? positions.length : size
     const ids = [newSource(n.name, 1, size)]
     for (let k = 2; k <= degree; k++) ids.push(newSource(n.name, k, m))
-    sourcesOf.set(n.name, ids)
     const normChan = channelOf(xt.shape, form.axis, form.shift.length)
-    poly.set(n.name, {
-      coeffs: (i) => (isOn(i) ? rows[chan(i)] : null),
-      norm: (i) => ({ shift: form.shift[normChan(i)], scale: form.scale[normChan(i)] }),
-    })
+    // y = c_0 + c_1 t + sum_k c_k B_k(t) on the positions, x = scale t + shift elsewhere
+    const on = new Uint8Array(size).fill(positions ? 0 : 1)
+    if (positions) for (const i of positions) on[i] = 1
+    const coef = (i: number, k: number) => rows[chan(i)][k] ?? 0
+    const bias = Float64Array.from({ length: size }, (_, i) => (on[i] ? coef(i, 0) : form.shift[normChan(i)]))
+    const keep = (want: number) => Int32Array.from({ length: size }, (_, i) => (on[i] === want ? i : -1))
+    const terms: Term[] = []
+    terms.push({ source: ids[0], prims: [...(positions ? [indexPrim(xt.shape, xt.shape, keep(1))] : []), scalePrim(xt.shape, Float64Array.from({ length: size }, (_, i) => (on[i] ? coef(i, 1) : NaN)))] })
+    if (positions) terms.push({ source: ids[0], prims: [indexPrim(xt.shape, xt.shape, keep(0)), scalePrim(xt.shape, Float64Array.from({ length: size }, (_, i) => (on[i] ? NaN : form.scale[normChan(i)])))] })
+    const scatter = positions ? Int32Array.from({ length: size }, () => -1) : undefined
+    if (scatter) positions!.forEach((p, j) => (scatter[p] = j))
+    for (let k = 2; k <= degree; k++)
+      terms.push({ source: ids[k - 1], prims: [...(scatter ? [indexPrim([m], xt.shape, scatter)] : []), scalePrim(xt.shape, Float64Array.from({ length: size }, (_, i) => (on[i] ? coef(i, k) : NaN)))] })
+    define(n, ids, { shape: xt.shape, terms, bias })
     const seg = { ...segment(x), normalizedFor: n.name }
+    normalizers.set(n.name, {
+      shift: Float64Array.from({ length: size }, (_, i) => form.shift[normChan(i)]),
+      scale: Float64Array.from({ length: size }, (_, i) => form.scale[normChan(i)]),
+    })
     steps.push({ kind: 'poly', name: n.origin?.name || n.name, op: n.op, node: n.name, segment: seg, degree, basis: form.basis, positions, sources: ids })
     roles.set(n.name, 'poly')
   }
-
-  for (const n of g.nodes) {
-    if (n.op === 'Input') {
-      roles.set(n.name, 'source')
-      sourcesOf.set(n.name, [newSource(n.name, 1, sizeOf(n.type.shape))])
-      continue
-    }
-    const secretIns = n.inputs.filter((i) => secret(i))
-    if (n.op === 'Constant' || secretIns.length === 0 || OPS[n.op].kind === 'source') {
-      roles.set(n.name, 'public')
-      continue
-    }
-    const def = OPS[n.op]
-    const x = n.inputs[0]
-    if ((n.op === 'LeakyRelu' || n.op === 'PRelu') && secretIns.length === 1) {
-      const size = sizeOf(n.type.shape)
-      let slope: Float64Array
-      if (n.op === 'LeakyRelu') slope = new Float64Array(size).fill((n.attrs as { alpha: number }).alpha)
-      else {
-        const sn = nodes.get(n.inputs[1])!
-        if (sn.op !== 'Constant') throw new MpcLowerError(`${describeNode(n)}: the PRelu slope must be a constant`)
-        const st = constantOf(sn)!
-        const idx = broadcastIndex(st.shape, n.type.shape)
-        slope = Float64Array.from({ length: size }, (_, i) => st.data[idx ? idx[i] : i])
-      }
-      gcElementwise(n, x, null)
-      roles.set(n.name, 'leaky')
-      leaky.set(n.name, slope)
-    } else if (n.op === 'Relu') {
-      const cs = consumers.get(n.name) ?? []
-      if (cs.length === 1 && GC_POOL.has(cs[0].op) && !outputs.has(n.name)) {
-        roles.set(n.name, 'fused')
-        continue
-      }
-      gcElementwise(n, x, null)
-    } else if (n.op === 'PartialRelu') {
-      const a = n.attrs as unknown as PartialReluAttrs
-      if (a.poly) addPoly(n, x, polyForm(a.poly), a.mask)
-      else {
-        const xt = nodes.get(x)!.type
-        const idx = broadcastIndex(a.mask.shape, xt.shape)
-        const pos: number[] = []
-        for (let i = 0; i < sizeOf(xt.shape); i++) if (a.mask.data[idx ? idx[i] : i] !== 0) pos.push(i)
-        gcElementwise(n, x, pos)
-      }
-    } else if (GC_POOL.has(n.op)) {
-      const fused = roles.get(x) === 'fused'
-      const input = fused ? nodes.get(x)!.inputs[0] : x
-      const inShape = nodes.get(input)!.type.shape
-      const pool = poolWindows(n, inShape)
-      const outSize = sizeOf(n.type.shape)
-      const src = newSource(n.name, 1, outSize)
-      sourcesOf.set(n.name, [src])
-      roles.set(n.name, 'gc')
-      steps.push({
-        kind: 'gc', name: n.origin?.name || n.name, op: fused ? `Relu+${n.op}` : n.op, node: n.name, relu: fused, segment: segment(input),
-        positions: null, pool, groups: groupsOf(pool), identity: 0, source: src, outSize,
-      })
-    } else if (n.op === 'Poly') {
-      const a = n.attrs as unknown as PolyAttrs
-      addPoly(n, x, polyForm(a), undefined)
-    } else if (n.op === 'Mul' && secretIns.length === 2) {
-      if (n.inputs[0] === n.inputs[1]) addPoly(n, x, SQUARE, undefined)
-      else {
-        const size = sizeOf(n.type.shape)
-        if (n.inputs.some((i) => sizeOf(nodes.get(i)!.type.shape) !== size))
-          throw new MpcLowerError(`${describeNode(n)}: products of two secret values must not broadcast in the mpc backend`)
-        const src = newSource(n.name, 1, size)
-        sourcesOf.set(n.name, [src])
-        roles.set(n.name, 'mul')
-        steps.push({ kind: 'mul', name: n.origin?.name || n.name, op: n.op, node: n.name, segment: segment(n.inputs[0]), segment2: segment(n.inputs[1]), source: src })
-      }
-    } else if (n.op === 'Pow') {
-      const e = nodes.get(n.inputs[1])
-      const ev = e && roles.get(e.name) === 'public' ? constantOf(e) : undefined
-      if (!ev || ev.data.length !== 1 || ev.data[0] !== 2) throw new MpcLowerError(`${describeNode(n)}: only Pow(x, 2) with a constant exponent is supported by the mpc backend`)
-      addPoly(n, x, SQUARE, undefined)
-    } else if (def.kind === 'linear' || def.kind === 'layout' || (def.kind === 'arith' && (AFFINE_ARITH.has(n.op) || n.op === 'Mul' || n.op === 'Div'))) {
-      if (n.op === 'Div' && secret(n.inputs[1])) throw new MpcLowerError(`${describeNode(n)}: division by a secret value is not supported by the mpc backend`)
-      if (def.kind === 'linear' && n.inputs.slice(1).some((i) => secret(i)) && n.op !== 'MatMul')
-        throw new MpcLowerError(`${describeNode(n)}: secret weights are not supported by the mpc backend`)
-      if (n.op === 'MatMul' && secretIns.length === 2) throw new MpcLowerError(`${describeNode(n)}: products of two secret values are not supported by the mpc backend`)
-      roles.set(n.name, 'affine')
-    } else
-      throw new MpcLowerError(
-        `${describeNode(n)}: op ${n.op} is not supported by the mpc backend (ReLU, partial ReLU, max pooling and polynomials are; approximate others with --approx)`,
-      )
-  }
+  const normalizers = new Map<string, { shift: Float64Array; scale: Float64Array }>()
 
   function gcElementwise(n: Node, x: string, positions: number[] | null): void {
     const size = sizeOf(n.type.shape)
     const count = positions ? positions.length : size
     const src = newSource(n.name, 1, size)
-    sourcesOf.set(n.name, [src])
+    define(n, [src])
     roles.set(n.name, 'gc')
     steps.push({
       kind: 'gc', name: n.origin?.name || n.name, op: n.op, node: n.name, relu: true, segment: segment(x),
@@ -412,11 +332,92 @@ export function analyze(g0: Graph): Analysis {
     })
   }
 
+  const isMaxPool = (n: Node) => {
+    const f = linear.form(n)
+    return f.form === 'compare' && f.what === 'max'
+  }
+
+  for (const n of g.nodes) {
+    if (n.op === 'Input') {
+      roles.set(n.name, 'source')
+      define(n, [newSource(n.name, 1, sizeOf(n.type.shape))])
+      continue
+    }
+    const f = linear.form(n)
+    const x = n.inputs[0]
+    if (f.form === 'public') roles.set(n.name, 'public')
+    else if (f.form === 'layout' || f.form === 'affine') roles.set(n.name, 'affine')
+    else if (f.form === 'compare' && f.what === 'relu') {
+      if (f.slope) {
+        gcElementwise(n, x, null)
+        const r = defined.get(n.name)!
+        const xa = affineOf(x)
+        const slope = f.slope
+        const keepShape = n.type.shape
+        defined.set(n.name, {
+          shape: keepShape,
+          terms: [
+            { source: r.terms[0].source, prims: [scalePrim(keepShape, slope.map((s) => 1 - s))] },
+            ...xa.terms.map((t) => ({ source: t.source, prims: [...t.prims, scalePrim(keepShape, slope)] })),
+          ],
+          bias: xa.bias.map((b, i) => slope[i] * b),
+        })
+        roles.set(n.name, 'leaky')
+      } else if (f.positions) gcElementwise(n, x, onesOf(f.positions, nodes.get(x)!.type.shape))
+      else {
+        const cs = consumers.get(n.name) ?? []
+        if (cs.length === 1 && !outputs.has(n.name) && isMaxPool(cs[0])) roles.set(n.name, 'fused')
+        else gcElementwise(n, x, null)
+      }
+    } else if (f.form === 'compare') {
+      const fused = roles.get(x) === 'fused'
+      const input = fused ? nodes.get(x)!.inputs[0] : x
+      const pool = poolWindows(n, f.window)
+      const outSize = sizeOf(n.type.shape)
+      const src = newSource(n.name, 1, outSize)
+      define(n, [src])
+      roles.set(n.name, 'gc')
+      steps.push({
+        kind: 'gc', name: n.origin?.name || n.name, op: fused ? `Relu+${n.op}` : n.op, node: n.name, relu: fused, segment: segment(input),
+        positions: null, pool, groups: groupsOf(pool), identity: 0, source: src, outSize,
+      })
+    } else if (f.form === 'poly') addPoly(n, x, polyForm(f.poly), f.positions)
+    else if (f.form === 'product') {
+      const secretIns = n.inputs.filter((i) => i && linear.secret.has(i))
+      if (secretIns.length === 2 && n.inputs[0] === n.inputs[1]) addPoly(n, x, SQUARE, undefined)
+      else if (secretIns.length === 2 && n.inputs.length === 2) {
+        const size = sizeOf(n.type.shape)
+        if (n.inputs.some((i) => sizeOf(nodes.get(i)!.type.shape) !== size))
+          throw new MpcLowerError(`${describeNode(n)}: products of two secret values must not broadcast in the mpc backend`)
+        const src = newSource(n.name, 1, size)
+        define(n, [src])
+        roles.set(n.name, 'mul')
+        steps.push({ kind: 'mul', name: n.origin?.name || n.name, op: n.op, node: n.name, segment: segment(n.inputs[0]), segment2: segment(n.inputs[1]), source: src })
+      } else throw new MpcLowerError(`${describeNode(n)}: secret weights are not supported by the mpc backend`)
+    } else
+      throw new MpcLowerError(
+        `${describeNode(n)}: op ${n.op} is not supported by the mpc backend (ReLU, partial ReLU, max pooling and polynomials are; approximate others with --approx)`,
+      )
+  }
+
   const outs: OutputSpec[] = g.outputs.map((o) => {
-    if (!secret(o)) throw new MpcLowerError(`graph output '${o}' does not depend on the input`)
+    if (!linear.secret.has(o)) throw new MpcLowerError(`graph output '${o}' does not depend on the input`)
     return { node: o, shape: [...nodes.get(o)!.type.shape], segment: segment(o) }
   })
-  return { graph: g, nodes, roles, sourcesOf, sources, steps, outputs: outs, poly, leaky }
+  return { graph: g, nodes, roles, sourcesOf, sources, steps, outputs: outs, linear, normalizers }
+}
+
+/** A segment's normal form over the sources, normalized per element when it feeds a polynomial step. */
+export function segmentAffine(an: Analysis, spec: SegmentSpec): Affine {
+  const a = an.linear.affine(spec.node)
+  if (!spec.normalizedFor) return a
+  const { shift, scale } = an.normalizers.get(spec.normalizedFor)!
+  const inv = scale.map((v) => 1 / v)
+  return {
+    shape: a.shape,
+    terms: a.terms.map((t) => ({ source: t.source, prims: [...t.prims, scalePrim(a.shape, inv)] })),
+    bias: a.bias.map((b, i) => (b - shift[i]) * inv[i]),
+  }
 }
 
 function sumCost(a: MsgCost, b: MsgCost): MsgCost {

@@ -2,7 +2,7 @@
  * Elementwise ops: activations and other unary functions, and broadcasting binary and variadic
  * arithmetic (Add, Sub, Mul, Div, Pow, PRelu, Sum, Mean, Max, Min).
  */
-import { broadcastPrims, reshapePrim, scaleBy, type SecretForm } from '../linear.js'
+import { broadcastPrims, powerPoly, reshapePrim, scaleBy, type SecretForm } from '../linear.js'
 import { defineOp, OpError, type OnnxAttrs, type OpDef, type Operand } from '../op.js'
 import { sizeOf, type Tensor, type TensorType } from '../tensor.js'
 import { alloc, broadcastIndex, broadcastShapes, broadcastTo, requireFloat, withData } from './util.js'
@@ -234,7 +234,7 @@ export const Pow = defineOp<object>({
   secret: (ins, _a, out) => {
     const e = ins[1].secret ? undefined : integerExponent(ins[1].value)
     if (e === undefined || !ins[0].secret || sizeOf(ins[0].shape) !== sizeOf(out.shape)) return { form: 'nonpoly' }
-    return { form: 'poly', degree: e }
+    return { form: 'poly', poly: powerPoly(e) }
   },
 })
 

@@ -553,10 +553,11 @@ function pool(kind: 'max' | 'avg') {
       return y
     },
     secret: (ins, a, out): SecretForm => {
-      if (kind === 'max') return { form: 'compare', what: 'max' }
       const x = ins[0]
       const [, c, h, w] = spatial(x, 'AveragePool')
-      const prim: Prim = { kind: 'sumpool', in: x.shape, out: out.shape, geom: geomOf(resolveWindow(a, h, w), c, h, w, c, c) }
+      const geom = geomOf(resolveWindow(a, h, w), c, h, w, c, c)
+      if (kind === 'max') return { form: 'compare', what: 'max', window: geom }
+      const prim: Prim = { kind: 'sumpool', in: x.shape, out: out.shape, geom }
       // the divisor per output: the op's own average of ones over the window sums of ones
       const ones = { dtype: 'float64' as const, shape: [1, 1, h, w], data: new Float64Array(h * w).fill(1) }
       const one = { ...prim, in: ones.shape, out: [1, 1, ...out.shape.slice(2)], geom: { ...prim.geom, c: 1, m: 1, group: 1 } }
@@ -605,8 +606,11 @@ function globalPool(kind: 'max' | 'avg') {
       }
       return y
     },
-    secret: (ins, _a, out) => {
-      if (kind === 'max') return { form: 'compare', what: 'max' }
+    secret: (ins, _a, out): SecretForm => {
+      if (kind === 'max') {
+        const [, c, h, w] = spatial(ins[0], 'GlobalMaxPool')
+        return { form: 'compare', what: 'max', window: { c, h, w, m: c, oh: 1, ow: 1, kh: h, kw: w, strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: c } }
+      }
       const inner = sizeOf(ins[0].shape.slice(2))
       const map = Int32Array.from({ length: sizeOf(ins[0].shape) }, (_, i) => Math.floor(i / inner))
       return { form: 'affine', terms: [{ input: 0, prims: [{ kind: 'segsum', in: ins[0].shape, out: out.shape, map }, scaleBy(out.shape, 1 / inner)] }] }

@@ -90,7 +90,7 @@ export const Poly = defineOp<PolyAttrs>({
     return { dtype: ins[0].dtype, shape: ins[0].shape }
   },
   eval: (ins, a, out) => withData(out, applyPoly(a, ins[0], out)),
-  secret: (_ins, a) => ({ form: 'poly', degree: polyDegree(a) }),
+  secret: (_ins, a) => ({ form: 'poly', poly: a }),
 })
 
 export interface PartialReluAttrs {
@@ -135,7 +135,7 @@ export const PartialRelu = defineOp<PartialReluAttrs>({
     }
     return withData(out, y)
   },
-  secret: (_ins, a) => (a.poly ? { form: 'poly', degree: polyDegree(a.poly), positions: a.mask } : { form: 'compare', what: 'relu', positions: a.mask }),
+  secret: (_ins, a) => (a.poly ? { form: 'poly', poly: a.poly, positions: a.mask } : { form: 'compare', what: 'relu', positions: a.mask }),
 })
 
 export const PI_OPS: Record<string, OpDef> = { Poly, PartialRelu }

@@ -105,11 +105,15 @@ describe('bytes on the wire', () => {
       }
       const model = prepareServer(g, s)
       let checked = 0
-      for (const m of model.matrices)
-        for (const q of m.m.values)
-          if (q > 4096n || q < -4096n) {
-            checked++
-            weightPatterns.push(u64(q))
+      for (const op of model.operators)
+        for (const t of op.terms)
+          for (const p of t.prims) {
+            if (p.kind !== 'conv' && p.kind !== 'dense') continue
+            for (const q of p.weight)
+              if (Math.abs(q) > 4096) {
+                checked++
+                weightPatterns.push(u64(BigInt(q)))
+              }
           }
       expect(findAny(down, weightPatterns)).toBeUndefined()
       expect(checked).toBeGreaterThan(100)
