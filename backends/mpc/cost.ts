@@ -103,6 +103,24 @@ export interface MsgCost {
   rounds: number
 }
 
+/** Bytes of garbled material one frame of garbled circuits aims at (tables, mask labels, OT). */
+export const GC_CHUNK_BYTES = 32 << 20
+
+/**
+ * Instances of a k-input window circuit garbled together and sent as one frame: as many as fit in
+ * GC_CHUNK_BYTES, so neither party holds more than a chunk's wire labels while garbling or evaluating.
+ */
+export function gcChunk(p: MpcParams, k: number, relu: boolean): number {
+  const ands = getWindowCircuit({ k, inBits: p.gcBits, shift: p.weightFracBits, relu, outBits: p.ringBits }).ands
+  const perInstance = ands * 2 * LABEL + p.ringBits * LABEL + p.ringBits / 8 + k * p.gcBits * 2 * LABEL
+  return Math.max(1, Math.floor(GC_CHUNK_BYTES / perInstance / 8) * 8)
+}
+
+/** Frames of garbled circuits a step sends offline (one per chunk of instances). */
+export function gcChunks(p: MpcParams, g: GcShape): number {
+  return g.groups.reduce((s, w) => s + Math.ceil(w.count / gcChunk(p, w.k, g.relu)), 0)
+}
+
 /** Online and offline bytes of a garbled step (ReLU positions, max-pool windows). */
 export function gcCost(p: MpcParams, g: GcShape, identity: number): MsgCost & { ands: number } {
   const { inputs, instances } = gcSizes(g)
@@ -112,7 +130,7 @@ export function gcCost(p: MpcParams, g: GcShape, identity: number): MsgCost & { 
     ands,
     online: HEADER_BYTES + inputs * p.gcBits * LABEL + HEADER_BYTES + instances * RING,
     offlineC2S: Math.ceil(bBits / 8) + identity * RING,
-    offlineS2C: ands * 2 * LABEL + instances * p.ringBits * LABEL + (instances * p.ringBits) / 8 + bBits * 2 * LABEL,
+    offlineS2C: gcChunks(p, g) * HEADER_BYTES + ands * 2 * LABEL + instances * p.ringBits * LABEL + (instances * p.ringBits) / 8 + bBits * 2 * LABEL,
     dealerToClient: bBits * LABEL,
     rounds: instances > 0 ? 2 : 0,
   }

@@ -172,8 +172,8 @@ async function serverImage(
   rd.end()
   const rnd = new Prg(freshSeed(), 'server masks')
   const garbled: GarbledGroup[][] = []
-  const out: Buffer[] = []
   let tweak = img * 1024
+  // one frame per chunk, sent as soon as it is garbled: the server keeps only input labels and masks
   s.steps.forEach((st, k) => {
     if (st.kind !== 'gc') return
     const L = layouts[k]!
@@ -184,7 +184,6 @@ async function serverImage(
       const n = g.outIdx.length
       const gb = garble(g.circuit, n, freshSeed(), tweak++)
       const u = rnd.ring(n)
-      out.push(gb.tables, encodeLabels(gb, n, g.circuit.inputsU, toBits(u, p.ringBits)), packBits(gb.decode))
       const x0 = zeroLabels(gb, n, g.circuit.inputsB)
       const delta = Buffer.from(gb.delta.buffer, gb.delta.byteOffset, 16)
       const ot = Buffer.alloc(x0.length * 2)
@@ -194,11 +193,11 @@ async function serverImage(
         xorInto(ot, x0, j * 16, pairs, m0, 16, j * 32)
         for (let t = 0; t < 16; t++) ot[j * 32 + 16 + t] = x0[j * 16 + t] ^ delta[t] ^ pairs[m1 + t]
       }
-      out.push(ot)
-      return { gb, u }
+      ch.send('offline', img, Buffer.concat([gb.tables, encodeLabels(gb, n, g.circuit.inputsU, toBits(u, p.ringBits)), packBits(gb.decode), ot]))
+      return { gb: { ...gb, tables: Buffer.alloc(0) }, u }
     })
   })
-  ch.send('offline', img, Buffer.concat(out))
+  ch.send('offline', img, Buffer.alloc(0))
 
   const masked: BigUint64Array[] = []
   const inSrc = s.input.source
@@ -425,7 +424,6 @@ async function clientImage(
     }
   })
   server.send('offline', img, Buffer.concat(parts))
-  const sr = new Reader(await server.recv('offline', img, 'garbled circuits'), 'garbled circuits')
   interface ClientGroup {
     tables: Buffer
     labelsU: Buffer
@@ -433,25 +431,28 @@ async function clientImage(
     labelsB: Buffer
   }
   const groups: ClientGroup[][] = []
-  s.steps.forEach((st, k) => {
-    if (st.kind !== 'gc') return
+  for (const [k, st] of s.steps.entries()) {
+    if (st.kind !== 'gc') continue
     const L = layouts[k]!
     const bits = bBitsOf[k]!
     const m = mc[k]
     let bit = 0
-    groups[k] = L.groups.map((g) => {
+    groups[k] = []
+    for (const g of L.groups) {
+      const sr = new Reader(await server.recv('offline', img, 'garbled circuits'), 'garbled circuits')
       const n = g.outIdx.length
-      const tables = Buffer.from(sr.take(g.circuit.ands * n * 32))
-      const labelsU = Buffer.from(sr.take(n * p.ringBits * 16))
+      const tables = sr.take(g.circuit.ands * n * 32)
+      const labelsU = sr.take(n * p.ringBits * 16)
       const decode = unpackBits(Buffer.from(sr.take((n * p.ringBits) / 8)), n * p.ringBits, 'decoding bits')
       const nb = n * g.k * w
       const ot = sr.take(nb * 32)
+      sr.end()
       const labelsB = Buffer.alloc(nb * 16)
       for (let j = 0; j < nb; j++, bit++) xorInto(labelsB, ot, j * 32 + bits[bit] * 16, m!, bit * 16, 16, j * 16)
-      return { tables, labelsU, decode, labelsB }
-    })
-  })
-  sr.end()
+      groups[k].push({ tables, labelsU, decode, labelsB })
+    }
+  }
+  server.expect(await server.recv('offline', img, 'end of garbled circuits'), 0, 'end of garbled circuits')
 
   const t0 = performance.now()
   const inSrc = s.input.source

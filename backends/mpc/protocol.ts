@@ -3,7 +3,7 @@
  * instance layout of every garbled step (which segment elements enter which circuit instance, which
  * output each instance fills), the online round tags, and the per-image pseudo-random streams.
  */
-import { polyLevels, type PolyLevel } from './cost.js'
+import { gcChunk, polyLevels, type PolyLevel } from './cost.js'
 import { getWindowCircuit, type Circuit } from './gc.js'
 import { ProtocolError } from './net.js'
 import { Prg, ringFromBytes, truncShare } from './ring.js'
@@ -30,14 +30,23 @@ export interface GcLayout {
   bBits: number
 }
 
+/**
+ * Which segment elements enter which circuit instance, grouped by window size and cut into chunks
+ * (`gcChunk` instances each): every chunk is garbled on its own and sent as one frame.
+ */
 export function gcLayout(s: MpcSchedule, st: GcStep): GcLayout {
   const p = s.params
   const circ = (k: number) => getWindowCircuit({ k, inBits: p.gcBits, shift: p.weightFracBits, relu: st.relu, outBits: p.ringBits })
   const groups: GroupLayout[] = []
+  const push = (k: number, inIdx: Int32Array, outIdx: Int32Array) => {
+    const n = gcChunk(p, k, st.relu)
+    for (let o = 0; o < outIdx.length; o += n)
+      groups.push({ k, circuit: circ(k), inIdx: inIdx.subarray(o * k, Math.min(outIdx.length, o + n) * k), outIdx: outIdx.subarray(o, o + n) })
+  }
   let identity = new Int32Array(0)
   if (!st.pool) {
     const pos = st.positions ? Int32Array.from(st.positions) : Int32Array.from({ length: st.segment.size }, (_, i) => i)
-    if (pos.length) groups.push({ k: 1, circuit: circ(1), inIdx: pos, outIdx: pos })
+    if (pos.length) push(1, pos, pos)
     if (st.positions) {
       const on = new Uint8Array(st.segment.size)
       for (const i of st.positions) on[i] = 1
@@ -57,7 +66,7 @@ export function gcLayout(s: MpcSchedule, st: GcStep): GcLayout {
       })
     for (const k of [...byK.keys()].sort((a, b) => a - b)) {
       const g = byK.get(k)!
-      groups.push({ k, circuit: circ(k), inIdx: Int32Array.from(g.ins), outIdx: Int32Array.from(g.outs) })
+      push(k, Int32Array.from(g.ins), Int32Array.from(g.outs))
     }
   }
   const inputs = groups.reduce((a, g) => a + g.inIdx.length, 0)
