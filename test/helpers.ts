@@ -1,5 +1,5 @@
 /** Test helpers: fixture paths, the manifest, running the built CLI. */
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -42,4 +42,39 @@ export function xorshift32(seed: number): () => number {
     s ^= s << 5
     return s >>> 0
   }
+}
+
+/** Background `pic` processes started by `background`, to kill when a test file ends. */
+export const started: ChildProcess[] = []
+
+/** Start `pic ARGS` in the background; resolves with the port it reports listening on. */
+export function background(...args: string[]): Promise<{ child: ChildProcess; port: number; exit: Promise<number> }> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/pic.js'), ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
+  started.push(child)
+  const exit = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)))
+  return new Promise((resolve, reject) => {
+    let err = ''
+    const timer = setTimeout(() => reject(new Error(`no port from pic ${args[0]}: ${err}`)), 120_000)
+    child.stderr!.on('data', (d) => {
+      err += d
+      const m = /listening on [^\s]+:(\d+)/.exec(err)
+      if (m) {
+        clearTimeout(timer)
+        resolve({ child, port: Number(m[1]), exit })
+      }
+    })
+    child.on('exit', () => reject(new Error(`pic ${args[0]} exited: ${err}`)))
+  })
+}
+
+/** Run `pic ARGS` to completion without blocking the event loop (other parties may run meanwhile). */
+export function picAsync(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [path.join(ROOT, 'bin/pic.js'), ...args], { cwd: ROOT })
+    let stdout = ''
+    let stderr = ''
+    c.stdout.on('data', (d) => (stdout += d))
+    c.stderr.on('data', (d) => (stderr += d))
+    c.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
 }

@@ -2,37 +2,14 @@
  * The mpc commands end to end from the built CLI: compile --backend mpc --json, then dealer, serve
  * --once and query --json as three processes over loopback TCP; a bad schedule is one error line.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { encodeNpy, readNpy } from '../../../compiler/npy.js'
-import { digits, pic, ROOT } from '../../helpers.js'
+import { background, digits, pic, picAsync, started } from '../../helpers.js'
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'pic-mpc-'))
-const started: ChildProcess[] = []
-
-/** Start `pic ARGS` in the background; resolves with the port it reports listening on. */
-function background(...args: string[]): Promise<{ child: ChildProcess; port: number; exit: Promise<number> }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/pic.js'), ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
-  started.push(child)
-  const exit = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)))
-  return new Promise((resolve, reject) => {
-    let err = ''
-    const timer = setTimeout(() => reject(new Error(`no port from pic ${args[0]}: ${err}`)), 60_000)
-    child.stderr!.on('data', (d) => {
-      err += d
-      const m = /listening on [^\s]+:(\d+)/.exec(err)
-      if (m) {
-        clearTimeout(timer)
-        resolve({ child, port: Number(m[1]), exit })
-      }
-    })
-    child.on('exit', () => reject(new Error(`pic ${args[0]} exited: ${err}`)))
-  })
-}
-
 afterAll(() => {
   for (const c of started) if (c.exitCode === null) c.kill()
 })
@@ -58,14 +35,7 @@ describe('pic dealer / serve / query', () => {
     const dealer = await background('dealer', '--port', '0')
     const server = await background('serve', model, '--schedule', sched, '--port', '0', '--dealer', `127.0.0.1:${dealer.port}`, '--once')
     const ys = path.join(tmp, 'y.npy')
-    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const c = spawn(process.execPath, [path.join(ROOT, 'bin/pic.js'), 'query', sched, '--connect', `127.0.0.1:${server.port}`, '--dealer', `127.0.0.1:${dealer.port}`, '--input', xs, '--output', ys, '--json'], { cwd: ROOT })
-      let stdout = ''
-      let stderr = ''
-      c.stdout.on('data', (d) => (stdout += d))
-      c.stderr.on('data', (d) => (stderr += d))
-      c.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
-    })
+    const r = await picAsync('query', sched, '--connect', `127.0.0.1:${server.port}`, '--dealer', `127.0.0.1:${dealer.port}`, '--input', xs, '--output', ys, '--json')
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
     const out = JSON.parse(r.stdout)
