@@ -1,13 +1,10 @@
 /**
- * The MPC cost model: protocol parameters, network presets, and the exact bytes and rounds of every
- * message the runtime sends, derived from the same quantities the runtime uses (garbled-circuit AND
- * counts of the real circuit templates, label and OT sizes, openings, frame headers). Measured online
- * bytes equal these predictions; latency adds rounds times the one-way delay to bytes over bandwidth
- * (computation is not modelled).
+ * The cost model's common parts: protocol parameters, network presets, latency, and the vocabulary of
+ * message costs (label and ring-element sizes, a step's bytes per direction and rounds). Each step
+ * kind computes its own bytes and rounds in its file (steps/*.ts) from the same quantities its
+ * runtime uses, so measured bytes equal the prediction; latency adds rounds times the one-way delay
+ * to bytes over bandwidth (computation is not modelled).
  */
-import { getWindowCircuit } from './gc.js'
-import { HEADER_BYTES } from './net.js'
-
 export interface MpcParams {
   ring: 'Z_2^64'
   ringBits: 64
@@ -64,37 +61,11 @@ export function round3(x: number): number {
   return Math.round(x * 1000) / 1000
 }
 
-/** Window-size groups of a garbled step: `count` instances of a k-input window. */
-export interface WindowGroup {
-  k: number
-  count: number
-}
+/** Bytes of a wire label (kappa = 128 bits) and of a ring element. */
+export const LABEL = 16
+export const RING = 8
 
-export interface GcShape {
-  groups: WindowGroup[]
-  relu: boolean
-}
-
-export function gcAnds(p: MpcParams, g: GcShape): number {
-  let ands = 0
-  for (const w of g.groups) ands += w.count * getWindowCircuit({ k: w.k, inBits: p.gcBits, shift: p.weightFracBits, relu: g.relu, outBits: p.ringBits }).ands
-  return ands
-}
-
-/** Label elements (window inputs) and instances of a garbled step. */
-export function gcSizes(g: GcShape): { inputs: number; instances: number } {
-  let inputs = 0
-  let instances = 0
-  for (const w of g.groups) {
-    inputs += w.k * w.count
-    instances += w.count
-  }
-  return { inputs, instances }
-}
-
-const LABEL = 16
-const RING = 8
-
+/** One step's messages per image: bytes per direction and online rounds. */
 export interface MsgCost {
   online: number
   offlineC2S: number
@@ -103,102 +74,16 @@ export interface MsgCost {
   rounds: number
 }
 
-/** Bytes of garbled material one frame of garbled circuits aims at (tables, mask labels, OT). */
-export const GC_CHUNK_BYTES = 32 << 20
-
-/**
- * Instances of a k-input window circuit garbled together and sent as one frame: as many as fit in
- * GC_CHUNK_BYTES, so neither party holds more than a chunk's wire labels while garbling or evaluating.
- */
-export function gcChunk(p: MpcParams, k: number, relu: boolean): number {
-  const ands = getWindowCircuit({ k, inBits: p.gcBits, shift: p.weightFracBits, relu, outBits: p.ringBits }).ands
-  const perInstance = ands * 2 * LABEL + p.ringBits * LABEL + p.ringBits / 8 + k * p.gcBits * 2 * LABEL
-  return Math.max(1, Math.floor(GC_CHUNK_BYTES / perInstance / 8) * 8)
-}
-
-/** Frames of garbled circuits a step sends offline (one per chunk of instances). */
-export function gcChunks(p: MpcParams, g: GcShape): number {
-  return g.groups.reduce((s, w) => s + Math.ceil(w.count / gcChunk(p, w.k, g.relu)), 0)
-}
-
-/** Online and offline bytes of a garbled step (ReLU positions, max-pool windows). */
-export function gcCost(p: MpcParams, g: GcShape, identity: number): MsgCost & { ands: number } {
-  const { inputs, instances } = gcSizes(g)
-  const ands = gcAnds(p, g)
-  const bBits = inputs * p.gcBits
+export function sumCost(a: MsgCost, b: MsgCost): MsgCost {
   return {
-    ands,
-    online: HEADER_BYTES + inputs * p.gcBits * LABEL + HEADER_BYTES + instances * RING,
-    offlineC2S: Math.ceil(bBits / 8) + identity * RING,
-    offlineS2C: gcChunks(p, g) * HEADER_BYTES + ands * 2 * LABEL + instances * p.ringBits * LABEL + (instances * p.ringBits) / 8 + bBits * 2 * LABEL,
-    dealerToClient: bBits * LABEL,
-    rounds: instances > 0 ? 2 : 0,
+    online: a.online + b.online,
+    offlineC2S: a.offlineC2S + b.offlineC2S,
+    offlineS2C: a.offlineS2C + b.offlineS2C,
+    dealerToClient: a.dealerToClient + b.dealerToClient,
+    rounds: a.rounds + b.rounds,
   }
 }
 
-/** Level L of a degree-d polynomial: h = 2^(L-1); products t^h * t^j for j in js, and t^h squared. */
-export interface PolyLevel {
-  h: number
-  js: number[]
-  square: boolean
+export function offlineBytes(c: MsgCost): number {
+  return c.offlineC2S + c.offlineS2C + c.dealerToClient
 }
-
-/** The Beaver products that build B_2 .. B_d from B_1 in ceil(log2 d) levels. */
-export function polyLevels(d: number): PolyLevel[] {
-  const out: PolyLevel[] = []
-  for (let h = 1; h < d; h *= 2) {
-    const js: number[] = []
-    for (let j = 1; j < h && h + j <= d; j++) js.push(j)
-    out.push({ h, js, square: 2 * h <= d })
-  }
-  return out
-}
-
-/**
- * A polynomial step on n elements, degree d on m of them: level 1 opens t - a (the client's half
- * offline, the server's online), every further level exchanges the openings of t^h and t^j both
- * ways, and the client returns its masked shares of B_2 .. B_d.
- */
-export function polyCost(n: number, m: number, d: number): MsgCost & { dealerToClient: number } {
-  const levels = d >= 2 ? polyLevels(d) : []
-  let online = 0
-  let dealer = 0
-  levels.forEach((lv, i) => {
-    const opens = 1 + lv.js.length
-    online += i === 0 ? HEADER_BYTES + m * RING : 2 * (HEADER_BYTES + opens * m * RING)
-    dealer += (lv.js.length + (lv.square ? 1 : 0)) * m * RING
-  })
-  if (levels.length) online += HEADER_BYTES + (d - 1) * m * RING
-  return {
-    online: m > 0 ? online : 0,
-    offlineC2S: n * RING + (levels.length ? m * RING : 0),
-    offlineS2C: 0,
-    dealerToClient: m > 0 ? dealer : 0,
-    rounds: m > 0 && levels.length ? levels.length + 1 : 0,
-  }
-}
-
-/** A Beaver product of two secret n-vectors: the client's openings go offline, the server's online. */
-export function mulCost(n: number): MsgCost {
-  return {
-    online: HEADER_BYTES + 2 * n * RING + HEADER_BYTES + n * RING,
-    offlineC2S: 2 * n * RING,
-    offlineS2C: 0,
-    dealerToClient: n * RING,
-    rounds: 2,
-  }
-}
-
-/** Per-image framing and fixed parts: input, output, the two offline messages and the dealer's. */
-export function frameCost(inputSize: number, outputSize: number, segmentsSize: number): MsgCost {
-  return {
-    online: HEADER_BYTES + inputSize * RING + HEADER_BYTES + outputSize * RING,
-    offlineC2S: HEADER_BYTES,
-    offlineS2C: HEADER_BYTES,
-    dealerToClient: 2 * HEADER_BYTES + 16 + segmentsSize * RING,
-    rounds: 2,
-  }
-}
-
-/** Dealer and server per image: an empty request frame and a frame with a seed. */
-export const DEALER_TO_SERVER = 2 * HEADER_BYTES + 16

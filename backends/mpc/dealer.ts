@@ -1,37 +1,36 @@
 /**
  * The trusted dealer (`pic dealer --port P`): stands in for the offline phase's homomorphic
  * encryption and oblivious transfer. Both parties connect with the same session id; the server
- * uploads the segments' fixed-point linear operators (checked against its schedule), and per image the dealer sends the server a seed and the
- * client a seed plus what cannot be seeded: M r - s per segment, its Beaver-square shares and one
- * label per random oblivious transfer. The dealer sees the weights and the masks but never the
- * client's input, the garbled circuits or any online message.
+ * uploads the segments' fixed-point linear operators (checked against its schedule), and per image
+ * the dealer sends the server a seed and the client a seed plus what cannot be seeded: M r - s per
+ * segment (steps/linear.ts), then each step kind's part (steps/*.ts: Beaver product shares, one label
+ * per random oblivious transfer). The dealer never sees the schedule, only an offline specification
+ * of sizes, which it checks before allocating anything. It sees the weights and the masks but never
+ * the client's input, the garbled circuits or any online message.
  */
 import type { Server, Socket } from 'node:net'
+import { operatorsFromBytes, type RingOperator } from './linear.js'
 import { boundPort, Channel, listen, ProtocolError } from './net.js'
-import { ClientStreams, gcLayout, levelsOf, polyElems, PROTOCOL, segmentsOf, ServerStreams } from './protocol.js'
-import type { PolyLevel } from './cost.js'
-import { applyRing, operatorsFromBytes, type RingOperator } from './linear.js'
-import { add, freshSeed, ringToBytes, sub } from './ring.js'
-import type { MpcSchedule } from './schedule.js'
+import { ClientStreams, MAX_ELEMENTS, PROTOCOL, ServerStreams } from './protocol.js'
+import { freshSeed } from './ring.js'
+import { STEP_KINDS, type SessionPlan } from './steps/index.js'
+import { checkLinearSpec, dealSegments, linearSpec } from './steps/linear.js'
+import type { MpcSchedule } from './types.js'
 
+/**
+ * What the dealer needs to know of a schedule: the sizes of the sources and segments, and one field
+ * per step kind (its `dealer.key`: poly, mul, ot) with one entry per step.
+ */
 export interface DealerSpec {
   sources: number[]
   segments: { sources: number[]; size: number }[]
-  /** Per step: elements through Beaver products and the product levels. */
-  poly: { m: number; levels: PolyLevel[] }[]
-  /** Per step: elements multiplied with Beaver triples (product steps). */
-  mul: number[]
-  ot: number[]
+  [kind: string]: unknown[]
 }
 
-export function dealerSpec(s: MpcSchedule): DealerSpec {
-  return {
-    sources: s.sources.map((x) => x.size),
-    segments: segmentsOf(s).map((g) => ({ sources: g.sources, size: g.size })),
-    poly: s.steps.map((st) => ({ m: polyElems(st), levels: levelsOf(st) })),
-    mul: s.steps.map((st) => (st.kind === 'mul' ? st.segment.size : 0)),
-    ot: s.steps.map((st) => (st.kind === 'gc' ? gcLayout(s, st).bBits : 0)),
-  }
+export function dealerSpec(s: MpcSchedule, plan: SessionPlan): DealerSpec {
+  const spec: DealerSpec = linearSpec(s) as DealerSpec
+  for (const K of STEP_KINDS) spec[K.dealer.key] = s.steps.map((st, k) => (st.kind === K.kind ? K.dealer.spec(plan.layouts[k]) : K.dealer.none))
+  return spec
 }
 
 export interface Hello {
@@ -45,29 +44,19 @@ export interface Hello {
 
 const MAX_IMAGES = 1 << 20
 
-/** Largest number of ring elements a session's offline material may describe per image. */
-const MAX_ELEMENTS = 1 << 26
-
-function isCount(v: unknown): v is number {
-  return Number.isInteger(v) && (v as number) >= 0 && (v as number) <= MAX_ELEMENTS
-}
-
 /** Check a spec read from the network before the dealer allocates anything for it. */
 function validSpec(spec: DealerSpec): boolean {
-  if (!spec || !Array.isArray(spec.sources) || !Array.isArray(spec.segments) || !Array.isArray(spec.poly) || !Array.isArray(spec.mul) || !Array.isArray(spec.ot)) return false
-  if (!spec.sources.every(isCount) || !spec.mul.every(isCount) || !spec.ot.every(isCount)) return false
-  const nSteps = spec.poly.length
-  if (spec.mul.length !== nSteps || spec.ot.length !== nSteps) return false
-  let total = spec.sources.reduce((a, b) => a + b, 0) + spec.mul.reduce((a, b) => a + b, 0) + spec.ot.reduce((a, b) => a + b, 0)
-  for (const seg of spec.segments) {
-    if (!seg || !isCount(seg.size) || !Array.isArray(seg.sources) || !seg.sources.every((id) => Number.isInteger(id) && id >= 0 && id < spec.sources.length)) return false
-    total += seg.size
-  }
-  for (const p of spec.poly) {
-    if (!p || !isCount(p.m) || !Array.isArray(p.levels) || p.levels.length > 8) return false
-    for (const lv of p.levels) {
-      if (!lv || !Number.isInteger(lv.h) || typeof lv.square !== 'boolean' || !Array.isArray(lv.js) || lv.js.length > 64 || !lv.js.every((j) => Number.isInteger(j))) return false
-      total += p.m * (lv.js.length + 1)
+  if (!spec || typeof spec !== 'object') return false
+  let total = checkLinearSpec(spec)
+  if (total === undefined) return false
+  const nSteps = spec[STEP_KINDS[0].dealer.key]?.length
+  for (const K of STEP_KINDS) {
+    const entries = spec[K.dealer.key]
+    if (!Array.isArray(entries) || entries.length !== nSteps) return false
+    for (const e of entries) {
+      const n = K.dealer.check(e)
+      if (n === undefined) return false
+      total += n
     }
   }
   return total <= MAX_ELEMENTS
@@ -185,37 +174,9 @@ async function generate(spec: DealerSpec, operators: RingOperator[], images: num
     const seedS = freshSeed()
     const cs = new ClientStreams(seedC)
     const ss = new ServerStreams(seedS)
-    const r = spec.sources.map((n, id) => cs.r(id, n))
-    const parts: Buffer[] = [seedC]
-    spec.segments.forEach((seg, j) => {
-      parts.push(ringToBytes(sub(applyRing(operators[j], (id) => r[id], false), ss.s(j, seg.size))))
-    })
-    spec.poly.forEach(({ m, levels }, k) => {
-      levels.forEach((lv, L) => {
-        const a = add(cs.a(k, L, m), ss.a(k, L, m))
-        if (lv.square) parts.push(ringToBytes(productShare(a, a, ss.q(k, L, m))))
-        for (const j of lv.js) parts.push(ringToBytes(productShare(a, add(cs.b(k, L, j, m), ss.b(k, L, j, m)), ss.c(k, L, j, m))))
-      })
-    })
-    spec.mul.forEach((n, k) => {
-      if (n) parts.push(ringToBytes(productShare(add(cs.a(k, 0, n), ss.a(k, 0, n)), add(cs.b(k, 0, 0, n), ss.b(k, 0, 0, n)), ss.c(k, 0, 0, n))))
-    })
-    spec.ot.forEach((bits, k) => {
-      if (!bits) return
-      const c = cs.choice(k, bits)
-      const pairs = ss.ot(k, bits)
-      const mc = Buffer.alloc(bits * 16)
-      for (let j = 0; j < bits; j++) pairs.copy(mc, j * 16, j * 32 + c[j] * 16, j * 32 + c[j] * 16 + 16)
-      parts.push(mc)
-    })
+    const parts: Buffer[] = [seedC, ...dealSegments(spec, operators, cs, ss)]
+    for (const K of STEP_KINDS) spec[K.dealer.key].forEach((entry, k) => parts.push(...K.dealer.deal(entry, k, cs, ss)))
     client.send('offline', img, Buffer.concat(parts))
     server.send('offline', img, seedS)
   }
-}
-
-/** The client's share of x * y given the server's share. */
-function productShare(x: BigUint64Array, y: BigUint64Array, server: BigUint64Array): BigUint64Array {
-  const out = new BigUint64Array(x.length)
-  for (let i = 0; i < x.length; i++) out[i] = x[i] * y[i] - server[i]
-  return out
 }

@@ -11,7 +11,9 @@ import type { Backend } from '../backend.js'
 import { startDealer, type DealerHandle, type DealerOptions } from './dealer.js'
 import { parseEndpoint, ProtocolError } from './net.js'
 import { prepareServer, query, startServer, type QueryReport, type ServeOptions, type ServerHandle } from './party.js'
-import { lowerMpc, MpcLowerError, printSchedule, type LowerOptions, type MpcSchedule } from './schedule.js'
+import { printSchedule } from './print.js'
+import { lowerMpc, type LowerOptions } from './schedule.js'
+import { MpcLowerError, type MpcSchedule } from './types.js'
 
 export { lowerMpc, printSchedule, MpcLowerError, ProtocolError }
 export type { MpcSchedule, QueryReport, ServerHandle, DealerHandle }

@@ -15,7 +15,7 @@ import {
 import { sizeOf } from '../../ir/tensor.js'
 import { ProtocolError } from './net.js'
 import { add, encode, fromLimbs, toLimbs } from './ring.js'
-import { MpcLowerError } from './schedule.js'
+import { MpcLowerError } from './types.js'
 
 /** A quantized segment: integer primitives per term, the bias at fracBits + weightFracBits. */
 export interface RingOperator {

@@ -1,438 +1,17 @@
 /**
- * Lowering an IR graph to a Delphi-style two-party schedule. Every secret value is either a *source*
- * (the graph input, the output of a garbled step, or a power x^k of a polynomial step's input), held
- * in masked form (the server knows x - r, the client knows r), or an affine function of sources
- * (linear, layout and constant-arithmetic ops fold into one segment, evaluated locally on shares
- * given the offline correlation M r - s). Non-linear ops become steps: ReLU, partial ReLU (only the
- * mask's ones) and max pooling (a tree of comparisons, fused with a preceding ReLU) are garbled
- * circuits; polynomials (Poly, x*x, x^2) use Beaver squares and fold their coefficients into the
- * next segment. The schedule is plain JSON with per-step costs from the cost model.
+ * The schedule of an analyzed graph: each step's bytes and rounds from its step kind (steps/*.ts),
+ * the input and output from the linear segments (steps/linear.ts), totals, layer rows and the
+ * fingerprint (a hash of params, input, sources, steps and outputs, which the server checks against
+ * its own analysis of the model).
  */
 import { createHash } from 'node:crypto'
-import { instantiate } from '../../ir/builder.js'
-import { PicError } from '../../ir/errors.js'
-import { describeNode, type Graph, type Node } from '../../ir/graph.js'
-import {
-  indexPrim, LinearAnalysis, LinearError, scalePrim, sourceAffine, type Affine, type ConvGeom, type Term,
-} from '../../ir/linear.js'
-import { type PolyAttrs } from '../../ir/ops/pi.js'
-import { broadcastIndex } from '../../ir/ops/util.js'
-import { toPowerBasis } from '../../ir/poly.js'
-import { sizeOf, type Tensor } from '../../ir/tensor.js'
-import {
-  defaultParams, DEALER_TO_SERVER, frameCost, gcCost, latencyMs, mulCost, polyCost, PRESETS, round3, type MpcParams, type MsgCost, type WindowGroup,
-} from './cost.js'
-
-export class MpcLowerError extends PicError {}
-
-export interface SourceSpec {
-  id: number
-  /** The node whose value (or whose input's power) this source holds. */
-  node: string
-  power: number
-  size: number
-}
-
-export interface SegmentSpec {
-  /** The value computed on shares from the sources. */
-  node: string
-  size: number
-  sources: number[]
-  /** For a polynomial step's input: the value normalized per channel, t = (x - shift) / scale. */
-  normalizedFor?: string
-}
-
-export interface PoolSpec {
-  planes: number
-  planeIn: number
-  planeOut: number
-  /** For each output position of one plane, the input positions of its window. */
-  windows: number[][]
-}
-
-export interface GcStep {
-  kind: 'gc'
-  name: string
-  op: string
-  node: string
-  relu: boolean
-  segment: SegmentSpec
-  /** Elementwise steps: the ReLU positions (ascending) when not all of them; null means all. */
-  positions: number[] | null
-  pool?: PoolSpec
-  groups: WindowGroup[]
-  /** Positions passed through unchanged (partial ReLU zeros). */
-  identity: number
-  source: number
-  outSize: number
-}
-
-export interface PolyStep {
-  kind: 'poly'
-  name: string
-  op: string
-  node: string
-  segment: SegmentSpec
-  degree: number
-  /** Basis the sources hold: t^k, or Chebyshev T_k(t) (bounded on the fitted interval). */
-  basis: 'power' | 'chebyshev'
-  /** Positions the polynomial applies to (others are identity); null means all. */
-  positions: number[] | null
-  /** Sources of B_1(t) = t .. B_degree(t) (t covers every position, higher terms only `positions`). */
-  sources: number[]
-}
-
-/** A product of two different secret values (a Beaver triple per element). */
-export interface MulStep {
-  kind: 'mul'
-  name: string
-  op: string
-  node: string
-  /** The first factor; `segment2` the second (same size, no broadcasting). */
-  segment: SegmentSpec
-  segment2: SegmentSpec
-  source: number
-}
-
-export type Step = GcStep | PolyStep | MulStep
-
-export interface OutputSpec {
-  node: string
-  shape: number[]
-  segment: SegmentSpec
-}
-
-/** What an inference (one image) costs: in all, or in one layer. */
-export interface CostCounts {
-  reluCount: number
-  comparisons: number
-  triples: number
-  andGates: number
-  rounds: number
-  bytes: { offline: number; online: number }
-  latencyMs: Record<string, number>
-}
-
-export interface LayerRow extends CostCounts {
-  name: string
-  op: string
-  kind: 'input' | 'gc' | 'poly' | 'output'
-}
-
-export interface MpcSchedule extends CostCounts {
-  format: 'pic.mpc.schedule/1'
-  backend: 'mpc'
-  model: string
-  fingerprint: string
-  params: MpcParams
-  trust: string
-  input: { node: string; shape: number[]; source: number }
-  sources: SourceSpec[]
-  steps: Step[]
-  outputs: OutputSpec[]
-  offlineLatencyMs: Record<string, number>
-  presets: { name: string; bandwidthBitsPerSecond: number; delayMsPerRound: number }[]
-  layers: LayerRow[]
-}
-
-export const TRUST_MODEL =
-  'semi-honest client and server; the offline correlations (linear-layer masks M r - s, Beaver squares, random oblivious transfers) come from a trusted dealer that sees the weights but never the input, the labels or the online messages'
-
-type Role = 'public' | 'source' | 'affine' | 'gc' | 'leaky' | 'poly' | 'mul' | 'fused'
-
-export interface Analysis {
-  graph: Graph
-  nodes: Map<string, Node>
-  roles: Map<string, Role>
-  /** Sources produced by a node (Input: 1, gc: 1, poly: degree). */
-  sourcesOf: Map<string, number[]>
-  sources: SourceSpec[]
-  steps: Step[]
-  outputs: OutputSpec[]
-  /** Normal forms of secret values over the sources (ir/linear), as the ops declare them. */
-  linear: LinearAnalysis
-  /** Per polynomial step: its input's normalization t = (x - shift) / scale, per element. */
-  normalizers: Map<string, { shift: Float64Array; scale: Float64Array }>
-}
-
-function batchOne(g: Graph): Graph {
-  const syms = Object.keys(g.symbols)
-  if (syms.length === 0 || syms.every((k) => g.symbols[k] === 1)) return g
-  return instantiate(g, Object.fromEntries(syms.map((k) => [k, 1])))
-}
-
-/** Channel of flat element i for a per-channel Poly on the given shape. */
-function channelOf(shape: readonly number[], axis: number, channels: number): (i: number) => number {
-  if (channels === 1) return () => 0
-  const ax = axis < 0 ? axis + shape.length : axis
-  const inner = sizeOf(shape.slice(ax + 1))
-  return (i) => Math.floor(i / inner) % channels
-}
-
-interface PolyForm {
-  basis: 'power' | 'chebyshev'
-  /** Per channel, coefficients in the basis of t = (x - shift) / scale. */
-  rows: number[][]
-  shift: number[]
-  scale: number[]
-  axis: number
-}
-
-function trim(c: readonly number[]): number[] {
-  let d = c.length - 1
-  while (d > 0 && c[d] === 0) d--
-  return c.slice(0, d + 1)
-}
-
-/** Chebyshev polynomials stay in their basis; Hermite and power series become powers of t. */
-function polyForm(a: PolyAttrs): PolyForm {
-  const cheb = a.basis === 'chebyshev'
-  return {
-    basis: cheb ? 'chebyshev' : 'power',
-    rows: a.coeffs.map((c) => trim(cheb ? c : toPowerBasis(a.basis, c, 0, 1))),
-    shift: a.shift,
-    scale: a.scale,
-    axis: a.axis,
-  }
-}
-
-const SQUARE: PolyForm = { basis: 'power', rows: [[0, 0, 1]], shift: [0], scale: [1], axis: 1 }
-
-/** Largest polynomial degree the backend evaluates (Beaver products level by level). */
-export const MAX_POLY_DEGREE = 64
-
-/** For each output position of one plane, the input positions of its window (from the declared geometry). */
-function poolWindows(n: Node, w: ConvGeom): PoolSpec {
-  const planeIn = w.h * w.w
-  const planeOut = w.oh * w.ow
-  const windows: number[][] = []
-  for (let oh = 0; oh < w.oh; oh++)
-    for (let ow = 0; ow < w.ow; ow++) {
-      const win: number[] = []
-      for (let ki = 0; ki < w.kh; ki++) {
-        const ih = oh * w.strides[0] - w.pads[0] + ki * w.dilations[0]
-        if (ih < 0 || ih >= w.h) continue
-        for (let kj = 0; kj < w.kw; kj++) {
-          const iw = ow * w.strides[1] - w.pads[1] + kj * w.dilations[1]
-          if (iw >= 0 && iw < w.w) win.push(ih * w.w + iw)
-        }
-      }
-      if (!win.length) throw new MpcLowerError(`${describeNode(n)}: a pooling window covers no input`)
-      windows.push(win)
-    }
-  return { planes: w.c, planeIn, planeOut, windows }
-}
-
-function groupsOf(pool: PoolSpec): WindowGroup[] {
-  const count = new Map<number, number>()
-  for (const w of pool.windows) count.set(w.length, (count.get(w.length) ?? 0) + pool.planes)
-  return [...count.entries()].sort((a, b) => a[0] - b[0]).map(([k, c]) => ({ k, count: c }))
-}
-
-/** Positions where a broadcast 0/1 mask is one (ascending). */
-function onesOf(mask: Tensor, shape: readonly number[]): number[] {
-  const idx = broadcastIndex(mask.shape, shape)
-  const pos: number[] = []
-  for (let i = 0; i < sizeOf(shape); i++) if (mask.data[idx ? idx[i] : i] !== 0) pos.push(i)
-  return pos
-}
-
-/**
- * Classify nodes by their declared secret form, form steps and segments. Comparisons become garbled
- * steps, polynomials and products Beaver steps; every other secret value is a segment, an affine
- * function of sources in the normal form of ir/linear.
- */
-export function analyze(g0: Graph): Analysis {
-  const g = batchOne(g0)
-  const outputs = new Set(g.outputs)
-  const roles = new Map<string, Role>()
-  const sources: SourceSpec[] = []
-  const sourcesOf = new Map<string, number[]>()
-  const steps: Step[] = []
-  /** Normal forms of the values the steps define (sources, polynomial outputs, leaky ReLUs). */
-  const defined = new Map<string, Affine>()
-  const linear = new LinearAnalysis(g, (n) => {
-    const role = roles.get(n.name)
-    if (role === 'fused') throw new MpcLowerError(`internal: fused ReLU '${n.name}' read outside its pool`)
-    return defined.get(n.name)
-  })
-  const nodes = linear.nodes
-  const consumers = new Map<string, Node[]>()
-  for (const n of g.nodes) for (const i of n.inputs) if (i) consumers.set(i, [...(consumers.get(i) ?? []), n])
-  const newSource = (node: string, power: number, size: number) => {
-    const s = { id: sources.length, node, power, size }
-    sources.push(s)
-    return s.id
-  }
-  const define = (n: Node, ids: number[], a?: Affine) => {
-    sourcesOf.set(n.name, ids)
-    defined.set(n.name, a ?? sourceAffine(ids[0], n.type.shape))
-  }
-
-  const affineOf = (v: string): Affine => {
-    try {
-      return linear.affine(v)
-    } catch (e) {
-      if (e instanceof LinearError) throw new MpcLowerError(e.message)
-      throw e
-    }
-  }
-  const segment = (v: string): SegmentSpec => ({
-    node: v,
-    size: sizeOf(nodes.get(v)!.type.shape),
-    sources: [...new Set(affineOf(v).terms.map((t) => t.source))].sort((a, b) => a - b),
-  })
-
-  const addPoly = (n: Node, x: string, form: PolyForm, mask: Tensor | undefined) => {
-    const rows = form.rows
-    const xt = nodes.get(x)!.type
-    const size = sizeOf(xt.shape)
-    const chan = channelOf(xt.shape, form.axis, rows.length)
-    const positions = mask ? onesOf(mask, xt.shape) : null
-    const degree = Math.max(1, ...rows.map((r) => r.length - 1))
-    if (degree > MAX_POLY_DEGREE) throw new MpcLowerError(`${describeNode(n)}: polynomials of degree ${degree} are not supported by the mpc backend (at most ${MAX_POLY_DEGREE})`)
-    if (form.scale.some((v) => !(v > 0) || !Number.isFinite(v))) throw new MpcLowerError(`${describeNode(n)}: polynomial scale must be positive`)
-    const m = positions ? positions.length : size
-    const ids = [newSource(n.name, 1, size)]
-    for (let k = 2; k <= degree; k++) ids.push(newSource(n.name, k, m))
-    const normChan = channelOf(xt.shape, form.axis, form.shift.length)
-    // y = c_0 + c_1 t + sum_k c_k B_k(t) on the positions, x = scale t + shift elsewhere
-    const on = new Uint8Array(size).fill(positions ? 0 : 1)
-    if (positions) for (const i of positions) on[i] = 1
-    const coef = (i: number, k: number) => rows[chan(i)][k] ?? 0
-    const bias = Float64Array.from({ length: size }, (_, i) => (on[i] ? coef(i, 0) : form.shift[normChan(i)]))
-    const keep = (want: number) => Int32Array.from({ length: size }, (_, i) => (on[i] === want ? i : -1))
-    const terms: Term[] = []
-    terms.push({ source: ids[0], prims: [...(positions ? [indexPrim(xt.shape, xt.shape, keep(1))] : []), scalePrim(xt.shape, Float64Array.from({ length: size }, (_, i) => (on[i] ? coef(i, 1) : NaN)))] })
-    if (positions) terms.push({ source: ids[0], prims: [indexPrim(xt.shape, xt.shape, keep(0)), scalePrim(xt.shape, Float64Array.from({ length: size }, (_, i) => (on[i] ? NaN : form.scale[normChan(i)])))] })
-    const scatter = positions ? Int32Array.from({ length: size }, () => -1) : undefined
-    if (scatter) positions!.forEach((p, j) => (scatter[p] = j))
-    for (let k = 2; k <= degree; k++)
-      terms.push({ source: ids[k - 1], prims: [...(scatter ? [indexPrim([m], xt.shape, scatter)] : []), scalePrim(xt.shape, Float64Array.from({ length: size }, (_, i) => (on[i] ? coef(i, k) : NaN)))] })
-    define(n, ids, { shape: xt.shape, terms, bias })
-    const seg = { ...segment(x), normalizedFor: n.name }
-    normalizers.set(n.name, {
-      shift: Float64Array.from({ length: size }, (_, i) => form.shift[normChan(i)]),
-      scale: Float64Array.from({ length: size }, (_, i) => form.scale[normChan(i)]),
-    })
-    steps.push({ kind: 'poly', name: n.origin?.name || n.name, op: n.op, node: n.name, segment: seg, degree, basis: form.basis, positions, sources: ids })
-    roles.set(n.name, 'poly')
-  }
-  const normalizers = new Map<string, { shift: Float64Array; scale: Float64Array }>()
-
-  function gcElementwise(n: Node, x: string, positions: number[] | null): void {
-    const size = sizeOf(n.type.shape)
-    const count = positions ? positions.length : size
-    const src = newSource(n.name, 1, size)
-    define(n, [src])
-    roles.set(n.name, 'gc')
-    steps.push({
-      kind: 'gc', name: n.origin?.name || n.name, op: n.op, node: n.name, relu: true, segment: segment(x),
-      positions: positions && positions.length === size ? null : positions, groups: count > 0 ? [{ k: 1, count }] : [], identity: size - count, source: src, outSize: size,
-    })
-  }
-
-  const isMaxPool = (n: Node) => {
-    const f = linear.form(n)
-    return f.form === 'compare' && f.what === 'max'
-  }
-
-  for (const n of g.nodes) {
-    if (n.op === 'Input') {
-      roles.set(n.name, 'source')
-      define(n, [newSource(n.name, 1, sizeOf(n.type.shape))])
-      continue
-    }
-    const f = linear.form(n)
-    const x = n.inputs[0]
-    if (f.form === 'public') roles.set(n.name, 'public')
-    else if (f.form === 'layout' || f.form === 'affine') roles.set(n.name, 'affine')
-    else if (f.form === 'compare' && f.what === 'relu') {
-      if (f.slope) {
-        gcElementwise(n, x, null)
-        const r = defined.get(n.name)!
-        const xa = affineOf(x)
-        const slope = f.slope
-        const keepShape = n.type.shape
-        defined.set(n.name, {
-          shape: keepShape,
-          terms: [
-            { source: r.terms[0].source, prims: [scalePrim(keepShape, slope.map((s) => 1 - s))] },
-            ...xa.terms.map((t) => ({ source: t.source, prims: [...t.prims, scalePrim(keepShape, slope)] })),
-          ],
-          bias: xa.bias.map((b, i) => slope[i] * b),
-        })
-        roles.set(n.name, 'leaky')
-      } else if (f.positions) gcElementwise(n, x, onesOf(f.positions, nodes.get(x)!.type.shape))
-      else {
-        const cs = consumers.get(n.name) ?? []
-        if (cs.length === 1 && !outputs.has(n.name) && isMaxPool(cs[0])) roles.set(n.name, 'fused')
-        else gcElementwise(n, x, null)
-      }
-    } else if (f.form === 'compare') {
-      const fused = roles.get(x) === 'fused'
-      const input = fused ? nodes.get(x)!.inputs[0] : x
-      const pool = poolWindows(n, f.window)
-      const outSize = sizeOf(n.type.shape)
-      const src = newSource(n.name, 1, outSize)
-      define(n, [src])
-      roles.set(n.name, 'gc')
-      steps.push({
-        kind: 'gc', name: n.origin?.name || n.name, op: fused ? `Relu+${n.op}` : n.op, node: n.name, relu: fused, segment: segment(input),
-        positions: null, pool, groups: groupsOf(pool), identity: 0, source: src, outSize,
-      })
-    } else if (f.form === 'poly') addPoly(n, x, polyForm(f.poly), f.positions)
-    else if (f.form === 'product') {
-      const secretIns = n.inputs.filter((i) => i && linear.secret.has(i))
-      if (secretIns.length === 2 && n.inputs[0] === n.inputs[1]) addPoly(n, x, SQUARE, undefined)
-      else if (secretIns.length === 2 && n.inputs.length === 2) {
-        const size = sizeOf(n.type.shape)
-        if (n.inputs.some((i) => sizeOf(nodes.get(i)!.type.shape) !== size))
-          throw new MpcLowerError(`${describeNode(n)}: products of two secret values must not broadcast in the mpc backend`)
-        const src = newSource(n.name, 1, size)
-        define(n, [src])
-        roles.set(n.name, 'mul')
-        steps.push({ kind: 'mul', name: n.origin?.name || n.name, op: n.op, node: n.name, segment: segment(n.inputs[0]), segment2: segment(n.inputs[1]), source: src })
-      } else throw new MpcLowerError(`${describeNode(n)}: secret weights are not supported by the mpc backend`)
-    } else
-      throw new MpcLowerError(
-        `${describeNode(n)}: op ${n.op} is not supported by the mpc backend (ReLU, partial ReLU, max pooling and polynomials are; approximate others with --approx)`,
-      )
-  }
-
-  const outs: OutputSpec[] = g.outputs.map((o) => {
-    if (!linear.secret.has(o)) throw new MpcLowerError(`graph output '${o}' does not depend on the input`)
-    return { node: o, shape: [...nodes.get(o)!.type.shape], segment: segment(o) }
-  })
-  return { graph: g, nodes, roles, sourcesOf, sources, steps, outputs: outs, linear, normalizers }
-}
-
-/** A segment's normal form over the sources, normalized per element when it feeds a polynomial step. */
-export function segmentAffine(an: Analysis, spec: SegmentSpec): Affine {
-  const a = an.linear.affine(spec.node)
-  if (!spec.normalizedFor) return a
-  const { shift, scale } = an.normalizers.get(spec.normalizedFor)!
-  const inv = scale.map((v) => 1 / v)
-  return {
-    shape: a.shape,
-    terms: a.terms.map((t) => ({ source: t.source, prims: [...t.prims, scalePrim(a.shape, inv)] })),
-    bias: a.bias.map((b, i) => (b - shift[i]) * inv[i]),
-  }
-}
-
-function sumCost(a: MsgCost, b: MsgCost): MsgCost {
-  return {
-    online: a.online + b.online,
-    offlineC2S: a.offlineC2S + b.offlineC2S,
-    offlineS2C: a.offlineS2C + b.offlineS2C,
-    dealerToClient: a.dealerToClient + b.dealerToClient,
-    rounds: a.rounds + b.rounds,
-  }
-}
-
-function offline(c: MsgCost): number {
-  return c.offlineC2S + c.offlineS2C + c.dealerToClient
-}
+import type { Graph } from '../../ir/graph.js'
+import { sizeOf } from '../../ir/tensor.js'
+import { analyze, type Analysis } from './analyze.js'
+import { defaultParams, latencyMs, offlineBytes, PRESETS, sumCost, type MsgCost } from './cost.js'
+import { kindOf } from './steps/index.js'
+import { inputCost, outputCost, segmentsOf } from './steps/linear.js'
+import { MpcLowerError, TRUST_MODEL, type LayerRow, type MpcSchedule } from './types.js'
 
 export interface LowerOptions {
   fracBits?: number
@@ -451,47 +30,25 @@ export function scheduleOf(an: Analysis, opts: LowerOptions = {}): MpcSchedule {
   const inputs = an.graph.nodes.filter((n) => n.op === 'Input')
   if (inputs.length !== 1) throw new MpcLowerError(`the mpc backend needs exactly one graph input, found ${inputs.length}`)
   const input = inputs[0]
-  const inSize = sizeOf(input.type.shape)
   const outSize = an.outputs.reduce((s, o) => s + o.segment.size, 0)
-  const segSize = an.steps.reduce((s, st) => s + st.segment.size + (st.kind === 'mul' ? st.segment2.size : 0), 0) + outSize
-  const fixed = frameCost(inSize, outSize, segSize)
+  const segSize = segmentsOf(an).reduce((s, g) => s + g.size, 0)
   const layers: LayerRow[] = []
   const row = (name: string, op: string, kind: LayerRow['kind'], c: MsgCost, extra: Partial<LayerRow>): LayerRow => ({
     name, op, kind, reluCount: 0, comparisons: 0, triples: 0, andGates: 0, rounds: c.rounds,
-    bytes: { offline: offline(c), online: c.online }, latencyMs: latencyMs(c.online, c.rounds), ...extra,
+    bytes: { offline: offlineBytes(c), online: c.online }, latencyMs: latencyMs(c.online, c.rounds), ...extra,
   })
-  const inCost: MsgCost = { online: fixed.online - (8 + outSize * 8), offlineC2S: fixed.offlineC2S, offlineS2C: fixed.offlineS2C, dealerToClient: fixed.dealerToClient + DEALER_TO_SERVER, rounds: 1 }
+  const inCost = inputCost(sizeOf(input.type.shape), segSize)
   layers.push(row(input.name, 'Input', 'input', inCost, {}))
   let total: MsgCost = inCost
-  let relus = 0
-  let comps = 0
-  let triples = 0
-  let ands = 0
+  const counts = { reluCount: 0, comparisons: 0, triples: 0, andGates: 0 }
   for (const st of an.steps) {
-    if (st.kind === 'gc') {
-      const c = gcCost(params, { groups: st.groups, relu: st.relu }, st.identity)
-      const reluCount = st.relu ? (st.pool ? st.segment.size : st.groups.reduce((s, w) => s + w.count, 0)) : 0
-      const comparisons = st.groups.reduce((s, w) => s + (w.k - 1) * w.count, 0)
-      relus += reluCount
-      comps += comparisons
-      ands += c.ands
-      total = sumCost(total, c)
-      layers.push(row(st.name, st.op, 'gc', c, { reluCount, comparisons, andGates: c.ands }))
-    } else if (st.kind === 'mul') {
-      const c = mulCost(st.segment.size)
-      triples += st.segment.size
-      total = sumCost(total, c)
-      layers.push(row(st.name, st.op, 'poly', c, { triples: st.segment.size }))
-    } else {
-      const m = st.positions ? st.positions.length : st.segment.size
-      const c = polyCost(st.segment.size, m, st.degree)
-      const t = m * (st.degree - 1)
-      triples += t
-      total = sumCost(total, c)
-      layers.push(row(st.name, st.op, 'poly', c, { triples: t }))
-    }
+    const K = kindOf(st)
+    const c = K.cost(params, st)
+    for (const key of Object.keys(counts) as (keyof typeof counts)[]) counts[key] += c.counts[key] ?? 0
+    total = sumCost(total, c.msg)
+    layers.push(row(st.name, st.op, K.layer, c.msg, c.counts))
   }
-  const outCost: MsgCost = { online: 8 + outSize * 8, offlineC2S: 0, offlineS2C: 0, dealerToClient: 0, rounds: 1 }
+  const outCost = outputCost(outSize)
   total = sumCost(total, outCost)
   layers.push(row(an.outputs.map((o) => o.node).join(','), 'Output', 'output', outCost, {}))
   const structure = {
@@ -502,7 +59,7 @@ export function scheduleOf(an: Analysis, opts: LowerOptions = {}): MpcSchedule {
     outputs: an.outputs,
   }
   const fingerprint = createHash('sha256').update(JSON.stringify(structure)).digest('hex').slice(0, 32)
-  const off = offline(total)
+  const off = offlineBytes(total)
   return {
     format: 'pic.mpc.schedule/1',
     backend: 'mpc',
@@ -510,10 +67,7 @@ export function scheduleOf(an: Analysis, opts: LowerOptions = {}): MpcSchedule {
     fingerprint,
     trust: TRUST_MODEL,
     ...structure,
-    reluCount: relus,
-    comparisons: comps,
-    triples,
-    andGates: ands,
+    ...counts,
     rounds: total.rounds,
     bytes: { offline: off, online: total.online },
     latencyMs: latencyMs(total.online, total.rounds),
@@ -521,34 +75,4 @@ export function scheduleOf(an: Analysis, opts: LowerOptions = {}): MpcSchedule {
     presets: PRESETS.map((p) => ({ name: p.name, bandwidthBitsPerSecond: p.bandwidth, delayMsPerRound: p.delayMs })),
     layers,
   }
-}
-
-function human(bytes: number): string {
-  if (bytes >= 1 << 30) return `${round3(bytes / 2 ** 30)} GiB`
-  if (bytes >= 1 << 20) return `${round3(bytes / 2 ** 20)} MiB`
-  if (bytes >= 1 << 10) return `${round3(bytes / 2 ** 10)} KiB`
-  return `${bytes} B`
-}
-
-/** Human-readable schedule: parameters, one line per layer, totals. */
-export function printSchedule(s: MpcSchedule): string {
-  const p = s.params
-  const lines = [
-    `mpc schedule for ${s.model} (fingerprint ${s.fingerprint})`,
-    `ring ${p.ring}, ${p.fracBits} fractional bits (weights ${p.weightFracBits}), garbled inputs ${p.gcBits} bits, labels ${p.kappa} bits`,
-    `truncation: ${p.truncation}`,
-    `trust: ${s.trust}`,
-    '',
-    `${'layer'.padEnd(28)} ${'op'.padEnd(18)} ${'relus'.padStart(7)} ${'cmp'.padStart(6)} ${'triples'.padStart(7)} ${'ANDs'.padStart(9)} ${'rounds'.padStart(6)} ${'online'.padStart(11)} ${'offline'.padStart(11)}`,
-  ]
-  for (const r of s.layers)
-    lines.push(
-      `${r.name.slice(0, 28).padEnd(28)} ${r.op.slice(0, 18).padEnd(18)} ${String(r.reluCount).padStart(7)} ${String(r.comparisons).padStart(6)} ${String(r.triples).padStart(7)} ${String(r.andGates).padStart(9)} ${String(r.rounds).padStart(6)} ${human(r.bytes.online).padStart(11)} ${human(r.bytes.offline).padStart(11)}`,
-    )
-  lines.push(
-    '',
-    `per inference: ${s.reluCount} garbled ReLUs, ${s.comparisons} garbled comparisons, ${s.triples} Beaver squares, ${s.rounds} rounds, online ${human(s.bytes.online)}, offline ${human(s.bytes.offline)}`,
-    `online latency: ${Object.entries(s.latencyMs).map(([k, v]) => `${k} ${v} ms`).join(', ')}`,
-  )
-  return lines.join('\n')
 }

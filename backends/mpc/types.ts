@@ -1,0 +1,129 @@
+/**
+ * The schedule: plain JSON that `pic compile --backend mpc` writes and the dealer, server and client
+ * read. Protocol parameters, the sources (secret values held in masked form), the steps (garbled,
+ * polynomial, product), the graph outputs, and the cost model's totals and layer rows. The
+ * fingerprint hashes params, input, sources, steps and outputs (schedule.ts).
+ */
+import { PicError } from '../../ir/errors.js'
+import type { MpcParams } from './cost.js'
+
+export class MpcLowerError extends PicError {}
+
+export interface SourceSpec {
+  id: number
+  /** The node whose value (or whose input's power) this source holds. */
+  node: string
+  power: number
+  size: number
+}
+
+export interface SegmentSpec {
+  /** The value computed on shares from the sources. */
+  node: string
+  size: number
+  sources: number[]
+  /** For a polynomial step's input: the value normalized per channel, t = (x - shift) / scale. */
+  normalizedFor?: string
+}
+
+export interface PoolSpec {
+  planes: number
+  planeIn: number
+  planeOut: number
+  /** For each output position of one plane, the input positions of its window. */
+  windows: number[][]
+}
+
+/** Window-size groups of a garbled step: `count` instances of a k-input window. */
+export interface WindowGroup {
+  k: number
+  count: number
+}
+
+export interface GcStep {
+  kind: 'gc'
+  name: string
+  op: string
+  node: string
+  relu: boolean
+  segment: SegmentSpec
+  /** Elementwise steps: the ReLU positions (ascending) when not all of them; null means all. */
+  positions: number[] | null
+  pool?: PoolSpec
+  groups: WindowGroup[]
+  /** Positions passed through unchanged (partial ReLU zeros). */
+  identity: number
+  source: number
+  outSize: number
+}
+
+export interface PolyStep {
+  kind: 'poly'
+  name: string
+  op: string
+  node: string
+  segment: SegmentSpec
+  degree: number
+  /** Basis the sources hold: t^k, or Chebyshev T_k(t) (bounded on the fitted interval). */
+  basis: 'power' | 'chebyshev'
+  /** Positions the polynomial applies to (others are identity); null means all. */
+  positions: number[] | null
+  /** Sources of B_1(t) = t .. B_degree(t) (t covers every position, higher terms only `positions`). */
+  sources: number[]
+}
+
+/** A product of two different secret values (a Beaver triple per element). */
+export interface MulStep {
+  kind: 'mul'
+  name: string
+  op: string
+  node: string
+  /** The first factor; `segment2` the second (same size, no broadcasting). */
+  segment: SegmentSpec
+  segment2: SegmentSpec
+  source: number
+}
+
+export type Step = GcStep | PolyStep | MulStep
+
+export interface OutputSpec {
+  node: string
+  shape: number[]
+  segment: SegmentSpec
+}
+
+/** What an inference (one image) costs: in all, or in one layer. */
+export interface CostCounts {
+  reluCount: number
+  comparisons: number
+  triples: number
+  andGates: number
+  rounds: number
+  bytes: { offline: number; online: number }
+  latencyMs: Record<string, number>
+}
+
+export interface LayerRow extends CostCounts {
+  name: string
+  op: string
+  kind: 'input' | 'gc' | 'poly' | 'output'
+}
+
+export interface MpcSchedule extends CostCounts {
+  format: 'pic.mpc.schedule/1'
+  backend: 'mpc'
+  model: string
+  fingerprint: string
+  params: MpcParams
+  trust: string
+  input: { node: string; shape: number[]; source: number }
+  sources: SourceSpec[]
+  steps: Step[]
+  outputs: OutputSpec[]
+  offlineLatencyMs: Record<string, number>
+  presets: { name: string; bandwidthBitsPerSecond: number; delayMsPerRound: number }[]
+  layers: LayerRow[]
+}
+
+export const TRUST_MODEL =
+  'semi-honest client and server; the offline correlations (linear-layer masks M r - s, Beaver squares, random oblivious transfers) come from a trusted dealer that sees the weights but never the input, the labels or the online messages'
