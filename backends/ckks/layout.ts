@@ -67,15 +67,6 @@ export function denseCol(m: SparseCols, j: number): Float64Array {
   return v
 }
 
-/** a + b (same shape). */
-export function addCols(a: SparseCols, b: SparseCols): SparseCols {
-  return colsFromDense(a.rows, a.cols, (j) => {
-    const v = denseCol(a, j)
-    for (let p = b.start[j]; p < b.start[j + 1]; p++) v[b.idx[p]] += b.val[p]
-    return v
-  })
-}
-
 /** diag(alpha) * m. */
 export function scaleRows(m: SparseCols, alpha: Float64Array): SparseCols {
   const val = new Float64Array(m.val.length)

@@ -4,24 +4,26 @@
  * chains of linear ops (Conv, BatchNormalization, AveragePool, Flatten, Gemm, scalings, additions)
  * fuse into one plaintext-diagonal transform and cost one level. A transform is emitted only where a
  * ciphertext-ciphertext product or a polynomial needs its input in slots (materialization), choosing
- * the output layout by a cost estimate. Affinity of ops is established from the op table's own
- * reference `eval` (probing), never by op name; only `Poly` and `Pow` are read as polynomials.
- * Degree-2 polynomials are completed to a square, their coefficients folded into the transforms
- * on either side, so each costs one level.
+ * the output layout by a cost estimate. What a node does to a secret is what its op declares
+ * (`OpDef.secret`, read through `secretFormOf`): layout and affine ops update the pending maps by
+ * their primitives' structure (backends/ckks/sparse.ts; no op is evaluated per element or per
+ * column), polynomials (Poly, integer Pow, x*x, PartialRelu with its polynomial) are evaluated on
+ * ciphertexts, comparisons and other non-polynomial forms are refused. Degree-2 polynomials are
+ * completed to a square, their coefficients folded into the transforms on either side, so each
+ * costs one level.
  */
 import { PicError } from '../../ir/errors.js'
-import { constantOf, describeNode, type Graph, type Node } from '../../ir/graph.js'
-import { integerExponent } from '../../ir/ops/elementwise.js'
+import { constantOf, describeNode, graphInputs, type Graph, type Node } from '../../ir/graph.js'
+import { powerPoly, secretFormOf, type Prim } from '../../ir/linear.js'
+import type { Operand } from '../../ir/op.js'
 import { OPS } from '../../ir/ops/index.js'
-import { coeffsDegree, type PartialReluAttrs, type PolyAttrs } from '../../ir/ops/pi.js'
+import { coeffsDegree, type PolyAttrs } from '../../ir/ops/pi.js'
 import { broadcastIndex } from '../../ir/ops/util.js'
 import { toPowerBasis } from '../../ir/poly.js'
 import { sizeOf, type Tensor, type TensorType } from '../../ir/tensor.js'
 import {
   bestTransform,
-  colsFromDense,
   contiguousLayout,
-  denseCol,
   identityCols,
   im2colLayout,
   isIdentity,
@@ -31,13 +33,13 @@ import {
   scaleRows,
   slotMap,
   SlotOverflowError,
-  addCols,
   babyOf,
   type Layout,
   type OutSpec,
   type SparseCols,
   type TransformPlan,
 } from './layout.js'
+import { addSparse, chainTimesCols } from './sparse.js'
 import { b64Float64, b64Int32, type ConstVector, type InstrOp } from './plan.js'
 
 /** Chebyshev polynomials of at least this degree are evaluated in their own basis. */
@@ -145,12 +147,14 @@ class Lowerer {
   depth = new Map<number, number>()
   refreshes = 0
   readonly S: number
+  readonly graphInputs: Set<string>
 
   constructor(
     readonly g: Graph,
     readonly cfg: LowerConfig,
   ) {
     this.S = cfg.slots
+    this.graphInputs = new Set(graphInputs(g).map((n) => n.name))
   }
 
   reg(): number {
@@ -218,7 +222,7 @@ class Lowerer {
   }
 
   node(n: Node): void {
-    if (n.op === 'Input') {
+    if (this.graphInputs.has(n.name)) {
       const size = sizeOf(n.type.shape)
       if (n.type.shape.length > 0 && n.type.shape[0] !== 1) throw new LowerError(`${describeNode(n)}: the CKKS backend lowers one image per inference (batch 1), got shape [${n.type.shape.join(',')}]`)
       const ct: CtVal = { regs: [], n: size, input: n.name }
@@ -226,119 +230,79 @@ class Lowerer {
       this.vals.set(n.name, { kind: 'secret', type: n.type, terms: [{ ct, map: identityCols(size) }], bias: new Float64Array(size) })
       return
     }
-    if (n.op === 'Constant') {
-      this.vals.set(n.name, { kind: 'const', t: constantOf(n)! })
+    const c = constantOf(n)
+    if (c) {
+      this.vals.set(n.name, { kind: 'const', t: c })
       return
     }
     const def = OPS[n.op]
     if (!def) throw new LowerError(`${describeNode(n)}: unknown op`)
     const ins = n.inputs.map((x) => (x ? this.vals.get(x) : undefined))
-    const secret = ins.map((v, i) => (v && v.kind === 'secret' ? i : -1)).filter((i) => i >= 0)
-    if (secret.length === 0) {
-      const t = def.eval(ins.map((v) => (v ? (v as { t: Tensor }).t : (undefined as unknown as Tensor))), n.attrs, n.type)
-      this.vals.set(n.name, { kind: 'const', t })
-      return
-    }
-    if (n.op === 'PartialRelu') {
-      this.vals.set(n.name, this.partialRelu(n, ins[0] as Val & { kind: 'secret' }, n.attrs as unknown as PartialReluAttrs, n.type))
-      return
-    }
-    if (def.kind === 'nonlinear')
-      throw new LowerError(`${describeNode(n)} is not a polynomial; CKKS needs it approximated (compile with --approx)`)
-    if (def.kind === 'poly' && n.op === 'Poly') {
-      this.vals.set(n.name, this.poly(n, ins[0] as Val & { kind: 'secret' }, n.attrs as unknown as PolyAttrs, n.type))
-      return
-    }
-    if (this.jointlyAffine(n, ins)) {
-      this.vals.set(n.name, this.affine(n, ins))
-      return
-    }
-    if (n.op === 'Pow' && secret.length === 1 && secret[0] === 0) {
-      const v = integerExponent((ins[1] as Val & { kind: 'const' }).t)
-      if (v === undefined) throw new LowerError(`${describeNode(n)}: only non-negative integer exponents are polynomial`)
-      const coeffs = new Array(v + 1).fill(0)
-      coeffs[v] = 1
-      this.vals.set(n.name, this.poly(n, ins[0] as Val & { kind: 'secret' }, { basis: 'power', axis: 1, coeffs: [coeffs], shift: [0], scale: [1] }, n.type))
-      return
-    }
-    if (def.kind === 'arith' && secret.length === 2 && n.inputs.length === 2) {
-      const a = ins[0] as Val & { kind: 'secret' }
-      const b = ins[1] as Val & { kind: 'secret' }
-      if (n.inputs[0] === n.inputs[1]) {
-        this.vals.set(n.name, this.poly(n, a, { basis: 'power', axis: 1, coeffs: [[0, 0, 1]], shift: [0], scale: [1] }, n.type))
+    const operands: Operand[] = ins.map((v) => {
+      if (!v) return { dtype: 'float32', shape: [], secret: false }
+      if (v.kind === 'const') return { dtype: v.t.dtype, shape: v.t.shape, secret: false, value: v.t }
+      return { dtype: v.type.dtype, shape: v.type.shape, secret: true }
+    })
+    const f = secretFormOf(n, operands)
+    const x0 = ins[0] as Val & { kind: 'secret' }
+    switch (f.form) {
+      case 'public': {
+        const t = def.eval(ins.map((v) => (v ? (v as { t: Tensor }).t : (undefined as unknown as Tensor))), n.attrs, n.type)
+        this.vals.set(n.name, { kind: 'const', t })
         return
       }
-      if (sizeOf(a.type.shape) !== sizeOf(n.type.shape) || sizeOf(b.type.shape) !== sizeOf(n.type.shape))
-        throw new LowerError(`${describeNode(n)}: products of secret tensors need equal shapes`)
-      this.vals.set(n.name, this.product(n, a, b))
-      return
+      case 'layout':
+      case 'affine':
+        this.vals.set(n.name, this.affine(n, ins, f.terms))
+        return
+      case 'poly':
+        if (!x0 || x0.kind !== 'secret') throw new LowerError(`${describeNode(n)}: a polynomial of a constant on the encrypted path`)
+        this.vals.set(n.name, f.positions ? this.partialPoly(n, x0, f.poly, f.positions, n.type) : this.poly(n, x0, f.poly, n.type))
+        return
+      case 'compare':
+        if (f.what === 'relu' && f.positions) throw new LowerError(`${describeNode(n)} keeps exact ReLUs; CKKS needs them approximated (compile with --approx)`)
+        throw new LowerError(`${describeNode(n)} is not a polynomial; CKKS needs it approximated (compile with --approx)`)
+      case 'product': {
+        const secret = ins.map((v, i) => (v && v.kind === 'secret' ? i : -1)).filter((i) => i >= 0)
+        if (secret.length === 2 && n.inputs.length === 2) {
+          const a = ins[0] as Val & { kind: 'secret' }
+          const b = ins[1] as Val & { kind: 'secret' }
+          if (n.inputs[0] === n.inputs[1]) {
+            this.vals.set(n.name, this.poly(n, a, powerPoly(2), n.type))
+            return
+          }
+          if (sizeOf(a.type.shape) !== sizeOf(n.type.shape) || sizeOf(b.type.shape) !== sizeOf(n.type.shape))
+            throw new LowerError(`${describeNode(n)}: products of secret tensors need equal shapes`)
+          this.vals.set(n.name, this.product(n, a, b))
+          return
+        }
+        throw new LowerError(`${describeNode(n)}: not supported on encrypted values by the CKKS backend`)
+      }
+      case 'nonpoly':
+        throw new LowerError(`${describeNode(n)} is not a polynomial; CKKS needs it approximated (compile with --approx)`)
     }
-    throw new LowerError(`${describeNode(n)}: not supported on encrypted values by the CKKS backend`)
   }
 
-  /** Evaluate node n with the secret inputs replaced by the given tensors. */
-  evalWith(n: Node, ins: (Val | undefined)[], subst: Map<number, Float64Array>): Float64Array {
-    const args = ins.map((v, i) => {
+  /**
+   * Push the pending affine maps through a layout or affine node by its declared terms: each term
+   * (input i, primitives P_1..P_n) turns every map M of input i into P_n ... P_1 M, computed from the
+   * primitives' structure; the bias is the op's own reference `eval` at the inputs' biases (exact for
+   * an affine op), its only evaluation.
+   */
+  affine(n: Node, ins: (Val | undefined)[], declared: readonly { input: number; prims: readonly Prim[] }[]): Val {
+    const terms: Term[] = []
+    for (const d of declared) {
+      const v = ins[d.input]
+      if (!v || v.kind !== 'secret') throw new LowerError(`${describeNode(n)}: the op declares a term for input ${d.input}, which is not secret`)
+      for (const t of v.terms) terms.push({ ct: t.ct, map: chainTimesCols(d.prims, t.map) })
+    }
+    const args = ins.map((v) => {
       if (!v) return undefined as unknown as Tensor
       if (v.kind === 'const') return v.t
-      return withData(v.type, subst.get(i) ?? new Float64Array(sizeOf(v.type.shape)))
+      return withData(v.type, v.bias)
     })
-    return OPS[n.op].eval(args, n.attrs, n.type).data
-  }
-
-  /** True when the node is affine in all its secret inputs jointly (checked on random points). */
-  jointlyAffine(n: Node, ins: (Val | undefined)[]): boolean {
-    const def = OPS[n.op]
-    if (def.kind === 'poly' || def.kind === 'nonlinear') return false
-    let seed = 12345
-    const rnd = () => {
-      seed = (seed * 1103515245 + 12345) % 2147483648
-      return seed / 2147483648 - 0.5
-    }
-    const secret = ins.map((v, i) => (v && v.kind === 'secret' ? i : -1)).filter((i) => i >= 0)
-    const u = new Map<number, Float64Array>()
-    const w = new Map<number, Float64Array>()
-    const uw = new Map<number, Float64Array>()
-    for (const i of secret) {
-      const m = sizeOf((ins[i] as { type: TensorType }).type.shape)
-      const a = Float64Array.from({ length: m }, () => 1 + rnd())
-      const b = Float64Array.from({ length: m }, () => 1 + rnd())
-      u.set(i, a)
-      w.set(i, b)
-      uw.set(i, a.map((x, k) => x + b[k]))
-    }
-    const f0 = this.evalWith(n, ins, new Map())
-    const fu = this.evalWith(n, ins, u)
-    const fw = this.evalWith(n, ins, w)
-    const fuw = this.evalWith(n, ins, uw)
-    for (let k = 0; k < f0.length; k++) {
-      const lhs = fuw[k] + f0[k]
-      const rhs = fu[k] + fw[k]
-      if (!(Math.abs(lhs - rhs) <= 1e-6 * (1 + Math.abs(lhs) + Math.abs(rhs)))) return false
-    }
-    return true
-  }
-
-  /** Push the pending affine maps through an affine node. */
-  affine(n: Node, ins: (Val | undefined)[]): Val {
-    const out = sizeOf(n.type.shape)
-    const f0 = this.evalWith(n, ins, new Map())
-    const terms: Term[] = []
-    const biasSubst = new Map<number, Float64Array>()
-    ins.forEach((v, i) => {
-      if (!v || v.kind !== 'secret') return
-      biasSubst.set(i, v.bias)
-      for (const t of v.terms) {
-        const map = colsFromDense(out, t.map.cols, (j) => {
-          const r = this.evalWith(n, ins, new Map([[i, denseCol(t.map, j)]]))
-          for (let k = 0; k < out; k++) r[k] -= f0[k]
-          return r
-        })
-        terms.push({ ct: t.ct, map })
-      }
-    })
-    const bias = this.evalWith(n, ins, biasSubst)
-    return { kind: 'secret', type: n.type, terms: mergeTerms(terms), bias: Float64Array.from(bias) }
+    const bias = Float64Array.from(OPS[n.op].eval(args, n.attrs, n.type).data)
+    return { kind: 'secret', type: n.type, terms: mergeTerms(terms), bias }
   }
 
   /** Bring a pending value into slots: one transform (or nothing when it already is a ciphertext). */
@@ -519,14 +483,16 @@ class Lowerer {
     return { kind: 'secret', type, terms: [{ ct: { regs: [r], layout: lay, n: N }, map: identityCols(N) }], bias: new Float64Array(N) }
   }
 
-  /** SENet's partial ReLU with its polynomial: the polynomial where the mask is 1, the identity elsewhere. */
-  partialRelu(n: Node, x: Val & { kind: 'secret' }, a: PartialReluAttrs, type: TensorType): Val {
-    if (!a.poly) throw new LowerError(`${describeNode(n)} keeps exact ReLUs; CKKS needs them approximated (compile with --approx)`)
+  /**
+   * A polynomial on the positions a mask selects (SENet's partial ReLU with its polynomial): the
+   * polynomial where the mask is nonzero, the identity elsewhere.
+   */
+  partialPoly(n: Node, x: Val & { kind: 'secret' }, poly: PolyAttrs, positions: Tensor, type: TensorType): Val {
     const N = sizeOf(type.shape)
-    const idx = broadcastIndex(a.mask.shape, type.shape)
-    const { alpha, beta, rows, basis } = this.polyRows(a.poly, type)
+    const idx = broadcastIndex(positions.shape, type.shape)
+    const { alpha, beta, rows, basis } = this.polyRows(poly, type)
     for (let i = 0; i < N; i++)
-      if (a.mask.data[idx ? idx[i] : i] === 0) {
+      if (positions.data[idx ? idx[i] : i] === 0) {
         alpha[i] = 1
         beta[i] = 0
         rows[i] = [0, 1]
@@ -627,7 +593,7 @@ function mergeTerms(terms: Term[]): Term[] {
   const out: Term[] = []
   for (const t of terms) {
     const same = out.find((o) => o.ct === t.ct)
-    if (same) same.map = addCols(same.map, t.map)
+    if (same) same.map = addSparse(same.map, t.map)
     else out.push({ ...t })
   }
   return out
