@@ -2,9 +2,15 @@
  * Garbled circuits: a small Boolean circuit builder (XOR, NOT free; AND counted) with the circuits the
  * MPC backend needs (share addition, truncation, ReLU, max trees, re-masking), and half-gates garbling
  * with free-XOR and point-and-permute (Zahur, Rosulek, Evans 2015). The hash is fixed-key AES-128 from
- * node:crypto in the TCCR form H(X, j) = pi(sigma(X) ^ j) ^ sigma(X) ^ j. One circuit template is
- * garbled and evaluated for N independent instances at once, so each AND gate costs one batched AES
- * call for all instances.
+ * node:crypto in the TCCR form H(X, j) = pi(sigma(X) ^ j) ^ sigma(X) ^ j, the tweak j made of the AND
+ * gate's index, the instance's index and the garbling's tweak.
+ *
+ * One circuit template is garbled and evaluated for n independent instances at once, in blocks of
+ * GC_BLOCK instances: per block, a compiled program (cached per template) runs the gates by AND
+ * depth over wire slots reused by liveness, one AES call per batch of AND gates of one depth for all
+ * instances of the block. Memory is the tables (32 B per AND gate per instance, inherent) plus a
+ * fixed working set; the garbler keeps no labels (input labels come from a per-garbling key).
+ * gcBytes / instancesPerChunk size chunks of a layer for a memory budget.
  */
 import { createCipheriv, createHash, type Cipher } from 'node:crypto'
 import { Prg } from './ring.js'
@@ -181,111 +187,608 @@ export function getWindowCircuit(p: WindowCircuitParams): Circuit {
 
 const FIXED_KEY = createHash('sha256').update('PIC half-gates fixed AES key').digest().subarray(0, 16)
 
-function aes(): Cipher {
-  const c = createCipheriv('aes-128-ecb', FIXED_KEY, null)
+function ecb(key: Buffer): Cipher {
+  const c = createCipheriv('aes-128-ecb', key, null)
   c.setAutoPadding(false)
   return c
 }
 
-/** H(K) = AES(K) ^ K over a batch of 16-byte blocks, in place of nothing: returns a new array. */
-function mmo(c: Cipher, k: Uint32Array): Uint32Array {
-  const enc = c.update(Buffer.from(k.buffer, k.byteOffset, k.byteLength))
-  const h = new Uint32Array(enc.buffer, enc.byteOffset, k.length)
-  const out = new Uint32Array(k.length)
-  for (let i = 0; i < k.length; i++) out[i] = h[i] ^ k[i]
-  return out
+/** A Uint32Array over a Buffer's bytes, without copying when the Buffer is 4-byte aligned. */
+function words(b: Buffer): Uint32Array {
+  if ((b.byteOffset & 3) === 0) return new Uint32Array(b.buffer, b.byteOffset, b.length >>> 2)
+  const c = new Uint32Array(b.length >>> 2)
+  new Uint8Array(c.buffer).set(b)
+  return c
 }
 
-/** Write sigma(X) ^ tweak into k at word offset o; sigma(L || R) = (L ^ R) || L on 64-bit halves. */
-function sigmaTweak(k: Uint32Array, o: number, x: Uint32Array, xo: number, t0: number, t1: number, t2: number, t3: number): void {
-  const x0 = x[xo]
-  const x1 = x[xo + 1]
-  k[o] = (x0 ^ x[xo + 2] ^ t0) >>> 0
-  k[o + 1] = (x1 ^ x[xo + 3] ^ t1) >>> 0
-  k[o + 2] = (x0 ^ t2) >>> 0
-  k[o + 3] = (x1 ^ t3) >>> 0
+/** A BigInt64Array over a Buffer's bytes, without copying when the Buffer is 8-byte aligned. */
+function lanes(b: Buffer): BigInt64Array {
+  if ((b.byteOffset & 7) === 0) return new BigInt64Array(b.buffer, b.byteOffset, b.length >>> 3)
+  const c = new BigInt64Array(b.length >>> 3)
+  new Uint8Array(c.buffer).set(b)
+  return c
+}
+
+/**
+ * Instances processed together: the working set is one 16-byte label per input wire and per live
+ * wire for each instance of a block, so garbling and evaluation need O(slots * GC_BLOCK) scratch
+ * whatever n is (besides the tables and labels themselves).
+ */
+const GC_BLOCK = 1024
+/**
+ * AES blocks per cipher.update call that AND gates of one depth are batched up to (node:crypto's
+ * ECB is fastest from about 64 KiB to 256 KiB per call; every call allocates its output).
+ */
+const AES_BATCH = 16384
+
+// Program of a circuit plan (Int32Array): instance-block operations over wire slots (slot 0: the
+// all-zero label, slots 1 .. nIn: the circuit inputs in inputsA ++ inputsB ++ inputsU order).
+const OP_XOR = 1 // [op, slot a, slot b, slot out]
+const OP_AND = 2 // [op, count, (and index, slots a a', slots b b', slot out, flip a, flip b) * count]: one AES call
+const OP_EMIT = 3 // [op, output index, slots x x', flip]: output permute bits of the block
+
+/** A circuit with NOT gates folded into wire flips (free-XOR: the zero label of NOT w is w's ^ delta). */
+interface Template {
+  nIn: number
+  /** Wire -> index in inputsA ++ inputsB ++ inputsU, or -1. */
+  inputIndex: Int32Array
+  plans: Map<number, Plan>
+  // values: inputs 0..nIn-1, CONST = nIn (the all-zero label), then XOR / AND results
+  vKind: Uint8Array
+  vA: Int32Array
+  vB: Int32Array
+  vFlipA: Uint8Array
+  vFlipB: Uint8Array
+  vAnd: Int32Array
+  outVal: Int32Array
+  outFlip: Uint8Array
+}
+
+/** A schedule of one circuit for one AND batch width, with wire slots assigned by liveness. */
+interface Plan {
+  prog: Int32Array
+  nSlots: number
+  /** Most AND gates in one batch (one AES call). */
+  maxAnd: number
+}
+
+// value kinds (0: an input)
+const V_CONST = 1
+const V_XOR = 2
+const V_AND = 3
+
+const templates = new WeakMap<Circuit, Template>()
+
+function template(circ: Circuit): Template {
+  let t = templates.get(circ)
+  if (t) return t
+  const inputs = [...circ.inputsA, ...circ.inputsB, ...circ.inputsU]
+  const nIn = inputs.length
+  const nW = circ.nWires
+  const inputIndex = new Int32Array(nW).fill(-1)
+  ;[circ.inputsA, circ.inputsB, circ.inputsU].forEach((ws, s) =>
+    ws.forEach((w, p) => {
+      const j = s === 0 ? p : s === 1 ? circ.inputsA.length + p : circ.inputsA.length + circ.inputsB.length + p
+      if (w < 0 || w >= nW || inputIndex[w] >= 0) throw new Error(`circuit input wire ${w} out of range or repeated`)
+      inputIndex[w] = j
+    }),
+  )
+  const CONST = nIn
+  const g = circ.gates
+  const cap = nIn + 1 + g.length / 4
+  const vKind = new Uint8Array(cap)
+  const vA = new Int32Array(cap)
+  const vB = new Int32Array(cap)
+  const vFlipA = new Uint8Array(cap)
+  const vFlipB = new Uint8Array(cap)
+  const vAnd = new Int32Array(cap).fill(-1)
+  vKind[CONST] = V_CONST
+  let nv = nIn + 1
+  const val = new Int32Array(nW).fill(-1)
+  const flip = new Uint8Array(nW)
+  for (let w = 0; w < nW; w++) if (inputIndex[w] >= 0) val[w] = inputIndex[w]
+  let ands = 0
+  const operand = (w: number): number => {
+    if (w < 0 || w >= nW || val[w] < 0) throw new Error(`circuit wire ${w} used before it is defined`)
+    return val[w]
+  }
+  for (let q = 0; q < g.length; q += 4) {
+    const op = g[q]
+    const o = g[q + 3]
+    if (o < 0 || o >= nW || val[o] >= 0) throw new Error(`circuit wire ${o} defined twice or out of range`)
+    const va = operand(g[q + 1])
+    const fa = flip[g[q + 1]]
+    if (op === NOT) {
+      val[o] = va
+      flip[o] = fa ^ 1
+      continue
+    }
+    const vb = operand(g[q + 2])
+    const fb = flip[g[q + 2]]
+    if (op === XOR) {
+      flip[o] = fa ^ fb
+      if (va === vb) val[o] = CONST
+      else if (va === CONST) val[o] = vb
+      else if (vb === CONST) val[o] = va
+      else {
+        vKind[nv] = V_XOR
+        vA[nv] = va
+        vB[nv] = vb
+        val[o] = nv++
+      }
+    } else if (op === AND) {
+      vKind[nv] = V_AND
+      vA[nv] = va
+      vB[nv] = vb
+      vFlipA[nv] = fa
+      vFlipB[nv] = fb
+      vAnd[nv] = ands++
+      val[o] = nv++
+    } else throw new Error(`unknown gate ${op}`)
+  }
+  if (ands !== circ.ands) throw new Error(`circuit has ${ands} AND gates, says ${circ.ands}`)
+  const outVal = Int32Array.from(circ.outputs, (w) => operand(w))
+  const outFlip = Uint8Array.from(circ.outputs, (w) => flip[w])
+  t = {
+    nIn, inputIndex, plans: new Map(),
+    vKind: vKind.subarray(0, nv), vA: vA.subarray(0, nv), vB: vB.subarray(0, nv), vFlipA: vFlipA.subarray(0, nv),
+    vFlipB: vFlipB.subarray(0, nv), vAnd: vAnd.subarray(0, nv), outVal, outFlip,
+  }
+  templates.set(circ, t)
+  return t
+}
+
+/**
+ * Schedule the circuit for one instance block. Slot 0 is the all-zero label, slots 1 .. nIn the
+ * circuit inputs (filled at the start of a block), then slots reused by liveness for the other values.
+ * AND gates run by AND depth, those of one depth batched up to `width` per AES call. An XOR is placed
+ * between its earliest and latest possible AND level as late as it can go without keeping one of its
+ * operands alive longer (an adder's sum bit is taken at once, since its carry dies soon; a XOR of
+ * long-lived values waits for its reader). An XOR read only by AND gates and outputs is not stored
+ * when that keeps no operand alive longer: its readers XOR its two operand slots (every AND operand
+ * and output is a slot pair, the second slot 0 for a stored value). Outputs are emitted as soon as
+ * they exist; a linear scan then frees each slot after its last read.
+ */
+function buildPlan(t: Template, width: number): Plan {
+  const { vKind, vA, vB, nIn } = t
+  const nv = vKind.length
+  const CONST = nIn
+  const depth = new Int32Array(nv)
+  for (let v = nIn + 1; v < nv; v++) depth[v] = Math.max(depth[vA[v]], depth[vB[v]]) + (vKind[v] === V_AND ? 1 : 0)
+  const isOut = new Uint8Array(nv)
+  for (const v of t.outVal) isOut[v] = 1
+  const readers: number[][] = Array.from({ length: nv }, () => [])
+  for (let v = nIn + 1; v < nv; v++) {
+    readers[vA[v]].push(v)
+    if (vB[v] !== vA[v]) readers[vB[v]].push(v)
+  }
+  // keys: 2L - 1 for AND level L, 2p for the XOR phase between AND levels p and p + 1
+  const INF = 0x7fffffff
+  const key = new Int32Array(nv)
+  const live = new Uint8Array(nv) // computed at all: ANDs always (their tables), XORs only when read
+  const virt = new Uint8Array(nv)
+  for (let v = nv - 1; v > nIn; v--) {
+    if (vKind[v] === V_AND) {
+      live[v] = 1
+      key[v] = 2 * depth[v] - 1
+    } else live[v] = isOut[v] || readers[v].some((w) => live[w]) ? 1 : 0
+  }
+  /** When reader w reads its operands: an AND or a stored XOR at its key, a virtual XOR when its readers read (latest). */
+  const readTime = (w: number): number => {
+    if (!virt[w]) return key[w]
+    let m = isOut[w] ? key[w] : -1
+    for (const r of readers[w]) if (live[r]) m = Math.max(m, readTime(r))
+    return m
+  }
+  /** Last read of u by readers other than v (its emission if an output). */
+  const lastOther = (u: number, v: number): number => {
+    let m = isOut[u] ? key[u] : -1
+    for (const r of readers[u]) if (r !== v && live[r]) m = Math.max(m, readTime(r))
+    return m
+  }
+  // first estimate: every XOR as late as possible (just before its first reader), as far as readers are known
+  for (let v = nv - 1; v > nIn; v--) {
+    if (!live[v] || vKind[v] !== V_XOR) continue
+    let c = INF
+    for (const r of readers[v]) if (live[r]) c = Math.min(c, vKind[r] === V_AND ? key[r] - 1 : key[r])
+    key[v] = c === INF ? 2 * depth[v] : c
+  }
+  // then place each XOR (readers first) without extending its stored operands' lives
+  for (let v = nv - 1; v > nIn; v--) {
+    if (!live[v] || vKind[v] !== V_XOR) continue
+    const asap = 2 * depth[v]
+    let latest = INF
+    let allAnd = true
+    let lastRead = -1
+    for (const r of readers[v]) {
+      if (!live[r]) continue
+      latest = Math.min(latest, vKind[r] === V_AND ? key[r] - 1 : key[r])
+      if (vKind[r] !== V_AND) allAnd = false
+      lastRead = Math.max(lastRead, readTime(r))
+    }
+    let bound = INF // operands stay alive anyway until then
+    for (const u of [vA[v], vB[v]]) if (u > nIn) bound = Math.min(bound, lastOther(u, v) & ~1) // an XOR phase
+    if (latest === INF) latest = asap // an output only: emit at once
+    key[v] = Math.max(asap, Math.min(latest, bound))
+    const opsStored = !virt[vA[v]] && !virt[vB[v]]
+    virt[v] = allAnd && opsStored && Math.max(lastRead, isOut[v] ? key[v] : -1) <= Math.max(bound === INF ? INF : bound, key[v]) ? 1 : 0
+    if (virt[v]) for (const u of [vA[v], vB[v]]) if (u > nIn && virt[u]) virt[v] = 0
+  }
+  // a virtual XOR's operands must be stored: undo any operand that was virtualized (processed later)
+  for (let v = nIn + 1; v < nv; v++) if (virt[v] && (virt[vA[v]] || virt[vB[v]])) virt[v] = 0
+  /** The slot pair of a value as an operand. */
+  const pair = (v: number): [number, number] => (virt[v] ? [vA[v], vB[v]] : [v, CONST])
+  let maxKey = 0
+  for (let v = nIn + 1; v < nv; v++) if (live[v] && key[v] > maxKey) maxKey = key[v]
+  const byKey: number[][] = Array.from({ length: maxKey + 1 }, () => [])
+  for (let v = nIn + 1; v < nv; v++) if (live[v]) byKey[key[v]].push(v)
+  const outsOf = new Map<number, number[]>()
+  t.outVal.forEach((v, j) => {
+    const l = outsOf.get(v)
+    if (l) l.push(j)
+    else outsOf.set(v, [j])
+  })
+  type Op = { kind: number; defs: number[]; reads: number[]; out?: number }
+  const ops: Op[] = []
+  const emit = (v: number) => {
+    for (const j of outsOf.get(v) ?? []) ops.push({ kind: OP_EMIT, defs: [], reads: pair(v), out: j })
+  }
+  for (let j = 0; j <= nIn; j++) emit(j) // outputs that are inputs or constant
+  for (let k = 0; k <= maxKey; k++) {
+    const vs = byKey[k]
+    if (k % 2 === 0) {
+      for (const v of vs) {
+        if (!virt[v]) ops.push({ kind: OP_XOR, defs: [v], reads: [vA[v], vB[v]] })
+        emit(v)
+      }
+    } else
+      for (let s = 0; s < vs.length; s += width) {
+        const batch = vs.slice(s, s + width)
+        ops.push({ kind: OP_AND, defs: batch, reads: batch.flatMap((v) => [...pair(vA[v]), ...pair(vB[v])]) })
+        for (const v of batch) emit(v)
+      }
+  }
+  // liveness: last read of every value; then a linear scan, LIFO free list (recently used slots are warm)
+  const last = new Int32Array(nv).fill(-1)
+  ops.forEach((op, i) => {
+    for (const v of op.reads) last[v] = i
+    for (const v of op.defs) if (last[v] < i) last[v] = i
+  })
+  const slot = new Int32Array(nv).fill(-1)
+  slot[CONST] = 0
+  for (let j = 0; j < nIn; j++) slot[j] = 1 + j
+  const free: number[] = []
+  let nSlots = 1 + nIn
+  const prog: number[] = []
+  let maxAnd = 1
+  ops.forEach((op, i) => {
+    for (const v of op.defs) slot[v] = free.length ? free.pop()! : nSlots++
+    if (op.kind === OP_XOR) {
+      const v = op.defs[0]
+      prog.push(OP_XOR, slot[vA[v]], slot[vB[v]], slot[v])
+    } else if (op.kind === OP_AND) {
+      prog.push(OP_AND, op.defs.length)
+      maxAnd = Math.max(maxAnd, op.defs.length)
+      op.defs.forEach((v, q) => {
+        const r = op.reads.slice(4 * q, 4 * q + 4).map((u) => slot[u])
+        prog.push(t.vAnd[v], r[0], r[1], r[2], r[3], slot[v], t.vFlipA[v], t.vFlipB[v])
+      })
+    } else prog.push(OP_EMIT, op.out!, slot[op.reads[0]], slot[op.reads[1]], t.outFlip[op.out!])
+    const done = new Set<number>()
+    for (const v of [...op.reads, ...op.defs])
+      if (last[v] === i && v > CONST && !done.has(v)) {
+        done.add(v)
+        free.push(slot[v])
+      }
+  })
+  return { prog: Int32Array.from(prog), nSlots, maxAnd }
+}
+
+/**
+ * Instances per block and the plan for n instances: AND gates of one level are batched up to about
+ * AES_BATCH blocks per cipher call (`hashes` blocks per AND gate: 4 to garble, 2 to evaluate).
+ */
+function planFor(circ: Circuit, n: number, hashes: number): { t: Template; plan: Plan; B: number } {
+  const t = template(circ)
+  const B = Math.max(1, Math.min(n, GC_BLOCK))
+  const width = Math.max(1, Math.floor(AES_BATCH / (hashes * B)))
+  let plan = t.plans.get(width)
+  if (!plan) t.plans.set(width, (plan = buildPlan(t, width)))
+  return { t, plan, B }
+}
+
+/** AES input blocks for a plan: its widest AND batch. */
+function scratchBlocks(plan: Plan, B: number, hashes: number): number {
+  return plan.maxAnd * hashes * B
+}
+
+/**
+ * Bytes garbling (or evaluating) n instances holds at its peak: the tables (32 B per AND gate per
+ * instance), the input labels the evaluator receives or encodeLabels returns (16 B per input wire
+ * per instance), decoding and output bits, and the fixed working set (live-wire slots of one block,
+ * AES buffers).
+ */
+export function gcBytes(circ: Circuit, n: number): number {
+  const t = template(circ)
+  const perInstance = 32 * circ.ands + 16 * t.nIn + 2 * circ.outputs.length
+  let fixed = 0
+  for (const hashes of [4, 2]) {
+    const { plan, B } = planFor(circ, n, hashes)
+    fixed = Math.max(fixed, plan.nSlots * B * 16 + 2 * scratchBlocks(plan, B, hashes) * 16 + B * 8)
+  }
+  return n * perInstance + fixed
+}
+
+/**
+ * The most instances of `circ` to garble (or evaluate) per call so that one call stays within
+ * `bytesBudget` bytes (see gcBytes). Garble a layer in chunks of this many instances, each chunk with
+ * its own tweak. Throws a RangeError when not even one instance fits.
+ */
+export function instancesPerChunk(circ: Circuit, bytesBudget: number): number {
+  if (!(gcBytes(circ, 1) <= bytesBudget)) throw new RangeError(`a garbling of one instance needs ${gcBytes(circ, 1)} bytes, budget ${bytesBudget}`)
+  let lo = 1
+  let hi = 2
+  while (gcBytes(circ, hi) <= bytesBudget && hi < 2 ** 31) hi *= 2
+  if (hi >= 2 ** 31) return 2 ** 31
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2)
+    if (gcBytes(circ, mid) <= bytesBudget) lo = mid
+    else hi = mid
+  }
+  return lo
 }
 
 export interface Garbled {
-  /** Zero labels of every wire: wire w, instance i at words (w * N + i) * 4. */
-  readonly zero: Uint32Array
+  /** Instances garbled. */
+  readonly n: number
+  readonly circuit: Circuit
+  /** The global offset: one label of each wire is the other's XOR delta (lowest bit 1). */
   readonly delta: Uint32Array
-  /** Two ciphertexts per AND gate per instance. */
+  /**
+   * Secret key from which the zero labels of the input wires are derived (input j, instance i:
+   * AES_labelKey(j || i), a CTR stream per input); no label is stored. Use encodeLabels / zeroLabels.
+   */
+  readonly labelKey: Buffer
+  /** Two ciphertexts per AND gate per instance: gate g, instance i at bytes (g * n + i) * 32. */
   readonly tables: Buffer
   /** Permute bits of the output zero labels: instance i, output j at i * outputs + j. */
   readonly decode: Uint8Array
 }
 
+function checkTweak(tweak: number): void {
+  if (!Number.isInteger(tweak) || tweak < 0 || tweak > 0xffffffff) throw new RangeError(`garbling tweak must be a 32-bit unsigned integer, got ${tweak}`)
+}
+
+/** Index of the low 32 bits of a 64-bit lane in a Uint32Array alias (labels are two 64-bit lanes). */
+const LO32 = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1 ? 0 : 1
+
+/*
+ * The kernels work on labels as two signed 64-bit lanes (BigInt64Array): TurboFan compiles BigInt
+ * XOR / AND on BigInt64Array elements to plain 64-bit instructions, with no BigInt allocated, which
+ * is 2-4x faster than four 32-bit words. (It does not for BigUint64Array once values reach 2^63.)
+ * Constants come in a BigInt64Array C, never as BigInt arguments or loop-carried BigInts:
+ *   C = [delta lo, delta hi, sigma(delta) lo, sigma(delta) hi, flip a lo, hi, flip b lo, hi, gate, tweak, tweak | 1 << 32]
+ * and II[i] = (first instance + i) << 32. A hash input is sigma(X) ^ (gate | i << 32, tweak | j << 32)
+ * with sigma(L || R) = (L ^ R) || L on the 64-bit halves: the tweak (gate, instance, tweak, j) in 32-bit words.
+ */
+const C_DL = 0
+const C_DH = 1
+const C_SDL = 2
+const C_SDH = 3
+const C_FA = 4
+const C_FB = 6
+const C_GATE = 8
+const C_TW0 = 9
+const C_TW1 = 10
+
 /**
- * Garble `n` instances of a circuit. `tweak` must be unique per garbling under one session (it is
- * mixed into every hash together with the gate and instance index).
+ * Half-gates garbler hash inputs of one AND gate for cnt instances: sigma(X) ^ tweak for X = A0, A1
+ * (j = 0) and B0, B1 (j = 1), where A0 = S[xa] ^ S[ya] ^ (flip a ? delta : 0), B0 likewise.
+ */
+function garbleHash(S: BigInt64Array, xa: number, ya: number, xb: number, yb: number, K: BigInt64Array, k: number, cnt: number, C: BigInt64Array, II: BigInt64Array): void {
+  const sdl = C[C_SDL], sdh = C[C_SDH], fal = C[C_FA], fah = C[C_FA + 1], fbl = C[C_FB], fbh = C[C_FB + 1]
+  const g = C[C_GATE], th0 = C[C_TW0], th1 = C[C_TW1]
+  for (let i = 0; i < cnt; i++, xa += 2, ya += 2, xb += 2, yb += 2, k += 8) {
+    const tl = II[i] ^ g
+    const al = S[xa] ^ S[ya] ^ fal
+    const xl = al ^ S[xa + 1] ^ S[ya + 1] ^ fah ^ tl
+    const xh = al ^ th0
+    K[k] = xl
+    K[k + 1] = xh
+    K[k + 2] = xl ^ sdl
+    K[k + 3] = xh ^ sdh
+    const bl = S[xb] ^ S[yb] ^ fbl
+    const yl = bl ^ S[xb + 1] ^ S[yb + 1] ^ fbh ^ tl
+    const yh = bl ^ th1
+    K[k + 4] = yl
+    K[k + 5] = yh
+    K[k + 6] = yl ^ sdl
+    K[k + 7] = yh ^ sdh
+  }
+}
+
+/**
+ * Half-gates garbling of one AND gate from the AES outputs E of the hash inputs K (H(X) = E ^ K; the
+ * tweaks cancel in H(A0) ^ H(A1) = E(A0) ^ E(A1) ^ sigma(delta)): tables TG = H(A0) ^ H(A1) ^ pb delta,
+ * TE = H(B0) ^ H(B1) ^ A0, and the output zero label H(A0) ^ pa TG ^ H(B0) ^ pb (TE ^ A0). A0 and the
+ * permute bits pa, pb are read back from K (sigma is invertible), not from the slots.
+ */
+function garbleFinish(oo: number, S: BigInt64Array, K: BigInt64Array, E: BigInt64Array, k: number, T: BigInt64Array, t: number, cnt: number, C: BigInt64Array, II: BigInt64Array): void {
+  const dl = C[C_DL], dh = C[C_DH], sdl = C[C_SDL], sdh = C[C_SDH], g = C[C_GATE], th0 = C[C_TW0], th1 = C[C_TW1]
+  for (let i = 0; i < cnt; i++, oo += 2, k += 8, t += 4) {
+    const k0 = K[k], k1 = K[k + 1]
+    const al = k1 ^ th0
+    const ah = k0 ^ al ^ II[i] ^ g
+    const pa = BigInt.asIntN(64, -(al & 1n))
+    const pb = BigInt.asIntN(64, -((K[k + 5] ^ th1) & 1n))
+    const gl = E[k], gh = E[k + 1]
+    const tgl = gl ^ E[k + 2] ^ sdl ^ (dl & pb)
+    const tgh = gh ^ E[k + 3] ^ sdh ^ (dh & pb)
+    const hl = E[k + 4], hh = E[k + 5]
+    const ul = hl ^ E[k + 6] ^ sdl
+    const uh = hh ^ E[k + 7] ^ sdh
+    T[t] = tgl
+    T[t + 1] = tgh
+    T[t + 2] = ul ^ al
+    T[t + 3] = uh ^ ah
+    S[oo] = gl ^ k0 ^ (tgl & pa) ^ hl ^ K[k + 4] ^ (ul & pb)
+    S[oo + 1] = gh ^ k1 ^ (tgh & pa) ^ hh ^ K[k + 5] ^ (uh & pb)
+  }
+}
+
+/** Evaluator hash inputs of one AND gate: sigma(A) ^ tweak (j = 0), sigma(B) ^ tweak (j = 1), A = S[xa] ^ S[ya]. */
+function evalHash(S: BigInt64Array, xa: number, ya: number, xb: number, yb: number, K: BigInt64Array, k: number, cnt: number, C: BigInt64Array, II: BigInt64Array): void {
+  const g = C[C_GATE], th0 = C[C_TW0], th1 = C[C_TW1]
+  for (let i = 0; i < cnt; i++, xa += 2, ya += 2, xb += 2, yb += 2, k += 4) {
+    const tl = II[i] ^ g
+    const al = S[xa] ^ S[ya]
+    const bl = S[xb] ^ S[yb]
+    K[k] = al ^ S[xa + 1] ^ S[ya + 1] ^ tl
+    K[k + 1] = al ^ th0
+    K[k + 2] = bl ^ S[xb + 1] ^ S[yb + 1] ^ tl
+    K[k + 3] = bl ^ th1
+  }
+}
+
+/**
+ * Half-gates evaluation: W = H(A) ^ sa TG ^ H(B) ^ sb (TE ^ A), H(X) = E ^ K, sa and sb the permute
+ * bits; A and the permute bits are read back from K.
+ */
+function evalFinish(oo: number, S: BigInt64Array, K: BigInt64Array, E: BigInt64Array, k: number, T: BigInt64Array, t: number, cnt: number, C: BigInt64Array, II: BigInt64Array): void {
+  const g = C[C_GATE], th0 = C[C_TW0], th1 = C[C_TW1]
+  for (let i = 0; i < cnt; i++, oo += 2, k += 4, t += 4) {
+    const k0 = K[k], k1 = K[k + 1]
+    const al = k1 ^ th0
+    const sa = BigInt.asIntN(64, -(al & 1n))
+    const sb = BigInt.asIntN(64, -((K[k + 3] ^ th1) & 1n))
+    S[oo] = E[k] ^ k0 ^ (T[t] & sa) ^ E[k + 2] ^ K[k + 2] ^ ((T[t + 2] ^ al) & sb)
+    S[oo + 1] = E[k + 1] ^ k1 ^ (T[t + 1] & sa) ^ E[k + 3] ^ K[k + 3] ^ ((T[t + 3] ^ k0 ^ al ^ II[i] ^ g) & sb)
+  }
+}
+
+function xorSlots(S: BigInt64Array, oa: number, ob: number, oo: number, len: number): void {
+  for (let w = 0; w < len; w += 2) {
+    S[oo + w] = S[oa + w] ^ S[ob + w]
+    S[oo + w + 1] = S[oa + w + 1] ^ S[ob + w + 1]
+  }
+}
+
+/** Per-block scratch shared by garble and evaluate. */
+interface Scratch {
+  B: number
+  /** Wire slots: slot s, instance i at lanes (s * B + i) * 2; slot 0 is the all-zero label. */
+  S: BigInt64Array
+  S32: Uint32Array
+  /** AES input blocks. */
+  K: Buffer
+  K64: BigInt64Array
+  C: BigInt64Array
+  II: BigInt64Array
+}
+
+function scratch(plan: Plan, B: number, blocks: number): Scratch {
+  const S = new BigInt64Array(plan.nSlots * B * 2)
+  const K = Buffer.allocUnsafeSlow(blocks * 16)
+  return {
+    B, S, S32: new Uint32Array(S.buffer), K, K64: new BigInt64Array(K.buffer, K.byteOffset, blocks * 2),
+    C: new BigInt64Array(11), II: new BigInt64Array(B),
+  }
+}
+
+function setInstances(II: BigInt64Array, i0: number, cnt: number): void {
+  for (let i = 0; i < cnt; i++) II[i] = BigInt.asIntN(64, BigInt(i0 + i) << 32n)
+}
+
+/**
+ * The zero labels of circuit input j (index in inputsA ++ inputsB ++ inputsU) are the AES-CTR stream
+ * under the garbling's secret labelKey from the counter block (j as a 64-bit big-endian integer) || 0:
+ * instance i's label is AES_labelKey(j || i). A stream per input, read in instance order.
+ */
+function labelStream(labelKey: Buffer, j: number): Cipher {
+  const iv = Buffer.alloc(16)
+  iv.writeUInt32BE(Math.floor(j / 2 ** 32), 0)
+  iv.writeUInt32BE(j >>> 0, 4)
+  return createCipheriv('aes-128-ctr', labelKey, iv)
+}
+
+/** Zero bytes fed to the label streams. */
+let zeros = Buffer.alloc(0)
+function zeroBytes(n: number): Buffer {
+  if (zeros.length < n) zeros = Buffer.alloc(Math.max(n, 64 << 10))
+  return zeros.subarray(0, n)
+}
+
+/**
+ * Garble `n` instances of a circuit. `tweak` (a 32-bit unsigned integer) must be unique per garbling
+ * under one session: AND gate g of instance i hashes with the tweak (g, i, tweak, 0 | 1). To garble
+ * a layer in chunks (see instancesPerChunk), give every chunk its own tweak.
  */
 export function garble(circ: Circuit, n: number, seed: Buffer, tweak: number): Garbled {
+  checkTweak(tweak)
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`bad instance count ${n}`)
   const prg = new Prg(seed, 'garble')
-  const delta = new Uint32Array(prg.bytes(16).buffer.slice(0, 16))
-  delta[0] |= 1
-  const zero = new Uint32Array(circ.nWires * n * 4)
-  const inputs = [...circ.inputsA, ...circ.inputsB, ...circ.inputsU]
-  const rnd = prg.bytes(inputs.length * n * 16)
-  const rw = new Uint32Array(rnd.buffer, rnd.byteOffset, inputs.length * n * 4)
-  inputs.forEach((w, j) => zero.set(rw.subarray(j * n * 4, (j + 1) * n * 4), w * n * 4))
-  const tables = Buffer.alloc(circ.ands * n * 32)
-  const tw = new Uint32Array(tables.buffer, tables.byteOffset, circ.ands * n * 8)
-  const c = aes()
-  const k = new Uint32Array(n * 16)
-  const g = circ.gates
-  let andIdx = 0
-  for (let q = 0; q < g.length; q += 4) {
-    const op = g[q]
-    const oa = g[q + 1] * n * 4
-    const ob = g[q + 2] * n * 4
-    const oo = g[q + 3] * n * 4
-    if (op === XOR) {
-      for (let i = 0; i < n * 4; i++) zero[oo + i] = zero[oa + i] ^ zero[ob + i]
-      continue
-    }
-    if (op === NOT) {
-      for (let i = 0; i < n * 4; i++) zero[oo + i] = zero[oa + i] ^ delta[i & 3]
-      continue
-    }
-    const a1 = new Uint32Array(4)
-    const b1 = new Uint32Array(4)
-    for (let i = 0; i < n; i++) {
-      const ai = oa + i * 4
-      const bi = ob + i * 4
-      for (let w = 0; w < 4; w++) {
-        a1[w] = zero[ai + w] ^ delta[w]
-        b1[w] = zero[bi + w] ^ delta[w]
-      }
-      sigmaTweak(k, i * 16, zero, ai, andIdx, i, tweak, 0)
-      sigmaTweak(k, i * 16 + 4, a1, 0, andIdx, i, tweak, 0)
-      sigmaTweak(k, i * 16 + 8, zero, bi, andIdx, i, tweak, 1)
-      sigmaTweak(k, i * 16 + 12, b1, 0, andIdx, i, tweak, 1)
-    }
-    const h = mmo(c, k)
-    for (let i = 0; i < n; i++) {
-      const ai = oa + i * 4
-      const bi = ob + i * 4
-      const pa = zero[ai] & 1
-      const pb = zero[bi] & 1
-      const hb = i * 16
-      const t = (andIdx * n + i) * 8
-      for (let w = 0; w < 4; w++) {
-        const tg = h[hb + w] ^ h[hb + 4 + w] ^ (pb ? delta[w] : 0)
-        const wg = h[hb + w] ^ (pa ? tg : 0)
-        const te = h[hb + 8 + w] ^ h[hb + 12 + w] ^ zero[ai + w]
-        const we = h[hb + 8 + w] ^ (pb ? te ^ zero[ai + w] : 0)
-        tw[t + w] = tg
-        tw[t + 4 + w] = te
-        zero[oo + i * 4 + w] = wg ^ we
-      }
-    }
-    andIdx++
-  }
+  const d64 = new BigInt64Array(2)
+  new Uint8Array(d64.buffer).set(prg.bytes(16))
+  d64[0] |= 1n // point-and-permute: the permute bit of a label is the low bit of its first lane
+  const delta = new Uint32Array(4)
+  new Uint8Array(delta.buffer).set(new Uint8Array(d64.buffer))
+  const labelKey = Buffer.from(prg.bytes(16))
+  const { t, plan, B } = planFor(circ, n, 4)
+  const tables = Buffer.allocUnsafeSlow(circ.ands * n * 32)
   const no = circ.outputs.length
   const decode = new Uint8Array(n * no)
-  for (let i = 0; i < n; i++) for (let j = 0; j < no; j++) decode[i * no + j] = zero[(circ.outputs[j] * n + i) * 4] & 1
-  return { zero, delta, tables, decode }
+  if (n === 0) return { n, circuit: circ, delta, labelKey, tables, decode }
+  const T = lanes(tables)
+  const sc = scratch(plan, B, scratchBlocks(plan, B, 4))
+  const { S, S32, K, K64, C, II } = sc
+  const dl = d64[0], dh = d64[1]
+  C[C_DL] = dl
+  C[C_DH] = dh
+  C[C_SDL] = dl ^ dh
+  C[C_SDH] = dl
+  C[C_TW0] = BigInt(tweak)
+  C[C_TW1] = BigInt(tweak) | (1n << 32n)
+  const B2 = B * 2
+  const hash = ecb(FIXED_KEY)
+  const streams = Array.from({ length: t.nIn }, (_, j) => labelStream(labelKey, j))
+  const prog = plan.prog
+  for (let i0 = 0; i0 < n; i0 += B) {
+    const cnt = Math.min(B, n - i0)
+    setInstances(II, i0, cnt)
+    for (let j = 0; j < t.nIn; j++) S.set(lanes(streams[j].update(zeroBytes(cnt * 16))), (1 + j) * B2)
+    for (let pc = 0; pc < prog.length; ) {
+      const op = prog[pc]
+      if (op === OP_XOR) {
+        xorSlots(S, prog[pc + 1] * B2, prog[pc + 2] * B2, prog[pc + 3] * B2, cnt * 2)
+        pc += 4
+      } else if (op === OP_AND) {
+        const m = prog[pc + 1]
+        const p0 = pc + 2
+        for (let q = 0, p = p0; q < m; q++, p += 8) {
+          C[C_GATE] = BigInt(prog[p])
+          C[C_FA] = prog[p + 6] ? dl : 0n
+          C[C_FA + 1] = prog[p + 6] ? dh : 0n
+          C[C_FB] = prog[p + 7] ? dl : 0n
+          C[C_FB + 1] = prog[p + 7] ? dh : 0n
+          garbleHash(S, prog[p + 1] * B2, prog[p + 2] * B2, prog[p + 3] * B2, prog[p + 4] * B2, K64, q * cnt * 8, cnt, C, II)
+        }
+        const E = lanes(hash.update(K.subarray(0, m * cnt * 64)))
+        for (let q = 0, p = p0; q < m; q++, p += 8) {
+          C[C_GATE] = BigInt(prog[p])
+          garbleFinish(prog[p + 5] * B2, S, K64, E, q * cnt * 8, T, (prog[p] * n + i0) * 4, cnt, C, II)
+        }
+        pc = p0 + 8 * m
+      } else {
+        const j = prog[pc + 1]
+        const x = prog[pc + 2] * B * 4 + LO32
+        const y = prog[pc + 3] * B * 4 + LO32
+        const f = prog[pc + 4]
+        for (let i = 0; i < cnt; i++) decode[(i0 + i) * no + j] = (S32[x + i * 4] ^ S32[y + i * 4] ^ f) & 1
+        pc += 5
+      }
+    }
+  }
+  return { n, circuit: circ, delta, labelKey, tables, decode }
 }
 
 /**
@@ -293,16 +796,36 @@ export function garble(circ: Circuit, n: number, seed: Buffer, tweak: number): G
  * value of wire j in instance i. Returns 16 bytes per bit in the same order.
  */
 export function encodeLabels(gb: Garbled, n: number, wires: readonly number[], bits: Uint8Array): Buffer {
+  if (n !== gb.n) throw new RangeError(`garbling has ${gb.n} instances, asked for ${n}`)
   const m = wires.length
-  const out = Buffer.alloc(n * m * 16)
+  if (bits.length !== n * m) throw new RangeError(`expected ${n * m} bits, got ${bits.length}`)
+  const t = template(gb.circuit)
+  const js = Int32Array.from(wires, (w) => {
+    const j = w >= 0 && w < t.inputIndex.length ? t.inputIndex[w] : -1
+    if (j < 0) throw new RangeError(`wire ${w} is not an input of the circuit`)
+    return j
+  })
+  const out = Buffer.allocUnsafeSlow(n * m * 16)
+  if (n * m === 0) return out
   const ow = new Uint32Array(out.buffer, out.byteOffset, n * m * 4)
-  for (let i = 0; i < n; i++)
-    for (let j = 0; j < m; j++) {
-      const src = (wires[j] * n + i) * 4
-      const dst = (i * m + j) * 4
-      const bit = bits[i * m + j]
-      for (let w = 0; w < 4; w++) ow[dst + w] = gb.zero[src + w] ^ (bit ? gb.delta[w] : 0)
+  const d0 = gb.delta[0], d1 = gb.delta[1], d2 = gb.delta[2], d3 = gb.delta[3]
+  const chunk = Math.min(n, AES_BATCH)
+  for (let q = 0; q < m; q++) {
+    const st = labelStream(gb.labelKey, js[q])
+    for (let i0 = 0; i0 < n; i0 += chunk) {
+      const cnt = Math.min(chunk, n - i0)
+      const E = words(st.update(zeroBytes(cnt * 16)))
+      for (let i = 0, k = 0; i < cnt; i++, k += 4) {
+        const r = (i0 + i) * m + q
+        const mk = (bits[r] << 31) >> 31
+        const o = r * 4
+        ow[o] = E[k] ^ (d0 & mk)
+        ow[o + 1] = E[k + 1] ^ (d1 & mk)
+        ow[o + 2] = E[k + 2] ^ (d2 & mk)
+        ow[o + 3] = E[k + 3] ^ (d3 & mk)
+      }
     }
+  }
   return out
 }
 
@@ -318,57 +841,73 @@ export function zeroLabels(gb: Garbled, n: number, wires: readonly number[]): Bu
 export function evaluate(
   circ: Circuit, n: number, labelsA: Buffer, labelsB: Buffer, labelsU: Buffer, tables: Buffer, decode: Uint8Array, tweak: number,
 ): Uint8Array {
-  const act = new Uint32Array(circ.nWires * n * 4)
-  const place = (wires: readonly number[], buf: Buffer) => {
-    const m = wires.length
+  checkTweak(tweak)
+  const lists = [circ.inputsA, circ.inputsB, circ.inputsU]
+  const bufs = [labelsA, labelsB, labelsU]
+  bufs.forEach((buf, s) => {
+    const m = lists[s].length
     if (buf.length !== n * m * 16) throw new ProtocolError(`malformed labels: expected ${n * m * 16} bytes, got ${buf.length}`)
-    const bw = new Uint32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length))
-    for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) act.set(bw.subarray((i * m + j) * 4, (i * m + j) * 4 + 4), (wires[j] * n + i) * 4)
-  }
-  place(circ.inputsA, labelsA)
-  place(circ.inputsB, labelsB)
-  place(circ.inputsU, labelsU)
+  })
   if (tables.length !== circ.ands * n * 32) throw new ProtocolError(`malformed garbled tables: expected ${circ.ands * n * 32} bytes, got ${tables.length}`)
-  const tw = new Uint32Array(tables.buffer.slice(tables.byteOffset, tables.byteOffset + tables.length))
-  const c = aes()
-  const k = new Uint32Array(n * 8)
-  const g = circ.gates
-  let andIdx = 0
-  for (let q = 0; q < g.length; q += 4) {
-    const op = g[q]
-    const oa = g[q + 1] * n * 4
-    const ob = g[q + 2] * n * 4
-    const oo = g[q + 3] * n * 4
-    if (op === XOR) {
-      for (let i = 0; i < n * 4; i++) act[oo + i] = act[oa + i] ^ act[ob + i]
-      continue
-    }
-    if (op === NOT) {
-      act.copyWithin(oo, oa, oa + n * 4)
-      continue
-    }
-    for (let i = 0; i < n; i++) {
-      sigmaTweak(k, i * 8, act, oa + i * 4, andIdx, i, tweak, 0)
-      sigmaTweak(k, i * 8 + 4, act, ob + i * 4, andIdx, i, tweak, 1)
-    }
-    const h = mmo(c, k)
-    for (let i = 0; i < n; i++) {
-      const ai = oa + i * 4
-      const sa = act[ai] & 1
-      const sb = act[ob + i * 4] & 1
-      const t = (andIdx * n + i) * 8
-      for (let w = 0; w < 4; w++) {
-        const wg = h[i * 8 + w] ^ (sa ? tw[t + w] : 0)
-        const we = h[i * 8 + 4 + w] ^ (sb ? tw[t + 4 + w] ^ act[ai + w] : 0)
-        act[oo + i * 4 + w] = wg ^ we
-      }
-    }
-    andIdx++
-  }
   const no = circ.outputs.length
   if (decode.length !== n * no) throw new ProtocolError('malformed decoding bits')
   const out = new Uint8Array(n * no)
-  for (let i = 0; i < n; i++) for (let j = 0; j < no; j++) out[i * no + j] = (act[(circ.outputs[j] * n + i) * 4] & 1) ^ decode[i * no + j]
+  if (n === 0) return out
+  const views = bufs.map(words)
+  const { plan, B } = planFor(circ, n, 2)
+  const T = lanes(tables)
+  const sc = scratch(plan, B, scratchBlocks(plan, B, 2))
+  const { S, S32, K, K64, C, II } = sc
+  C[C_TW0] = BigInt(tweak)
+  C[C_TW1] = BigInt(tweak) | (1n << 32n)
+  const B2 = B * 2
+  const hash = ecb(FIXED_KEY)
+  const prog = plan.prog
+  for (let i0 = 0; i0 < n; i0 += B) {
+    const cnt = Math.min(B, n - i0)
+    setInstances(II, i0, cnt)
+    // the block's input labels into slots 1 .. nIn: sequential reads, one write stream per wire
+    for (let s = 0, j0 = 1; s < 3; j0 += lists[s].length, s++) {
+      const L = views[s]
+      const m = lists[s].length
+      for (let i = 0, si = i0 * m * 4; i < cnt; i++)
+        for (let q = 0, so = (j0 * B + i) * 4; q < m; q++, si += 4, so += B * 4) {
+          S32[so] = L[si]
+          S32[so + 1] = L[si + 1]
+          S32[so + 2] = L[si + 2]
+          S32[so + 3] = L[si + 3]
+        }
+    }
+    for (let pc = 0; pc < prog.length; ) {
+      const op = prog[pc]
+      if (op === OP_XOR) {
+        xorSlots(S, prog[pc + 1] * B2, prog[pc + 2] * B2, prog[pc + 3] * B2, cnt * 2)
+        pc += 4
+      } else if (op === OP_AND) {
+        const m = prog[pc + 1]
+        const p0 = pc + 2
+        for (let q = 0, p = p0; q < m; q++, p += 8) {
+          C[C_GATE] = BigInt(prog[p])
+          evalHash(S, prog[p + 1] * B2, prog[p + 2] * B2, prog[p + 3] * B2, prog[p + 4] * B2, K64, q * cnt * 4, cnt, C, II)
+        }
+        const E = lanes(hash.update(K.subarray(0, m * cnt * 32)))
+        for (let q = 0, p = p0; q < m; q++, p += 8) {
+          C[C_GATE] = BigInt(prog[p])
+          evalFinish(prog[p + 5] * B2, S, K64, E, q * cnt * 4, T, (prog[p] * n + i0) * 4, cnt, C, II)
+        }
+        pc = p0 + 8 * m
+      } else {
+        const j = prog[pc + 1]
+        const x = prog[pc + 2] * B * 4 + LO32
+        const y = prog[pc + 3] * B * 4 + LO32
+        for (let i = 0; i < cnt; i++) {
+          const o = (i0 + i) * no + j
+          out[o] = ((S32[x + i * 4] ^ S32[y + i * 4]) & 1) ^ decode[o]
+        }
+        pc += 5
+      }
+    }
+  }
   return out
 }
 
