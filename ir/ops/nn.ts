@@ -380,8 +380,17 @@ export const Gemm = defineOp<GemmAttrs>({
     return withData(out, y)
   },
   secret: (ins, a, out) => {
+    const a_ = a
     const [A, B, C] = ins
-    if (B.secret || (C && C.secret) || !A.secret) return { form: 'product' }
+    if (C && C.secret) return { form: 'product' }
+    if (A.secret && B.secret) return { form: 'product' }
+    if (!A.secret) {
+      // a constant times a secret: y = op(A) op(B) = (op(B)^T op(A)^T)^T
+      const a = a_.transA ? transpose2(A.value!.data, A.shape[0], A.shape[1]) : Float64Array.from(A.value!.data)
+      const [M, K] = a_.transA ? [A.shape[1], A.shape[0]] : A.shape
+      if (a_.alpha !== 1) for (let i = 0; i < a.length; i++) a[i] *= a_.alpha
+      return { form: 'affine', terms: [{ input: 1, prims: leftDense(a, M, K, B.shape, a_.transB) }] }
+    }
     const [M, N] = out.shape
     const K = a.transA ? A.shape[0] : A.shape[1]
     const prims: Prim[] = []
@@ -397,6 +406,17 @@ export const Gemm = defineOp<GemmAttrs>({
     return { form: 'affine', terms: [{ input: 0, prims }] }
   },
 })
+
+/** A constant [M, K] matrix times a secret B ([K, N], or [N, K] when transposed) as primitives on B. */
+function leftDense(a: Float64Array, M: number, K: number, bShape: readonly number[], bTransposed: boolean): Prim[] {
+  const N = bTransposed ? bShape[0] : bShape[1]
+  const perm = (rows: number, cols: number) => Int32Array.from({ length: rows * cols }, (_, i) => (i % rows) * cols + Math.floor(i / rows))
+  return [
+    ...(bTransposed ? [] : [indexPrim(bShape, [N, K], perm(K, N))]),
+    { kind: 'dense', in: [N, K], out: [N, M], k: K, n: M, weight: transpose2(a, M, K) },
+    indexPrim([N, M], [M, N], perm(N, M)),
+  ]
+}
 
 export function transpose2(d: Float64Array, r: number, c: number): Float64Array {
   const t = new Float64Array(r * c)
@@ -441,7 +461,12 @@ export const MatMul = defineOp<object>({
   },
   secret: (ins, _a, out) => {
     const [A, B] = ins
-    if (B.secret || B.shape.length > 2) return { form: 'product' }
+    if (A.secret && B.secret) return { form: 'product' }
+    if (B.secret) {
+      if (A.shape.length !== 2 || B.shape.length !== 2) return { form: 'product' }
+      return { form: 'affine', terms: [{ input: 1, prims: leftDense(A.value!.data, A.shape[0], A.shape[1], B.shape, false) }] }
+    }
+    if (B.shape.length > 2) return { form: 'product' }
     const K = B.shape[0]
     const N = B.shape.length === 1 ? 1 : B.shape[1]
     return { form: 'affine', terms: [{ input: 0, prims: [{ kind: 'dense', in: A.shape, out: out.shape, k: K, n: N, weight: B.value!.data }] }] }

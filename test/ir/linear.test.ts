@@ -132,6 +132,16 @@ describe('linear operators from declared forms', () => {
     }
   })
 
+  it('a constant times a secret (MatMul, Gemm with transposes and alpha) is affine in the secret', () => {
+    const b = new GraphBuilder('left', 17, { N: 1 })
+    b.input('x', 'float32', [4, 3])
+    const m = onnxNode(b, 'MatMul', [constant(b, 'a', [5, 4], random([5, 4], 21)), 'x'], 'm')
+    const g1 = onnxNode(b, 'Gemm', [constant(b, 'at', [5, 3], random([5, 3], 22)), m], 'g1', { transA: 1, alpha: 0.5 })
+    const g2 = onnxNode(b, 'Gemm', [constant(b, 'c', [2, 3], random([2, 3], 24)), g1], 'g2', { transB: 1 })
+    const g = b.build([g2])
+    expect(checkGraph(g, random([4, 3], 23))).toBe(3)
+  })
+
   it('names the node that is not linear', () => {
     const b = new GraphBuilder('nl', 17, { N: 1 })
     b.input('x', 'float32', [1, 4])
