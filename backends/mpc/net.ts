@@ -123,6 +123,25 @@ export class Channel {
     if (phase === 'online') this.counters.onlineRounds.add(tag)
   }
 
+  /**
+   * Resolves once the socket has passed on what was written (at once when its buffer is below the
+   * high-water mark), so a sender of many large frames holds about one frame, not all of them.
+   */
+  drained(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure)
+    if (!this.socket.writableNeedDrain) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        this.socket.off('drain', done)
+        this.socket.off('close', done)
+        if (this.failure) reject(this.failure)
+        else resolve()
+      }
+      this.socket.on('drain', done)
+      this.socket.on('close', done)
+    })
+  }
+
   /** The next frame, which must carry the given phase and tag; `what` names it in errors. */
   async recv(phase: Phase, tag: number, what: string): Promise<Buffer> {
     const f = await this.next(what)

@@ -134,7 +134,7 @@ async function serverImage(model: ServerModel, plan: SessionPlan, ch: Channel, i
   const msg = new Reader(await ch.recv('offline', img, 'offline message'), 'offline message')
   for (const st of steps) st.read(msg)
   msg.end()
-  for (const st of steps) st.send?.()
+  for (const st of steps) await st.send?.()
   ch.send('offline', img, Buffer.alloc(0))
 
   masked[s.input.source] = await serverInput(cx)

@@ -193,12 +193,14 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
         e = unpackBits(Buffer.from(msg.take(Math.ceil(L.bBits / 8))), L.bBits, 'choice bits')
         idVals = msg.ring(L.identity.length)
       },
-      // one frame per chunk, sent as soon as it is garbled: the server keeps only input labels and masks
-      send() {
+      // one frame per chunk, sent as soon as it is garbled and the socket has room: the server keeps
+      // only the garbling keys and masks, and about one chunk of tables in flight
+      async send() {
         const rnd = new Prg(freshSeed(), 'server masks')
         const pairs = cx.ss.ot(k, L.bBits)
         let bit = 0
-        garbled = L.groups.map((g) => {
+        garbled = []
+        for (const g of L.groups) {
           const n = g.outIdx.length
           const gb = garble(g.circuit, n, freshSeed(), cx.tweak++)
           const u = rnd.ring(n)
@@ -212,8 +214,9 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
             for (let t = 0; t < 16; t++) ot[j * 32 + 16 + t] = x0[j * 16 + t] ^ delta[t] ^ pairs[m1 + t]
           }
           cx.ch.send('offline', cx.img, Buffer.concat([gb.tables, encodeLabels(gb, n, g.circuit.inputsU, toBits(u, p.ringBits)), packBits(gb.decode), ot]))
-          return { gb: { ...gb, tables: Buffer.alloc(0) }, u }
-        })
+          garbled.push({ gb: { ...gb, tables: Buffer.alloc(0) }, u })
+          await cx.ch.drained()
+        }
       },
       async online(ys, tag) {
         const res = new BigUint64Array(st.outSize)

@@ -59,8 +59,8 @@ export interface ClientImage {
 export interface ServerStep {
   /** Offline: read this step's part of the client's offline message. */
   read(msg: Reader): void
-  /** Offline, once the client's message is read: send this step's own offline frames. */
-  send?(): void
+  /** Offline, once the client's message is read: send this step's own offline frames (waiting for the socket to drain between them). */
+  send?(): Promise<void>
   /** Online, given the server's share of the step's segment: the step's rounds from `tag`; sets the step's sources in `masked`. */
   online(ys: BigUint64Array, tag: number): Promise<void>
 }
