@@ -8,6 +8,9 @@
  * against the float64 interpreter on the same compiled graph). Then ReLU counts and predicted costs of ResNet-18 and VGG-16 shaped CIFAR models
  * (32x32, built with the IR builder) with ReLU and with a degree-2 polynomial, and the all-ReLU /
  * polynomial ratios of online latency and communication (AESPA reports 42.1x and 28.3x on Delphi).
+ * Last, garbling and evaluation speed of the backend's ReLU circuit on one layer (AND gates per
+ * second, one thread) against about 4.8 M AND/s per core natively and 3.3 M in WebAssembly (mpz),
+ * and the bandwidth its tables need at that rate (32 bytes per AND gate); bench/gc.ts has the full table.
  *
  *   npx vite-node bench/mpc.ts                 (20 test images per variant)
  *   npx vite-node bench/mpc.ts -- --images 5   (fewer images)
@@ -15,7 +18,10 @@
  *   npx vite-node bench/mpc.ts -- --json       (also write bench/out/mpc.json)
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { defaultParams } from '../backends/mpc/cost.js'
+import { encodeLabels, evaluate, garble, getWindowCircuit, toBits } from '../backends/mpc/gc.js'
 import { lowerMpc, mpcBackend, runDealer, runQuery, runServe, type MpcSchedule } from '../backends/mpc/index.js'
+import { freshSeed, Prg } from '../backends/mpc/ring.js'
 import { readNpy } from '../compiler/npy.js'
 import { importModel } from '../compiler/onnx-import.js'
 import { GraphBuilder } from '../ir/builder.js'
@@ -164,6 +170,29 @@ function cifar(kind: 'resnet18' | 'vgg16', act: 'relu' | 'poly'): Graph {
   return b.build(['logits'])
 }
 
+/** Garble and evaluate one layer of the backend's ReLU circuit; AND gates per second. */
+function gcRates(n: number): { ands: number; garble: number; evaluate: number } {
+  const p = defaultParams()
+  const circ = getWindowCircuit({ k: 1, inBits: p.gcBits, shift: p.weightFracBits, relu: true, outBits: p.ringBits })
+  const prg = new Prg(freshSeed(), 'bench')
+  const [a, b, u] = [prg.ring(n), prg.ring(n), prg.ring(n)]
+  let best = { garble: Infinity, evaluate: Infinity }
+  for (let rep = 0; rep < 3; rep++) {
+    const t0 = performance.now()
+    const gb = garble(circ, n, freshSeed(), rep)
+    const t1 = performance.now()
+    const la = encodeLabels(gb, n, circ.inputsA, toBits(a, p.gcBits))
+    const lb = encodeLabels(gb, n, circ.inputsB, toBits(b, p.gcBits))
+    const lu = encodeLabels(gb, n, circ.inputsU, toBits(u, p.ringBits))
+    const t2 = performance.now()
+    evaluate(circ, n, la, lb, lu, gb.tables, gb.decode, rep)
+    const t3 = performance.now()
+    best = { garble: Math.min(best.garble, t1 - t0), evaluate: Math.min(best.evaluate, t3 - t2) }
+  }
+  const ands = circ.ands * n
+  return { ands, garble: ands / (best.garble / 1000), evaluate: ands / (best.evaluate / 1000) }
+}
+
 async function main(): Promise<void> {
   const rows: Row[] = []
   const say = (r: Row) => {
@@ -204,6 +233,12 @@ async function main(): Promise<void> {
     const p = big.find((r) => r.model === kind && r.variant !== 'all-ReLU')!
     console.log('  ' + ratios(a, p) + ` (${a.reluCount} ReLUs, online ${(a.predicted.online / 2 ** 20).toFixed(1)} MiB vs ${(p.predicted.online / 2 ** 20).toFixed(1)} MiB)`)
   }
+  const n = 16384
+  const g = gcRates(n)
+  const m = (v: number) => `${(v / 1e6).toFixed(2)} M AND/s`
+  console.log(`\ngarbled ReLU layer (${n} instances, ${g.ands} AND gates, best of 3, one thread):`)
+  console.log(`  garble   ${m(g.garble)} (${(g.garble / 4.8e6).toFixed(2)}x native 4.8 M, ${(g.garble / 3.3e6).toFixed(2)}x mpz WebAssembly 3.3 M); tables at this rate need ${((g.garble * 32 * 8) / 1e9).toFixed(2)} Gbit/s`)
+  console.log(`  evaluate ${m(g.evaluate)} (${(g.evaluate / 4.8e6).toFixed(2)}x native, ${(g.evaluate / 3.3e6).toFixed(2)}x mpz WebAssembly)`)
   if (args.includes('--json')) {
     mkdirSync('bench/out', { recursive: true })
     writeFileSync('bench/out/mpc.json', JSON.stringify({ images: nImages, digits: rows, cifar: big }, null, 1))
