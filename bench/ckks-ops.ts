@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { costTablePath, type CostOp, type CostTable } from '../backends/ckks/cost.js'
 import { loadSeal, makeContext } from '../backends/ckks/seal.js'
+import { timeIt } from './timing.js'
 
 const quick = process.argv.includes('--quick')
 
@@ -16,23 +17,6 @@ const CHAINS: { logN: number; primes: number[]; at: number[] }[] = [
   { logN: 15, primes: [50, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 60], at: [1, 4, 8, 12] },
 ]
 
-/** Mean ms per call: the fastest of several rounds, so that other load on the machine counts least. */
-function timeIt(f: () => void, minMs: number): number {
-  f()
-  let best = Infinity
-  for (let round = 0; round < 5; round++) {
-    let n = 0
-    const t0 = performance.now()
-    let t = t0
-    while (t - t0 < minMs / 5 || n < 2) {
-      f()
-      n++
-      t = performance.now()
-    }
-    best = Math.min(best, (t - t0) / n)
-  }
-  return best
-}
 
 async function main(): Promise<void> {
   const seal = await loadSeal()

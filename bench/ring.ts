@@ -10,6 +10,7 @@
  */
 import { cpus } from 'node:os'
 import { decodeArray, encodeArray, fromLimbs, Prg, shl, toLimbs, truncShare } from '../backends/mpc/ring.js'
+import { timeIt } from './timing.js'
 
 // ---- word versions of the kernels ring.ts keeps as BigInt loops ----
 
@@ -175,23 +176,6 @@ function fromLimbsRef(limbs: Float64Array, n: number, bits: number): BigUint64Ar
 
 // ---- timing ----
 
-/** Mean ms per call: the fastest of several rounds, so that other load on the machine counts least. */
-function timeIt(f: () => unknown, minMs: number): number {
-  f()
-  let best = Infinity
-  for (let round = 0; round < 5; round++) {
-    let n = 0
-    const t0 = performance.now()
-    let t = t0
-    while (t - t0 < minMs / 5 || n < 2) {
-      f()
-      n++
-      t = performance.now()
-    }
-    best = Math.min(best, (t - t0) / n)
-  }
-  return best
-}
 
 function same(x: ArrayLike<unknown>, y: ArrayLike<unknown>): boolean {
   if (x.length !== y.length) return false
