@@ -3,7 +3,7 @@
  * truncation, sparse matrix-vector products, and a seeded AES-CTR pseudo-random generator. Ring
  * elements live in BigUint64Array, whose stores reduce modulo 2^64 by themselves.
  *
- * The array kernels (matVec aside) create no BigInt per element once optimized. Where TurboFan lowers BigInt arithmetic
+ * The array kernels create no BigInt per element once optimized. Where TurboFan lowers BigInt arithmetic
  * on BigUint64Array elements to 64-bit machine operations (+, -, * and unary - stored straight into
  * a BigUint64Array; Node 20, V8 11.3) the kernels are plain BigInt loops, which beat word kernels
  * (add, sub, mul, mulAdd, scale, neg, gather). Shifts by a variable count, asUintN / asIntN, and
@@ -317,65 +317,6 @@ export function fromLimbs(limbs: Float64Array, n: number, bits: number): BigUint
   return out
 }
 
-/** A sparse matrix over the ring in compressed-row form; values are small signed integers. */
-export interface SparseMatrix {
-  rows: number
-  cols: number
-  rowPtr: Int32Array
-  colIdx: Int32Array
-  values: BigInt64Array
-}
-
-/** y = M x (+ y0 when given), all modulo 2^64. */
-export function matVec(m: SparseMatrix, x: BigUint64Array, y0?: BigUint64Array): BigUint64Array {
-  if (x.length !== m.cols) throw new Error(`matrix has ${m.cols} columns, vector ${x.length} elements`)
-  const y = new BigUint64Array(m.rows)
-  for (let r = 0; r < m.rows; r++) {
-    let acc = y0 ? y0[r] : 0n
-    for (let k = m.rowPtr[r]; k < m.rowPtr[r + 1]; k++) acc += m.values[k] * x[m.colIdx[k]]
-    y[r] = acc
-  }
-  return y
-}
-
-export function matrixToBytes(m: SparseMatrix): Buffer {
-  const nnz = m.values.length
-  const buf = Buffer.alloc(12 + 4 * (m.rows + 1) + 4 * nnz + 8 * nnz)
-  buf.writeUInt32LE(m.rows, 0)
-  buf.writeUInt32LE(m.cols, 4)
-  buf.writeUInt32LE(nnz, 8)
-  let o = 12
-  Buffer.from(m.rowPtr.buffer, m.rowPtr.byteOffset, m.rowPtr.byteLength).copy(buf, o)
-  o += 4 * (m.rows + 1)
-  Buffer.from(m.colIdx.buffer, m.colIdx.byteOffset, m.colIdx.byteLength).copy(buf, o)
-  o += 4 * nnz
-  Buffer.from(m.values.buffer, m.values.byteOffset, m.values.byteLength).copy(buf, o)
-  return buf
-}
-
-/** Parse a matrix; throws on any inconsistency (the bytes come from the network). */
-export function matrixFromBytes(buf: Buffer, offset: number): { m: SparseMatrix; next: number } {
-  if (buf.length < offset + 12) throw new ProtocolError('truncated matrix header')
-  const rows = buf.readUInt32LE(offset)
-  const cols = buf.readUInt32LE(offset + 4)
-  const nnz = buf.readUInt32LE(offset + 8)
-  const size = 12 + 4 * (rows + 1) + 12 * nnz
-  if (buf.length < offset + size) throw new ProtocolError('truncated matrix')
-  let o = offset + 12
-  const rowPtr = new Int32Array(rows + 1)
-  Buffer.from(rowPtr.buffer).set(buf.subarray(o, o + 4 * (rows + 1)))
-  o += 4 * (rows + 1)
-  const colIdx = new Int32Array(nnz)
-  Buffer.from(colIdx.buffer).set(buf.subarray(o, o + 4 * nnz))
-  o += 4 * nnz
-  const values = new BigInt64Array(nnz)
-  Buffer.from(values.buffer).set(buf.subarray(o, o + 8 * nnz))
-  o += 8 * nnz
-  if (rowPtr[0] !== 0 || rowPtr[rows] !== nnz) throw new ProtocolError('malformed matrix row pointers')
-  for (let r = 0; r < rows; r++) if (rowPtr[r + 1] < rowPtr[r]) throw new ProtocolError('malformed matrix row pointers')
-  for (let k = 0; k < nnz; k++) if (colIdx[k] < 0 || colIdx[k] >= cols) throw new ProtocolError('malformed matrix column index')
-  return { m: { rows, cols, rowPtr, colIdx, values }, next: o }
-}
 
 /** A fresh 16-byte seed from the operating system. */
 export function freshSeed(): Buffer {

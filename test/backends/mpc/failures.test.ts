@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { lowerMpc, runDealer, runQuery, runServe, type DealerHandle, type MpcSchedule } from '../../../backends/mpc/index.js'
 import { ProtocolError } from '../../../backends/mpc/net.js'
 import { Reader } from '../../../backends/mpc/protocol.js'
-import { matrixFromBytes, ringFromBytes } from '../../../backends/mpc/ring.js'
+import { ringFromBytes } from '../../../backends/mpc/ring.js'
+import { operatorsFromBytes } from '../../../backends/mpc/linear.js'
 import type { Graph } from '../../../ir/graph.js'
 import { compiled, images, parties } from './helpers.js'
 
@@ -177,7 +178,7 @@ describe('misbehaving peers', () => {
 describe('bytes from a peer that do not parse', () => {
   it('are protocol errors (the CLI prints them as such), not internal ones', () => {
     expect(() => ringFromBytes(Buffer.alloc(7), 1, 'shares')).toThrow(new ProtocolError('malformed shares: expected 8 bytes, got 7'))
-    expect(() => matrixFromBytes(Buffer.alloc(4), 0)).toThrow(ProtocolError)
+    expect(() => operatorsFromBytes(Buffer.alloc(4), [], () => 0)).toThrow(ProtocolError)
     expect(() => new Reader(Buffer.alloc(3), 'labels').take(4)).toThrow(new ProtocolError('malformed labels: too short'))
   })
 })
