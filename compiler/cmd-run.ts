@@ -4,7 +4,7 @@
  * decryption); the compiled graph stored beside the plan gives maxAbsErrorVsPlain.
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { checkRunnable, referenceGraph, runPlan, type CkksPlanFile } from '../backends/ckks/index.js'
+import { checkRunnable, referenceGraph, runPlan, validatePlan, type CkksPlanFile } from '../backends/ckks/index.js'
 import { interpret } from '../ir/interpret.js'
 import { maxAbsDiff } from '../ir/tensor.js'
 import { top1Agreement } from '../passes/ola.js'
@@ -33,6 +33,7 @@ export const run: Command = {
     if (plan.format !== 'pic-ckks-plan') throw new PicError(`${file}: not a CKKS plan (format '${String((plan as { format?: unknown }).format)}'); pic run executes plans from pic compile --backend ckks`)
     try {
       checkRunnable(plan, { refresh })
+      validatePlan(plan)
     } catch (e) {
       throw new PicError(`${file}: ${(e as Error).message}`)
     }
@@ -68,6 +69,7 @@ export const run: Command = {
       top1AgreementVsPlain,
       refresh: res.refresh,
       keys: { rotations: res.keys.rotations, relin: res.keys.relin, estimatedBytes: res.keys.estimatedBytes, memoryGrowthBytes: res.memoryGrowthBytes },
+      memory: { predictedPeakBytes: res.memory.predictedPeakBytes, sealHeapBytes: res.memory.sealHeapBytes, peakRssBytes: process.resourceUsage().maxRSS * 1024, plaintexts: res.memory.plaintexts },
       ciphertextBytes: res.ciphertextBytes,
       params: { logN: plan.params.logN, primes: plan.params.primes, logScale: plan.params.logScale, security: plan.params.security },
     }

@@ -182,7 +182,15 @@ const compile: Command = {
     const t0 = performance.now()
     const g = loadModel(file)
     const { compiled, cx } = compileFor(g, backend, args)
-    const { plan, sidecar } = backend.lower(compiled, cx)
+    let lowered: ReturnType<typeof backend.lower>
+    try {
+      lowered = backend.lower(compiled, cx)
+    } catch (e) {
+      // the one-line form names the model: "MODEL: node 'NAME' (OP): PROBLEM"
+      if (e instanceof PicError && !e.message.startsWith(`${file}: `)) throw new PicError(`${file}: ${e.message}`)
+      throw e
+    }
+    const { plan, sidecar } = lowered
     log(`compiled ${file} for ${backend.name} in ${(performance.now() - t0).toFixed(0)} ms`)
     const out = str(args, 'output')
     if (out) {

@@ -5,11 +5,13 @@
  * SEAL will pick, and add statistics from the calibrated cost model.
  */
 import { PicError } from '../../ir/errors.js'
-import type { Graph } from '../../ir/graph.js'
+import { describeNode, type Graph } from '../../ir/graph.js'
 import { opCost, type CostOp } from './cost.js'
 import { lowerGraph, inputSlotMap, LowerError, outputSlots, type LoweredGraph, type RawInstr } from './lower.js'
 import { checkSecure, chooseParams, keySwitchKeyBytes, maxLogQ, sealPrimes, totalBits, chainFor, type CkksParams, type SecurityLevel } from './params.js'
 import { b64Int32, type CkksPlan, type Instr } from './plan.js'
+import { planMemory, SEAL_HEAP_BYTES, type PlaintextMode, type PlanMemory } from './memory.js'
+import { validatePlan } from './validate.js'
 
 export interface CompileOptions {
   security?: SecurityLevel
@@ -23,11 +25,15 @@ export interface CompileOptions {
   /** Bits of q0 above the scale for the outputs' magnitude. Default 10. */
   headroom?: number
   model?: string
-  /** Most bytes of key-switching keys (rotation + relinearization) the plan may need. Default 3 GiB. */
+  /** Most bytes of key-switching keys (rotation + relinearization) the plan may need (default: what the heap leaves). */
   keyBudgetBytes?: number
+  /** node-seal's heap the plan must fit (default 4 GiB). */
+  heapBytes?: number
+  /** Plaintexts resident (encoded once) or encoded on demand; default: resident when they fit. */
+  plaintexts?: PlaintextMode
 }
 
-/** node-seal runs in a 4 GB WebAssembly heap; keys get at most 3 GiB of it. */
+/** node-seal runs in a 4 GB WebAssembly heap; choosing the ring, keys get at most 3 GiB of it. */
 export const DEFAULT_KEY_BUDGET = 3 * 2 ** 30
 
 export class CkksCompileError extends PicError {}
@@ -201,7 +207,7 @@ function fitKeys(lv: Leveled, p: CkksParams, budget: number, notes: string[]): L
 }
 
 /** Estimated evaluation time (ms) of an instruction list at ring degree 2^logN. */
-export function estimateMs(instrs: readonly Instr[], logN: number): { byKind: Record<string, number>; total: number } {
+export function estimateMs(instrs: readonly Instr[], logN: number, encodeOnDemand?: { primes: number }): { byKind: Record<string, number>; total: number } {
   const lv = new Map<number, number>()
   for (const i of instrs) lv.set(i.dst, i.level)
   const byKind: Record<string, number> = {}
@@ -213,6 +219,11 @@ export function estimateMs(instrs: readonly Instr[], logN: number): { byKind: Re
     const ms = op ? opCost(op, logN, primes) : i.op === 'refresh' ? refreshCost(logN, i.level + 1) : 0
     byKind[i.op] = (byKind[i.op] ?? 0) + ms
     total += ms
+    if (encodeOnDemand && (i.op === 'mulPlain' || i.op === 'addPlain')) {
+      const e = opCost('encode', logN, encodeOnDemand.primes)
+      byKind.encode = (byKind.encode ?? 0) + e
+      total += e
+    }
   }
   return { byKind, total }
 }
@@ -282,18 +293,74 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   checkSecure(params)
   const primeValues = chosen.levels?.primeValues ?? sealPrimes(params.logN, params.primes)
   const lv0 = chosen.levels?.lv ?? assignLevels(lowered, params, primeValues)
-  const lv = fitKeys(lv0, params, budget, extraNotes)
-  return finish(g, opts, params, primeValues, lowered, lv, depth, extraNotes)
+  const fitted = fitMemory(lv0, lowered, params, opts, extraNotes)
+  const plan = finish(g, opts, params, primeValues, lowered, fitted.lv, depth, extraNotes, fitted.mode, fitted.memory)
+  validatePlan(plan, g)
+  return plan
 }
 
-function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues: bigint[], lowered: LoweredGraph, lv: Leveled, depth: number, extraNotes: string[]): CkksPlan {
+/** "node 'NAME' (OP)" of an IR node, by the model's own names. */
+export function layerName(g: Graph, name: string): string {
+  const n = g.nodes.find((x) => x.name === name)
+  return n ? describeNode(n) : `node '${name}'`
+}
+
+function memoryOf(lv: Leveled, lowered: LoweredGraph, p: CkksParams, mode: PlaintextMode, heapBytes: number): PlanMemory {
+  return planMemory({
+    logN: p.logN,
+    primeCount: p.primes.length,
+    rotationKeys: new Set(lv.instrs.filter((i) => i.op === 'rotate').map((i) => i.step!)).size,
+    relin: lv.instrs.some((i) => i.op === 'relin'),
+    instructions: lv.instrs,
+    inputs: lowered.inputs.map((inp, k) => ({ regs: inp.ct.regs, levels: lv.inputLevels[k] })),
+    outputs: lowered.outputs.map((o) => ({ reg: o.ct.regs[0] })),
+    plaintexts: mode,
+    heapBytes,
+  })
+}
+
+/**
+ * Fit node-seal's heap: plaintexts resident when they fit, else encoded on demand (one buffer at a
+ * time); then, if the keys still do not leave room, rarely used rotation steps become chains of
+ * power-of-two rotations until the keys fit what the context, ciphertexts and plaintexts leave.
+ * A plan that still does not fit is refused by the validator.
+ */
+function fitMemory(lv0: Leveled, lowered: LoweredGraph, p: CkksParams, opts: CompileOptions, notes: string[]): { lv: Leveled; mode: PlaintextMode; memory: PlanMemory } {
+  const heap = opts.heapBytes ?? SEAL_HEAP_BYTES
+  let lv = opts.keyBudgetBytes !== undefined ? fitKeys(lv0, p, opts.keyBudgetBytes, notes) : lv0
+  let mode: PlaintextMode = opts.plaintexts ?? 'resident'
+  let mem = memoryOf(lv, lowered, p, mode, heap)
+  if (!mem.fits && opts.plaintexts === undefined) {
+    const resident = mem.plaintextBytes
+    mode = 'on demand'
+    mem = memoryOf(lv, lowered, p, mode, heap)
+    notes.push(`plaintexts encoded on demand: resident they would take ${(resident / 2 ** 30).toFixed(2)} GiB of node-seal's heap`)
+  }
+  if (!mem.fits && opts.keyBudgetBytes === undefined) {
+    const room = heap - mem.contextBytes - mem.ciphertextBytes - mem.plaintextBytes
+    try {
+      const lv2 = fitKeys(lv, p, room, notes)
+      const mem2 = memoryOf(lv2, lowered, p, mode, heap)
+      if (mem2.peakBytes < mem.peakBytes) {
+        lv = lv2
+        mem = mem2
+      }
+    } catch (e) {
+      if (!(e instanceof CkksCompileError)) throw e
+      notes.push(`rotation keys: ${(e as Error).message}`)
+    }
+  }
+  return { lv, mode, memory: mem }
+}
+
+function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues: bigint[], lowered: LoweredGraph, lv: Leveled, depth: number, extraNotes: string[], mode: PlaintextMode, memory: PlanMemory): CkksPlan {
   const S = 2 ** (params.logN - 1)
   const constants = { ...lowered.constants }
   const rotations = [...new Set(lv.instrs.filter((i) => i.op === 'rotate').map((i) => i.step!))].sort((a, b) => a - b)
   const relin = lv.instrs.some((i) => i.op === 'relin')
   const counts: Record<string, number> = {}
   for (const i of lv.instrs) counts[i.op] = (counts[i.op] ?? 0) + 1
-  const est = estimateMs(lv.instrs, params.logN)
+  const est = estimateMs(lv.instrs, params.logN, mode === 'on demand' ? { primes: params.primes.length - 1 } : undefined)
   const k = params.primes.length
   const perKey = keySwitchKeyBytes(params.logN, k)
   const inputs = lowered.inputs.map((inp, idx) => {
@@ -337,6 +404,7 @@ function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues:
       primeValues: primeValues.map(String),
     },
     keys: { rotations, relin },
+    plaintexts: mode,
     batching: 'one image per inference: each image is encrypted, evaluated and decrypted on its own',
     inputs,
     outputs,
@@ -354,6 +422,7 @@ function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues:
       estimatedDecryptMs: round(decMs),
       keyBytes: { relin: relin ? perKey : 0, galois: rotations.length * perKey, perRotationKey: perKey, total: (relin ? perKey : 0) + rotations.length * perKey },
       rotationKeys: rotations.length,
+      memory: { ...memory, ...(memory.peakNode !== undefined ? { peakLayer: layerName(g, memory.peakNode) } : {}) },
       notes,
     },
   }

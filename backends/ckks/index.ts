@@ -11,12 +11,15 @@ import { CkksCompileError, compileCkks, type CompileOptions } from './compile.js
 import type { SecurityLevel } from './params.js'
 import type { CkksPlan } from './plan.js'
 import { printPlan } from './print.js'
+import { parseBytes } from './memory.js'
 import { ckksOlaCostModel } from './cost.js'
 
 export { compileCkks, CkksCompileError, estimateMs, type CompileOptions } from './compile.js'
 export { runPlan, checkRunnable, CkksRunError, type RunOptions, type RunResult } from './runtime.js'
 export { simulatePlan } from './simulate.js'
 export { printPlan } from './print.js'
+export { planMemory, SEAL_HEAP_BYTES, type PlanMemory } from './memory.js'
+export { validatePlan, recomputeMemory, CkksPlanError } from './validate.js'
 export { ckksOlaCostModel, ckksPolyDepth, opCost, loadCostTable } from './cost.js'
 export { chooseParams, checkSecure, maxLogQ, MAX_LOGQ, totalBits, type CkksParams, type SecurityLevel } from './params.js'
 export type { CkksPlan } from './plan.js'
@@ -31,6 +34,18 @@ function num(v: unknown): number | undefined {
   return n
 }
 
+/** node-seal's heap to fit: the `heap` option or PIC_CKKS_HEAP (bytes, or with KiB/MiB/GiB); default 4 GiB. */
+function heapOption(v: unknown): number | undefined {
+  if (v === undefined || v === null || v === '') return undefined
+  try {
+    const b = typeof v === 'number' ? v : parseBytes(String(v))
+    if (!(b > 0)) throw new Error(`not a positive size: '${String(v)}'`)
+    return b
+  } catch (e) {
+    throw new CkksCompileError(`heap: ${(e as Error).message}`)
+  }
+}
+
 /** Compile options from backend options (`security`, `logN`, `minLogScale`, `maxInputCts`). */
 export function compileOptionsFrom(options: Readonly<Record<string, unknown>>): CompileOptions {
   const sec = num(options.security) ?? 128
@@ -40,6 +55,7 @@ export function compileOptionsFrom(options: Readonly<Record<string, unknown>>): 
     logN: num(options.logN),
     minLogScale: num(options.minLogScale),
     maxInputCts: num(options.maxInputCts),
+    heapBytes: heapOption(options.heap ?? process.env.PIC_CKKS_HEAP),
   }
 }
 
@@ -61,6 +77,6 @@ export const ckksBackend: Backend<CkksPlanFile> = {
   defaults: { costModel: ckksOlaCostModel() },
   summary: (plan) => {
     const { primeValues: _p, ...params } = plan.params
-    return { params, keys: { rotations: plan.keys.rotations.length, relin: plan.keys.relin }, stats: plan.stats }
+    return { params, keys: { rotations: plan.keys.rotations.length, relin: plan.keys.relin }, plaintexts: plan.plaintexts, stats: plan.stats }
   },
 }

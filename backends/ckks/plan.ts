@@ -4,6 +4,7 @@
  * polynomial coefficients, layouts) live in `constants` as base64 arrays and are referenced by id.
  */
 import type { CkksParams } from './params.js'
+import type { PlaintextMode, PlanMemory } from './memory.js'
 
 export type InstrOp =
   | 'rotate' //    dst = rot(a, step): slot i gets slot i + step
@@ -73,6 +74,8 @@ export interface PlanStats {
   estimatedDecryptMs: number
   keyBytes: { relin: number; galois: number; perRotationKey: number; total: number }
   rotationKeys: number
+  /** What node-seal's heap must hold at the plan's peak (backends/ckks/memory.ts). */
+  memory: PlanMemory & { peakLayer?: string }
   /** Notes for people: bootstraps placed, layouts chosen. */
   notes: string[]
 }
@@ -83,6 +86,8 @@ export interface CkksPlan {
   model: string
   params: CkksParams & { slots: number; totalBits: number; maxBits: number; primeValues: string[] }
   keys: { rotations: number[]; relin: boolean }
+  /** Plaintexts encoded once before evaluation (resident) or per instruction (on demand). */
+  plaintexts: PlaintextMode
   batching: string
   inputs: PlanInput[]
   outputs: PlanOutput[]

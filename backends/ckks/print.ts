@@ -1,5 +1,6 @@
 /** The readable text form of a CKKS plan: parameters, keys, layouts, statistics, then one line per instruction. */
 import type { CkksPlan, Instr } from './plan.js'
+import { gib } from './memory.js'
 
 function mb(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MiB`
@@ -32,6 +33,11 @@ export function printPlan(plan: CkksPlan): string {
   out.push(`ckks plan '${plan.model}'`)
   out.push(`params: N = ${2 ** p.logN} (logN ${p.logN}), ${p.slots} slots, primes [${chain(p.primes)}] = ${p.totalBits} bits (bound ${p.maxBits} at ${p.security}-bit security), scale 2^${p.logScale}`)
   out.push(`keys: ${plan.keys.relin ? 'relinearization + ' : ''}${plan.keys.rotations.length} rotation keys [${plan.keys.rotations.join(', ')}], about ${mb(s.keyBytes.total)} (${mb(s.keyBytes.perRotationKey)} each)`)
+  const m = s.memory
+  if (m)
+    out.push(
+      `memory: peak ${gib(m.peakBytes)} GiB of node-seal's ${gib(m.heapBytes)} GiB heap${m.peakLayer ? ` at ${m.peakLayer}` : ''}: keys ${gib(m.keyBytes)} GiB, ciphertexts ${gib(m.ciphertextBytes)} GiB (at most ${m.peakLiveCiphertexts} live), plaintexts ${gib(m.plaintextBytes)} GiB (${plan.plaintexts === 'on demand' ? 'encoded on demand' : 'resident'}), context and working memory ${gib(m.contextBytes)} GiB`,
+    )
   out.push(`batching: ${plan.batching}`)
   for (const i of plan.inputs) out.push(`input ${i.name} [${i.shape.join(',')}]: ${i.layout}; registers ${i.regs.map((r) => `r${r}`).join(', ')} encrypted at level(s) ${i.levels.join(', ')}, scale 2^${Math.log2(i.scale)}`)
   for (const o of plan.outputs) out.push(`output ${o.name} [${o.shape.join(',')}]: r${o.reg}, layout ${o.layout}`)

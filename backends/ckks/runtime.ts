@@ -7,7 +7,8 @@
 import { PicError } from '../../ir/errors.js'
 import { sizeOf, type Tensor } from '../../ir/tensor.js'
 import { constDense, type CkksPlan, type Instr } from './plan.js'
-import { loadSeal, makeContext, type SEALLibrary } from './seal.js'
+import { loadSeal, makeContext, sealHeapBytes, type SEALLibrary } from './seal.js'
+import { validatePlan } from './validate.js'
 import { packInput, unpackOutput } from './simulate.js'
 
 export class CkksRunError extends PicError {}
@@ -34,6 +35,8 @@ export interface RunResult {
   ciphertextBytes: { upload: number; download: number }
   /** Resident memory growth over key generation and plaintext encoding (the WebAssembly heap holding keys and plaintexts). */
   memoryGrowthBytes: number
+  /** node-seal's WebAssembly heap after the run (its high-water mark) against the plan's predicted peak. */
+  memory: { sealHeapBytes: number | null; predictedPeakBytes: number; plaintexts: 'resident' | 'on demand' }
 }
 
 type Ct = ReturnType<SEALLibrary['CipherText']>
@@ -54,6 +57,13 @@ export function checkRunnable(plan: CkksPlan, opts: RunOptions = {}): void {
 /** Encrypt, evaluate and decrypt every image of the batch (first dim of `images`). */
 export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions = {}): Promise<RunResult> {
   checkRunnable(plan, opts)
+  let predicted: number
+  try {
+    predicted = validatePlan(plan).peakBytes
+  } catch (e) {
+    throw new CkksRunError((e as Error).message)
+  }
+  const onDemand = plan.plaintexts === 'on demand'
   if (plan.inputs.length !== 1) throw new CkksRunError('plans with several inputs are not supported by the runtime')
   const inShape = plan.inputs[0].shape
   if (images.shape.length !== inShape.length || images.shape.slice(1).some((d, i) => d !== inShape[i + 1]))
@@ -85,24 +95,29 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
   plan.inputs[0].regs.forEach((r, j) => level.set(r, plan.inputs[0].levels[j]))
   const pts = new Map<string, Pt>()
   const dense = new Map<string, Float64Array>()
-  const encodeAt = (v: Float64Array, scale: number, lv: number): Pt => {
+  /** Encode at the top level, then mod-switch to lv; `shrink` gives the buffer back (kept plaintexts). */
+  const encodeAt = (v: Float64Array, scale: number, lv: number, shrink = false): Pt => {
     const pt = encoder.encode(v, scale)!
-    if (lv < sc.parmsIds.length - 1) ev.plainModSwitchTo(pt, sc.parmsIds[lv], pt)
+    if (lv < sc.parmsIds.length - 1) {
+      ev.plainModSwitchTo(pt, sc.parmsIds[lv], pt)
+      if (shrink) pt.shrinkToFit()
+    }
     return pt
   }
   const ptFor = (i: Instr): Pt => {
     const lv = level.get(i.args[0])!
     const scale = i.op === 'mulPlain' ? i.ptScale! : i.scale
+    if (onDemand) return encodeAt(constDense(plan.constants[i.pt!], S), scale, lv)
     const key = `${i.pt}@${lv}@${scale}`
     let pt = pts.get(key)
     if (!pt) {
       let v = dense.get(i.pt!)
       if (!v) dense.set(i.pt!, (v = constDense(plan.constants[i.pt!], S)))
-      pts.set(key, (pt = encodeAt(v, scale, lv)))
+      pts.set(key, (pt = encodeAt(v, scale, lv, true)))
     }
     return pt
   }
-  for (const i of plan.instructions) if (i.op === 'mulPlain' || i.op === 'addPlain') ptFor(i)
+  if (!onDemand) for (const i of plan.instructions) if (i.op === 'mulPlain' || i.op === 'addPlain') ptFor(i)
   dense.clear()
   const setup = performance.now() - t1
   const heap = Math.max(0, process.memoryUsage().rss - rss0)
@@ -144,12 +159,18 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
         case 'rotate':
           r = ev.rotateVector(a, i.step!, gk!)!
           break
-        case 'mulPlain':
-          r = ev.multiplyPlain(a, ptFor(i))!
+        case 'mulPlain': {
+          const pt = ptFor(i)
+          r = ev.multiplyPlain(a, pt)!
+          if (onDemand) pt.delete()
           break
-        case 'addPlain':
-          r = ev.addPlain(a, ptFor(i))!
+        }
+        case 'addPlain': {
+          const pt = ptFor(i)
+          r = ev.addPlain(a, pt)!
+          if (onDemand) pt.delete()
           break
+        }
         case 'add': {
           const c = regs.get(i.args[1])!
           if (c.scale !== a.scale) c.setScale(a.scale)
@@ -217,6 +238,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
     lat.decrypt += performance.now() - td
     for (const ct of regs.values()) ct.delete()
   }
+  const heapAfter = sealHeapBytes()
   for (const pt of pts.values()) pt.delete()
   for (const o of [encoder, encryptor, decryptor, ev, pk, sk, rk, gk, kg]) o?.delete()
   sc.context.delete()
@@ -232,5 +254,6 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
     keys: { rotations: plan.keys.rotations.length, relin: plan.keys.relin, estimatedBytes: plan.stats.keyBytes.total },
     ciphertextBytes: { upload, download },
     memoryGrowthBytes: heap,
+    memory: { sealHeapBytes: heapAfter ?? null, predictedPeakBytes: predicted, plaintexts: onDemand ? 'on demand' : 'resident' },
   }
 }

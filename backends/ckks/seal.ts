@@ -13,10 +13,36 @@ export type ParmsIdType = Context['firstParmsId']
 const SEAL = ((SEALModule as unknown as { default?: unknown }).default ?? SEALModule) as () => Promise<SEALLibrary>
 
 let loading: Promise<SEALLibrary> | undefined
+interface WasmMemory {
+  buffer: ArrayBuffer
+}
+let memory: WasmMemory | undefined
 
+/**
+ * Load node-seal once. Its WebAssembly memory is caught on the way (the instance's exported Memory)
+ * so that `sealHeapBytes` can report how far the heap has grown: the figure node-seal's 4 GiB limit applies to.
+ */
 export function loadSeal(): Promise<SEALLibrary> {
-  if (!loading) loading = SEAL()
+  if (!loading) {
+    type Inst = { exports?: Record<string, unknown> }
+    const wasm = (globalThis as unknown as { WebAssembly: { instantiate: (...a: unknown[]) => Promise<unknown>; Memory: new (...a: never[]) => WasmMemory } }).WebAssembly
+    const original = wasm.instantiate
+    wasm.instantiate = async (...a: unknown[]) => {
+      const r = (await original.apply(wasm, a)) as { instance?: Inst } & Inst
+      const inst = r.instance ?? r
+      for (const v of Object.values(inst.exports ?? {})) if (v instanceof wasm.Memory) memory = v
+      return r
+    }
+    loading = SEAL().finally(() => {
+      wasm.instantiate = original
+    })
+  }
   return loading
+}
+
+/** Bytes of node-seal's WebAssembly heap so far (it only grows: its high-water mark), when known. */
+export function sealHeapBytes(): number | undefined {
+  return memory?.buffer.byteLength
 }
 
 export interface SealContext {

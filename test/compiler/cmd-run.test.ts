@@ -40,12 +40,33 @@ describe('pic compile --backend ckks / pic run', () => {
     expect(Object.keys(res.latencyMs)).toEqual(expect.arrayContaining(['keygen', 'encrypt', 'evaluate', 'decrypt']))
     expect(res.maxAbsErrorVsPlain).toBeLessThanOrEqual(0.05)
     expect(res.top1AgreementVsPlain).toBe(1)
+    // node-seal's heap high-water mark against the plan's predicted peak
+    expect(res.memory.plaintexts).toBe('resident')
+    expect(res.memory.sealHeapBytes).toBeGreaterThan(0.8 * res.memory.predictedPeakBytes)
+    expect(res.memory.sealHeapBytes).toBeLessThan(1.5 * res.memory.predictedPeakBytes)
+    expect(t.stdout).toMatch(/\nmemory: peak [0-9.]+ GiB of node-seal's 4 GiB heap at node '[^']+' \(\w+\): keys/)
     // the decrypted logits against PyTorch's reference logits for the same two images
     const y = readNpy(out)
     const ref = readNpy(fx('digits', 'ref_cnn_square.npy'))
     expect(y.shape).toEqual([2, 10])
     expect(maxAbsDiff(y.data, ref.data.subarray(0, 20))).toBeLessThanOrEqual(0.05)
     expect(Array.from(argmax(y))).toEqual(Array.from(argmax({ ...ref, shape: [2, 10], data: ref.data.subarray(0, 20) })))
+  })
+
+  it('refuses at compile time a plan that cannot fit node-seal\'s heap, in one line naming the layer', () => {
+    const model = fx('digits', 'cnn_square.onnx')
+    process.env.PIC_CKKS_HEAP = '64MiB'
+    let c: ReturnType<typeof pic>
+    try {
+      c = pic('compile', model, '--backend', 'ckks', '-o', path.join(tmp, 'tiny.json'), '--quiet')
+    } finally {
+      delete process.env.PIC_CKKS_HEAP
+    }
+    expect(c.code).toBe(1)
+    expect(c.stdout).toBe('')
+    expect(c.stderr).toBe(
+      `pic: error: ${model}: node '/fc/Gemm' (Gemm): the CKKS plan needs 0.17 GiB at this layer, more than node-seal's 0.063 GiB heap (keys 0.12 GiB, ciphertexts 0.015 GiB, plaintexts 0.00037 GiB, context and working memory 0.04 GiB)\n`,
+    )
   })
 
   it('refuses a plan that needs bootstraps unless --refresh client', () => {

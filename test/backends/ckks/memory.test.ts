@@ -1,0 +1,65 @@
+/**
+ * Memory as a compile-time fact: the plan's figures (keys by the 16 N k (k - 1) rule, ciphertexts from
+ * register liveness in SEAL's pool, plaintexts resident or on demand), the validator's refusal in one
+ * line naming the layer, and plaintexts on demand when resident ones would not fit.
+ */
+import { describe, expect, it } from 'vitest'
+import { compileCkks } from '../../../backends/ckks/compile.js'
+import { gib, keySwitchBytes, parseBytes, planMemory } from '../../../backends/ckks/memory.js'
+import { printPlan } from '../../../backends/ckks/print.js'
+import { simulatePlan } from '../../../backends/ckks/simulate.js'
+import { recomputeMemory, validatePlan } from '../../../backends/ckks/validate.js'
+import { compiledGraph, maxAbsDiff, reference, testImages } from './helpers.js'
+
+describe('CKKS plan memory', () => {
+  const g = compiledGraph('cnn_square')
+  const plan = compileCkks(g)
+
+  it('states keys, ciphertexts and plaintexts at the peak for a plan that fits', () => {
+    const m = plan.stats.memory
+    const k = plan.params.primes.length
+    expect(m.fits).toBe(true)
+    expect(m.heapBytes).toBe(4 * 2 ** 30)
+    expect(m.keyBytes).toBe((plan.keys.rotations.length + 1) * keySwitchBytes(plan.params.logN, k))
+    expect(m.keyBytes).toBe(plan.stats.keyBytes.total)
+    expect(m.peakBytes).toBe(m.contextBytes + m.keyBytes + m.ciphertextBytes + m.plaintextBytes)
+    // at least the most live ciphertexts at once, each 2 N (l + 1) words at its level
+    expect(m.ciphertextBytes).toBeGreaterThanOrEqual(m.peakLiveCiphertexts * 2 * 2 ** plan.params.logN * 8)
+    expect(plan.plaintexts).toBe('resident')
+    expect(m.peakLayer).toMatch(/^node '.*' \(\w+\)$/)
+    expect(printPlan(plan)).toMatch(/\nmemory: peak 0\.18 GiB of node-seal's 4 GiB heap at node '[^']+' \(\w+\): keys 0\.12 GiB, ciphertexts [0-9.]+ GiB \(at most \d+ live\), plaintexts [0-9.]+ GiB \(resident\), context and working memory [0-9.]+ GiB\n/)
+    const { peakLayer: _l, ...bare } = m
+    expect(recomputeMemory(plan)).toEqual(bare)
+    expect(validatePlan(plan).peakBytes).toBe(m.peakBytes)
+  })
+
+  it('the validator refuses a plan over a tiny heap in one line naming the layer at the peak', () => {
+    const heap = 64 * 2 ** 20
+    const m = planMemory({ logN: plan.params.logN, primeCount: plan.params.primes.length, rotationKeys: plan.keys.rotations.length, relin: true, instructions: plan.instructions, inputs: plan.inputs, outputs: plan.outputs, plaintexts: 'on demand', heapBytes: heap })
+    expect(m.fits).toBe(false)
+    const line = `node '/fc/Gemm' (Gemm): the CKKS plan needs ${gib(m.peakBytes)} GiB at this layer, more than node-seal's 0.063 GiB heap (keys ${gib(m.keyBytes)} GiB, ciphertexts ${gib(m.ciphertextBytes)} GiB, plaintexts ${gib(m.plaintextBytes)} GiB, context and working memory ${gib(m.contextBytes)} GiB)`
+    expect(() => compileCkks(g, { heapBytes: heap })).toThrow(line)
+    expect(() => validatePlan(plan, g, heap)).toThrow(/^node '.*' \(\w+\): the CKKS plan needs [0-9.]+ GiB at this layer, more than node-seal's 0\.063 GiB heap \(keys/)
+  })
+
+  it('encodes plaintexts on demand when resident ones would not fit, with the same results', () => {
+    const resident = plan.stats.memory
+    const heap = resident.peakBytes - resident.plaintextBytes / 2
+    const p = compileCkks(g, { heapBytes: heap })
+    expect(p.plaintexts).toBe('on demand')
+    expect(p.stats.memory.fits).toBe(true)
+    expect(p.stats.memory.plaintextBytes).toBeLessThan(resident.plaintextBytes)
+    expect(p.instructions).toEqual(plan.instructions)
+    expect(p.stats.estimatedMs.encode).toBeGreaterThan(0)
+    expect(p.stats.notes.join('\n')).toMatch(/plaintexts encoded on demand/)
+    const x = testImages('digits', 2)
+    expect(maxAbsDiff(simulatePlan(p, x)[0].data, reference(g, x).data)).toBeLessThan(1e-9)
+  })
+
+  it('parses heap sizes', () => {
+    expect(parseBytes('64MiB')).toBe(64 * 2 ** 20)
+    expect(parseBytes('1.5 GiB')).toBe(1.5 * 2 ** 30)
+    expect(parseBytes('4096')).toBe(4096)
+    expect(() => parseBytes('lots')).toThrow(/not a size/)
+  })
+})
