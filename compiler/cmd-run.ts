@@ -4,7 +4,7 @@
  * decryption); the compiled graph stored beside the plan gives maxAbsErrorVsPlain.
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { checkRunnable, referenceGraph, runPlan, validatePlan, type CkksPlanFile } from '../backends/ckks/index.js'
+import { attachSidecar, checkRunnable, referenceGraph, runPlan, validatePlan, type CkksPlanFile } from '../backends/ckks/index.js'
 import { interpret } from '../ir/interpret.js'
 import { maxAbsDiff } from '../ir/tensor.js'
 import { top1Agreement } from '../passes/ola.js'
@@ -29,19 +29,22 @@ export const run: Command = {
     const refresh = str(args, 'refresh') ?? 'none'
     if (refresh !== 'none' && refresh !== 'client') throw new UsageError(`--refresh must be 'none' or 'client', got '${refresh}'`, run)
     const log = logger(args)
-    const plan = readJSONFile(file, 'plan') as CkksPlanFile
-    if (plan.format !== 'pic-ckks-plan') throw new PicError(`${file}: not a CKKS plan (format '${String((plan as { format?: unknown }).format)}'); pic run executes plans from pic compile --backend ckks`)
+    const written = readJSONFile(file, 'plan') as CkksPlanFile
+    if (written.format !== 'pic-ckks-plan') throw new PicError(`${file}: not a CKKS plan (format '${String((written as { format?: unknown }).format)}'); pic run executes plans from pic compile --backend ckks`)
     try {
-      checkRunnable(plan, { refresh })
-      validatePlan(plan)
+      checkRunnable(written, { refresh })
+      validatePlan(written)
     } catch (e) {
       throw new PicError(`${file}: ${(e as Error).message}`)
     }
     const x = readNpy(inFile)
     const side = sidecarPath(file)
     let ref: ReturnType<typeof referenceGraph>
+    let plan: CkksPlanFile
     try {
-      ref = referenceGraph(plan, existsSync(side) ? new Uint8Array(readFileSync(side)) : undefined)
+      const attached = attachSidecar(written, existsSync(side) ? new Uint8Array(readFileSync(side)) : undefined)
+      plan = attached.plan
+      ref = referenceGraph(plan, attached.graphBytes)
     } catch (e) {
       throw new PicError(`${side}: ${(e as Error).message}`)
     }

@@ -7,9 +7,10 @@
 import { PicError } from '../../ir/errors.js'
 import { describeNode, type Graph } from '../../ir/graph.js'
 import { opCost, type CostOp } from './cost.js'
+import type { TransformPlan } from './layout.js'
 import { lowerGraph, inputSlotMap, LowerError, outputSlots, type LoweredGraph, type RawInstr } from './lower.js'
 import { checkSecure, chooseParams, keySwitchKeyBytes, maxLogQ, sealPrimes, totalBits, chainFor, type CkksParams, type SecurityLevel } from './params.js'
-import { b64Int32, type CkksPlan, type Instr } from './plan.js'
+import type { CkksPlan, Instr } from './plan.js'
 import { planMemory, SEAL_HEAP_BYTES, type PlaintextMode, type PlanMemory } from './memory.js'
 import { validatePlan } from './validate.js'
 
@@ -236,8 +237,13 @@ interface Candidate {
   levels?: { primeValues: bigint[]; lv: Leveled }
 }
 
-function lowerAt(g: Graph, logN: number, budget: number, opts: CompileOptions): LoweredGraph {
-  return lowerGraph(g, { slots: 2 ** (logN - 1), maxInputCts: opts.maxInputCts ?? 8, budget })
+/** Transform plans by ring degree, shared by the lowerings of one compilation (one per bootstrap budget). */
+type TransformCache = Map<number, Map<string, TransformPlan>>
+
+function lowerAt(g: Graph, logN: number, budget: number, opts: CompileOptions, cache?: TransformCache): LoweredGraph {
+  let c = cache?.get(logN)
+  if (cache && !c) cache.set(logN, (c = new Map()))
+  return lowerGraph(g, { slots: 2 ** (logN - 1), maxInputCts: opts.maxInputCts ?? 8, budget, cache: c })
 }
 
 /** Compile a graph (batch 1, polynomial ops only on the secret path) to a CKKS plan. */
@@ -248,9 +254,10 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   let logNs = opts.logN ? [opts.logN] : [13, 14, 15]
   let chosen: Candidate | undefined
   let probe: LoweredGraph | undefined
+  const cache: TransformCache = new Map()
   for (;;) {
     try {
-      probe = lowerAt(g, logNs[0], Infinity, opts)
+      probe = lowerAt(g, logNs[0], Infinity, opts, cache)
       break
     } catch (e) {
       if (!(e instanceof LowerError && e.slotOverflow) || logNs.length === 1) throw e
@@ -267,7 +274,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
     leveled = undefined
   }
   if (leveled) {
-    const lowered = leveled.logN === logNs[0] ? probe : lowerAt(g, leveled.logN, Infinity, opts)
+    const lowered = leveled.logN === logNs[0] ? probe : lowerAt(g, leveled.logN, Infinity, opts, cache)
     chosen = { params: leveled, lowered, budget: Infinity }
   } else {
     let bestMs = Infinity
@@ -278,7 +285,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
       if (L < 2) continue
       const primes = chainFor(L, minS, headroom, room)!
       const params: CkksParams = { logN, primes, logScale: minS, security }
-      const lowered = lowerAt(g, logN, L, opts)
+      const lowered = lowerAt(g, logN, L, opts, cache)
       const primeValues = sealPrimes(logN, primes)
       const lv = assignLevels(lowered, params, primeValues)
       const est = estimateMs(lv.instrs, logN).total
@@ -365,7 +372,7 @@ function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues:
   const perKey = keySwitchKeyBytes(params.logN, k)
   const inputs = lowered.inputs.map((inp, idx) => {
     const id = `layout_in${idx}`
-    constants[id] = { kind: 'index', length: inp.ct.layout!.cts * S, data: b64Int32(inputSlotMap(inp.ct)) }
+    constants[id] = { kind: 'index', length: inp.ct.layout!.cts * S, data: inputSlotMap(inp.ct) }
     const levels = lv.inputLevels[idx]
     return {
       name: inp.name,
@@ -379,7 +386,7 @@ function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues:
   })
   const outputs = lowered.outputs.map((o, idx) => {
     const id = `layout_out${idx}`
-    constants[id] = { kind: 'index', length: o.ct.n, data: b64Int32(outputSlots(o.ct)) }
+    constants[id] = { kind: 'index', length: o.ct.n, data: outputSlots(o.ct) }
     const spec = o.ct.layout!.spec
     return { name: o.name, shape: o.shape, reg: o.ct.regs[0], slots: id, layout: spec ? JSON.stringify(spec) : 'contiguous' }
   })

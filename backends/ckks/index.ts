@@ -9,7 +9,7 @@ import { PIPELINES } from '../../passes/pipelines.js'
 import type { Backend } from '../backend.js'
 import { CkksCompileError, compileCkks, type CompileOptions } from './compile.js'
 import type { SecurityLevel } from './params.js'
-import type { CkksPlan } from './plan.js'
+import { constantsFromSidecar, constantsToSidecar, type CkksPlan, type SidecarInfo } from './plan.js'
 import { printPlan } from './print.js'
 import { parseBytes } from './memory.js'
 import { ckksOlaCostModel } from './cost.js'
@@ -24,8 +24,26 @@ export { ckksOlaCostModel, ckksPolyDepth, opCost, loadCostTable } from './cost.j
 export { chooseParams, checkSecure, maxLogQ, MAX_LOGQ, totalBits, type CkksParams, type SecurityLevel } from './params.js'
 export type { CkksPlan } from './plan.js'
 
-/** A plan as the backend writes it: the plan plus the compiled graph it was lowered from. */
-export type CkksPlanFile = CkksPlan & { reference?: GraphJSON }
+/**
+ * A plan as the backend writes it: the plan plus the compiled graph it was lowered from; the sidecar
+ * (plan.bin) holds the graph's tensors, then the constants (`sidecar` says how many bytes of each).
+ */
+export type CkksPlanFile = CkksPlan & { reference?: GraphJSON; sidecar?: SidecarInfo }
+
+/**
+ * A written plan with its sidecar read back: constants as typed arrays (checked against the plan's
+ * fingerprint) and the reference graph's part of the sidecar. Plans written before the sidecar
+ * held constants (base64 in the JSON) pass through.
+ */
+export function attachSidecar(plan: CkksPlanFile, bytes?: Uint8Array): { plan: CkksPlanFile; graphBytes?: Uint8Array } {
+  if (!plan.sidecar) return { plan, graphBytes: bytes }
+  const info = plan.sidecar
+  if (!bytes) throw new Error(`the plan's constants are in its .bin sidecar (${info.graphBytes + info.constantBytes} bytes), which is missing`)
+  if (bytes.length !== info.graphBytes + info.constantBytes)
+    throw new Error(`the sidecar holds ${bytes.length} bytes, the plan refers to ${info.graphBytes + info.constantBytes}`)
+  const constants = constantsFromSidecar(plan.constants, bytes.subarray(info.graphBytes), info)
+  return { plan: { ...plan, constants }, graphBytes: bytes.subarray(0, info.graphBytes) }
+}
 
 function num(v: unknown): number | undefined {
   if (v === undefined || v === null || v === '') return undefined
@@ -71,7 +89,9 @@ export const ckksBackend: Backend<CkksPlanFile> = {
   lower: (g, cx) => {
     const plan = compileCkks(g, compileOptionsFrom(cx.options))
     const { json, sidecar } = graphToJSON(g)
-    return { plan: { ...plan, reference: json }, sidecar }
+    const c = constantsToSidecar(plan.constants)
+    const info: SidecarInfo = { graphBytes: json.sidecarBytes, constantBytes: c.bytes, fingerprint: c.fingerprint }
+    return { plan: { ...plan, constants: c.json, sidecar: info, reference: json }, sidecar: [...sidecar, ...c.chunks] }
   },
   print: (plan) => printPlan(plan),
   defaults: { costModel: ckksOlaCostModel() },

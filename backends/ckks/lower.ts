@@ -40,7 +40,7 @@ import {
   type TransformPlan,
 } from './layout.js'
 import { addSparse, chainTimesCols } from './sparse.js'
-import { b64Float64, b64Int32, type ConstVector, type InstrOp } from './plan.js'
+import type { ConstVector, InstrOp } from './plan.js'
 
 /** Chebyshev polynomials of at least this degree are evaluated in their own basis. */
 export const CHEBYSHEV_FROM = 8
@@ -130,6 +130,8 @@ export interface LowerConfig {
   maxInputCts: number
   /** Levels available between refreshes (Infinity: leveled, no refresh). */
   budget: number
+  /** Transform plans from an earlier lowering of the same graph at the same slot count. */
+  cache?: Map<string, TransformPlan>
 }
 
 function withData(t: TensorType, data: Float64Array): Tensor {
@@ -146,6 +148,7 @@ class Lowerer {
   inputs: LoweredGraph['inputs'] = []
   depth = new Map<number, number>()
   refreshes = 0
+  transformsAt = new Map<string, number>()
   readonly S: number
   readonly graphInputs: Set<string>
 
@@ -181,13 +184,13 @@ class Lowerer {
 
   sparseConst(prefix: string, slots: number[], values: number[]): string {
     const id = `${prefix}${this.nconst++}`
-    this.constants[id] = { kind: 'sparse', length: this.S, slots: b64Int32(slots), values: b64Float64(values) }
+    this.constants[id] = { kind: 'sparse', length: this.S, slots: Int32Array.from(slots), values: Float64Array.from(values) }
     return id
   }
 
   indexConst(prefix: string, data: ArrayLike<number>): string {
     const id = `${prefix}${this.nconst++}`
-    this.constants[id] = { kind: 'index', length: data.length, data: b64Int32(data) }
+    this.constants[id] = { kind: 'index', length: data.length, data: Int32Array.from(data) }
     return id
   }
 
@@ -327,9 +330,16 @@ class Lowerer {
       } else this.placeInput(t.ct, contiguousLayout(t.ct.n, this.S))
     }
     const terms = v.terms.map((t) => ({ layout: t.ct.layout!, map: t.map }))
-    let plan: TransformPlan | undefined
-    if (spec) plan = planTransform(terms, spec, nOut)
-    if (!plan) plan = bestTransform(terms, nOut, undefined, clean)
+    const seq = this.transformsAt.get(node) ?? 0
+    this.transformsAt.set(node, seq + 1)
+    // the same transform of another lowering at this ring (another bootstrap budget): refreshes change registers, not layouts or maps
+    const key = `${node}#${seq}|${spec ? JSON.stringify(spec) : ''}|${clean}|${nOut}|${terms.map((t) => `${t.layout.cts}:${t.layout.pos.length}:${t.map.cols}:${t.map.idx.length}`).join(',')}`
+    let plan: TransformPlan | undefined = this.cfg.cache?.get(key)
+    if (!plan) {
+      if (spec) plan = planTransform(terms, spec, nOut)
+      if (!plan) plan = bestTransform(terms, nOut, undefined, clean)
+      this.cfg.cache?.set(key, plan)
+    }
     return this.emitTransform(v, plan, node)
   }
 

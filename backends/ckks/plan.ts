@@ -1,8 +1,10 @@
 /**
  * The CKKS plan: plain JSON data a runtime executes. Ciphertexts are numbered registers; every
  * instruction carries the level and scale of its result. Plaintext constants (diagonals, biases,
- * polynomial coefficients, layouts) live in `constants` as base64 arrays and are referenced by id.
+ * polynomial coefficients, layouts) live in `constants`, referenced by id: typed arrays in memory,
+ * offsets into the binary sidecar (plan.bin) in a written plan.
  */
+import { createHash } from 'node:crypto'
 import type { CkksParams } from './params.js'
 import type { PlaintextMode, PlanMemory } from './memory.js'
 
@@ -32,13 +34,27 @@ export interface Instr {
   node?: string
 }
 
+/**
+ * Where a constant's numbers are: a typed array in memory (as compiled), base64 (plans written
+ * before the sidecar), or a reference into the plan's binary sidecar (as written by `pic compile -o`,
+ * until `attachConstants` reads them back).
+ */
+export type Int32Data = Int32Array | string | BinRef
+export type Float64Data = Float64Array | string | BinRef
+
+/** Bytes [offset, offset + count * element size) of the sidecar's constants section. */
+export interface BinRef {
+  offset: number
+  count: number
+}
+
 export interface ConstVector {
   /** 'sparse': slots + values; 'index': an Int32 array. */
   kind: 'sparse' | 'index'
   length: number
-  slots?: string
-  values?: string
-  data?: string
+  slots?: Int32Data
+  values?: Float64Data
+  data?: Int32Data
 }
 
 export interface PlanInput {
@@ -115,12 +131,28 @@ export function fromB64Int32(s: string): Int32Array {
   return new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))
 }
 
+function isRef(v: unknown): v is BinRef {
+  return typeof v === 'object' && v !== null && !ArrayBuffer.isView(v) && typeof (v as BinRef).offset === 'number'
+}
+
+export function int32Of(v: Int32Data): Int32Array {
+  if (typeof v === 'string') return fromB64Int32(v)
+  if (isRef(v)) throw new Error('a plan constant is still in the sidecar (read the plan with its .bin)')
+  return v
+}
+
+export function float64Of(v: Float64Data): Float64Array {
+  if (typeof v === 'string') return fromB64Float64(v)
+  if (isRef(v)) throw new Error('a plan constant is still in the sidecar (read the plan with its .bin)')
+  return v
+}
+
 /** Dense slot vector of a sparse constant. */
 export function constDense(c: ConstVector, S: number): Float64Array {
   const out = new Float64Array(S)
   if (c.kind !== 'sparse') throw new Error('not a sparse vector constant')
-  const slots = fromB64Int32(c.slots!)
-  const vals = fromB64Float64(c.values!)
+  const slots = int32Of(c.slots!)
+  const vals = float64Of(c.values!)
   for (let i = 0; i < slots.length; i++) out[slots[i]] = vals[i]
   return out
 }
@@ -131,6 +163,98 @@ const decodedIndex = new WeakMap<ConstVector, Int32Array>()
 export function constIndex(c: ConstVector): Int32Array {
   if (c.kind !== 'index') throw new Error('not an index constant')
   let v = decodedIndex.get(c)
-  if (!v) decodedIndex.set(c, (v = fromB64Int32(c.data!)))
+  if (!v) decodedIndex.set(c, (v = int32Of(c.data!)))
   return v
+}
+
+/** What a written plan says about its sidecar: the compiled graph's bytes first, then the constants. */
+export interface SidecarInfo {
+  graphBytes: number
+  constantBytes: number
+  /** sha256 of the constants section's length and 256 evenly spaced 64-byte samples. */
+  fingerprint: string
+}
+
+const SAMPLES = 256
+const SAMPLE_BYTES = 64
+
+function sectionFingerprint(chunks: readonly Uint8Array[], total: number): string {
+  const h = createHash('sha256').update(`pic-ckks-constants:${total}`)
+  if (total === 0) return h.digest('hex').slice(0, 16)
+  // each sample is the SAMPLE_BYTES bytes from an evenly spaced position, read across chunk boundaries
+  const sample = new Uint8Array(SAMPLE_BYTES)
+  let c = 0
+  let base = 0
+  for (let i = 0; i < SAMPLES; i++) {
+    const pos = Math.floor((i * total) / SAMPLES)
+    while (base + chunks[c].length <= pos) base += chunks[c++].length
+    let n = 0
+    let cc = c
+    let at = pos - base
+    while (n < SAMPLE_BYTES && cc < chunks.length) {
+      const take = Math.min(SAMPLE_BYTES - n, chunks[cc].length - at)
+      sample.set(chunks[cc].subarray(at, at + take), n)
+      n += take
+      cc++
+      at = 0
+    }
+    h.update(sample.subarray(0, n))
+  }
+  return h.digest('hex').slice(0, 16)
+}
+
+/**
+ * The constants as sidecar chunks (each array's own bytes, 8-byte aligned) and their JSON form with
+ * references by offset: large plans stay out of one JSON string.
+ */
+export function constantsToSidecar(constants: Record<string, ConstVector>): { json: Record<string, ConstVector>; chunks: Uint8Array[]; bytes: number; fingerprint: string } {
+  const chunks: Uint8Array[] = []
+  let offset = 0
+  const put = (a: Int32Array | Float64Array): BinRef => {
+    const ref = { offset, count: a.length }
+    const b = new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
+    chunks.push(b)
+    offset += b.length
+    const pad = (8 - (b.length % 8)) % 8
+    if (pad) {
+      chunks.push(new Uint8Array(pad))
+      offset += pad
+    }
+    return ref
+  }
+  const json: Record<string, ConstVector> = {}
+  for (const [id, c] of Object.entries(constants)) {
+    const o: ConstVector = { kind: c.kind, length: c.length }
+    if (c.slots !== undefined) o.slots = put(int32Of(c.slots))
+    if (c.values !== undefined) o.values = put(float64Of(c.values))
+    if (c.data !== undefined) o.data = put(int32Of(c.data))
+    json[id] = o
+  }
+  return { json, chunks, bytes: offset, fingerprint: sectionFingerprint(chunks, offset) }
+}
+
+/** The constants of a written plan with their arrays read from the sidecar's constants section (views, no copy when aligned). */
+export function constantsFromSidecar(json: Record<string, ConstVector>, section: Uint8Array, info: SidecarInfo): Record<string, ConstVector> {
+  if (section.length !== info.constantBytes) throw new Error(`the sidecar holds ${section.length} bytes of constants, the plan refers to ${info.constantBytes}`)
+  if (sectionFingerprint([section], section.length) !== info.fingerprint) throw new Error('the sidecar does not match the plan (fingerprint of its constants)')
+  const bytes = section.byteOffset % 8 === 0 ? section : section.slice()
+  const i32 = (r: Int32Data): Int32Array => {
+    if (!isRef(r)) return int32Of(r)
+    if (r.offset % 4 !== 0 || r.offset + 4 * r.count > bytes.length) throw new Error('the sidecar does not hold the constants the plan refers to')
+    return new Int32Array(bytes.buffer, bytes.byteOffset + r.offset, r.count)
+  }
+  const f64 = (r: Float64Data): Float64Array => {
+    if (!isRef(r)) return float64Of(r)
+    if (r.offset % 8 !== 0 || r.offset + 8 * r.count > bytes.length) throw new Error('the sidecar does not hold the constants the plan refers to')
+    return new Float64Array(bytes.buffer, bytes.byteOffset + r.offset, r.count)
+  }
+  const out: Record<string, ConstVector> = {}
+  for (const [id, c] of Object.entries(json)) {
+    const o: ConstVector = { kind: c.kind, length: c.length }
+    if (c.slots !== undefined) o.slots = i32(c.slots)
+    if (c.values !== undefined) o.values = f64(c.values)
+    if (c.data !== undefined) o.data = i32(c.data)
+    out[id] = o
+  }
+  return out
 }

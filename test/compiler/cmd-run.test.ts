@@ -53,6 +53,28 @@ describe('pic compile --backend ckks / pic run', () => {
     expect(Array.from(argmax(y))).toEqual(Array.from(argmax({ ...ref, shape: [2, 10], data: ref.data.subarray(0, 20) })))
   })
 
+  it('writes the constants to the binary sidecar, checked by size and fingerprint', () => {
+    const plan = path.join(tmp, 'side.json')
+    expect(pic('compile', fx('digits', 'cnn_square.onnx'), '--backend', 'ckks', '-o', plan, '--quiet').code).toBe(0)
+    const text = readFileSync(plan, 'utf8')
+    const p = JSON.parse(text)
+    const bin = readFileSync(plan.replace(/\.json$/, '.bin'))
+    expect(bin.length).toBe(p.sidecar.graphBytes + p.sidecar.constantBytes)
+    for (const c of Object.values(p.constants) as Record<string, unknown>[])
+      for (const k of ['slots', 'values', 'data']) if (c[k] !== undefined) expect(c[k]).toEqual({ offset: expect.any(Number), count: expect.any(Number) })
+    expect(text.length).toBeLessThan(p.sidecar.constantBytes)
+    const x = fx('digits', 'test_x.npy')
+    // another plan's sidecar, or a changed one, is refused before key generation
+    const bad = Buffer.from(bin)
+    bad[p.sidecar.graphBytes + 7] ^= 0xff
+    writeFileSync(plan.replace(/\.json$/, '.bin'), bad)
+    const r = pic('run', plan, '--input', x, '--quiet')
+    expect(r.code).toBe(1)
+    expect(r.stderr).toBe(`pic: error: ${plan.replace(/\.json$/, '.bin')}: the sidecar does not match the plan (fingerprint of its constants)\n`)
+    writeFileSync(plan.replace(/\.json$/, '.bin'), bin.subarray(0, bin.length - 8))
+    expect(pic('run', plan, '--input', x, '--quiet').stderr).toMatch(/the sidecar holds \d+ bytes, the plan refers to \d+\n$/)
+  })
+
   it('refuses at compile time a plan that cannot fit node-seal\'s heap, in one line naming the layer', () => {
     const model = fx('digits', 'cnn_square.onnx')
     process.env.PIC_CKKS_HEAP = '64MiB'
