@@ -163,8 +163,93 @@ function centered(x: number, S: number): number {
   return v
 }
 
-/** Place every nonzero of every term on a diagonal for an output spec. */
+const isPow2 = (x: number) => x > 0 && (x & (x - 1)) === 0
+
+/**
+ * Place every nonzero of every term on a diagonal for an output spec: the diagonal k = (slot of a
+ * replica of the input) - (a partial slot of the output) of smallest |k| (positive on ties), first
+ * replica and first candidate partial winning further ties. Integer arithmetic throughout (slot
+ * counts and reduction steps are powers of two); placeDiagonalsGeneral is the same rule for any.
+ */
 export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut: number, abortAbove = Infinity, keysOnly = false): Diagonal[] | undefined {
+  const S = terms[0].layout.S
+  if (!specFits(spec, nOut, S)) return undefined
+  const { step, count } = specReduction(spec, S)
+  if (!isPow2(S) || !isPow2(step) || S > 2 ** 24) return placeDiagonalsGeneral(terms, spec, nOut, abortAbove, keysOnly)
+  const M = 2 ** count
+  const mask = S - 1
+  const half = S / 2
+  const logS = Math.round(Math.log2(S))
+  const e = Math.round(Math.log2(step))
+  const soOf = new Int32Array(nOut)
+  for (let o = 0; o < nOut; o++) soOf[o] = primarySlot(spec, o)
+  const byKey = new Map<number, { term: number; ct: number; k: number; acc: Map<number, number> }>()
+  for (let t = 0; t < terms.length; t++) {
+    const { layout, map } = terms[t]
+    const pos = layout.pos
+    const lstart = layout.start
+    const mstart = map.start
+    const midx = map.idx
+    for (let j = 0; j < map.cols; j++) {
+      const p0 = lstart[j]
+      const p1 = lstart[j + 1]
+      if (p1 === p0) {
+        if (mstart[j + 1] > mstart[j]) throw new Error('layout misses an element the transform reads')
+        continue
+      }
+      for (let q = mstart[j]; q < mstart[j + 1]; q++) {
+        const so = soOf[midx[q]]
+        let best = 0x7fffffff
+        let bestCt = 0
+        let bestPartial = 0
+        for (let p = p0; p < p1; p++) {
+          const g = pos[p]
+          const c = g >> logS
+          const d = ((g & mask) - so) & mask
+          const f1 = d >> e
+          const f2 = (d - S) >> e
+          for (let ci = 0; ci < 4; ci++) {
+            let m = ci === 0 ? f1 : ci === 1 ? f1 + 1 : ci === 2 ? f2 : f2 + 1
+            if (m > M - 1) m = M - 1
+            if (m < 0) m = 0
+            let k = (d - step * m) & mask
+            if (k > half) k -= S
+            const score = k < 0 ? -2 * k + 1 : 2 * k
+            if (score < best) {
+              best = score
+              bestCt = c
+              bestPartial = (so + step * m) & mask
+            }
+          }
+          if (best === 0) break
+        }
+        const kAbs = (best & 1) === 1 ? -(best - 1) / 2 : best / 2
+        const kk = kAbs & mask
+        const key = (t * 1024 + bestCt) * S + kk
+        let en = byKey.get(key)
+        if (!en) {
+          byKey.set(key, (en = { term: t, ct: bestCt, k: kk, acc: new Map() }))
+          if (count + 2 * Math.sqrt(byKey.size) - 2 > abortAbove) return undefined
+        }
+        if (!keysOnly) en.acc.set(bestPartial, (en.acc.get(bestPartial) ?? 0) + map.val[q])
+      }
+    }
+  }
+  return collectDiagonals(byKey)
+}
+
+function collectDiagonals(byKey: Map<number, { term: number; ct: number; k: number; acc: Map<number, number> }>): Diagonal[] {
+  const out: Diagonal[] = []
+  for (const e of byKey.values()) {
+    const slots = [...e.acc.keys()].sort((a, b) => a - b)
+    out.push({ term: e.term, ct: e.ct, k: e.k, slots, values: slots.map((s) => e.acc.get(s)!) })
+  }
+  out.sort((a, b) => a.term - b.term || a.ct - b.ct || a.k - b.k)
+  return out
+}
+
+/** placeDiagonals' rule in floating-point arithmetic, for any slot count and step. */
+export function placeDiagonalsGeneral(terms: readonly TermInput[], spec: OutSpec, nOut: number, abortAbove = Infinity, keysOnly = false): Diagonal[] | undefined {
   const S = terms[0].layout.S
   if (!specFits(spec, nOut, S)) return undefined
   const { step, count } = specReduction(spec, S)
@@ -216,13 +301,7 @@ export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut:
       }
     }
   }
-  const out: Diagonal[] = []
-  for (const e of byKey.values()) {
-    const slots = [...e.acc.keys()].sort((a, b) => a - b)
-    out.push({ term: e.term, ct: e.ct, k: e.k, slots, values: slots.map((s) => e.acc.get(s)!) })
-  }
-  out.sort((a, b) => a.term - b.term || a.ct - b.ct || a.k - b.k)
-  return out
+  return collectDiagonals(byKey)
 }
 
 /** Baby step of rotation k (in [0, S)) for baby size g, taking k as a signed offset in (-S/2, S/2]. */
