@@ -184,12 +184,18 @@ export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut:
   const soOf = new Int32Array(nOut)
   for (let o = 0; o < nOut; o++) soOf[o] = primarySlot(spec, o)
   const byKey = new Map<number, { term: number; ct: number; k: number; acc: Map<number, number> }>()
+  // entries by compact key (term, ciphertext, k): an index array instead of a map lookup per nonzero
+  let maxCts = 1
+  for (const t of terms) maxCts = Math.max(maxCts, t.layout.cts)
+  const slotOf = new Int32Array(terms.length * maxCts * S).fill(-1)
+  const entries: { term: number; ct: number; k: number; acc: Map<number, number> }[] = []
   for (let t = 0; t < terms.length; t++) {
     const { layout, map } = terms[t]
     const pos = layout.pos
     const lstart = layout.start
     const mstart = map.start
     const midx = map.idx
+    const mval = map.val
     for (let j = 0; j < map.cols; j++) {
       const p0 = lstart[j]
       const p1 = lstart[j + 1]
@@ -202,36 +208,57 @@ export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut:
         let best = 0x7fffffff
         let bestCt = 0
         let bestPartial = 0
-        for (let p = p0; p < p1; p++) {
-          const g = pos[p]
-          const c = g >> logS
-          const d = ((g & mask) - so) & mask
-          const f1 = d >> e
-          const f2 = (d - S) >> e
-          for (let ci = 0; ci < 4; ci++) {
-            let m = ci === 0 ? f1 : ci === 1 ? f1 + 1 : ci === 2 ? f2 : f2 + 1
-            if (m > M - 1) m = M - 1
-            if (m < 0) m = 0
-            let k = (d - step * m) & mask
+        if (M === 1) {
+          // no reduction: the only partial slot is the output's own
+          bestPartial = so
+          for (let p = p0; p < p1; p++) {
+            const g = pos[p]
+            let k = ((g & mask) - so) & mask
             if (k > half) k -= S
             const score = k < 0 ? -2 * k + 1 : 2 * k
             if (score < best) {
               best = score
-              bestCt = c
-              bestPartial = (so + step * m) & mask
+              bestCt = g >> logS
+              if (best === 0) break
             }
           }
-          if (best === 0) break
-        }
+        } else
+          for (let p = p0; p < p1; p++) {
+            const g = pos[p]
+            const c = g >> logS
+            const d = ((g & mask) - so) & mask
+            const f1 = d >> e
+            const f2 = (d - S) >> e
+            for (let ci = 0; ci < 4; ci++) {
+              let m = ci === 0 ? f1 : ci === 1 ? f1 + 1 : ci === 2 ? f2 : f2 + 1
+              if (m > M - 1) m = M - 1
+              if (m < 0) m = 0
+              let k = (d - step * m) & mask
+              if (k > half) k -= S
+              const score = k < 0 ? -2 * k + 1 : 2 * k
+              if (score < best) {
+                best = score
+                bestCt = c
+                bestPartial = (so + step * m) & mask
+              }
+            }
+            if (best === 0) break
+          }
         const kAbs = (best & 1) === 1 ? -(best - 1) / 2 : best / 2
         const kk = kAbs & mask
-        const key = (t * 1024 + bestCt) * S + kk
-        let en = byKey.get(key)
-        if (!en) {
-          byKey.set(key, (en = { term: t, ct: bestCt, k: kk, acc: new Map() }))
-          if (count + 2 * Math.sqrt(byKey.size) - 2 > abortAbove) return undefined
+        const compact = (t * maxCts + bestCt) * S + kk
+        let at = slotOf[compact]
+        if (at < 0) {
+          slotOf[compact] = at = entries.length
+          const en = { term: t, ct: bestCt, k: kk, acc: new Map<number, number>() }
+          entries.push(en)
+          byKey.set((t * 1024 + bestCt) * S + kk, en)
+          if (count + 2 * Math.sqrt(entries.length) - 2 > abortAbove) return undefined
         }
-        if (!keysOnly) en.acc.set(bestPartial, (en.acc.get(bestPartial) ?? 0) + map.val[q])
+        if (!keysOnly) {
+          const acc = entries[at].acc
+          acc.set(bestPartial, (acc.get(bestPartial) ?? 0) + mval[q])
+        }
       }
     }
   }

@@ -182,7 +182,7 @@ class Lowerer {
     return { ...ct, regs: ct.regs.map((r) => this.emit('refresh', [r], { node })) }
   }
 
-  sparseConst(prefix: string, slots: number[], values: number[]): string {
+  sparseConst(prefix: string, slots: ArrayLike<number>, values: ArrayLike<number>): string {
     const id = `${prefix}${this.nconst++}`
     this.constants[id] = { kind: 'sparse', length: this.S, slots: Int32Array.from(slots), values: Float64Array.from(values) }
     return id
@@ -373,8 +373,21 @@ class Lowerer {
       let acc: number | undefined
       for (const d of giants.get(G)!) {
         const x = baby(d.term, d.ct, babyOf(d.k, g, S))
-        const pairs = d.slots.map((s, i) => [(s + G) % S, d.values[i]] as [number, number]).sort((a, b) => a[0] - b[0])
-        const pt = this.sparseConst('w', pairs.map((p) => p[0]), pairs.map((p) => p[1]))
+        // the slots rotated by G, still ascending: the ones that wrap around come first
+        const n = d.slots.length
+        let wrap = 0
+        while (wrap < n && d.slots[wrap] + G < S) wrap++
+        const slots = new Int32Array(n)
+        const values = new Float64Array(n)
+        for (let i = wrap; i < n; i++) {
+          slots[i - wrap] = d.slots[i] + G - S
+          values[i - wrap] = d.values[i]
+        }
+        for (let i = 0; i < wrap; i++) {
+          slots[n - wrap + i] = d.slots[i] + G
+          values[n - wrap + i] = d.values[i]
+        }
+        const pt = this.sparseConst('w', slots, values)
         const m = this.emit('mulPlain', [x], { pt, node })
         acc = acc === undefined ? m : this.emit('add', [acc, m], { node })
       }
