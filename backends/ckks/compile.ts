@@ -354,7 +354,13 @@ function fitMemory(lv0: Leveled, lowered: LoweredGraph, p: CkksParams, opts: Com
       }
     } catch (e) {
       if (!(e instanceof CkksCompileError)) throw e
-      notes.push(`rotation keys: ${(e as Error).message}`)
+      // not even the power-of-two keys leave room: keep only those, so a refusal states the least this plan needs
+      const lv2 = fitKeys(lv, p, minKeys(p.logN) * keySwitchKeyBytes(p.logN, p.primes.length), notes)
+      const mem2 = memoryOf(lv2, lowered, p, mode, heap)
+      if (mem2.peakBytes < mem.peakBytes) {
+        lv = lv2
+        mem = mem2
+      }
     }
   }
   return { lv, mode, memory: mem }
