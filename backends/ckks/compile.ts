@@ -235,6 +235,8 @@ interface Candidate {
   budget: number
   /** Levels assigned with the chain's primes, when already done while choosing. */
   levels?: { primeValues: bigint[]; lv: Leveled }
+  /** Why this chain was chosen, when not the longest. */
+  note?: string
 }
 
 /** Transform plans by ring degree, shared by the lowerings of one compilation (one per bootstrap budget). */
@@ -278,25 +280,56 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
     chosen = { params: leveled, lowered, budget: Infinity }
   } else {
     let bestMs = Infinity
+    let bestFits = false
     for (const logN of logNs) {
       const room = maxLogQ(logN, security)
-      let L = 0
-      while (chainFor(L + 1, minS, headroom, room) && keysFit(logN, L + 3)) L++
-      if (L < 2) continue
-      const primes = chainFor(L, minS, headroom, room)!
-      const params: CkksParams = { logN, primes, logScale: minS, security }
-      const lowered = lowerAt(g, logN, L, opts, cache)
-      const primeValues = sealPrimes(logN, primes)
-      const lv = assignLevels(lowered, params, primeValues)
-      const est = estimateMs(lv.instrs, logN).total
-      if (est < bestMs) {
-        bestMs = est
-        chosen = { params, lowered, budget: L, levels: { primeValues, lv } }
+      let Lmax = 0
+      while (chainFor(Lmax + 1, minS, headroom, room) && keysFit(logN, Lmax + 3)) Lmax++
+      if (Lmax < 2) continue
+      // the longest chain first; shorter ones (more refreshes, smaller keys and ciphertexts) while the plan would not fit node-seal's heap
+      let first: { c: Candidate; est: number } | undefined
+      let fitting: { c: Candidate; est: number } | undefined
+      let L = Lmax
+      while (L >= 2) {
+        const primes = chainFor(L, minS, headroom, room)!
+        const params: CkksParams = { logN, primes, logScale: minS, security }
+        let lowered: LoweredGraph
+        try {
+          lowered = lowerAt(g, logN, L, opts, cache)
+        } catch (e) {
+          if (e instanceof LowerError && first) break
+          throw e
+        }
+        const primeValues = sealPrimes(logN, primes)
+        const lv = assignLevels(lowered, params, primeValues)
+        const est = estimateMs(lv.instrs, logN).total
+        const c: Candidate = { params, lowered, budget: L, levels: { primeValues, lv } }
+        if (!first) first = { c, est }
+        const mem = fitMemory(lv, lowered, params, opts, []).memory
+        if (mem.fits) {
+          fitting = { c, est }
+          if (L < Lmax) c.note = `N = ${2 ** logN}: chain shortened from ${Lmax} to ${L} levels between refreshes so that the plan fits node-seal's heap`
+          break
+        }
+        // the next length to try: the longest whose memory, scaled from this one (context ~ k^2, keys ~ k (k - 1), ciphertexts ~ k), fits
+        const k0 = L + 2
+        const scaled = (k: number) => mem.contextBytes * (k / k0) ** 2 + mem.keyBytes * ((k * (k - 1)) / (k0 * (k0 - 1))) + (mem.ciphertextBytes + mem.plaintextBytes) * (k / k0)
+        let next = L - 1
+        while (next > 2 && scaled(next + 2) > mem.heapBytes) next--
+        L = next
+      }
+      const pick = fitting ?? first!
+      const fits = fitting !== undefined
+      if ((fits && !bestFits) || (fits === bestFits && pick.est < bestMs)) {
+        bestMs = pick.est
+        bestFits = fits
+        chosen = pick.c
       }
     }
   }
   if (!chosen) throw new CkksCompileError(`depth ${depth} fits no CKKS parameter set at ${security}-bit security`)
   const { params, lowered } = chosen
+  if (chosen.note) extraNotes.push(chosen.note)
   checkSecure(params)
   const primeValues = chosen.levels?.primeValues ?? sealPrimes(params.logN, params.primes)
   const lv0 = chosen.levels?.lv ?? assignLevels(lowered, params, primeValues)

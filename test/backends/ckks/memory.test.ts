@@ -68,6 +68,19 @@ describe('CKKS plan memory', () => {
     expect(maxAbsDiff(simulatePlan(p, x)[0].data, reference(g, x).data)).toBeLessThan(1e-9)
   })
 
+  it('shortens the chain between refreshes until a plan with bootstraps fits the heap', () => {
+    const opts = { security: 192 as const, logN: 13, plaintexts: 'on demand' as const, keyBudgetBytes: Infinity }
+    const longest = compileCkks(g, opts)
+    expect(longest.stats.bootstraps).toBeGreaterThan(0)
+    const p = compileCkks(g, { ...opts, heapBytes: longest.stats.memory.peakBytes - 1 })
+    expect(p.stats.memory.fits).toBe(true)
+    expect(p.params.primes.length).toBeLessThan(longest.params.primes.length)
+    expect(p.stats.bootstraps).toBeGreaterThanOrEqual(longest.stats.bootstraps)
+    expect(p.stats.notes.join('\n')).toMatch(/chain shortened from \d+ to \d+ levels between refreshes so that the plan fits node-seal's heap/)
+    const x = testImages('digits', 2)
+    expect(maxAbsDiff(simulatePlan(p, x)[0].data, reference(g, x).data)).toBeLessThan(1e-9)
+  })
+
   it('parses heap sizes', () => {
     expect(parseBytes('64MiB')).toBe(64 * 2 ** 20)
     expect(parseBytes('1.5 GiB')).toBe(1.5 * 2 ** 30)
