@@ -1,9 +1,11 @@
 /**
  * OLA (optimized layerwise approximation) degree selection. Per activation layer and candidate
  * degree: a distribution-weighted least-squares fit (calibration histogram as the weight, widened by
- * the scale factor r), its error E_l(d) = drop in top-1 agreement with the original model on the
- * calibration data when only that layer is approximated, and its cost T_l(d) from a pluggable cost
- * model. A knapsack over layers (budget discretized in calibration samples) picks one degree per
+ * the scale factor r), its error E_l(d) = the expected accuracy lost on the calibration data when only
+ * that layer is approximated (each sample whose top-1 changes weighted by the original model's softmax
+ * gap between its top two classes, so that near-ties, which any perturbation flips and which are
+ * right half the time anyway, weigh almost nothing), and its cost T_l(d) from a pluggable cost
+ * model. A knapsack over layers (budget discretized in 1/32 samples) picks one degree per
  * layer minimizing the total cost with the summed error within budget; the joint choice is then
  * checked by running all approximations together: while it overshoots, the layer whose next degree
  * removes the most joint error per unit of cost is raised; while it has room (summed errors overstate
@@ -13,8 +15,10 @@
  * fits see the calibration density widened by r (more for MaxPool's polynomial signs). At low degrees
  * the per-channel Hermite fit is tried too and the better of the two kept.
  *
- * The per-layer runs reuse one cached full run: only the nodes downstream of the replaced layer are
- * evaluated again.
+ * A layer's degree walk stops at a negligible loss (budget / 2L) or when three degrees in a row do not
+ * lower it. The per-layer runs reuse one cached full run: only the nodes downstream of the replaced
+ * layer are evaluated again; on big networks an evenly strided subset of the calibration samples is
+ * replayed (OLA_ELEMENTS), the statistics for the fits still come from all of them.
  */
 import type { Graph, Node } from '../ir/graph.js'
 import { bindInputs, interpret } from '../ir/interpret.js'
@@ -92,6 +96,12 @@ export class Replay {
   readonly top1: Int32Array
   /** Per sample: original top-1 logit minus the runner-up. */
   readonly margin: Float64Array
+  /**
+   * Per sample: the original model's softmax probability of its top-1 class minus the runner-up's
+   * (for one logit, |2 sigmoid - 1|): the expected accuracy a flip of that sample costs when the
+   * original probabilities stand for the unknown labels. Near-ties weigh almost nothing.
+   */
+  readonly weight: Float64Array
   private readonly consumers = new Map<string, number[]>()
   private readonly index = new Map<string, number>()
 
@@ -109,6 +119,7 @@ export class Replay {
     const out = this.values.get(this.g.outputs[0])!
     this.top1 = argmax(out)
     this.margin = margins(out, this.top1)
+    this.weight = confidenceGaps(out, this.top1).map((w) => Math.min(1, w / TIE_GAP))
   }
 
   private evalNode(n: Node, get: (name: string) => Tensor): Tensor {
@@ -153,7 +164,42 @@ export class Replay {
     for (let i = 0; i < m.length; i++) if (m[i] <= 0 || m[i] < keep * this.margin[i]) f++
     return f
   }
+
+  /** The flipped samples as `flips` counts them, each weighted by its `weight` (expected samples lost). */
+  loss(out: Tensor, keep = 0): number {
+    const m = margins(out, this.top1)
+    let f = 0
+    for (let i = 0; i < m.length; i++) if (m[i] <= 0 || m[i] < keep * this.margin[i]) f += this.weight[i]
+    return f
+  }
 }
+
+/** Per sample: softmax probability of class `cls` minus the largest other one (one logit: |2 sigmoid - 1|). */
+export function confidenceGaps(t: Tensor, cls: Int32Array): Float64Array {
+  const n = cls.length
+  const k = sizeOf(t.shape) / n
+  const out = new Float64Array(n)
+  for (let i = 0; i < n; i++) {
+    if (k === 1) {
+      out[i] = Math.abs(2 / (1 + Math.exp(-t.data[i])) - 1)
+      continue
+    }
+    let max = -Infinity
+    for (let j = 0; j < k; j++) max = Math.max(max, t.data[i * k + j])
+    let z = 0
+    let other = 0
+    for (let j = 0; j < k; j++) {
+      const e = Math.exp(t.data[i * k + j] - max)
+      z += e
+      if (j !== cls[i]) other = Math.max(other, e)
+    }
+    out[i] = (Math.exp(t.data[i * k + cls[i]] - max) - other) / z
+  }
+  return out
+}
+
+/** Softmax gap below which a sample counts as a near-tie: its flip weighs gap / TIE_GAP (see Replay.weight). */
+export const TIE_GAP = 0.1
 
 /** Top-1 class per sample (the sign for a single logit). */
 export function argmax(t: Tensor): Int32Array {
@@ -197,15 +243,20 @@ export function margins(t: Tensor, cls: Int32Array): Float64Array {
 
 export interface OlaCandidate {
   degree: number
-  /** Flipped calibration samples when only this layer is approximated. */
+  /**
+   * Flipped calibration samples (of those OLA replays) when only this layer is approximated; where
+   * the loss exceeds the budget, counted only up to the chunk that exceeds it (a lower bound).
+   */
   flips: number
+  /** The same flips weighted by the samples' confidence gaps (Replay.weight): expected samples lost. */
+  loss: number
   cost: number
 }
 
 export interface OlaChoice {
   degree: number
   poly: PolyAttrs
-  /** E_l(d) as a fraction of the calibration samples. */
+  /** E_l(d): the candidate's loss as a fraction of the replayed calibration samples. */
   error: number
   cost: number
   candidates: OlaCandidate[]
@@ -220,14 +271,42 @@ export interface OlaOptions {
   fits?: readonly ((act: Activation, st: ActivationStats, degree: number) => PolyAttrs)[]
   /** Safety margin (see Replay.flips). */
   keep?: number
+  /** Calibration samples replayed (default: as many as OLA_ELEMENTS allows, evenly strided). */
+  samples?: number
   log?: (message: string) => void
 }
 
 export interface OlaResult {
   choices: Map<string, OlaChoice>
-  /** Flips of all approximations together on the calibration data, as a fraction. */
+  /** Loss of all approximations together on the replayed calibration samples, as a fraction. */
   jointError: number
   totalCost: number
+  /** Calibration samples replayed. */
+  samples: number
+}
+
+/**
+ * Activation values (summed over the layers, per sample) times samples that OLA replays: 2^24 keeps
+ * every digits calibration set whole (resnet8: 300 samples) and takes 89 of fmnist32/resnet20's
+ * (188,416 ReLU inputs per image), where one replay of the first layer's cone takes about 4 s.
+ */
+export const OLA_ELEMENTS = 1 << 24
+
+/** Activation values per replayed chunk of samples (see ola): fmnist32/resnet20 in chunks of 22, digits whole. */
+export const OLA_CHUNK_ELEMENTS = 1 << 22
+
+/** Knapsack resolution: units per calibration sample (whole flips stay exact). */
+const UNITS = 32
+
+/** A layer's degree walk stops after this many measured degrees in a row within the budget that do not lower its best loss (4 cost cnn_bn_relu_maxpool 1 point of digits test accuracy). */
+const PLATEAU = 5
+
+/** Rows `idx` of a tensor along axis 0. */
+function pickRows(t: Tensor, idx: readonly number[]): Tensor {
+  const inner = sizeOf(t.shape.slice(1))
+  const data = new (t.data.constructor as Float64ArrayConstructor)(idx.length * inner)
+  idx.forEach((r, k) => data.set(t.data.subarray(r * inner, (r + 1) * inner), k * inner))
+  return { ...t, shape: [idx.length, ...t.shape.slice(1)], data } as Tensor
 }
 
 /** Knapsack: one option per layer, minimum total cost with total flips <= units. */
@@ -251,47 +330,79 @@ export function knapsack(options: readonly (readonly { flips: number; cost: numb
 }
 
 /** Choose a degree per layer (see the module doc). */
-export function ola(g: Graph, layers: readonly { act: Activation; stats: ActivationStats }[], calib: Tensor, opts: OlaOptions): OlaResult {
+export function ola(g: Graph, layers: readonly { act: Activation; stats: ActivationStats }[], calib0: Tensor, opts: OlaOptions): OlaResult {
   const degrees = opts.degrees ?? OLA_DEGREES
   const cost = opts.costModel ?? depthMulCost
   const keep = opts.keep ?? OLA_KEEP
-  const replay = new Replay(g, calib)
-  const N = replay.top1.length
-  const candidate = (l: number, d: number): OlaCandidate & { poly: PolyAttrs } => {
+  const total = calib0.shape[0]
+  const perSample = layers.reduce((s, { act }) => s + sizeOf(act.node.type.shape.slice(1)), 0)
+  const n = Math.max(1, Math.min(total, opts.samples ?? Math.floor(OLA_ELEMENTS / Math.max(1, perSample))))
+  const calib = n < total ? pickRows(calib0, Array.from({ length: n }, (_, i) => Math.floor((i * total) / n))) : calib0
+  if (n < total) opts.log?.(`ola: replaying ${n} of the ${total} calibration samples (evenly strided; OLA_ELEMENTS)`)
+  // the samples in chunks, replayed one after another: a candidate stops at the chunk where its loss
+  // passes the budget (it can never be chosen), so hopeless low degrees cost a fraction of a replay
+  const parts: Replay[] = []
+  const chunk = Math.max(1, Math.floor(OLA_CHUNK_ELEMENTS / Math.max(1, perSample)))
+  for (let from = 0; from < n; from += chunk) parts.push(from === 0 && chunk >= n ? new Replay(g, calib) : new Replay(g, pickRows(calib, Array.from({ length: Math.min(chunk, n - from) }, (_, i) => from + i))))
+  const N = n
+  const allowed = opts.budget * N
+  const unit = 1 / UNITS
+  const units = (loss: number) => Math.ceil(loss / unit - 1e-6)
+  const within = (loss: number) => loss <= allowed + 1e-9
+  // a layer whose loss is this small takes a negligible share of the budget: its walk stops
+  const negligible = allowed / (2 * Math.max(1, layers.length))
+  type Cand = OlaCandidate & { poly: PolyAttrs }
+  const candidate = (l: number, d: number): Cand => {
     const { act, stats } = layers[l]
-    let best: (OlaCandidate & { poly: PolyAttrs }) | undefined
+    let best: Cand | undefined
     for (const fit of [(a: Activation, s: ActivationStats, deg: number) => olaPoly(a, s, deg, opts.scale), ...(d <= FAMILY_DEGREES ? (opts.fits ?? []) : [])]) {
       const poly = fit(act, stats, d)
-      const flips = replay.flips(replay.run(new Map([[act.node.name, replaceWith(act, poly)]])), keep)
-      if (!best || flips < best.flips) best = { degree: d, flips, cost: cost.activation(d, sizeOf(act.node.type.shape.slice(1))), poly }
+      const replace = new Map([[act.node.name, replaceWith(act, poly)]])
+      let loss = 0
+      let flips = 0
+      for (const part of parts) {
+        const out = part.run(replace)
+        loss += part.loss(out, keep)
+        flips += part.flips(out, keep)
+        if (!within(loss)) break
+      }
+      if (!best || loss < best.loss) best = { degree: d, flips, loss, cost: cost.activation(d, sizeOf(act.node.type.shape.slice(1))), poly }
     }
     return best!
   }
-  const options: (OlaCandidate & { poly: PolyAttrs })[][] = []
+  const options: Cand[][] = []
   for (const [l, { act }] of layers.entries()) {
     const elements = sizeOf(act.node.type.shape.slice(1))
-    const cands: (OlaCandidate & { poly: PolyAttrs })[] = []
+    const cands: Cand[] = []
+    let best = Infinity
+    let stale = 0
     // a degree costing as much as a higher one is never worth measuring
     for (const d of degrees.filter((d) => !degrees.some((e) => e > d && cost.activation(e, elements) <= cost.activation(d, elements)))) {
-      cands.push(candidate(l, d))
-      if (cands[cands.length - 1].flips === 0) break
+      const c = candidate(l, d)
+      cands.push(c)
+      if (c.loss <= negligible) break
+      // the loss left is what any degree flips (near-ties and the like): higher degrees only cost more
+      if (within(c.loss)) stale = c.loss < best - unit ? 0 : stale + 1
+      best = Math.min(best, c.loss)
+      if (stale >= PLATEAU) break
     }
     options.push(cands)
-    opts.log?.(`ola: layer ${l + 1}/${layers.length} ${act.node.name}: ${cands.map((c) => `d${c.degree}:${c.flips}`).join(' ')}`)
+    opts.log?.(`ola: layer ${l + 1}/${layers.length} ${act.node.name}: ${cands.map((c) => `d${c.degree}:${c.loss.toFixed(2)}`).join(' ')}`)
   }
-  const allowed = Math.floor(opts.budget * N + 1e-9)
   const out = g.outputs[0]
   const replacing = (chosen: readonly { poly: PolyAttrs }[]) => new Map(layers.map(({ act }, l) => [act.node.name, replaceWith(act, chosen[l].poly)]))
   // the current joint run; a change in one layer re-evaluates only what lies downstream of it
-  let jointValues = new Map<string, Tensor>()
+  let jointValues: Map<string, Tensor>[] = []
   const jointRun = (chosen: readonly { poly: PolyAttrs }[], changed?: number) =>
-    changed === undefined ? replay.evaluate(replacing(chosen)) : replay.evaluate(replacing(chosen), [layers[changed].act.node.name], jointValues)
-  const flipsOf = (values: ReadonlyMap<string, Tensor>) => replay.flips(values.get(out)!, keep)
-  const pick = knapsack(options, allowed) ?? options.map((o) => o.reduce((b, c, k) => (c.flips < o[b].flips ? k : b), 0))
+    parts.map((part, k) => (changed === undefined ? part.evaluate(replacing(chosen)) : part.evaluate(replacing(chosen), [layers[changed].act.node.name], jointValues[k])))
+  const lossOf = (values: readonly ReadonlyMap<string, Tensor>[]) => parts.reduce((s, part, k) => s + part.loss(values[k].get(out)!, keep), 0)
+  const pick =
+    knapsack(options.map((o) => o.map((c) => ({ flips: units(c.loss), cost: c.cost }))), Math.floor(allowed * UNITS + 1e-9)) ??
+    options.map((o) => o.reduce((b, c, k) => (c.loss < o[b].loss ? k : b), 0))
   let chosen = pick.map((k, l) => options[l][k])
   jointValues = jointRun(chosen)
-  let joint = flipsOf(jointValues)
-  opts.log?.(`ola: budget ${allowed}/${N} samples: degrees ${chosen.map((c) => c.degree).join(',')}, summed error ${chosen.reduce((s, c) => s + c.flips, 0)}, joint ${joint}`)
+  let joint = lossOf(jointValues)
+  opts.log?.(`ola: budget ${allowed.toFixed(2)} of ${N} samples: degrees ${chosen.map((c) => c.degree).join(',')}, summed loss ${chosen.reduce((s, c) => s + c.loss, 0).toFixed(2)}, joint ${joint.toFixed(2)}`)
   // The layers interact beyond their summed errors: raise one layer's degree at a time, the one that
   // removes the most joint error per unit of cost, until the joint error fits the budget.
   const raised = (l: number) => {
@@ -304,13 +415,13 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     return c
   }
   const saving = (l: number) => chosen[l].cost - Math.min(...options[l].map((c) => c.cost))
-  while (joint > allowed) {
-    let best: { l: number; c: OlaCandidate & { poly: PolyAttrs }; values: Map<string, Tensor>; j: number; gain: number } | undefined
+  while (!within(joint)) {
+    let best: { l: number; c: Cand; values: Map<string, Tensor>[]; j: number; gain: number } | undefined
     for (let l = 0; l < layers.length; l++) {
       const c = raised(l)
       if (!c) continue
       const values = jointRun(chosen.map((o, k) => (k === l ? c : o)), l)
-      const j = flipsOf(values)
+      const j = lossOf(values)
       const gain = (joint - j) / Math.max(1e-9, c.cost - chosen[l].cost)
       if (j < joint && (!best || gain > best.gain)) best = { l, c, values, j, gain }
     }
@@ -318,21 +429,21 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     chosen = chosen.map((o, k) => (k === best!.l ? best!.c : o))
     jointValues = best.values
     joint = best.j
-    opts.log?.(`ola: raised ${layers[best.l].act.node.name} to degree ${best.c.degree}: joint ${joint}`)
+    opts.log?.(`ola: raised ${layers[best.l].act.node.name} to degree ${best.c.degree}: joint ${joint.toFixed(2)}`)
   }
   // The knapsack sums the layers' errors, which overstates the joint error when their flips fall on
   // the same samples: lower layers to cheaper measured candidates, the largest possible saving first
   // and the cheapest candidate that keeps the joint error within budget, until none can be lowered.
-  for (let lowered = joint <= allowed; lowered; ) {
+  for (let lowered = within(joint); lowered; ) {
     lowered = false
     const order = layers.map((_, l) => l).sort((a, b) => saving(b) - saving(a) || a - b)
     for (const l of order) {
-      for (const c of options[l].filter((c) => c.cost < chosen[l].cost && c.flips <= allowed).sort((a, b) => a.cost - b.cost)) {
+      for (const c of options[l].filter((c) => c.cost < chosen[l].cost && within(c.loss)).sort((a, b) => a.cost - b.cost)) {
         const next = chosen.map((o, k) => (k === l ? c : o))
         const values = jointRun(next, l)
-        const j = flipsOf(values)
-        if (j > allowed) continue
-        opts.log?.(`ola: lowered ${layers[l].act.node.name} to degree ${c.degree}: joint ${j}`)
+        const j = lossOf(values)
+        if (!within(j)) continue
+        opts.log?.(`ola: lowered ${layers[l].act.node.name} to degree ${c.degree}: joint ${j.toFixed(2)}`)
         chosen = next
         jointValues = values
         joint = j
@@ -344,8 +455,8 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
   const choices = new Map<string, OlaChoice>()
   layers.forEach(({ act }, l) => {
     const c = chosen[l]
-    choices.set(act.node.name, { degree: c.degree, poly: c.poly, error: c.flips / N, cost: c.cost, candidates: options[l].map(({ degree, flips, cost }) => ({ degree, flips, cost })) })
+    choices.set(act.node.name, { degree: c.degree, poly: c.poly, error: c.loss / N, cost: c.cost, candidates: options[l].map(({ degree, flips, loss, cost }) => ({ degree, flips, loss, cost })) })
   })
-  if (joint > allowed) opts.log?.(`ola: the budget is not met: ${joint} of ${N} calibration samples disagree`)
-  return { choices, jointError: joint / N, totalCost: chosen.reduce((s, c) => s + c.cost, 0) }
+  if (!within(joint)) opts.log?.(`ola: the budget is not met: the joint loss is ${joint.toFixed(2)} of ${N} calibration samples`)
+  return { choices, jointError: joint / N, totalCost: chosen.reduce((s, c) => s + c.cost, 0), samples: N }
 }
