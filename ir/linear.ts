@@ -632,8 +632,14 @@ export class LinearAnalysis {
     const c = constantOf(n)
     let v: Tensor
     if (c) v = c
-    else if (OPS[n.op].kind === 'source') v = { ...n.type, data: new Float64Array(0) }
-    else v = OPS[n.op].eval(n.inputs.map((i) => (i ? this.publicValue(i) : (undefined as unknown as Tensor))), n.attrs as never, n.type)
+    else {
+      // source ops (Shape) read only the type of a secret input, as the builder evaluates them
+      const ins = n.inputs.map((i) => {
+        if (!i) return undefined as unknown as Tensor
+        return this.secret.has(i) ? { ...this.nodes.get(i)!.type, data: new Float64Array(0) } : this.publicValue(i)
+      })
+      v = OPS[n.op].eval(ins, n.attrs as never, n.type)
+    }
     this.publics.set(name, v)
     return v
   }

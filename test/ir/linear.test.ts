@@ -142,6 +142,18 @@ describe('linear operators from declared forms', () => {
     expect(checkGraph(g, random([4, 3], 23))).toBe(3)
   })
 
+  it('a shape read from a secret value is public (Reshape to Shape(x) gathered)', () => {
+    const b = new GraphBuilder('shape', 13, { N: 1 })
+    b.input('x', 'float32', ['N', 2, 3])
+    const sh = onnxNode(b, 'Shape', ['x'], 'sh')
+    const n0 = onnxNode(b, 'Gather', [sh, constant(b, 'i0', [1], tensor('int64', [1], [0]))], 'n0', { axis: 0 })
+    const tgt = onnxNode(b, 'Concat', [n0, constant(b, 'm1', [1], tensor('int64', [1], [-1]))], 'tgt', { axis: 0 })
+    const r = onnxNode(b, 'Reshape', ['x', tgt], 'r')
+    const y = onnxNode(b, 'Mul', [r, constant(b, 'k', [1], [3])], 'y')
+    const g = b.build([y])
+    expect(checkGraph(g, random([1, 2, 3], 31))).toBeGreaterThan(0)
+  })
+
   it('names the node that is not linear', () => {
     const b = new GraphBuilder('nl', 17, { N: 1 })
     b.input('x', 'float32', [1, 4])
