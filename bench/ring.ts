@@ -2,14 +2,14 @@
  * Elements per second of Z_2^64 kernels on 32-bit words (Int32Array views of the BigUint64Array
  * buffer) against BigInt loops over the elements (as ring.ts was written before; copies kept here),
  * measured in the same run at n = 65,536 and 1,048,576. The word kernels are ring.ts's for
- * truncShare, encodeArray, decodeArray, toLimbs, fromLimbs and shl. For add, sub, mul and mulAdd
+ * truncShare, encodeArray, decodeArray, toLimbs and fromLimbs. For add, sub, mul and mulAdd
  * ring.ts keeps BigInt loops, because TurboFan lowers BigInt +, - and * stored into a BigUint64Array
  * to 64-bit machine operations, which beat the word versions (Math.imul on 16-bit halves for
  * products) kept here. The last column says which one ring.ts uses. Each pair is checked for
  * equal results before it is timed. Run: npx vite-node bench/ring.ts [--quick]
  */
 import { cpus } from 'node:os'
-import { decodeArray, encodeArray, fromLimbs, Prg, shl, toLimbs, truncShare } from '../backends/mpc/ring.js'
+import { decodeArray, encodeArray, fromLimbs, Prg, toLimbs, truncShare, truncShareBig } from '../backends/mpc/ring.js'
 import { timeIt } from './timing.js'
 
 // ---- word versions of the kernels ring.ts keeps as BigInt loops ----
@@ -120,24 +120,6 @@ function mulAddRef(acc: BigUint64Array, a: BigUint64Array, b: BigUint64Array): B
   return acc
 }
 
-function shlRef(a: BigUint64Array, bits: number): BigUint64Array {
-  const out = new BigUint64Array(a.length)
-  const s = BigInt(bits)
-  for (let i = 0; i < a.length; i++) out[i] = a[i] << s
-  return out
-}
-
-function truncShareRef(x: BigUint64Array, bits: number, party: 0 | 1): BigUint64Array {
-  const out = new BigUint64Array(x.length)
-  const s = BigInt(bits)
-  if (party === 0) for (let i = 0; i < x.length; i++) out[i] = x[i] >> s
-  else
-    for (let i = 0; i < x.length; i++) {
-      const neg = BigInt.asUintN(64, -x[i])
-      out[i] = -(neg >> s)
-    }
-  return out
-}
 
 function encodeArrayRef(v: ArrayLike<number>, frac: number): BigUint64Array {
   const out = new BigUint64Array(v.length)
@@ -206,9 +188,8 @@ function main(): void {
       ['sub', () => subRef(a, b), () => subWords(a, b), false],
       ['mul', () => mulRef(a, b), () => mulWords(a, b), false],
       ['mulAdd', () => mulAddRef(c1, a, b), () => mulAddWords(c2, a, b), false],
-      ['shl 13', () => shlRef(a, 13), () => shl(a, 13), true],
-      ['truncShare p0', () => truncShareRef(a, 13, 0), () => truncShare(a, 13, 0), true],
-      ['truncShare p1', () => truncShareRef(a, 13, 1), () => truncShare(a, 13, 1), true],
+      ['truncShare p0', () => truncShareBig(a, 13, 0), () => truncShare(a, 13, 0), true],
+      ['truncShare p1', () => truncShareBig(a, 13, 1), () => truncShare(a, 13, 1), true],
       ['encodeArray', () => encodeArrayRef(reals, 13), () => encodeArray(reals, 13), true],
       ['decodeArray', () => decodeArrayRef(a, 26), () => decodeArray(a, 26), true],
       ['toLimbs 16', () => toLimbsRef(a, 16), () => toLimbs(a, 16), true],

@@ -1,13 +1,13 @@
 /**
  * Arithmetic in the ring Z_2^64 for additive secret sharing: fixed-point encoding, SecureML local
- * truncation, sparse matrix-vector products, and a seeded AES-CTR pseudo-random generator. Ring
+ * truncation, the limb split and recombination linear layers use, and a seeded AES-CTR generator. Ring
  * elements live in BigUint64Array, whose stores reduce modulo 2^64 by themselves.
  *
  * The array kernels create no BigInt per element once optimized. Where TurboFan lowers BigInt arithmetic
  * on BigUint64Array elements to 64-bit machine operations (+, -, * and unary - stored straight into
  * a BigUint64Array; Node 20, V8 11.3) the kernels are plain BigInt loops, which beat word kernels
- * (add, sub, mul, mulAdd, scale, neg, gather). Shifts by a variable count, asUintN / asIntN, and
- * conversions between BigInt and number are not lowered, so truncShare, shl, encodeArray,
+ * (add, sub, gather; the runtime's Beaver products are such loops too). Shifts by a variable count, asUintN / asIntN, and
+ * conversions between BigInt and number are not lowered, so truncShare, encodeArray,
  * decodeArray, toLimbs and fromLimbs work on an Int32Array view of the same buffer, element i being
  * the word pair (lo, hi) at (2i, 2i + 1) on little-endian platforms (every platform Node ships for
  * but s390x; see `words`). Their conversions from float64 are exact: every step is an integer
@@ -28,11 +28,6 @@ function words(x: BigUint64Array): Int32Array {
   return new Int32Array(x.buffer, x.byteOffset, 2 * x.length)
 }
 
-function sameLength(what: string, ...xs: BigUint64Array[]): number {
-  const n = xs[0].length
-  for (const x of xs) if (x.length !== n) throw new RangeError(`${what}: lengths ${xs.map((y) => y.length).join(', ')} differ`)
-  return n
-}
 
 /** Encode a real at `frac` fractional bits as a ring element (two's complement). */
 export function encode(v: number, frac: number): bigint {
@@ -95,7 +90,7 @@ export function sub(a: BigUint64Array, b: BigUint64Array): BigUint64Array {
 }
 
 /** The BigInt truncation, for shift counts the word kernels do not take (negative, fractional). */
-function truncShareBig(x: BigUint64Array, bits: number, party: 0 | 1): BigUint64Array {
+export function truncShareBig(x: BigUint64Array, bits: number, party: 0 | 1): BigUint64Array {
   const out = new BigUint64Array(x.length)
   const s = BigInt(bits)
   if (party === 0) for (let i = 0; i < x.length; i++) out[i] = x[i] >> s
@@ -154,66 +149,6 @@ export function truncShare(x: BigUint64Array, bits: number, party: 0 | 1): BigUi
       O[j] = -tl | 0
       O[j + 1] = tl === 0 ? 0 : -1
     }
-  }
-  return out
-}
-
-/** a * b elementwise modulo 2^64 (a lowered BigInt loop, see add). */
-export function mul(a: BigUint64Array, b: BigUint64Array): BigUint64Array {
-  const n = sameLength('mul', a, b)
-  const out = new BigUint64Array(n)
-  for (let i = 0; i < n; i++) out[i] = a[i] * b[i]
-  return out
-}
-
-/**
- * acc += a * b elementwise modulo 2^64, in place; returns acc. acc may be a or b (each element is
- * read before it is written). A lowered BigInt loop, see add.
- */
-export function mulAdd(acc: BigUint64Array, a: BigUint64Array, b: BigUint64Array): BigUint64Array {
-  const n = sameLength('mulAdd', acc, a, b)
-  for (let i = 0; i < n; i++) acc[i] += a[i] * b[i]
-  return acc
-}
-
-/** k * a elementwise modulo 2^64, for an integer k with |k| < 2^31 (a lowered BigInt loop, see add). */
-export function scale(a: BigUint64Array, k: number): BigUint64Array {
-  if (!Number.isInteger(k) || Math.abs(k) >= 2 ** 31) throw new RangeError(`scale: ${k} is not an integer below 2^31 in magnitude`)
-  const kk = BigInt(k)
-  const out = new BigUint64Array(a.length)
-  for (let i = 0; i < a.length; i++) out[i] = a[i] * kk
-  return out
-}
-
-/** -a elementwise modulo 2^64 (a lowered BigInt loop, see add). */
-export function neg(a: BigUint64Array): BigUint64Array {
-  const out = new BigUint64Array(a.length)
-  for (let i = 0; i < a.length; i++) out[i] = -a[i]
-  return out
-}
-
-/** a << bits elementwise modulo 2^64, for an integer bits >= 0 (64 or more gives zeros). */
-export function shl(a: BigUint64Array, bits: number): BigUint64Array {
-  if (!Number.isInteger(bits) || bits < 0) throw new RangeError(`shl: shift ${bits} is not a non-negative integer`)
-  const n = a.length
-  const out = new BigUint64Array(n)
-  if (bits >= 64) return out
-  if (bits === 0) {
-    out.set(a)
-    return out
-  }
-  const A = words(a)
-  const O = words(out)
-  if (bits < 32) {
-    const r = 32 - bits
-    for (let j = 0; j < 2 * n; j += 2) {
-      const l = A[j]
-      O[j] = l << bits
-      O[j + 1] = (A[j + 1] << bits) | (l >>> r)
-    }
-  } else {
-    const q = bits - 32
-    for (let j = 0; j < 2 * n; j += 2) O[j + 1] = A[j] << q
   }
   return out
 }

@@ -587,15 +587,11 @@ function pool(kind: 'max' | 'avg') {
       const ones = { dtype: 'float64' as const, shape: [1, 1, h, w], data: new Float64Array(h * w).fill(1) }
       const one = { ...prim, in: ones.shape, out: [1, 1, ...out.shape.slice(2)], geom: { ...prim.geom, c: 1, m: 1, group: 1 } }
       const avg: Float64Array = avgOf([ones], a, { dtype: 'float64', shape: one.out }).data
-      const cnt = applyPrimOnce(one, ones.data)
+      const cnt = applyPrim(one, ones.data, 1)
       const f = Float64Array.from(avg, (v, i) => (cnt[i] > 0 ? v / cnt[i] : 0))
       return { form: 'affine', terms: [{ input: 0, prims: [prim, scaleBy(out.shape, { dtype: 'float64', shape: one.out, data: f })] }] }
     },
   })
-}
-
-function applyPrimOnce(p: Prim, x: Float64Array): Float64Array {
-  return applyPrim(p, x, 1)
 }
 
 function avgOf(ins: Tensor[], a: PoolAttrs, out: TensorType): Tensor {
