@@ -10,8 +10,8 @@ import { opCost, type CostOp } from './cost.js'
 import type { TransformPlan } from './layout.js'
 import { lowerGraph, inputSlotMap, LowerError, outputSlots, type LoweredGraph, type RawInstr } from './lower.js'
 import { checkSecure, chooseParams, keySwitchKeyBytes, maxLogQ, sealPrimes, totalBits, chainFor, type CkksParams, type SecurityLevel } from './params.js'
-import type { CkksPlan, Instr } from './plan.js'
-import { planMemory, SEAL_HEAP_BYTES, type PlaintextMode, type PlanMemory } from './memory.js'
+import type { CkksPlan, Instr, ParamChoice } from './plan.js'
+import { gib, planMemory, SEAL_HEAP_BYTES, type PlaintextMode, type PlanMemory } from './memory.js'
 import { validatePlan } from './validate.js'
 
 export interface CompileOptions {
@@ -235,8 +235,21 @@ interface Candidate {
   budget: number
   /** Levels assigned with the chain's primes, when already done while choosing. */
   levels?: { primeValues: bigint[]; lv: Leveled }
-  /** Why this chain was chosen, when not the longest. */
-  note?: string
+  /** Notes of the memory stages, already applied while choosing. */
+  notes?: string[]
+}
+
+type Fitted = { lv: Leveled; mode: PlaintextMode; memory: PlanMemory }
+
+/** The parameter sets priced by the bootstrap path, in the order tried (the plan's `stats.choices`). */
+function describeChoices(choices: readonly ParamChoice[], p: CkksParams): string {
+  const chosenL = p.primes.length - 2
+  const rows = [...choices].sort((a, b) => Number(b.fits) - Number(a.fits) || a.estimatedMs - b.estimatedMs)
+  const txt = rows
+    .slice(0, 6)
+    .map((c) => `N = ${2 ** c.logN} with ${c.levels} levels: ${(c.estimatedMs / 1000).toFixed(1)} s, ${c.refreshes} refreshes, ${c.rotationKeys} keys, ${gib(c.peakBytes)} GiB${c.fits ? '' : ' (does not fit)'}${c.logN === p.logN && c.levels === chosenL ? ' [chosen]' : ''}`)
+    .join('; ')
+  return `parameters by estimated latency (${choices.length} ring and chain pairs priced): ${txt}`
 }
 
 /** Transform plans by ring degree, shared by the lowerings of one compilation (one per bootstrap budget). */
@@ -255,6 +268,8 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   const headroom = opts.headroom ?? 10
   let logNs = opts.logN ? [opts.logN] : [13, 14, 15]
   let chosen: Candidate | undefined
+  let preFitted: Fitted | undefined
+  const choices: ParamChoice[] = []
   let probe: LoweredGraph | undefined
   const cache: TransformCache = new Map()
   for (;;) {
@@ -279,62 +294,70 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
     const lowered = leveled.logN === logNs[0] ? probe : lowerAt(g, leveled.logN, Infinity, opts, cache)
     chosen = { params: leveled, lowered, budget: Infinity }
   } else {
-    let bestMs = Infinity
-    let bestFits = false
+    // every ring and every chain length between refreshes, priced as a whole plan (with the memory
+    // stages applied: plaintexts on demand, key chains); the cheapest that fits is kept
+    let best: { c: Candidate; fitted: Fitted; est: number } | undefined
+    let tooShort: LowerError | undefined
     for (const logN of logNs) {
       const room = maxLogQ(logN, security)
       let Lmax = 0
       while (chainFor(Lmax + 1, minS, headroom, room) && keysFit(logN, Lmax + 3)) Lmax++
-      if (Lmax < 2) continue
-      // the longest chain first; shorter ones (more refreshes, smaller keys and ciphertexts) while the plan would not fit node-seal's heap
-      let first: { c: Candidate; est: number } | undefined
-      let fitting: { c: Candidate; est: number } | undefined
-      let L = Lmax
-      while (L >= 2) {
+      let bestHere = Infinity
+      // short chains first: client-aided refreshes are cheap and key switching grows with the square of the chain
+      for (let L = 2; L <= Lmax; L++) {
         const primes = chainFor(L, minS, headroom, room)!
         const params: CkksParams = { logN, primes, logScale: minS, security }
         let lowered: LoweredGraph
         try {
           lowered = lowerAt(g, logN, L, opts, cache)
         } catch (e) {
-          if (e instanceof LowerError && first) break
+          // a step that needs more levels than this chain has: try a longer one
+          if (e instanceof LowerError && !e.slotOverflow) {
+            tooShort = e
+            continue
+          }
           throw e
         }
         const primeValues = sealPrimes(logN, primes)
         const lv = assignLevels(lowered, params, primeValues)
-        const est = estimateMs(lv.instrs, logN).total
-        const c: Candidate = { params, lowered, budget: L, levels: { primeValues, lv } }
-        if (!first) first = { c, est }
-        const mem = fitMemory(lv, lowered, params, opts, []).memory
-        if (mem.fits) {
-          fitting = { c, est }
-          if (L < Lmax) c.note = `N = ${2 ** logN}: chain shortened from ${Lmax} to ${L} levels between refreshes so that the plan fits node-seal's heap`
-          break
-        }
-        // the next length to try: the longest whose memory, scaled from this one (context ~ k^2, keys ~ k (k - 1), ciphertexts ~ k), fits
-        const k0 = L + 2
-        const scaled = (k: number) => mem.contextBytes * (k / k0) ** 2 + mem.keyBytes * ((k * (k - 1)) / (k0 * (k0 - 1))) + (mem.ciphertextBytes + mem.plaintextBytes) * (k / k0)
-        let next = L - 1
-        while (next > 2 && scaled(next + 2) > mem.heapBytes) next--
-        L = next
+        const notes: string[] = []
+        const fitted = fitMemory(lv, lowered, params, opts, notes)
+        const est = estimateMs(fitted.lv.instrs, logN, fitted.mode === 'on demand' ? { primes: primes.length - 1 } : undefined).total
+        const refreshes = fitted.lv.instrs.filter((i) => i.op === 'refresh').length
+        const keys = new Set(fitted.lv.instrs.filter((i) => i.op === 'rotate').map((i) => i.step!)).size
+        choices.push({ logN, levels: L, refreshes, estimatedMs: Math.round(est), peakBytes: fitted.memory.peakBytes, fits: fitted.memory.fits, rotationKeys: keys, plaintexts: fitted.mode })
+        if (fitted.memory.fits && (!best || est < best.est)) best = { c: { params, lowered, budget: L, levels: { primeValues, lv }, notes }, fitted, est }
+        if (fitted.memory.fits) bestHere = Math.min(bestHere, est)
+        // the cost rises with the chain once refreshes are few (key switches grow with its length): stop well past the minimum
+        if (est > 1.5 * bestHere && L >= 4) break
       }
-      const pick = fitting ?? first!
-      const fits = fitting !== undefined
-      if ((fits && !bestFits) || (fits === bestFits && pick.est < bestMs)) {
-        bestMs = pick.est
-        bestFits = fits
-        chosen = pick.c
+    }
+    if (choices.length === 0 && tooShort) throw tooShort
+    if (!best) {
+      // nothing fits: refuse with the candidate that needs the least memory
+      const least = choices.reduce((a, b) => (b.peakBytes < a.peakBytes ? b : a), choices[0])
+      if (least) {
+        const room = maxLogQ(least.logN, security)
+        const primes = chainFor(least.levels, minS, headroom, room)!
+        const params: CkksParams = { logN: least.logN, primes, logScale: minS, security }
+        const lowered = lowerAt(g, least.logN, least.levels, opts, cache)
+        const primeValues = sealPrimes(least.logN, primes)
+        chosen = { params, lowered, budget: least.levels, levels: { primeValues, lv: assignLevels(lowered, params, primeValues) } }
       }
+    } else {
+      chosen = best.c
+      preFitted = best.fitted
     }
   }
   if (!chosen) throw new CkksCompileError(`depth ${depth} fits no CKKS parameter set at ${security}-bit security`)
   const { params, lowered } = chosen
-  if (chosen.note) extraNotes.push(chosen.note)
   checkSecure(params)
   const primeValues = chosen.levels?.primeValues ?? sealPrimes(params.logN, params.primes)
   const lv0 = chosen.levels?.lv ?? assignLevels(lowered, params, primeValues)
-  const fitted = fitMemory(lv0, lowered, params, opts, extraNotes)
-  const plan = finish(g, opts, params, primeValues, lowered, fitted.lv, depth, extraNotes, fitted.mode, fitted.memory)
+  if (chosen.notes) extraNotes.push(...chosen.notes)
+  const fitted = preFitted ?? fitMemory(lv0, lowered, params, opts, extraNotes)
+  if (choices.length > 1) extraNotes.push(describeChoices(choices, params))
+  const plan = finish(g, opts, params, primeValues, lowered, fitted.lv, depth, extraNotes, fitted.mode, fitted.memory, choices)
   validatePlan(plan, g)
   return plan
 }
@@ -365,7 +388,7 @@ function memoryOf(lv: Leveled, lowered: LoweredGraph, p: CkksParams, mode: Plain
  * power-of-two rotations until the keys fit what the context, ciphertexts and plaintexts leave.
  * A plan that still does not fit is refused by the validator.
  */
-function fitMemory(lv0: Leveled, lowered: LoweredGraph, p: CkksParams, opts: CompileOptions, notes: string[]): { lv: Leveled; mode: PlaintextMode; memory: PlanMemory } {
+function fitMemory(lv0: Leveled, lowered: LoweredGraph, p: CkksParams, opts: CompileOptions, notes: string[]): Fitted {
   const heap = opts.heapBytes ?? SEAL_HEAP_BYTES
   let lv = opts.keyBudgetBytes !== undefined ? fitKeys(lv0, p, opts.keyBudgetBytes, notes) : lv0
   let mode: PlaintextMode = opts.plaintexts ?? 'resident'
@@ -399,7 +422,7 @@ function fitMemory(lv0: Leveled, lowered: LoweredGraph, p: CkksParams, opts: Com
   return { lv, mode, memory: mem }
 }
 
-function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues: bigint[], lowered: LoweredGraph, lv: Leveled, depth: number, extraNotes: string[], mode: PlaintextMode, memory: PlanMemory): CkksPlan {
+function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues: bigint[], lowered: LoweredGraph, lv: Leveled, depth: number, extraNotes: string[], mode: PlaintextMode, memory: PlanMemory, choices: readonly ParamChoice[] = []): CkksPlan {
   const S = 2 ** (params.logN - 1)
   const constants = { ...lowered.constants }
   const rotations = [...new Set(lv.instrs.filter((i) => i.op === 'rotate').map((i) => i.step!))].sort((a, b) => a - b)
@@ -469,6 +492,7 @@ function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues:
       keyBytes: { relin: relin ? perKey : 0, galois: rotations.length * perKey, perRotationKey: perKey, total: (relin ? perKey : 0) + rotations.length * perKey },
       rotationKeys: rotations.length,
       memory: { ...memory, ...(memory.peakNode !== undefined ? { peakLayer: layerName(g, memory.peakNode) } : {}) },
+      ...(choices.length > 0 ? { choices: [...choices] } : {}),
       notes,
     },
   }

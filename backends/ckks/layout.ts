@@ -189,6 +189,10 @@ export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut:
   for (const t of terms) maxCts = Math.max(maxCts, t.layout.cts)
   const slotOf = new Int32Array(terms.length * maxCts * S).fill(-1)
   const entries: { term: number; ct: number; k: number; acc: Map<number, number> }[] = []
+  let tEntry = new Int32Array(1024)
+  let tSlot = new Int32Array(1024)
+  let tVal = new Float64Array(1024)
+  let nnz = 0
   for (let t = 0; t < terms.length; t++) {
     const { layout, map } = terms[t]
     const pos = layout.pos
@@ -256,13 +260,51 @@ export function placeDiagonals(terms: readonly TermInput[], spec: OutSpec, nOut:
           if (count + 2 * Math.sqrt(entries.length) - 2 > abortAbove) return undefined
         }
         if (!keysOnly) {
-          const acc = entries[at].acc
-          acc.set(bestPartial, (acc.get(bestPartial) ?? 0) + mval[q])
+          if (nnz === tEntry.length) {
+            const grow = (a: Int32Array) => {
+              const b = new Int32Array(a.length * 2)
+              b.set(a)
+              return b
+            }
+            tEntry = grow(tEntry)
+            tSlot = grow(tSlot)
+            const v = new Float64Array(tVal.length * 2)
+            v.set(tVal)
+            tVal = v
+          }
+          tEntry[nnz] = at
+          tSlot[nnz] = bestPartial
+          tVal[nnz++] = mval[q]
         }
       }
     }
   }
-  return collectDiagonals(byKey)
+  if (keysOnly) return collectDiagonals(byKey)
+  // (entry, slot, value) triples grouped by entry (counting sort), then by slot, duplicates summed
+  const E = entries.length
+  const first = new Int32Array(E + 1)
+  for (let i = 0; i < nnz; i++) first[tEntry[i] + 1]++
+  for (let e2 = 0; e2 < E; e2++) first[e2 + 1] += first[e2]
+  const fill = first.slice(0, E)
+  const order = new Int32Array(nnz)
+  for (let i = 0; i < nnz; i++) order[fill[tEntry[i]]++] = i
+  const out: Diagonal[] = []
+  for (let e2 = 0; e2 < E; e2++) {
+    const ids = order.subarray(first[e2], first[e2 + 1]).sort((a, b) => tSlot[a] - tSlot[b] || a - b)
+    const slots: number[] = []
+    const values: number[] = []
+    for (const i of ids) {
+      if (slots.length > 0 && slots[slots.length - 1] === tSlot[i]) values[values.length - 1] += tVal[i]
+      else {
+        slots.push(tSlot[i])
+        values.push(tVal[i])
+      }
+    }
+    const en = entries[e2]
+    out.push({ term: en.term, ct: en.ct, k: en.k, slots, values })
+  }
+  out.sort((a, b) => a.term - b.term || a.ct - b.ct || a.k - b.k)
+  return out
 }
 
 function collectDiagonals(byKey: Map<number, { term: number; ct: number; k: number; acc: Map<number, number> }>): Diagonal[] {

@@ -79,6 +79,19 @@ export interface PlanOutput {
   layout: string
 }
 
+/** One ring and chain length between refreshes, priced as a whole plan after the memory stages. */
+export interface ParamChoice {
+  logN: number
+  /** Levels between refreshes. */
+  levels: number
+  refreshes: number
+  estimatedMs: number
+  peakBytes: number
+  fits: boolean
+  rotationKeys: number
+  plaintexts: PlaintextMode
+}
+
 export interface PlanStats {
   depth: number
   bootstraps: number
@@ -92,6 +105,8 @@ export interface PlanStats {
   rotationKeys: number
   /** What node-seal's heap must hold at the plan's peak (backends/ckks/memory.ts). */
   memory: PlanMemory & { peakLayer?: string }
+  /** Plans that need refreshes: every ring and chain length priced, the chosen one among them. */
+  choices?: ParamChoice[]
   /** Notes for people: bootstraps placed, layouts chosen. */
   notes: string[]
 }

@@ -67,17 +67,25 @@ describe('CKKS plan memory', () => {
     expect(maxAbsDiff(simulatePlan(p, x)[0].data, reference(g, x).data)).toBeLessThan(1e-9)
   })
 
-  it('shortens the chain between refreshes until a plan with bootstraps fits the heap', () => {
+  it('prices every chain length between refreshes and keeps the cheapest plan that fits the heap', () => {
     const opts = { security: 192 as const, logN: 13, plaintexts: 'on demand' as const, keyBudgetBytes: Infinity }
-    const longest = compileCkks(g, opts)
-    expect(longest.stats.bootstraps).toBeGreaterThan(0)
-    const p = compileCkks(g, { ...opts, heapBytes: longest.stats.memory.peakBytes - 1 })
-    expect(p.stats.memory.fits).toBe(true)
-    expect(p.params.primes.length).toBeLessThan(longest.params.primes.length)
-    expect(p.stats.bootstraps).toBeGreaterThanOrEqual(longest.stats.bootstraps)
-    expect(p.stats.notes.join('\n')).toMatch(/chain shortened from \d+ to \d+ levels between refreshes so that the plan fits node-seal's heap/)
+    const p = compileCkks(g, opts)
+    expect(p.stats.bootstraps).toBeGreaterThan(0)
+    const choices = p.stats.choices!
+    expect(choices.length).toBeGreaterThan(1)
+    const fitting = choices.filter((c) => c.fits)
+    const chosen = choices.find((c) => c.levels === p.params.primes.length - 2)!
+    expect(chosen.estimatedMs).toBe(Math.min(...fitting.map((c) => c.estimatedMs)))
+    expect(Math.round(p.stats.estimatedTotalMs)).toBe(chosen.estimatedMs)
+    expect(p.stats.notes.join('\n')).toMatch(/parameters by estimated latency \(\d+ ring and chain pairs priced\): N = 8192 with \d+ levels: [\d.]+ s, \d+ refreshes, .*\[chosen\]/)
+    // a heap just below the chosen plan's peak: another chain length, still the cheapest that fits
+    const q = compileCkks(g, { ...opts, heapBytes: p.stats.memory.peakBytes - 1 })
+    expect(q.stats.memory.fits).toBe(true)
+    expect(q.params.primes).not.toEqual(p.params.primes)
+    const qc = q.stats.choices!
+    expect(Math.round(q.stats.estimatedTotalMs)).toBe(Math.min(...qc.filter((c) => c.fits).map((c) => c.estimatedMs)))
     const x = testImages('digits', 2)
-    expect(maxAbsDiff(simulatePlan(p, x)[0].data, reference(g, x).data)).toBeLessThan(1e-9)
+    for (const plan of [p, q]) expect(maxAbsDiff(simulatePlan(plan, x)[0].data, reference(g, x).data)).toBeLessThan(1e-9)
   })
 
   it('parses heap sizes', () => {
