@@ -7,7 +7,6 @@
 import { PicError } from '../../ir/errors.js'
 import { describeNode, type Graph } from '../../ir/graph.js'
 import { opCost, type CostOp } from './cost.js'
-import type { TransformPlan } from './layout.js'
 import { lowerGraph, inputSlotMap, LowerError, outputSlots, type LoweredGraph, type RawInstr } from './lower.js'
 import { checkSecure, chooseParams, keySwitchKeyBytes, maxLogQ, sealPrimes, totalBits, chainFor, type CkksParams, type SecurityLevel } from './params.js'
 import type { CkksPlan, Instr, ParamChoice } from './plan.js'
@@ -253,12 +252,12 @@ function describeChoices(choices: readonly ParamChoice[], p: CkksParams): string
 }
 
 /** Transform plans by ring degree, shared by the lowerings of one compilation (one per bootstrap budget). */
-type TransformCache = Map<number, Map<string, TransformPlan>>
+type TransformCache = Map<number, Map<string, unknown>>
 
-function lowerAt(g: Graph, logN: number, budget: number, opts: CompileOptions, cache?: TransformCache): LoweredGraph {
+function lowerAt(g: Graph, logN: number, budget: number, opts: CompileOptions, cache?: TransformCache, multiCt = false): LoweredGraph {
   let c = cache?.get(logN)
   if (cache && !c) cache.set(logN, (c = new Map()))
-  return lowerGraph(g, { slots: 2 ** (logN - 1), maxInputCts: opts.maxInputCts ?? 8, budget, cache: c })
+  return lowerGraph(g, { slots: 2 ** (logN - 1), maxInputCts: opts.maxInputCts ?? 8, budget, cache: c, multiCt })
 }
 
 /** Compile a graph (batch 1, polynomial ops only on the secret path) to a CKKS plan. */
@@ -267,22 +266,27 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   const minS = opts.minLogScale ?? 26
   const headroom = opts.headroom ?? 10
   let logNs = opts.logN ? [opts.logN] : [13, 14, 15]
+  const extraNotes: string[] = []
   let chosen: Candidate | undefined
   let preFitted: Fitted | undefined
   const choices: ParamChoice[] = []
   let probe: LoweredGraph | undefined
   const cache: TransformCache = new Map()
+  // the smallest ring whose slots hold every tensor; when none does, tensors span several ciphertexts of the largest
+  let multiCt = false
   for (;;) {
     try {
-      probe = lowerAt(g, logNs[0], Infinity, opts, cache)
+      probe = lowerAt(g, logNs[0], Infinity, opts, cache, multiCt)
       break
     } catch (e) {
-      if (!(e instanceof LowerError && e.slotOverflow) || logNs.length === 1) throw e
-      logNs = logNs.slice(1)
+      if (!(e instanceof LowerError && e.slotOverflow) || (logNs.length === 1 && multiCt)) throw e
+      if (logNs.length === 1) {
+        multiCt = true
+        extraNotes.push(`tensors larger than the ${2 ** (logNs[0] - 1)} slots of N = ${2 ** logNs[0]} span several ciphertexts`)
+      } else logNs = logNs.slice(1)
     }
   }
   const depth = probe.depth
-  const extraNotes: string[] = []
   const budget = opts.keyBudgetBytes ?? DEFAULT_KEY_BUDGET
   const keysFit = (logN: number, primes: number) => minKeys(logN) * keySwitchKeyBytes(logN, primes) <= budget
   let leveled = chooseParams({ depth, security, minLogScale: minS, maxLogScale: opts.maxLogScale, headroom, logNs })
@@ -291,7 +295,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
     leveled = undefined
   }
   if (leveled) {
-    const lowered = leveled.logN === logNs[0] ? probe : lowerAt(g, leveled.logN, Infinity, opts, cache)
+    const lowered = leveled.logN === logNs[0] ? probe : lowerAt(g, leveled.logN, Infinity, opts, cache, multiCt)
     chosen = { params: leveled, lowered, budget: Infinity }
   } else {
     // every ring and every chain length between refreshes, priced as a whole plan (with the memory
@@ -309,7 +313,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
         const params: CkksParams = { logN, primes, logScale: minS, security }
         let lowered: LoweredGraph
         try {
-          lowered = lowerAt(g, logN, L, opts, cache)
+          lowered = lowerAt(g, logN, L, opts, cache, multiCt)
         } catch (e) {
           // a step that needs more levels than this chain has: try a longer one
           if (e instanceof LowerError && !e.slotOverflow) {
@@ -340,7 +344,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
         const room = maxLogQ(least.logN, security)
         const primes = chainFor(least.levels, minS, headroom, room)!
         const params: CkksParams = { logN: least.logN, primes, logScale: minS, security }
-        const lowered = lowerAt(g, least.logN, least.levels, opts, cache)
+        const lowered = lowerAt(g, least.logN, least.levels, opts, cache, multiCt)
         const primeValues = sealPrimes(least.logN, primes)
         chosen = { params, lowered, budget: least.levels, levels: { primeValues, lv: assignLevels(lowered, params, primeValues) } }
       }

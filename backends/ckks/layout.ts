@@ -7,7 +7,9 @@
  *  - blockRows(B, R): output r at slot B floor(r / R) + r mod R, reduction step R over a block of B
  *    slots (the "hybrid" diagonal method, rows spread over blocks of a replicated input);
  *  - replicated(B): output r at slot r and r + B j for every j (reduction step B around the whole
- *    ring), so the next map can use the hybrid method.
+ *    ring), so the next map can use the hybrid method. replicated(S) also holds tensors larger than
+ *    the ring: element r at slot r mod S of ciphertext floor(r / S), one transform per ciphertext
+ *    over the rows it holds (they share the baby-step rotations of the inputs).
  */
 
 /** A tensor or transform output needs more slots than the ring has (a larger ring may fit it). */
@@ -78,6 +80,14 @@ export function scaleRows(m: SparseCols, alpha: Float64Array): SparseCols {
 export type OutSpec =
   | { readonly kind: 'blockRows'; readonly B: number; readonly R: number }
   | { readonly kind: 'replicated'; readonly B: number }
+  /** Output r at position slots[r] (ciphertext floor(slots[r] / S)), no replicas, no reduction: the gapped outputs of a strided map. */
+  | { readonly kind: 'slots'; readonly slots: Int32Array }
+
+export function specName(spec: OutSpec): string {
+  if (spec.kind === 'replicated') return `replicated(B=${spec.B})`
+  if (spec.kind === 'blockRows') return `blockRows(B=${spec.B}, R=${spec.R})`
+  return 'gapped'
+}
 
 /** Where the elements of a tensor live: per element, a list of positions ct * S + slot. */
 export interface Layout {
@@ -91,18 +101,27 @@ export interface Layout {
 }
 
 export function specReduction(spec: OutSpec, S: number): { step: number; count: number } {
+  if (spec.kind === 'slots') return { step: S, count: 0 }
   if (spec.kind === 'blockRows') return { step: spec.R, count: Math.round(Math.log2(spec.B / spec.R)) }
   return { step: spec.B, count: Math.round(Math.log2(S / spec.B)) }
 }
 
 export function primarySlot(spec: OutSpec, r: number): number {
+  if (spec.kind === 'slots') return spec.slots[r]
   if (spec.kind === 'blockRows') return spec.B * Math.floor(r / spec.R) + (r % spec.R)
   return r
 }
 
 export function specFits(spec: OutSpec, n: number, S: number): boolean {
+  if (spec.kind === 'slots') return spec.slots.length === n
   if (spec.kind === 'blockRows') return spec.R <= spec.B && spec.B <= S && Math.ceil(n / spec.R) <= S / spec.B
-  return n <= spec.B && spec.B <= S
+  return (n <= spec.B || spec.B === S) && spec.B <= S
+}
+
+/** Ciphertexts a layout of n elements takes: several only for replicated(S) beyond S elements. */
+export function specCts(spec: OutSpec, n: number, S: number): number {
+  if (spec.kind === 'slots') return Math.floor(Math.max(0, ...spec.slots) / S) + 1
+  return spec.kind === 'replicated' && spec.B === S ? Math.max(1, Math.ceil(n / S)) : 1
 }
 
 export function layoutOfSpec(spec: OutSpec, n: number, S: number): Layout {
@@ -114,7 +133,7 @@ export function layoutOfSpec(spec: OutSpec, n: number, S: number): Layout {
     else pos.push(p)
     start[r + 1] = pos.length
   }
-  return { n, S, cts: 1, start, pos: Int32Array.from(pos), spec }
+  return { n, S, cts: specCts(spec, n, S), start, pos: Int32Array.from(pos), spec }
 }
 
 /** Slot map per ciphertext: slot -> element index or -1. */
@@ -155,6 +174,8 @@ export interface TransformPlan {
   readonly babyRotations: number
   readonly giantRotations: number
   readonly reduction: { step: number; count: number }
+  /** Outputs over several ciphertexts: one plan per output ciphertext, in order. */
+  readonly chunks?: readonly TransformPlan[]
 }
 
 function centered(x: number, S: number): number {
@@ -412,10 +433,99 @@ export function transformCost(p: TransformPlan, w: LayoutWeights = DEFAULT_WEIGH
   return (p.babyRotations + p.giantRotations + p.reduction.count) * w.rotate + p.diagonals.length * (w.mulPlain + w.add)
 }
 
+/** The rows r with local[r] >= 0 of a sparse matrix, renumbered to local[r]. */
+export function rowPick(m: SparseCols, local: Int32Array, rows: number): SparseCols {
+  const start = new Int32Array(m.cols + 1)
+  const idx: number[] = []
+  const val: number[] = []
+  for (let j = 0; j < m.cols; j++) {
+    for (let p = m.start[j]; p < m.start[j + 1]; p++)
+      if (local[m.idx[p]] >= 0) {
+        idx.push(local[m.idx[p]])
+        val.push(m.val[p])
+      }
+    start[j + 1] = idx.length
+  }
+  return { rows, cols: m.cols, start, idx: Int32Array.from(idx), val: Float64Array.from(val) }
+}
+
+/** The rows [lo, hi) of a sparse matrix, renumbered from 0. */
+export function rowSlice(m: SparseCols, lo: number, hi: number): SparseCols {
+  const start = new Int32Array(m.cols + 1)
+  const idx: number[] = []
+  const val: number[] = []
+  for (let j = 0; j < m.cols; j++) {
+    for (let p = m.start[j]; p < m.start[j + 1]; p++)
+      if (m.idx[p] >= lo && m.idx[p] < hi) {
+        idx.push(m.idx[p] - lo)
+        val.push(m.val[p])
+      }
+    start[j + 1] = idx.length
+  }
+  return { rows: hi - lo, cols: m.cols, start, idx: Int32Array.from(idx), val: Float64Array.from(val) }
+}
+
 export function planTransform(terms: readonly TermInput[], spec: OutSpec, nOut: number, abortAbove = Infinity, keysOnly = false): TransformPlan | undefined {
+  const S = terms[0].layout.S
+  const cts = specCts(spec, nOut, S)
+  if (spec.kind === 'slots' && cts > 1) {
+    // one transform per output ciphertext over the rows it holds, renumbered in slot order
+    const chunks: TransformPlan[] = []
+    for (let c = 0; c < cts; c++) {
+      const rows: number[] = []
+      for (let r = 0; r < nOut; r++) if (Math.floor(spec.slots[r] / S) === c) rows.push(r)
+      const local = new Int32Array(nOut).fill(-1)
+      rows.forEach((r, i) => (local[r] = i))
+      const part = planTransform(
+        terms.map((t) => ({ layout: t.layout, map: rowPick(t.map, local, rows.length) })),
+        { kind: 'slots', slots: Int32Array.from(rows, (r) => spec.slots[r] - c * S) },
+        rows.length,
+        abortAbove,
+        keysOnly,
+      )
+      if (!part) return undefined
+      chunks.push(part)
+    }
+    return {
+      spec,
+      diagonals: chunks.flatMap((c) => c.diagonals),
+      babyStep: chunks[0].babyStep,
+      babyRotations: chunks.reduce((a, c) => a + c.babyRotations, 0),
+      giantRotations: chunks.reduce((a, c) => a + c.giantRotations, 0),
+      reduction: { step: S, count: 0 },
+      chunks,
+    }
+  }
+  if (cts > 1) {
+    // one transform per output ciphertext over the rows it holds
+    const chunks: TransformPlan[] = []
+    let cost = 0
+    for (let c = 0; c < cts; c++) {
+      const lo = c * S
+      const hi = Math.min(nOut, lo + S)
+      const part = planTransform(
+        terms.map((t) => ({ layout: t.layout, map: rowSlice(t.map, lo, hi) })),
+        spec,
+        hi - lo,
+        abortAbove - cost,
+        keysOnly,
+      )
+      if (!part) return undefined
+      cost += part.babyRotations + part.giantRotations
+      chunks.push(part)
+    }
+    return {
+      spec,
+      diagonals: chunks.flatMap((c) => c.diagonals),
+      babyStep: chunks[0].babyStep,
+      babyRotations: chunks.reduce((a, c) => a + c.babyRotations, 0),
+      giantRotations: chunks.reduce((a, c) => a + c.giantRotations, 0),
+      reduction: { step: S, count: 0 },
+      chunks,
+    }
+  }
   const diagonals = placeDiagonals(terms, spec, nOut, abortAbove, keysOnly)
   if (!diagonals) return undefined
-  const S = terms[0].layout.S
   const bs = chooseBabyStep(diagonals, S)
   return { spec, diagonals, babyStep: bs.g, babyRotations: bs.baby, giantRotations: bs.giant, reduction: specReduction(spec, S) }
 }
@@ -430,6 +540,7 @@ export function periodOf(l: Layout): number {
  * rows spread over the input's blocks (and over the whole ring), or a replicated output.
  */
 export function candidateSpecs(n: number, S: number, periods: readonly number[] = []): OutSpec[] {
+  if (n > S) return [{ kind: 'replicated', B: S }]
   let P = 1
   while (P < n) P *= 2
   const Bs = [...new Set([...periods, S, P, Math.min(S, 2 * P)])].filter((b) => b <= S).sort((a, b) => a - b)
@@ -498,10 +609,91 @@ export function im2colLayout(m: SparseCols, S: number, maxCts: number): { layout
   return { layout: { n: m.cols, S, cts, start, pos: Int32Array.from(pos) }, spec: { kind: 'replicated', B } }
 }
 
-/** Plain layout: element i at slot i, replicated with the smallest power-of-two period that holds n. */
+/** Plain layout: element i at slot i, replicated with the smallest power-of-two period that holds n (beyond S: over several ciphertexts). */
 export function contiguousLayout(n: number, S: number): Layout {
   let B = 1
   while (B < n) B *= 2
-  if (B > S) throw new SlotOverflowError(`tensor of ${n} elements does not fit ${S} slots`)
-  return layoutOfSpec({ kind: 'replicated', B }, n, S)
+  return layoutOfSpec({ kind: 'replicated', B: Math.min(B, S) }, n, S)
+}
+
+/** A compaction network: per (source, target) ciphertext pair, levels of masked rotations. */
+export interface CompactionPlan {
+  readonly groups: readonly { source: number; target: number; levels: TransformPlan[] }[]
+  readonly cost: number
+}
+
+/** What a level costs beside its rotations and products (rotation = 1): its share of later refreshes. */
+const LEVEL_WEIGHT = 2
+
+/**
+ * Move element i from position from[i] to to[i] (ct * S + slot) by a network of masked rotations.
+ * Per (source, target) ciphertext pair, the displacement from[i] - to[i] less its minimum is written
+ * in digits of r bits, least significant first; level j moves every element by its j-th digit (the
+ * first level also by the minimum): one diagonal per digit value, one level. For an order-keeping
+ * compaction no two elements meet; the positions are checked at every level, and r is chosen by
+ * cost. Undefined when no r keeps the elements apart.
+ */
+export function compactionPlan(from: Int32Array, to: Int32Array, S: number, w: LayoutWeights = DEFAULT_WEIGHTS): CompactionPlan | undefined {
+  const byPair = new Map<number, number[]>()
+  for (let i = 0; i < from.length; i++) {
+    const key = Math.floor(from[i] / S) * 65536 + Math.floor(to[i] / S)
+    const l = byPair.get(key)
+    if (l) l.push(i)
+    else byPair.set(key, [i])
+  }
+  const groups: { source: number; target: number; levels: TransformPlan[] }[] = []
+  let cost = 0
+  const seen = new Int32Array(S).fill(-1)
+  let stamp = 0
+  for (const [key, elems] of [...byPair].sort((a, b) => a[0] - b[0])) {
+    const raw = elems.map((i) => (from[i] % S) - (to[i] % S))
+    const base = Math.min(...raw)
+    const d = raw.map((x) => x - base)
+    const maxD = Math.max(...d)
+    if (maxD >= S) return undefined
+    const bits = Math.max(1, Math.ceil(Math.log2(maxD + 1)))
+    let best: { levels: TransformPlan[]; cost: number } | undefined
+    for (let r = 1; r <= Math.min(8, bits); r++) {
+      const nLevels = Math.ceil(bits / r)
+      const pos = elems.map((i) => from[i] % S)
+      const levels: TransformPlan[] = []
+      let ok = true
+      for (let j = 0; j < nLevels && ok; j++) {
+        const lo = j * r
+        const byK = new Map<number, number[]>()
+        stamp++
+        for (let e = 0; e < elems.length; e++) {
+          const dig = Math.floor(d[e] / 2 ** lo) % 2 ** r
+          const move = dig * 2 ** lo + (j === 0 ? base : 0)
+          const k = ((move % S) + S) % S
+          const p = (((pos[e] - move) % S) + S) % S
+          if (seen[p] === stamp) {
+            ok = false
+            break
+          }
+          seen[p] = stamp
+          pos[e] = p
+          const l = byK.get(k)
+          if (l) l.push(p)
+          else byK.set(k, [p])
+        }
+        if (!ok) break
+        const diagonals: Diagonal[] = [...byK]
+          .sort((a, b) => a[0] - b[0])
+          .map(([k, slots]) => {
+            slots.sort((a, b) => a - b)
+            return { term: 0, ct: 0, k, slots, values: slots.map(() => 1) }
+          })
+        const bs = chooseBabyStep(diagonals, S)
+        levels.push({ spec: { kind: 'replicated', B: S }, diagonals, babyStep: bs.g, babyRotations: bs.baby, giantRotations: bs.giant, reduction: { step: S, count: 0 } })
+      }
+      if (!ok) continue
+      const c = levels.reduce((a, l) => a + transformCost(l, w) + LEVEL_WEIGHT, 0)
+      if (!best || c < best.cost) best = { levels, cost: c }
+    }
+    if (!best) return undefined
+    groups.push({ source: Math.floor(key / 65536), target: key % 65536, levels: best.levels })
+    cost += best.cost
+  }
+  return { groups, cost }
 }

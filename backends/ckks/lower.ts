@@ -33,6 +33,10 @@ import {
   scaleRows,
   slotMap,
   SlotOverflowError,
+  specName,
+  compactionPlan,
+  transformCost,
+  type CompactionPlan,
   babyOf,
   type Layout,
   type OutSpec,
@@ -87,6 +91,8 @@ export interface CtVal {
   layout?: Layout
   n: number
   input?: string
+  /** The tensor's shape, where known (strided maps read their geometry from it). */
+  shape?: readonly number[]
 }
 
 interface Term {
@@ -131,12 +137,19 @@ export interface LowerConfig {
   /** Levels available between refreshes (Infinity: leveled, no refresh). */
   budget: number
   /** Transform plans from an earlier lowering of the same graph at the same slot count. */
-  cache?: Map<string, TransformPlan>
+  cache?: Map<string, unknown>
+  /** Tensors larger than the ring span several ciphertexts (else they are a slot overflow: a larger ring may hold them). */
+  multiCt?: boolean
 }
 
 function withData(t: TensorType, data: Float64Array): Tensor {
   return { dtype: t.dtype, shape: [...t.shape], data }
 }
+
+/** Transforms with more diagonals than this try the gapped-then-compacted form for strided terms. */
+const FACTOR_ABOVE = 1024
+
+type StridedPlans = { gapped: TransformPlan; net: CompactionPlan }[]
 
 class Lowerer {
   instrs: RawInstr[] = []
@@ -194,12 +207,14 @@ class Lowerer {
     return id
   }
 
-  /** Per-slot vector of an element-indexed vector in a single-ciphertext layout (replicas included). */
-  slotVector(layout: Layout, v: Float64Array): { slots: number[]; values: number[] } {
+  /** Per-slot vector of an element-indexed vector on ciphertext `ct` of a layout (replicas included). */
+  slotVector(layout: Layout, v: Float64Array, ct = 0): { slots: number[]; values: number[] } {
     const pairs: [number, number][] = []
+    const lo = ct * this.S
+    const hi = lo + this.S
     for (let i = 0; i < layout.n; i++) {
       if (v[i] === 0) continue
-      for (let p = layout.start[i]; p < layout.start[i + 1]; p++) pairs.push([layout.pos[p], v[i]])
+      for (let p = layout.start[i]; p < layout.start[i + 1]; p++) if (layout.pos[p] >= lo && layout.pos[p] < hi) pairs.push([layout.pos[p] - lo, v[i]])
     }
     pairs.sort((a, b) => a[0] - b[0])
     return { slots: pairs.map((p) => p[0]), values: pairs.map((p) => p[1]) }
@@ -219,6 +234,7 @@ class Lowerer {
       const v = this.vals.get(o)!
       if (v.kind === 'const') throw new LowerError(`output '${o}' does not depend on the input`)
       const ct = this.materialize(v, o)
+      if (ct.regs.length > 1) throw new LowerError(`output '${o}' of ${ct.n} values is larger than one ciphertext's ${this.S} slots; the runtime decrypts one ciphertext per output`)
       outputs.push({ name: o, shape: [...v.type.shape], ct })
     }
     return { instrs: this.instrs, registers: this.nreg, inputs: this.inputs, outputs, constants: this.constants, notes: this.notes, refreshes: this.refreshes, depth: Math.max(0, ...this.depth.values()) }
@@ -228,7 +244,7 @@ class Lowerer {
     if (this.graphInputs.has(n.name)) {
       const size = sizeOf(n.type.shape)
       if (n.type.shape.length > 0 && n.type.shape[0] !== 1) throw new LowerError(`${describeNode(n)}: the CKKS backend lowers one image per inference (batch 1), got shape [${n.type.shape.join(',')}]`)
-      const ct: CtVal = { regs: [], n: size, input: n.name }
+      const ct: CtVal = { regs: [], n: size, input: n.name, shape: n.type.shape }
       this.inputs.push({ name: n.name, shape: [...n.type.shape], ct })
       this.vals.set(n.name, { kind: 'secret', type: n.type, terms: [{ ct, map: identityCols(size) }], bias: new Float64Array(size) })
       return
@@ -311,6 +327,8 @@ class Lowerer {
   /** Bring a pending value into slots: one transform (or nothing when it already is a ciphertext). */
   materialize(v: Val & { kind: 'secret' }, node: string, forced?: OutSpec, clean = false): CtVal {
     const nOut = sizeOf(v.type.shape)
+    const big = [nOut, ...v.terms.map((t) => t.ct.n)].find((k) => k > this.S)
+    if (big !== undefined && !this.cfg.multiCt) throw new SlotOverflowError(`tensor of ${big} elements does not fit ${this.S} slots`)
     const zeroBias = v.bias.every((x) => x === 0)
     if (v.terms.length === 1 && zeroBias && isIdentity(v.terms[0].map)) {
       const ct = v.terms[0].ct
@@ -334,13 +352,116 @@ class Lowerer {
     this.transformsAt.set(node, seq + 1)
     // the same transform of another lowering at this ring (another bootstrap budget): refreshes change registers, not layouts or maps
     const key = `${node}#${seq}|${spec ? JSON.stringify(spec) : ''}|${clean}|${nOut}|${terms.map((t) => `${t.layout.cts}:${t.layout.pos.length}:${t.map.cols}:${t.map.idx.length}`).join(',')}`
-    let plan: TransformPlan | undefined = this.cfg.cache?.get(key)
+    let plan = this.cfg.cache?.get(key) as TransformPlan | undefined
     if (!plan) {
       if (spec) plan = planTransform(terms, spec, nOut)
       if (!plan) plan = bestTransform(terms, nOut, undefined, clean)
       this.cfg.cache?.set(key, plan)
     }
+    if (!forced && plan.diagonals.length > FACTOR_ABOVE) {
+      const f = this.stridedTerms(v, node, key, transformCost(plan))
+      if (f && f.rest.length === 0 && f.compacted.length === 1) {
+        // the bias goes straight onto the compacted ciphertexts
+        const ct = f.compacted[0]
+        if (v.bias.every((x) => x === 0)) return ct
+        const regs = ct.regs.map((r, c) => {
+          const sv = this.slotVector(ct.layout!, v.bias, c)
+          return sv.slots.length === 0 ? r : this.emit('addPlain', [r], { pt: this.sparseConst('b', sv.slots, sv.values), node })
+        })
+        return { ...ct, regs }
+      }
+      if (f) return this.materialize({ ...v, terms: [...f.rest, ...f.compacted.map((ct) => ({ ct, map: identityCols(nOut) }))] }, node, undefined, clean)
+    }
     return this.emitTransform(v, plan, node)
+  }
+
+  /**
+   * A strided map (stride-2 convolution, pooling then convolution, strided 1x1 shortcut) on a
+   * channel-major tensor, whose compact output would need a diagonal per output row: computed
+   * instead into a gapped layout, output channel c at input channel block c mod (S / HW) of
+   * ciphertext floor(c / (S / HW)), position (s y, s x), where every output reads its inputs at
+   * the same offsets (one diagonal per channel offset and tap), then moved into place by a
+   * compaction network (`compactionPlan`): per digit of the displacement, one masked rotation per
+   * digit value, one level per digit. Undefined when no term is strided or it would not be cheaper.
+   */
+  stridedTerms(v: Val & { kind: 'secret' }, node: string, key: string, directCost: number): { rest: Term[]; compacted: CtVal[] } | undefined {
+    const S = this.S
+    const out = v.type.shape
+    if (out.length !== 4 || out[0] !== 1) return undefined
+    const [, Cout, h, w] = out
+    const nOut = Cout * h * w
+    const rest: Term[] = []
+    const jobs: { term: Term; slots: Int32Array }[] = []
+    for (const t of v.terms) {
+      const sh = t.ct.shape
+      const lay = t.ct.layout
+      // element e at slot e (replicas, if any, every B slots)
+      const contiguous = lay && lay.spec?.kind === 'replicated'
+      if (!sh || sh.length !== 4 || !contiguous || sh[2] % h !== 0 || sh[3] % w !== 0 || sh[2] / h !== sh[3] / w || sh[2] / h < 2 || sh[2] * sh[3] > S) {
+        rest.push(t)
+        continue
+      }
+      const sStride = sh[2] / h
+      const HW = sh[2] * sh[3]
+      const Cb = Math.floor(S / HW)
+      const slots = new Int32Array(nOut)
+      for (let c = 0; c < Cout; c++)
+        for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) slots[(c * h + y) * w + x] = Math.floor(c / Cb) * S + (c % Cb) * HW + sStride * y * sh[3] + sStride * x
+      jobs.push({ term: t, slots })
+    }
+    if (jobs.length === 0) return undefined
+    const fkey = `${key}|strided`
+    let cached = this.cfg.cache?.get(fkey) as StridedPlans | undefined
+    if (!cached) {
+      const plans: StridedPlans = []
+      let cost = 0
+      for (const j of jobs) {
+        const terms = [{ layout: j.term.ct.layout!, map: j.term.map }]
+        const gapped = planTransform(terms, { kind: 'slots', slots: j.slots }, nOut)!
+        const target = Int32Array.from({ length: nOut }, (_, o) => o)
+        const net = compactionPlan(j.slots, target, S)
+        if (!net) return undefined
+        cost += transformCost(gapped) + net.cost
+        plans.push({ gapped, net })
+      }
+      // the direct transforms of the other terms are paid either way
+      if (cost >= directCost) return undefined
+      cached = plans
+      this.cfg.cache?.set(fkey, cached)
+    }
+    const compacted = jobs.map((j, k) => {
+      const { gapped, net } = cached![k]
+      const g = this.emitTransform({ kind: 'secret', type: v.type, terms: [j.term], bias: new Float64Array(nOut) }, gapped, node)
+      return this.emitCompaction(g, net, nOut, v.type.shape, node)
+    })
+    return { rest, compacted }
+  }
+
+  /** Run a compaction network on the ciphertexts of a gapped layout: one masked rotation per digit value, one level per digit, per (source, target) ciphertext pair. */
+  emitCompaction(g: CtVal, net: CompactionPlan, nOut: number, shape: readonly number[], node: string): CtVal {
+    const S = this.S
+    const byTarget = new Map<number, number[]>()
+    for (const grp of net.groups) {
+      let ct: CtVal = { regs: [g.regs[grp.source]], layout: g.layout, n: g.n }
+      for (const level of grp.levels) {
+        ct = this.ensure(ct, 1, node)
+        const r = this.emitProducts({ kind: 'secret', type: { dtype: 'float32', shape: [g.n] }, terms: [{ ct, map: identityCols(g.n) }], bias: new Float64Array(g.n) }, level, node, new Map())
+        ct = { regs: [r], layout: g.layout, n: g.n }
+      }
+      const list = byTarget.get(grp.target) ?? []
+      list.push(ct.regs[0])
+      byTarget.set(grp.target, list)
+    }
+    const layout = layoutOfSpec({ kind: 'replicated', B: S }, nOut, S)
+    const regs: number[] = []
+    for (let c = 0; c < layout.cts; c++) {
+      const list = byTarget.get(c)!
+      let r = list[0]
+      for (const x of list.slice(1)) r = this.emit('add', [r, x], { node })
+      regs.push(r)
+    }
+    this.notes.push(`${node}: strided map computed gapped, then compacted: ${net.groups.length} group(s), ${net.groups.map((grp) => `${grp.levels.length} levels of ${grp.levels.map((l) => l.diagonals.length).join('/')} diagonals`).join('; ')}`)
+    return { regs, layout, n: nOut, shape }
   }
 
   placeInput(ct: CtVal, layout: Layout): void {
@@ -351,8 +472,28 @@ class Lowerer {
   emitTransform(v0: Val & { kind: 'secret' }, plan: TransformPlan, node: string): CtVal {
     const S = this.S
     const v = { ...v0, terms: v0.terms.map((t) => ({ ...t, ct: this.ensure(t.ct, 1, node) })) }
-    const g = plan.babyStep
+    const nOut = sizeOf(v.type.shape)
+    const layout = layoutOfSpec(plan.spec, nOut, S)
     const babyRegs = new Map<string, number>()
+    const regs = (plan.chunks ?? [plan]).map((part, c) => {
+      let r = this.emitProducts(v, part, node, babyRegs)
+      if (v.bias.some((x) => x !== 0)) {
+        const sv = this.slotVector(layout, v.bias, c)
+        if (sv.slots.length > 0) r = this.emit('addPlain', [r], { pt: this.sparseConst('b', sv.slots, sv.values), node })
+      }
+      return r
+    })
+    const spec = specName(plan.spec)
+    this.notes.push(
+      `${node}: transform of ${v.terms.length} term(s) -> ${nOut} values${layout.cts > 1 ? ` in ${layout.cts} ciphertexts` : ''}, layout ${spec}: ${plan.diagonals.length} diagonals, baby step ${plan.babyStep}, ${plan.babyRotations}+${plan.giantRotations} rotations, reduction ${plan.reduction.count}`,
+    )
+    return { regs, layout, n: nOut, shape: v.type.shape }
+  }
+
+  /** The products, rotations and reduction of one output ciphertext; baby-step rotations shared through `babyRegs`. */
+  emitProducts(v: Val & { kind: 'secret' }, plan: TransformPlan, node: string, babyRegs: Map<string, number>): number {
+    const S = this.S
+    const g = plan.babyStep
     const baby = (term: number, ct: number, b: number): number => {
       const x = v.terms[term].ct.regs[ct]
       if (b === 0) return x
@@ -399,17 +540,7 @@ class Lowerer {
       const rot = this.emit('rotate', [r], { step: (plan.reduction.step * 2 ** t) % S, node })
       r = this.emit('add', [r, rot], { node })
     }
-    const nOut = sizeOf(v.type.shape)
-    const layout = layoutOfSpec(plan.spec, nOut, S)
-    if (v.bias.some((x) => x !== 0)) {
-      const sv = this.slotVector(layout, v.bias)
-      r = this.emit('addPlain', [r], { pt: this.sparseConst('b', sv.slots, sv.values), node })
-    }
-    const spec = plan.spec.kind === 'replicated' ? `replicated(B=${plan.spec.B})` : `blockRows(B=${plan.spec.B}, R=${plan.spec.R})`
-    this.notes.push(
-      `${node}: transform of ${v.terms.length} term(s) -> ${nOut} values, layout ${spec}: ${plan.diagonals.length} diagonals, baby step ${g}, ${plan.babyRotations}+${plan.giantRotations} rotations, reduction ${plan.reduction.count}`,
-    )
-    return { regs: [r], layout, n: nOut }
+    return r
   }
 
   /** Per-element channel index of a tensor for a per-channel attribute along `axis`. */
@@ -469,41 +600,44 @@ class Lowerer {
     const coef = (k: number) => Float64Array.from(rows, (r) => r[k] ?? 0)
     const tc = this.ensure(this.materialize(t, node, undefined, true), polyEvalDepth(d, true), node)
     const lay = tc.layout!
-    let minusOneId: ReturnType<typeof this.sparseConst> | undefined
-    const minusOne = () => {
-      if (minusOneId === undefined) {
-        const sv = this.slotVector(lay, new Float64Array(N).fill(-1))
-        minusOneId = this.sparseConst('c', sv.slots, sv.values)
+    const regs = tc.regs.map((x, c) => {
+      let minusOneId: ReturnType<typeof this.sparseConst> | undefined
+      const minusOne = () => {
+        if (minusOneId === undefined) {
+          const sv = this.slotVector(lay, new Float64Array(N).fill(-1), c)
+          minusOneId = this.sparseConst('c', sv.slots, sv.values)
+        }
+        return minusOneId
       }
-      return minusOneId
-    }
-    const T: number[] = [NaN, tc.regs[0]]
-    const cheb = (k: number): number => {
-      if (T[k] !== undefined) return T[k]
-      const m = Math.ceil(k / 2)
-      const l = Math.floor(k / 2)
-      const prod = m === l ? this.emit('square', [cheb(m)], { node }) : this.emit('mul', [cheb(m), cheb(l)], { node })
-      const p = this.emit('rescale', [this.emit('relin', [prod], { node })], { node })
-      const two = this.emit('add', [p, p], { node })
-      if (m === l) return (T[k] = this.emit('addPlain', [two], { pt: minusOne(), node }))
-      const mt = this.emit('mulPlain', [T[1]], { pt: minusOne(), node, matchScaleOf: two })
-      return (T[k] = this.emit('add', [two, this.emit('rescale', [mt], { node })], { node }))
-    }
-    let acc: number | undefined
-    for (let k = 1; k <= d; k++) {
-      const ck = coef(k)
-      if (ck.every((v) => v === 0)) continue
-      const sv = this.slotVector(lay, ck)
-      const m = this.emit('mulPlain', [cheb(k)], { pt: this.sparseConst('c', sv.slots, sv.values), node })
-      acc = acc === undefined ? m : this.emit('add', [acc, m], { node })
-    }
-    let r = this.emit('rescale', [acc!], { node })
-    const c0 = coef(0)
-    if (c0.some((v) => v !== 0)) {
-      const sv = this.slotVector(lay, c0)
-      r = this.emit('addPlain', [r], { pt: this.sparseConst('c', sv.slots, sv.values), node })
-    }
-    return { kind: 'secret', type, terms: [{ ct: { regs: [r], layout: lay, n: N }, map: identityCols(N) }], bias: new Float64Array(N) }
+      const T: number[] = [NaN, x]
+      const cheb = (k: number): number => {
+        if (T[k] !== undefined) return T[k]
+        const m = Math.ceil(k / 2)
+        const l = Math.floor(k / 2)
+        const prod = m === l ? this.emit('square', [cheb(m)], { node }) : this.emit('mul', [cheb(m), cheb(l)], { node })
+        const p = this.emit('rescale', [this.emit('relin', [prod], { node })], { node })
+        const two = this.emit('add', [p, p], { node })
+        if (m === l) return (T[k] = this.emit('addPlain', [two], { pt: minusOne(), node }))
+        const mt = this.emit('mulPlain', [T[1]], { pt: minusOne(), node, matchScaleOf: two })
+        return (T[k] = this.emit('add', [two, this.emit('rescale', [mt], { node })], { node }))
+      }
+      let acc: number | undefined
+      for (let k = 1; k <= d; k++) {
+        const ck = coef(k)
+        if (ck.every((v) => v === 0)) continue
+        const sv = this.slotVector(lay, ck, c)
+        const m = this.emit('mulPlain', [cheb(k)], { pt: this.sparseConst('c', sv.slots, sv.values), node })
+        acc = acc === undefined ? m : this.emit('add', [acc, m], { node })
+      }
+      let r = this.emit('rescale', [acc!], { node })
+      const c0 = coef(0)
+      if (c0.some((v) => v !== 0)) {
+        const sv = this.slotVector(lay, c0, c)
+        r = this.emit('addPlain', [r], { pt: this.sparseConst('c', sv.slots, sv.values), node })
+      }
+      return r
+    })
+    return { kind: 'secret', type, terms: [{ ct: { regs, layout: lay, n: N, shape: type.shape }, map: identityCols(N) }], bias: new Float64Array(N) }
   }
 
   /**
@@ -550,8 +684,8 @@ class Lowerer {
       const zb = c2.map((v, i) => (quad[i] ? (za[i] * c1[i]) / (2 * v) : 0))
       const z = this.elementwiseAffine(t, za, zb, type)
       const zc = this.ensure(this.materialize(z, n.name), 1, n.name)
-      const sq = this.emit('rescale', [this.emit('relin', [this.emit('square', [zc.regs[0]], { node: n.name })], { node: n.name })], { node: n.name })
-      const ct: CtVal = { regs: [sq], layout: zc.layout, n: N }
+      const sq = zc.regs.map((x) => this.emit('rescale', [this.emit('relin', [this.emit('square', [x], { node: n.name })], { node: n.name })], { node: n.name }))
+      const ct: CtVal = { regs: sq, layout: zc.layout, n: N, shape: type.shape }
       const sgn = c2.map((v, i) => (quad[i] ? Math.sign(v) : 0))
       const off = c0.map((v, i) => (quad[i] ? v - (c1[i] * c1[i]) / (4 * c2[i]) : v))
       const terms: Term[] = [{ ct, map: scaleRows(identityCols(N), sgn) }]
@@ -562,41 +696,44 @@ class Lowerer {
     for (let k = 1; k <= d; k++) if (coef(k).some((v) => v !== 0)) ks.push(k)
     const levels = Math.max(...ks.map((k) => powerSplit(k).depth))
     const tc = this.ensure(this.materialize(t, n.name, undefined, true), levels, n.name)
-    const pw: number[] = [NaN, tc.regs[0]]
-    const power = (k: number): number => {
-      if (pw[k] !== undefined) return pw[k]
-      const lo = Math.floor(k / 2)
-      const hi = k - lo
-      const m = lo === hi ? this.emit('square', [power(lo)], { node: n.name }) : this.emit('mul', [power(lo), power(hi)], { node: n.name })
-      return (pw[k] = this.emit('rescale', [this.emit('relin', [m], { node: n.name })], { node: n.name }))
-    }
-    let acc: number | undefined
-    const direct: number[] = []
-    for (const k of ks) {
-      const sv = this.slotVector(tc.layout!, coef(k))
-      const pt = this.sparseConst('c', sv.slots, sv.values)
-      if (squarings(k) + 1 <= levels) {
-        const m = this.emit('mulPlain', [power(k)], { pt, node: n.name })
-        acc = acc === undefined ? m : this.emit('add', [acc, m], { node: n.name })
-        continue
+    const regs = tc.regs.map((x, c) => {
+      const pw: number[] = [NaN, x]
+      const power = (k: number): number => {
+        if (pw[k] !== undefined) return pw[k]
+        const lo = Math.floor(k / 2)
+        const hi = k - lo
+        const m = lo === hi ? this.emit('square', [power(lo)], { node: n.name }) : this.emit('mul', [power(lo), power(hi)], { node: n.name })
+        return (pw[k] = this.emit('rescale', [this.emit('relin', [m], { node: n.name })], { node: n.name }))
       }
-      const { a } = powerSplit(k)
-      const other = power(k - a)
-      const mp = this.emit('mulPlain', [power(a)], { pt, node: n.name })
-      const raw = this.instrs[this.instrs.length - 1]
-      const cm = this.emit('rescale', [mp], { node: n.name })
-      const prod = this.emit('mul', [cm, other], { node: n.name })
-      raw.pair = { reg: other, mul: prod }
-      direct.push(this.emit('rescale', [this.emit('relin', [prod], { node: n.name })], { node: n.name }))
-    }
-    let r = acc === undefined ? direct.shift()! : this.emit('rescale', [acc], { node: n.name })
-    for (const x of direct) r = this.emit('add', [r, x], { node: n.name })
-    const c0 = coef(0)
-    if (c0.some((v) => v !== 0)) {
-      const sv = this.slotVector(tc.layout!, c0)
-      r = this.emit('addPlain', [r], { pt: this.sparseConst('c', sv.slots, sv.values), node: n.name })
-    }
-    const ct: CtVal = { regs: [r], layout: tc.layout, n: N }
+      let acc: number | undefined
+      const direct: number[] = []
+      for (const k of ks) {
+        const sv = this.slotVector(tc.layout!, coef(k), c)
+        const pt = this.sparseConst('c', sv.slots, sv.values)
+        if (squarings(k) + 1 <= levels) {
+          const m = this.emit('mulPlain', [power(k)], { pt, node: n.name })
+          acc = acc === undefined ? m : this.emit('add', [acc, m], { node: n.name })
+          continue
+        }
+        const { a } = powerSplit(k)
+        const other = power(k - a)
+        const mp = this.emit('mulPlain', [power(a)], { pt, node: n.name })
+        const raw = this.instrs[this.instrs.length - 1]
+        const cm = this.emit('rescale', [mp], { node: n.name })
+        const prod = this.emit('mul', [cm, other], { node: n.name })
+        raw.pair = { reg: other, mul: prod }
+        direct.push(this.emit('rescale', [this.emit('relin', [prod], { node: n.name })], { node: n.name }))
+      }
+      let r = acc === undefined ? direct.shift()! : this.emit('rescale', [acc], { node: n.name })
+      for (const y of direct) r = this.emit('add', [r, y], { node: n.name })
+      const c0 = coef(0)
+      if (c0.some((v) => v !== 0)) {
+        const sv = this.slotVector(tc.layout!, c0, c)
+        r = this.emit('addPlain', [r], { pt: this.sparseConst('c', sv.slots, sv.values), node: n.name })
+      }
+      return r
+    })
+    const ct: CtVal = { regs, layout: tc.layout, n: N, shape: type.shape }
     return { kind: 'secret', type, terms: [{ ct, map: identityCols(N) }], bias: new Float64Array(N) }
   }
 
@@ -606,9 +743,8 @@ class Lowerer {
     if (!ca.layout!.spec) ca = this.materialize({ ...a, terms: [{ ct: ca, map: identityCols(N) }], bias: new Float64Array(N) }, n.name, contiguousLayout(N, this.S).spec)
     ca = this.ensure(ca, 1, n.name)
     const cb = this.ensure(this.materialize(b, n.name, ca.layout!.spec), 1, n.name)
-    const m = this.emit('mul', [ca.regs[0], cb.regs[0]], { node: n.name })
-    const r = this.emit('rescale', [this.emit('relin', [m], { node: n.name })], { node: n.name })
-    return { kind: 'secret', type: n.type, terms: [{ ct: { regs: [r], layout: ca.layout, n: N }, map: identityCols(N) }], bias: new Float64Array(N) }
+    const regs = ca.regs.map((x, c) => this.emit('rescale', [this.emit('relin', [this.emit('mul', [x, cb.regs[c]], { node: n.name })], { node: n.name })], { node: n.name }))
+    return { kind: 'secret', type: n.type, terms: [{ ct: { regs, layout: ca.layout, n: N, shape: n.type.shape }, map: identityCols(N) }], bias: new Float64Array(N) }
   }
 }
 

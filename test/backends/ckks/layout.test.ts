@@ -30,7 +30,7 @@ describe('placeDiagonals', () => {
       const layouts = [contiguousLayout(cols, S)]
       const im = im2colLayout(m, S, 8)
       if (im) layouts.push(im.layout)
-      for (const spec of candidateSpecs(cols, S)) if (spec.kind === 'replicated' || spec.R <= spec.B) if (spec.kind === 'replicated' ? cols <= spec.B : Math.ceil(cols / spec.R) <= S / spec.B) layouts.push(layoutOfSpec(spec, cols, S))
+      for (const spec of candidateSpecs(cols, S)) if (spec.kind === 'replicated' ? cols <= spec.B : spec.kind === 'blockRows' && spec.R <= spec.B && Math.ceil(cols / spec.R) <= S / spec.B) layouts.push(layoutOfSpec(spec, cols, S))
       for (const layout of layouts)
         for (const spec of candidateSpecs(rows, S, [layout.spec?.kind === 'replicated' ? layout.spec.B : S])) {
           const terms = [{ layout, map: m }]
