@@ -72,7 +72,7 @@ describe('ckks: tensors over several ciphertexts, strided maps', () => {
     for (let i = 0; i < n; i++) x[from[i]] = i + 1
     const got = new Float64Array(S)
     for (const grp of net.groups) {
-      let v = x.slice(grp.source * S, grp.source * S + S)
+      let v: Float64Array = x.slice(grp.source * S, grp.source * S + S)
       for (const level of grp.levels) v = applyLevel(level, v, S)
       for (let s = 0; s < S; s++) got[s] += v[s]
     }
