@@ -44,6 +44,7 @@ export const COMPILE_OPTIONS: Record<string, OptionSpec> = {
   'relu-budget': { type: 'string', arg: 'N', help: 'SENet ReLU budget: a count or a fraction (0..1) of the ReLUs to keep' },
   trace: { type: 'boolean', help: 'print the IR after each pass on stderr' },
   security: { type: 'string', arg: 'BITS', help: 'CKKS security level: 128 (default), 192 or 256' },
+  refresh: { type: 'string', arg: 'MODE', help: "CKKS: 'client' (default: client-aided refreshes where the depth needs them) or 'none' (leveled only: the plan runs without interaction, or is refused)" },
 }
 
 export function parse(cmd: Command, argv: string[]): ParsedArgs {
@@ -115,6 +116,7 @@ function compileContext(args: ParsedArgs, backend: Pick<Backend, 'defaults'>): P
     keepRelu: flag(args, 'keep-relu') || (backend.defaults?.keepRelu === true && !flag(args, 'approx-relu')),
     reluBudget: budget,
     security: str(args, 'security'),
+    refresh: str(args, 'refresh'),
     costModel: backend.defaults?.costModel,
   }
   return passContext(options, { calib, log: logger(args) })

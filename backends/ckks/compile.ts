@@ -31,6 +31,11 @@ export interface CompileOptions {
   heapBytes?: number
   /** Plaintexts resident (encoded once) or encoded on demand; default: resident when they fit. */
   plaintexts?: PlaintextMode
+  /**
+   * Leveled parameters only (`--refresh none`): the plan runs without interaction or is refused;
+   * strided maps stay one transform each (their compaction would spend levels).
+   */
+  leveledOnly?: boolean
 }
 
 /** node-seal runs in a 4 GB WebAssembly heap; choosing the ring, keys get at most 3 GiB of it. */
@@ -257,7 +262,7 @@ type TransformCache = Map<number, Map<string, unknown>>
 function lowerAt(g: Graph, logN: number, budget: number, opts: CompileOptions, cache?: TransformCache, multiCt = false): LoweredGraph {
   let c = cache?.get(logN)
   if (cache && !c) cache.set(logN, (c = new Map()))
-  return lowerGraph(g, { slots: 2 ** (logN - 1), maxInputCts: opts.maxInputCts ?? 8, budget, cache: c, multiCt })
+  return lowerGraph(g, { slots: 2 ** (logN - 1), maxInputCts: opts.maxInputCts ?? 8, budget, cache: c, multiCt, compactStrided: !opts.leveledOnly })
 }
 
 /** Compile a graph (batch 1, polynomial ops only on the secret path) to a CKKS plan. */
@@ -294,6 +299,8 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
     extraNotes.push(`a leveled chain for depth ${depth} (N = ${2 ** leveled.logN}, ${leveled.primes.length} primes) needs more key memory than the ${(budget / 2 ** 30).toFixed(1)} GiB budget`)
     leveled = undefined
   }
+  if (!leveled && opts.leveledOnly)
+    throw new CkksCompileError(`depth ${depth} fits no leveled CKKS parameter set at ${security}-bit security within node-seal's memory, so the plan would need refreshes; compile with --refresh client (the default) for client-aided refreshes`)
   if (leveled) {
     const lowered = leveled.logN === logNs[0] ? probe : lowerAt(g, leveled.logN, Infinity, opts, cache, multiCt)
     chosen = { params: leveled, lowered, budget: Infinity }

@@ -10,14 +10,14 @@ import type { Backend } from '../backend.js'
 import { CkksCompileError, compileCkks, type CompileOptions } from './compile.js'
 import type { SecurityLevel } from './params.js'
 import { constantsFromSidecar, constantsToSidecar, type CkksPlan, type SidecarInfo } from './plan.js'
-import { printPlan } from './print.js'
+import { interaction, printPlan } from './print.js'
 import { parseBytes } from './memory.js'
 import { ckksOlaCostModel } from './cost.js'
 
 export { compileCkks, CkksCompileError, estimateMs, type CompileOptions } from './compile.js'
 export { runPlan, checkRunnable, CkksRunError, type RunOptions, type RunResult } from './runtime.js'
 export { simulatePlan } from './simulate.js'
-export { printPlan } from './print.js'
+export { printPlan, interaction } from './print.js'
 export { planMemory, SEAL_HEAP_BYTES, type PlanMemory } from './memory.js'
 export { validatePlan, recomputeMemory, CkksPlanError } from './validate.js'
 export { ckksOlaCostModel, ckksPolyDepth, opCost, loadCostTable } from './cost.js'
@@ -68,8 +68,11 @@ function heapOption(v: unknown): number | undefined {
 export function compileOptionsFrom(options: Readonly<Record<string, unknown>>): CompileOptions {
   const sec = num(options.security) ?? 128
   if (sec !== 128 && sec !== 192 && sec !== 256) throw new CkksCompileError(`--security must be 128, 192 or 256, got ${sec}`)
+  const refresh = options.refresh ?? 'client'
+  if (refresh !== 'client' && refresh !== 'none') throw new CkksCompileError(`--refresh must be 'client' or 'none', got '${String(refresh)}'`)
   return {
     security: sec as SecurityLevel,
+    leveledOnly: refresh === 'none',
     logN: num(options.logN),
     minLogScale: num(options.minLogScale),
     maxInputCts: num(options.maxInputCts),
@@ -97,6 +100,6 @@ export const ckksBackend: Backend<CkksPlanFile> = {
   defaults: { costModel: ckksOlaCostModel() },
   summary: (plan) => {
     const { primeValues: _p, ...params } = plan.params
-    return { params, keys: { rotations: plan.keys.rotations.length, relin: plan.keys.relin }, plaintexts: plan.plaintexts, stats: plan.stats }
+    return { params, keys: { rotations: plan.keys.rotations.length, relin: plan.keys.relin }, plaintexts: plan.plaintexts, interaction: interaction(plan), stats: plan.stats }
   },
 }

@@ -140,6 +140,8 @@ export interface LowerConfig {
   cache?: Map<string, unknown>
   /** Tensors larger than the ring span several ciphertexts (else they are a slot overflow: a larger ring may hold them). */
   multiCt?: boolean
+  /** Strided maps computed gapped, then compacted (levels for products); default true. */
+  compactStrided?: boolean
 }
 
 function withData(t: TensorType, data: Float64Array): Tensor {
@@ -358,7 +360,7 @@ class Lowerer {
       if (!plan) plan = bestTransform(terms, nOut, undefined, clean)
       this.cfg.cache?.set(key, plan)
     }
-    if (!forced && plan.diagonals.length > FACTOR_ABOVE) {
+    if (!forced && plan.diagonals.length > FACTOR_ABOVE && this.cfg.compactStrided !== false) {
       const f = this.stridedTerms(v, node, key, transformCost(plan))
       if (f && f.rest.length === 0 && f.compacted.length === 1) {
         // the bias goes straight onto the compacted ciphertexts

@@ -26,6 +26,14 @@ function line(i: Instr): string {
   return `  ${head} r${i.dst} = ${rhs}${i.node ? `   # ${i.node}` : ''}`
 }
 
+/** Whether the plan runs without the key holder once the input is encrypted. */
+export function interaction(plan: CkksPlan): string {
+  const n = plan.stats.bootstraps
+  return n === 0
+    ? 'none: leveled, the server evaluates without the client'
+    : `${n} client-aided refresh(es) per image (pic run --refresh client): each a round trip to the key holder, who sees the values refreshed`
+}
+
 export function printPlan(plan: CkksPlan): string {
   const p = plan.params
   const s = plan.stats
@@ -38,6 +46,7 @@ export function printPlan(plan: CkksPlan): string {
     out.push(
       `memory: peak ${gib(m.peakBytes)} GiB of node-seal's ${gib(m.heapBytes)} GiB heap${m.peakLayer ? ` at ${m.peakLayer}` : ''}: keys ${gib(m.keyBytes)} GiB, ciphertexts ${gib(m.ciphertextBytes)} GiB (at most ${m.peakLiveCiphertexts} live), plaintexts ${gib(m.plaintextBytes)} GiB (${plan.plaintexts === 'on demand' ? 'encoded on demand' : 'resident'}), context and working memory ${gib(m.contextBytes)} GiB`,
     )
+  out.push(`interaction: ${interaction(plan)}`)
   out.push(`batching: ${plan.batching}`)
   for (const i of plan.inputs) out.push(`input ${i.name} [${i.shape.join(',')}]: ${i.layout}; registers ${i.regs.map((r) => `r${r}`).join(', ')} encrypted at level(s) ${i.levels.join(', ')}, scale 2^${Math.log2(i.scale)}`)
   for (const o of plan.outputs) out.push(`output ${o.name} [${o.shape.join(',')}]: r${o.reg}, layout ${o.layout}`)

@@ -6,7 +6,7 @@
  * to the position a closed form gives, and refuses displacements that would collide.
  */
 import { describe, expect, it } from 'vitest'
-import { compileCkks, runPlan, simulatePlan } from '../../../backends/ckks/index.js'
+import { compileCkks, interaction, runPlan, simulatePlan } from '../../../backends/ckks/index.js'
 import { compactionPlan, type TransformPlan } from '../../../backends/ckks/layout.js'
 import { GraphBuilder } from '../../../ir/builder.js'
 import type { Graph } from '../../../ir/graph.js'
@@ -51,6 +51,16 @@ describe('ckks: tensors over several ciphertexts, strided maps', () => {
     expect(notes).toMatch(/s2: strided map computed gapped, then compacted: 4 group\(s\)/)
     const scale = Math.max(1, ...Array.from(ref.data, Math.abs))
     expect(maxAbsDiff(simulatePlan(plan, x)[0].data, ref.data) / scale).toBeLessThan(1e-9)
+  })
+
+  it('--refresh none keeps the plan leveled: strided maps as one transform each, no refreshes, or a refusal', () => {
+    const leveled = compileCkks(g, { leveledOnly: true })
+    expect(leveled.stats.bootstraps).toBe(0)
+    expect(interaction(leveled)).toMatch(/^none: leveled/)
+    expect(leveled.stats.notes.join('\n')).not.toMatch(/gapped/)
+    expect(maxAbsDiff(simulatePlan(leveled, x)[0].data, ref.data) / Math.max(1, ...Array.from(ref.data, Math.abs))).toBeLessThan(1e-9)
+    expect(interaction(plan)).toMatch(/^\d+ client-aided refresh\(es\) per image/)
+    expect(() => compileCkks(g, { logN: 13, security: 256, leveledOnly: true })).toThrow(/fits no leveled CKKS parameter set at 256-bit security .* compile with --refresh client/)
   })
 
   it('runs encrypted with node-seal: logits within 1% of the largest, top-1 equal', async () => {
