@@ -449,64 +449,22 @@ export function rowPick(m: SparseCols, local: Int32Array, rows: number): SparseC
   return { rows, cols: m.cols, start, idx: Int32Array.from(idx), val: Float64Array.from(val) }
 }
 
-/** The rows [lo, hi) of a sparse matrix, renumbered from 0. */
-export function rowSlice(m: SparseCols, lo: number, hi: number): SparseCols {
-  const start = new Int32Array(m.cols + 1)
-  const idx: number[] = []
-  const val: number[] = []
-  for (let j = 0; j < m.cols; j++) {
-    for (let p = m.start[j]; p < m.start[j + 1]; p++)
-      if (m.idx[p] >= lo && m.idx[p] < hi) {
-        idx.push(m.idx[p] - lo)
-        val.push(m.val[p])
-      }
-    start[j + 1] = idx.length
-  }
-  return { rows: hi - lo, cols: m.cols, start, idx: Int32Array.from(idx), val: Float64Array.from(val) }
-}
-
 export function planTransform(terms: readonly TermInput[], spec: OutSpec, nOut: number, abortAbove = Infinity, keysOnly = false): TransformPlan | undefined {
   const S = terms[0].layout.S
   const cts = specCts(spec, nOut, S)
-  if (spec.kind === 'slots' && cts > 1) {
+  if (cts > 1) {
     // one transform per output ciphertext over the rows it holds, renumbered in slot order
     const chunks: TransformPlan[] = []
+    let cost = 0
     for (let c = 0; c < cts; c++) {
       const rows: number[] = []
-      for (let r = 0; r < nOut; r++) if (Math.floor(spec.slots[r] / S) === c) rows.push(r)
+      for (let r = 0; r < nOut; r++) if (Math.floor(primarySlot(spec, r) / S) === c) rows.push(r)
       const local = new Int32Array(nOut).fill(-1)
       rows.forEach((r, i) => (local[r] = i))
       const part = planTransform(
         terms.map((t) => ({ layout: t.layout, map: rowPick(t.map, local, rows.length) })),
-        { kind: 'slots', slots: Int32Array.from(rows, (r) => spec.slots[r] - c * S) },
+        spec.kind === 'slots' ? { kind: 'slots', slots: Int32Array.from(rows, (r) => spec.slots[r] - c * S) } : spec,
         rows.length,
-        abortAbove,
-        keysOnly,
-      )
-      if (!part) return undefined
-      chunks.push(part)
-    }
-    return {
-      spec,
-      diagonals: chunks.flatMap((c) => c.diagonals),
-      babyStep: chunks[0].babyStep,
-      babyRotations: chunks.reduce((a, c) => a + c.babyRotations, 0),
-      giantRotations: chunks.reduce((a, c) => a + c.giantRotations, 0),
-      reduction: { step: S, count: 0 },
-      chunks,
-    }
-  }
-  if (cts > 1) {
-    // one transform per output ciphertext over the rows it holds
-    const chunks: TransformPlan[] = []
-    let cost = 0
-    for (let c = 0; c < cts; c++) {
-      const lo = c * S
-      const hi = Math.min(nOut, lo + S)
-      const part = planTransform(
-        terms.map((t) => ({ layout: t.layout, map: rowSlice(t.map, lo, hi) })),
-        spec,
-        hi - lo,
         abortAbove - cost,
         keysOnly,
       )
