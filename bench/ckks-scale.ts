@@ -16,7 +16,8 @@
  * divides by ACE's figure for the ResNet-20 rows and by cryptonets28 measured in this run otherwise.
  *
  *   npx vite-node bench/ckks-scale.ts [-- --models a,b --images K --json]
- *     --models   resnet20_aespa, pkn, resnet20 (hermite:2), cryptonets28 (default: all four)
+ *     --models   resnet20_aespa, pkn, resnet20 (hermite:2), cryptonets28, cnn_square, cnn_square_b8
+ *                (8 images per inference; estimated and measured columns are per image) (default: all)
  *     --images   images per model (default 5)
  *     --json     also write bench/out/ckks-scale.json
  */
@@ -40,12 +41,16 @@ interface ModelSpec {
   onnx: string
   approx?: string
   ref?: string
+  /** Images per inference (pic compile --batch K). */
+  batch?: number
 }
 const MODELS: Record<string, ModelSpec> = {
   resnet20_aespa: { name: 'resnet20_aespa', dir: 'fmnist32', onnx: 'resnet20_aespa.onnx', ref: 'ref_resnet20_aespa.npy' },
   pkn: { name: 'pkn', dir: 'fmnist32', onnx: 'pkn.onnx', ref: 'ref_pkn.npy' },
   resnet20: { name: 'resnet20 hermite:2', dir: 'fmnist32', onnx: 'resnet20.onnx', approx: 'hermite:2' },
   cryptonets28: { name: 'cryptonets28', dir: 'digits28', onnx: 'cryptonets28.onnx' },
+  cnn_square: { name: 'cnn_square', dir: 'digits', onnx: 'cnn_square.onnx' },
+  cnn_square_b8: { name: 'cnn_square --batch 8', dir: 'digits', onnx: 'cnn_square.onnx', batch: 8 },
 }
 
 function arg(name: string): string | undefined {
@@ -90,7 +95,7 @@ const gib = (b?: number) => (b === undefined ? '-' : (b / 2 ** 30).toFixed(2))
 const s = (ms: number) => (ms / 1000).toFixed(1)
 
 async function main(): Promise<void> {
-  const names = (arg('models') ?? 'resnet20_aespa,pkn,resnet20,cryptonets28').split(',')
+  const names = (arg('models') ?? Object.keys(MODELS).join(',')).split(',')
   const K = Number(arg('images') ?? 5)
   const work = mkdtempSync(path.join(tmpdir(), 'pic-ckks-scale-'))
   const rows: Record<string, unknown>[] = []
@@ -105,7 +110,8 @@ async function main(): Promise<void> {
       writeFileSync(xFile, encodeNpy(firstImages(readNpy(path.join(dir, 'test_x.npy')), K)))
       process.stderr.write(`${m.name}: compiling\n`)
       const approx = m.approx ? ['--approx', m.approx, '--calib', path.join(dir, 'calib_x.npy')] : []
-      const c = pic(['compile', path.join(dir, m.onnx), '--backend', 'ckks', ...approx, '-o', planFile, '--quiet'])
+      const batch = m.batch ? ['--batch', String(m.batch)] : []
+      const c = pic(['compile', path.join(dir, m.onnx), '--backend', 'ckks', ...approx, ...batch, '-o', planFile, '--quiet'])
       const plan = JSON.parse(readFileSync(planFile, 'utf8'))
       process.stderr.write(`${m.name}: running ${K} image(s) encrypted (estimated ${s(plan.stats.estimatedTotalMs)} s each)\n`)
       const r = pic(['run', planFile, '--input', xFile, '--output', yFile, '--refresh', 'client', '--json', '--quiet'])
@@ -127,7 +133,7 @@ async function main(): Promise<void> {
         heapPredictedGiB: st.memory.peakBytes / 2 ** 30,
         heapMeasuredGiB: res.memory.sealHeapBytes === null ? undefined : res.memory.sealHeapBytes / 2 ** 30,
         runRssGiB: r.rssBytes === undefined ? undefined : r.rssBytes / 2 ** 30,
-        estimatedS: st.estimatedTotalMs / 1000,
+        estimatedS: st.estimatedTotalMs / 1000 / (m.batch ?? 1),
         measuredS: perImage / 1000,
         refreshMiBPerImage: res.refresh.bytes / K / 2 ** 20,
         imagesPerS: 1000 / perImage,

@@ -67,6 +67,19 @@ const inspect: Command = {
   },
 }
 
+/** The model with K images per inference (`pic compile --batch K`): its symbolic batch bound to K. */
+function batched(g: Graph, file: string, k: string | undefined, backend: string): Graph {
+  if (k === undefined) return g
+  const K = Number(k)
+  if (!Number.isInteger(K) || K < 1 || K > 65536) throw new UsageError(`--batch must be a whole number from 1 to 65536, got '${k}'`, compile)
+  if (K === 1) return g
+  if (backend !== 'ckks') throw new UsageError(`--batch is for --backend ckks (packing several images into one ciphertext), not ${backend}`, compile)
+  const input = graphInputs(g)[0]
+  const dim0 = input ? inputDims(input)[0] : undefined
+  if (typeof dim0 !== 'string') throw new PicError(`${file}: input '${input?.name}' has a fixed batch of ${String(dim0)}; --batch needs a symbolic first dimension`)
+  return instantiate(g, { [dim0]: K })
+}
+
 /** The model bound to `batch` samples (when its batch dim is symbolic) and compiled for the ir backend. */
 function compiledFor(original: Graph, batch: number, args: ParsedArgs): { compiled: Graph; report: Record<string, unknown> } {
   const input = graphInputs(original)[0]
@@ -173,6 +186,7 @@ const compile: Command = {
   options: {
     backend: { type: 'string', arg: 'NAME', help: "'ir', 'ckks', 'mpc' or the path of a backend plugin module" },
     output: { type: 'string', short: 'o', arg: 'FILE', help: 'write the plan JSON here (large constants go to FILE with .bin)' },
+    batch: { type: 'string', arg: 'K', help: 'CKKS: images per inference, interleaved in the slots (default 1); estimates stay per inference' },
     ...COMPILE_OPTIONS,
   },
   async run(args) {
@@ -180,7 +194,7 @@ const compile: Command = {
     const backend = await loadBackend(need(args, 'backend', compile))
     const log = logger(args)
     const t0 = performance.now()
-    const g = loadModel(file)
+    const g = batched(loadModel(file), file, str(args, 'batch'), backend.name)
     const { compiled, cx } = compileFor(g, backend, args)
     let lowered: ReturnType<typeof backend.lower>
     try {

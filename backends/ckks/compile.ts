@@ -262,7 +262,9 @@ type TransformCache = Map<number, Map<string, unknown>>
 function lowerAt(g: Graph, logN: number, budget: number, opts: CompileOptions, cache?: TransformCache, multiCt = false): LoweredGraph {
   let c = cache?.get(logN)
   if (cache && !c) cache.set(logN, (c = new Map()))
-  return lowerGraph(g, { slots: 2 ** (logN - 1), maxInputCts: opts.maxInputCts ?? 8, budget, cache: c, multiCt, compactStrided: !opts.leveledOnly })
+  const input = g.nodes.find((n) => n.op === 'Input')
+  const batch = input && input.type.shape.length > 0 ? input.type.shape[0] : 1
+  return lowerGraph(g, { slots: 2 ** (logN - 1), maxInputCts: opts.maxInputCts ?? 8, budget, cache: c, multiCt, compactStrided: !opts.leveledOnly, batch })
 }
 
 /** Compile a graph (batch 1, polynomial ops only on the secret path) to a CKKS plan. */
@@ -485,7 +487,10 @@ function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues:
     },
     keys: { rotations, relin },
     plaintexts: mode,
-    batching: 'one image per inference: each image is encrypted, evaluated and decrypted on its own',
+    batching:
+      lowered.inputs[0].shape[0] > 1
+        ? `${lowered.inputs[0].shape[0]} images per inference, interleaved in the slots (element i of image b at slot i K + b of the layout); estimates are per inference: ${(est.total / lowered.inputs[0].shape[0]).toFixed(1)} ms per image`
+        : 'one image per inference: each image is encrypted, evaluated and decrypted on its own',
     inputs,
     outputs,
     instructions: lv.instrs,

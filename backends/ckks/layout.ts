@@ -78,14 +78,31 @@ export function scaleRows(m: SparseCols, alpha: Float64Array): SparseCols {
 
 /** Output layout of a linear transform. */
 export type OutSpec =
-  | { readonly kind: 'blockRows'; readonly B: number; readonly R: number }
-  | { readonly kind: 'replicated'; readonly B: number }
+  | { readonly kind: 'blockRows'; readonly B: number; readonly R: number; readonly batch?: Batch }
+  | { readonly kind: 'replicated'; readonly B: number; readonly batch?: Batch }
   /** Output r at position slots[r] (ciphertext floor(slots[r] / S)), no replicas, no reduction: the gapped outputs of a strided map. */
   | { readonly kind: 'slots'; readonly slots: Int32Array }
 
+/**
+ * K images of `per` elements each, interleaved: element i of image b is row i K + b of the spec, so
+ * a map that acts on every image alike has the diagonals of one image, K times denser (the slots
+ * of CryptoNets' batching, one image per slot residue).
+ */
+export interface Batch {
+  readonly K: number
+  readonly per: number
+}
+
+/** The spec with K images of n / K elements interleaved (unchanged for K = 1 and gapped specs). */
+export function withBatch(spec: OutSpec, K: number, n: number): OutSpec {
+  if (K <= 1 || spec.kind === 'slots') return spec
+  return { ...spec, batch: { K, per: n / K } }
+}
+
 export function specName(spec: OutSpec): string {
-  if (spec.kind === 'replicated') return `replicated(B=${spec.B})`
-  if (spec.kind === 'blockRows') return `blockRows(B=${spec.B}, R=${spec.R})`
+  const b = spec.kind !== 'slots' && spec.batch ? `, ${spec.batch.K} images interleaved` : ''
+  if (spec.kind === 'replicated') return `replicated(B=${spec.B}${b})`
+  if (spec.kind === 'blockRows') return `blockRows(B=${spec.B}, R=${spec.R}${b})`
   return 'gapped'
 }
 
@@ -108,6 +125,7 @@ export function specReduction(spec: OutSpec, S: number): { step: number; count: 
 
 export function primarySlot(spec: OutSpec, r: number): number {
   if (spec.kind === 'slots') return spec.slots[r]
+  if (spec.batch) r = (r % spec.batch.per) * spec.batch.K + Math.floor(r / spec.batch.per)
   if (spec.kind === 'blockRows') return spec.B * Math.floor(r / spec.R) + (r % spec.R)
   return r
 }
@@ -518,11 +536,12 @@ export function candidateSpecs(n: number, S: number, periods: readonly number[] 
  * `clean`: only layouts whose other slots hold replicas, not partial sums (inputs of high-degree
  * polynomials, where unbounded garbage could overflow the modulus).
  */
-export function bestTransform(terms: readonly TermInput[], nOut: number, w: LayoutWeights = DEFAULT_WEIGHTS, clean = false): TransformPlan {
+export function bestTransform(terms: readonly TermInput[], nOut: number, w: LayoutWeights = DEFAULT_WEIGHTS, clean = false, batch = 1): TransformPlan {
   const S = terms[0].layout.S
   let best: TransformPlan | undefined
   let bestCost = Infinity
-  for (const spec of candidateSpecs(nOut, S, terms.map((t) => periodOf(t.layout)))) {
+  for (const spec0 of candidateSpecs(nOut, S, terms.map((t) => periodOf(t.layout)))) {
+    const spec = withBatch(spec0, batch, nOut)
     if (clean && spec.kind !== 'replicated') continue
     const p = planTransform(terms, spec, nOut, bestCost + 1, true)
     if (!p) continue
@@ -541,7 +560,7 @@ export function bestTransform(terms: readonly TermInput[], nOut: number, w: Layo
  * ciphertext floor(t / nb), slot B (t mod nb) + o, so the map needs only diagonal 0 per ciphertext and
  * a reduction over the nb blocks (B = output block size). Undefined when it would need too many ciphertexts.
  */
-export function im2colLayout(m: SparseCols, S: number, maxCts: number): { layout: Layout; spec: OutSpec } | undefined {
+export function im2colLayout(m: SparseCols, S: number, maxCts: number, batch = 1): { layout: Layout; spec: OutSpec } | undefined {
   let B = 1
   while (B < m.rows) B *= 2
   if (B > S) return undefined
@@ -553,9 +572,11 @@ export function im2colLayout(m: SparseCols, S: number, maxCts: number): { layout
   const cts = Math.max(1, Math.ceil(maxNnz / nb))
   if (cts > maxCts) return undefined
   const lists: number[][] = Array.from({ length: m.cols }, () => [])
+  const spec = withBatch({ kind: 'replicated', B }, batch, m.rows)
   for (let o = 0; o < m.rows; o++) {
     const ins = rowsOf[o]
-    for (let t = 0; t < ins.length; t++) lists[ins[t]].push(Math.floor(t / nb) * S + B * (t % nb) + o)
+    const so = primarySlot(spec, o)
+    for (let t = 0; t < ins.length; t++) lists[ins[t]].push(Math.floor(t / nb) * S + B * (t % nb) + so)
   }
   const start = new Int32Array(m.cols + 1)
   const pos: number[] = []
@@ -564,14 +585,14 @@ export function im2colLayout(m: SparseCols, S: number, maxCts: number): { layout
     pos.push(...lists[j])
     start[j + 1] = pos.length
   }
-  return { layout: { n: m.cols, S, cts, start, pos: Int32Array.from(pos) }, spec: { kind: 'replicated', B } }
+  return { layout: { n: m.cols, S, cts, start, pos: Int32Array.from(pos) }, spec }
 }
 
 /** Plain layout: element i at slot i, replicated with the smallest power-of-two period that holds n (beyond S: over several ciphertexts). */
-export function contiguousLayout(n: number, S: number): Layout {
+export function contiguousLayout(n: number, S: number, batch = 1): Layout {
   let B = 1
   while (B < n) B *= 2
-  return layoutOfSpec({ kind: 'replicated', B: Math.min(B, S) }, n, S)
+  return layoutOfSpec(withBatch({ kind: 'replicated', B: Math.min(B, S) }, batch, n), n, S)
 }
 
 /** A compaction network: per (source, target) ciphertext pair, levels of masked rotations. */

@@ -142,6 +142,8 @@ export interface LowerConfig {
   multiCt?: boolean
   /** Strided maps computed gapped, then compacted (levels for products); default true. */
   compactStrided?: boolean
+  /** Images per inference (the graph's batch), interleaved in the slots; default 1. */
+  batch?: number
 }
 
 function withData(t: TensorType, data: Float64Array): Tensor {
@@ -245,7 +247,8 @@ class Lowerer {
   node(n: Node): void {
     if (this.graphInputs.has(n.name)) {
       const size = sizeOf(n.type.shape)
-      if (n.type.shape.length > 0 && n.type.shape[0] !== 1) throw new LowerError(`${describeNode(n)}: the CKKS backend lowers one image per inference (batch 1), got shape [${n.type.shape.join(',')}]`)
+      const K = this.cfg.batch ?? 1
+      if (n.type.shape.length > 0 && n.type.shape[0] !== K) throw new LowerError(`${describeNode(n)}: the CKKS plan packs ${K} image(s) per inference, got shape [${n.type.shape.join(',')}]`)
       const ct: CtVal = { regs: [], n: size, input: n.name, shape: n.type.shape }
       this.inputs.push({ name: n.name, shape: [...n.type.shape], ct })
       this.vals.set(n.name, { kind: 'secret', type: n.type, terms: [{ ct, map: identityCols(size) }], bias: new Float64Array(size) })
@@ -329,12 +332,14 @@ class Lowerer {
   /** Bring a pending value into slots: one transform (or nothing when it already is a ciphertext). */
   materialize(v: Val & { kind: 'secret' }, node: string, forced?: OutSpec, clean = false): CtVal {
     const nOut = sizeOf(v.type.shape)
+    const K = this.cfg.batch ?? 1
+    if (K > 1 && v.type.shape[0] !== K) throw new LowerError(`value '${node}' of shape [${v.type.shape.join(',')}] does not keep the batch of ${K} images as its first axis, so the images cannot be interleaved; compile with --batch 1`)
     const big = [nOut, ...v.terms.map((t) => t.ct.n)].find((k) => k > this.S)
     if (big !== undefined && !this.cfg.multiCt) throw new SlotOverflowError(`tensor of ${big} elements does not fit ${this.S} slots`)
     const zeroBias = v.bias.every((x) => x === 0)
     if (v.terms.length === 1 && zeroBias && isIdentity(v.terms[0].map)) {
       const ct = v.terms[0].ct
-      if (!ct.layout) this.placeInput(ct, contiguousLayout(ct.n, this.S))
+      if (!ct.layout) this.placeInput(ct, contiguousLayout(ct.n, this.S, K))
       const isClean = !clean || ct.layout!.spec?.kind !== 'blockRows'
       if (isClean && (!forced || (ct.layout!.spec && JSON.stringify(ct.layout!.spec) === JSON.stringify(forced)))) return ct
     }
@@ -342,12 +347,12 @@ class Lowerer {
     let spec = forced
     for (const t of v.terms) {
       if (t.ct.layout) continue
-      const placed = !forced && v.terms.length === 1 ? im2colLayout(t.map, this.S, this.cfg.maxInputCts) : undefined
+      const placed = !forced && v.terms.length === 1 ? im2colLayout(t.map, this.S, this.cfg.maxInputCts, K) : undefined
       if (placed) {
         this.placeInput(t.ct, placed.layout)
         spec = placed.spec
         this.notes.push(`input '${t.ct.input}' packed for its first transform: ${placed.layout.cts} ciphertext(s), ${placed.layout.pos.length} slots used (replicated patches)`)
-      } else this.placeInput(t.ct, contiguousLayout(t.ct.n, this.S))
+      } else this.placeInput(t.ct, contiguousLayout(t.ct.n, this.S, K))
     }
     const terms = v.terms.map((t) => ({ layout: t.ct.layout!, map: t.map }))
     const seq = this.transformsAt.get(node) ?? 0
@@ -357,10 +362,10 @@ class Lowerer {
     let plan = this.cfg.cache?.get(key) as TransformPlan | undefined
     if (!plan) {
       if (spec) plan = planTransform(terms, spec, nOut)
-      if (!plan) plan = bestTransform(terms, nOut, undefined, clean)
+      if (!plan) plan = bestTransform(terms, nOut, undefined, clean, K)
       this.cfg.cache?.set(key, plan)
     }
-    if (!forced && plan.diagonals.length > FACTOR_ABOVE && this.cfg.compactStrided !== false) {
+    if (!forced && plan.diagonals.length > FACTOR_ABOVE && this.cfg.compactStrided !== false && K === 1) {
       const f = this.stridedTerms(v, node, key, transformCost(plan))
       if (f && f.rest.length === 0 && f.compacted.length === 1) {
         // the bias goes straight onto the compacted ciphertexts
@@ -742,7 +747,7 @@ class Lowerer {
   product(n: Node, a: Val & { kind: 'secret' }, b: Val & { kind: 'secret' }): Val {
     const N = sizeOf(n.type.shape)
     let ca = this.materialize(a, n.name)
-    if (!ca.layout!.spec) ca = this.materialize({ ...a, terms: [{ ct: ca, map: identityCols(N) }], bias: new Float64Array(N) }, n.name, contiguousLayout(N, this.S).spec)
+    if (!ca.layout!.spec) ca = this.materialize({ ...a, terms: [{ ct: ca, map: identityCols(N) }], bias: new Float64Array(N) }, n.name, contiguousLayout(N, this.S, this.cfg.batch ?? 1).spec)
     ca = this.ensure(ca, 1, n.name)
     const cb = this.ensure(this.materialize(b, n.name, ca.layout!.spec), 1, n.name)
     const regs = ca.regs.map((x, c) => this.emit('rescale', [this.emit('relin', [this.emit('mul', [x, cb.regs[c]], { node: n.name })], { node: n.name })], { node: n.name }))

@@ -9,7 +9,7 @@ import { sizeOf, type Tensor } from '../../ir/tensor.js'
 import { constDense, type CkksPlan, type Instr } from './plan.js'
 import { loadSeal, makeContext, sealHeapBytes, type SEALLibrary } from './seal.js'
 import { validatePlan } from './validate.js'
-import { packInput, unpackOutput } from './simulate.js'
+import { batchOf, groupInput, packInput, storeGroup, unpackOutput } from './simulate.js'
 
 export class CkksRunError extends PicError {}
 
@@ -24,8 +24,13 @@ export interface RunResult {
   outputs: Tensor[]
   images: number
   latencyMs: { setup: number; keygen: number; encrypt: number; evaluate: number; decrypt: number; refresh: number }
+  /** Evaluation time per image: per inference divided by the images it packs. */
   perImageEvaluateMs: number
-  /** Evaluation time of each image (ms). */
+  /** Images packed into one inference (`pic compile --batch K`), inferences run, evaluation per inference. */
+  imagesPerInference: number
+  inferences: number
+  perInferenceEvaluateMs: number
+  /** Evaluation time of each inference (ms). */
   evaluateMsByImage: number[]
   counts: Record<string, number>
   /** Evaluation time by instruction kind, summed over images (ms). */
@@ -126,7 +131,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
   plan.instructions.forEach((i, k) => i.args.forEach((a) => lastUse.set(a, k)))
   const outRegs = new Set(plan.outputs.map((o) => o.reg))
   const B = images.shape[0]
-  const per = sizeOf(images.shape.slice(1))
+  const K = batchOf(plan)
   const outs = plan.outputs.map((o) => new Float64Array(B * sizeOf(o.shape.slice(1))))
   const counts: Record<string, number> = {}
   const msByKind: Record<string, number> = {}
@@ -135,10 +140,10 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
   let upload = 0
   const byImage: number[] = []
   let download = 0
-  for (let b = 0; b < B; b++) {
+  for (let b = 0; b < Math.ceil(B / K); b++) {
     const regs = new Map<number, Ct>()
     const te = performance.now()
-    const x = images.data.subarray(b * per, (b + 1) * per)
+    const x = groupInput(images, b, K)
     const inp = plan.inputs[0]
     packInput(plan, 0, x).forEach((v, j) => {
       const pt = encodeAt(v, inp.scale, inp.levels[j])
@@ -232,8 +237,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
       const dec = decryptor.decrypt(ct)!
       const vals = encoder.decode(dec)
       dec.delete()
-      const v = unpackOutput(plan, k, vals)
-      outs[k].set(v, b * v.length)
+      storeGroup(outs[k], unpackOutput(plan, k, vals), b, K, B)
     })
     lat.decrypt += performance.now() - td
     for (const ct of regs.values()) ct.delete()
@@ -247,6 +251,9 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
     images: B,
     latencyMs: lat,
     perImageEvaluateMs: B > 0 ? lat.evaluate / B : 0,
+    imagesPerInference: K,
+    inferences: Math.ceil(B / K),
+    perInferenceEvaluateMs: B > 0 ? lat.evaluate / Math.ceil(B / K) : 0,
     evaluateMsByImage: byImage,
     counts,
     msByKind,

@@ -29,11 +29,32 @@ export function unpackOutput(plan: CkksPlan, outputIndex: number, slots: ArrayLi
   return Float64Array.from(idx, (s) => slots[s])
 }
 
+/** Images per inference: the plan's input batch (`pic compile --batch K`). */
+export function batchOf(plan: CkksPlan): number {
+  return plan.inputs[0].shape.length > 0 ? Math.max(1, plan.inputs[0].shape[0]) : 1
+}
+
+/** Inference g's input: images g K .. g K + K - 1, zeros for the images past the end. */
+export function groupInput(images: Tensor, g: number, K: number): Float64Array {
+  const per = sizeOf(images.shape.slice(1))
+  const x = new Float64Array(K * per)
+  const n = Math.min(K, images.shape[0] - g * K)
+  x.set(images.data.subarray(g * K * per, (g * K + n) * per))
+  return x
+}
+
+/** Store inference g's output values (K images) for the images that exist. */
+export function storeGroup(out: Float64Array, vals: ArrayLike<number>, g: number, K: number, B: number): void {
+  const per = vals.length / K
+  const n = Math.min(K, B - g * K)
+  for (let i = 0; i < n * per; i++) out[g * K * per + i] = vals[i]
+}
+
 /** Run the plan without encryption on a batch (first dim) of inputs; returns one tensor per output. */
 export function simulatePlan(plan: CkksPlan, images: Tensor): Tensor[] {
   const S = plan.params.slots
   const B = images.shape[0]
-  const per = sizeOf(images.shape.slice(1))
+  const K = batchOf(plan)
   const dense = new Map<string, Float64Array>()
   const pt = (id: string) => {
     let v = dense.get(id)
@@ -41,9 +62,9 @@ export function simulatePlan(plan: CkksPlan, images: Tensor): Tensor[] {
     return v
   }
   const outs = plan.outputs.map((o) => new Float64Array(B * sizeOf(o.shape.slice(1))))
-  for (let b = 0; b < B; b++) {
+  for (let b = 0; b < Math.ceil(B / K); b++) {
     const regs = new Map<number, Float64Array>()
-    const x = images.data.subarray(b * per, (b + 1) * per)
+    const x = groupInput(images, b, K)
     packInput(plan, 0, x).forEach((v, j) => regs.set(plan.inputs[0].regs[j], v))
     for (const i of plan.instructions) {
       const a = regs.get(i.args[0])!
@@ -85,8 +106,7 @@ export function simulatePlan(plan: CkksPlan, images: Tensor): Tensor[] {
       regs.set(i.dst, r)
     }
     plan.outputs.forEach((o, k) => {
-      const vals = unpackOutput(plan, k, regs.get(o.reg)!)
-      outs[k].set(vals, b * vals.length)
+      storeGroup(outs[k], unpackOutput(plan, k, regs.get(o.reg)!), b, K, B)
     })
   }
   return plan.outputs.map((o, k) => ({ dtype: 'float64', shape: [B, ...o.shape.slice(1)], data: outs[k] }))
