@@ -498,6 +498,7 @@ function finish(g: Graph, opts: CompileOptions, params: CkksParams, primeValues:
     constants,
     stats: {
       depth: lv.depth,
+      networkDepth: depth,
       bootstraps,
       ciphertexts: inputs.reduce((a, i) => a + i.regs.length, 0),
       counts,

@@ -93,7 +93,10 @@ export interface ParamChoice {
 }
 
 export interface PlanStats {
+  /** Levels the chain must hold between refreshes (the whole depth for a leveled plan). */
   depth: number
+  /** Multiplicative depth of the whole network as lowered (above `depth` when refreshes are placed). */
+  networkDepth?: number
   bootstraps: number
   ciphertexts: number
   counts: Record<string, number>

@@ -50,7 +50,7 @@ export function printPlan(plan: CkksPlan): string {
   out.push(`batching: ${plan.batching}`)
   for (const i of plan.inputs) out.push(`input ${i.name} [${i.shape.join(',')}]: ${i.layout}; registers ${i.regs.map((r) => `r${r}`).join(', ')} encrypted at level(s) ${i.levels.join(', ')}, scale 2^${Math.log2(i.scale)}`)
   for (const o of plan.outputs) out.push(`output ${o.name} [${o.shape.join(',')}]: r${o.reg}, layout ${o.layout}`)
-  out.push(`stats: depth ${s.depth}, bootstraps ${s.bootstraps}, ${plan.instructions.length} instructions (${Object.entries(s.counts).map(([k, v]) => `${k} ${v}`).join(', ')})`)
+  out.push(`stats: depth ${s.networkDepth !== undefined && s.networkDepth !== s.depth ? `${s.networkDepth} (${s.depth} between refreshes)` : s.depth}, bootstraps ${s.bootstraps}, ${plan.instructions.length} instructions (${Object.entries(s.counts).map(([k, v]) => `${k} ${v}`).join(', ')})`)
   out.push(`estimated: evaluate ${s.estimatedTotalMs.toFixed(1)} ms (${Object.entries(s.estimatedMs).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}), encrypt ${s.estimatedEncryptMs.toFixed(1)} ms, decrypt ${s.estimatedDecryptMs.toFixed(1)} ms per image`)
   for (const n of s.notes) out.push(`note: ${n}`)
   out.push('instructions:')
