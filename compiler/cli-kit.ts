@@ -117,6 +117,7 @@ function compileContext(args: ParsedArgs, backend: Pick<Backend, 'defaults'>): P
     reluBudget: budget,
     security: str(args, 'security'),
     refresh: str(args, 'refresh'),
+    batch: str(args, 'batch'),
     costModel: backend.defaults?.costModel,
   }
   return passContext(options, { calib, log: logger(args) })

@@ -70,10 +70,12 @@ const inspect: Command = {
 /** The model with K images per inference (`pic compile --batch K`): its symbolic batch bound to K. */
 function batched(g: Graph, file: string, k: string | undefined, backend: string): Graph {
   if (k === undefined) return g
-  const K = Number(k)
-  if (!Number.isInteger(K) || K < 1 || K > 65536) throw new UsageError(`--batch must be a whole number from 1 to 65536, got '${k}'`, compile)
+  const K = k === 'auto' ? 0 : Number(k)
+  if (k !== 'auto' && (!Number.isInteger(K) || K < 1 || K > 65536)) throw new UsageError(`--batch must be 'auto' or a whole number from 1 to 65536, got '${k}'`, compile)
   if (K === 1) return g
   if (backend !== 'ckks') throw new UsageError(`--batch is for --backend ckks (packing several images into one ciphertext), not ${backend}`, compile)
+  // auto: the backend compiles at several batches and keeps the cheapest per image
+  if (k === 'auto') return g
   const input = graphInputs(g)[0]
   const dim0 = input ? inputDims(input)[0] : undefined
   if (typeof dim0 !== 'string') throw new PicError(`${file}: input '${input?.name}' has a fixed batch of ${String(dim0)}; --batch needs a symbolic first dimension`)
@@ -186,7 +188,7 @@ const compile: Command = {
   options: {
     backend: { type: 'string', arg: 'NAME', help: "'ir', 'ckks', 'mpc' or the path of a backend plugin module" },
     output: { type: 'string', short: 'o', arg: 'FILE', help: 'write the plan JSON here (large constants go to FILE with .bin)' },
-    batch: { type: 'string', arg: 'K', help: 'CKKS: images per inference, interleaved in the slots (default 1); estimates stay per inference' },
+    batch: { type: 'string', arg: 'K', help: "CKKS: images per inference, interleaved in the slots (default 1), or 'auto' (the cheapest per image); estimates stay per inference" },
     ...COMPILE_OPTIONS,
   },
   async run(args) {

@@ -3,7 +3,10 @@
  * in the sidecar so `pic run` can compare with the interpreter), `print` gives the text form,
  * `summary` the params and stats for `pic compile --json`. `runPlan` executes a plan with node-seal.
  */
-import type { Graph } from '../../ir/graph.js'
+import { instantiate } from '../../ir/builder.js'
+import { PicError } from '../../ir/errors.js'
+import { graphInputs, inputDims, type Graph } from '../../ir/graph.js'
+import { sizeOf } from '../../ir/tensor.js'
 import { graphFromJSON, graphToJSON, type GraphJSON } from '../../ir/serialize.js'
 import { PIPELINES } from '../../passes/pipelines.js'
 import type { Backend } from '../backend.js'
@@ -80,6 +83,38 @@ export function compileOptionsFrom(options: Readonly<Record<string, unknown>>): 
   }
 }
 
+/**
+ * `--batch auto`: the plan at one image, then, when it is leveled and its largest tensor leaves
+ * room, at 2, 4, ... images interleaved while K times the largest tensor fits the slots; the plan
+ * with the lowest estimated time per image is kept and says what was tried.
+ */
+export function compileAutoBatch(g: Graph, opts: CompileOptions): { plan: CkksPlan; graph: Graph } {
+  const one = compileCkks(g, opts)
+  const input = graphInputs(g)[0]
+  const dim0 = input ? inputDims(input)[0] : undefined
+  const largest = Math.max(...g.nodes.filter((n) => n.op !== 'Constant').map((n) => sizeOf(n.type.shape)))
+  let best = { plan: one, graph: g, K: 1, perImage: one.stats.estimatedTotalMs }
+  const tried = [`1: ${one.stats.estimatedTotalMs.toFixed(1)} ms`]
+  if (typeof dim0 === 'string' && one.stats.bootstraps === 0)
+    for (let K = 2; K * largest <= one.params.slots; K *= 2) {
+      const gK = instantiate(g, { [dim0]: K })
+      let plan: CkksPlan
+      try {
+        plan = compileCkks(gK, opts)
+      } catch (e) {
+        if (!(e instanceof PicError)) throw e
+        tried.push(`${K}: ${e.message}`)
+        break
+      }
+      const perImage = plan.stats.estimatedTotalMs / K
+      tried.push(`${K}: ${perImage.toFixed(1)} ms`)
+      if (perImage < best.perImage) best = { plan, graph: gK, K, perImage }
+    }
+  const why = best.K === 1 ? (tried.length === 1 ? (one.stats.bootstraps > 0 ? 'the plan needs refreshes' : 'one image already fills the slots') : 'no batch is cheaper per image') : `${best.K} images per inference`
+  best.plan.stats.notes.push(`--batch auto: ${why}; estimated ms per image by images per inference: ${tried.join(', ')}`)
+  return { plan: best.plan, graph: best.graph }
+}
+
 /** The compiled graph stored with a plan (for maxAbsErrorVsPlain), if present. */
 export function referenceGraph(plan: CkksPlanFile, sidecar?: Uint8Array): Graph | undefined {
   return plan.reference ? graphFromJSON(plan.reference, sidecar) : undefined
@@ -89,8 +124,9 @@ export const ckksBackend: Backend<CkksPlanFile> = {
   name: 'ckks',
   doc: 'leveled CKKS with node-seal: secure parameters, packed diagonal transforms, polynomial activations',
   pipeline: (options) => PIPELINES.ckks(options),
-  lower: (g, cx) => {
-    const plan = compileCkks(g, compileOptionsFrom(cx.options))
+  lower: (g0, cx) => {
+    const opts = compileOptionsFrom(cx.options)
+    const { plan, graph: g } = cx.options.batch === 'auto' ? compileAutoBatch(g0, opts) : { plan: compileCkks(g0, opts), graph: g0 }
     const { json, sidecar } = graphToJSON(g)
     const c = constantsToSidecar(plan.constants)
     const info: SidecarInfo = { graphBytes: json.sidecarBytes, constantBytes: c.bytes, fingerprint: c.fingerprint }

@@ -4,7 +4,7 @@
  * interpreter noiselessly and encrypted, with a last inference padded with zero images.
  */
 import { describe, expect, it } from 'vitest'
-import { compileCkks, runPlan, simulatePlan } from '../../../backends/ckks/index.js'
+import { compileAutoBatch, compileCkks, runPlan, simulatePlan } from '../../../backends/ckks/index.js'
 import { GraphBuilder, instantiate } from '../../../ir/builder.js'
 import { tensor } from '../../../ir/tensor.js'
 import { passContext, runPipeline } from '../../../passes/pass.js'
@@ -37,6 +37,21 @@ describe('ckks: several images per inference', () => {
     expect(maxAbsDiff(res.outputs[0].data, ref.data)).toBeLessThanOrEqual(0.05)
     expect(argmax(res.outputs[0])).toEqual(argmax(ref))
   }, 120_000)
+
+  it('--batch auto keeps the batch with the lowest estimated time per image, and one image where batching does not pay', () => {
+    const auto = compileAutoBatch(compiledGraph('cnn_square'), {})
+    const K2 = auto.plan.inputs[0].shape[0]
+    expect(K2).toBeGreaterThan(1)
+    const note = auto.plan.stats.notes.find((n) => n.startsWith('--batch auto: '))!
+    const tried = [...note.matchAll(/(\d+): ([\d.]+) ms/g)].map((m) => ({ K: Number(m[1]), ms: Number(m[2]) }))
+    expect(tried[0].K).toBe(1)
+    expect(tried.find((t) => t.K === K2)!.ms).toBe(Math.min(...tried.map((t) => t.ms)))
+    const y = simulatePlan(auto.plan, x)[0]
+    expect(maxAbsDiff(y.data, ref.data)).toBeLessThan(1e-9)
+    const c28 = compileAutoBatch(compiledGraph('cryptonets28'), {})
+    expect(c28.plan.inputs[0].shape[0]).toBe(1)
+    expect(c28.plan.stats.notes.join('\n')).toMatch(/--batch auto: no batch is cheaper per image; estimated ms per image by images per inference: 1: [\d.]+ ms, 2: /)
+  })
 
   it('refuses a batched graph whose encrypted values do not keep the batch as their first axis', () => {
     const b = new GraphBuilder('flat', 13, { N: 2 })
