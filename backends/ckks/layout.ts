@@ -612,10 +612,11 @@ const LEVEL_WEIGHT = 2
  * compaction no two elements meet; the positions are checked at every level, and r is chosen by
  * cost. Undefined when no r keeps the elements apart.
  */
-export function compactionPlan(from: Int32Array, to: Int32Array, S: number, w: LayoutWeights = DEFAULT_WEIGHTS): CompactionPlan | undefined {
+export function compactionPlan(from: Int32Array, to: Int32Array, S: number, w: LayoutWeights = DEFAULT_WEIGHTS, groupOf?: Int32Array): CompactionPlan | undefined {
+  // groups: (source ciphertext, target ciphertext, groupOf[i] < 64), each its own network
   const byPair = new Map<number, number[]>()
   for (let i = 0; i < from.length; i++) {
-    const key = Math.floor(from[i] / S) * 65536 + Math.floor(to[i] / S)
+    const key = (Math.floor(from[i] / S) * 65536 + Math.floor(to[i] / S)) * 64 + (groupOf ? groupOf[i] : 0)
     const l = byPair.get(key)
     if (l) l.push(i)
     else byPair.set(key, [i])
@@ -671,7 +672,7 @@ export function compactionPlan(from: Int32Array, to: Int32Array, S: number, w: L
       if (!best || c < best.cost) best = { levels, cost: c }
     }
     if (!best) return undefined
-    groups.push({ source: Math.floor(key / 65536), target: key % 65536, levels: best.levels })
+    groups.push({ source: Math.floor(key / 64 / 65536), target: Math.floor(key / 64) % 65536, levels: best.levels })
     cost += best.cost
   }
   return { groups, cost }

@@ -398,7 +398,9 @@ class Lowerer {
     const [, Cout, h, w] = out
     const nOut = Cout * h * w
     const rest: Term[] = []
-    const jobs: { term: Term; slots: Int32Array }[] = []
+    // per strided term, candidate gapped layouts: one output channel per input channel block, or
+    // s^2 channels a block at the s x s sub-positions (Lee et al.'s multiplexing: denser, fewer ciphertexts)
+    const jobs: { term: Term; options: { slots: Int32Array; sub?: Int32Array }[] }[] = []
     for (const t of v.terms) {
       const sh = t.ct.shape
       const lay = t.ct.layout
@@ -408,13 +410,23 @@ class Lowerer {
         rest.push(t)
         continue
       }
-      const sStride = sh[2] / h
+      const s = sh[2] / h
       const HW = sh[2] * sh[3]
       const Cb = Math.floor(S / HW)
-      const slots = new Int32Array(nOut)
-      for (let c = 0; c < Cout; c++)
-        for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) slots[(c * h + y) * w + x] = Math.floor(c / Cb) * S + (c % Cb) * HW + sStride * y * sh[3] + sStride * x
-      jobs.push({ term: t, slots })
+      const plain = new Int32Array(nOut)
+      const multiplexed = new Int32Array(nOut)
+      const sub = new Int32Array(nOut)
+      for (let c = 0; c < Cout; c++) {
+        const q = Math.floor(c / Cb) % (s * s)
+        for (let y = 0; y < h; y++)
+          for (let x = 0; x < w; x++) {
+            const o = (c * h + y) * w + x
+            plain[o] = Math.floor(c / Cb) * S + (c % Cb) * HW + s * y * sh[3] + s * x
+            multiplexed[o] = Math.floor(c / (Cb * s * s)) * S + (c % Cb) * HW + (s * y + Math.floor(q / s)) * sh[3] + s * x + (q % s)
+            sub[o] = q
+          }
+      }
+      jobs.push({ term: t, options: s * s <= 64 && Cout > Cb ? [{ slots: plain }, { slots: multiplexed, sub }] : [{ slots: plain }] })
     }
     if (jobs.length === 0) return undefined
     const fkey = `${key}|strided`
@@ -422,14 +434,21 @@ class Lowerer {
     if (!cached) {
       const plans: StridedPlans = []
       let cost = 0
+      const target = Int32Array.from({ length: nOut }, (_, o) => o)
       for (const j of jobs) {
         const terms = [{ layout: j.term.ct.layout!, map: j.term.map }]
-        const gapped = planTransform(terms, { kind: 'slots', slots: j.slots }, nOut)!
-        const target = Int32Array.from({ length: nOut }, (_, o) => o)
-        const net = compactionPlan(j.slots, target, S)
-        if (!net) return undefined
-        cost += transformCost(gapped) + net.cost
-        plans.push({ gapped, net })
+        let best: { gapped: TransformPlan; net: CompactionPlan; cost: number } | undefined
+        for (const opt of j.options) {
+          // a sub-position's elements keep their order, so each sub-position is compacted on its own
+          const net = compactionPlan(opt.slots, target, S, undefined, opt.sub)
+          if (!net) continue
+          const gapped = planTransform(terms, { kind: 'slots', slots: opt.slots }, nOut)!
+          const c = transformCost(gapped) + net.cost
+          if (!best || c < best.cost) best = { gapped, net, cost: c }
+        }
+        if (!best) return undefined
+        cost += best.cost
+        plans.push({ gapped: best.gapped, net: best.net })
       }
       // the direct transforms of the other terms are paid either way
       if (cost >= directCost) return undefined
@@ -437,6 +456,7 @@ class Lowerer {
       this.cfg.cache?.set(fkey, cached)
     }
     const compacted = jobs.map((j, k) => {
+      // the plans were made for these terms (same node, layouts and maps: the cache key)
       const { gapped, net } = cached![k]
       const g = this.emitTransform({ kind: 'secret', type: v.type, terms: [j.term], bias: new Float64Array(nOut) }, gapped, node)
       return this.emitCompaction(g, net, nOut, v.type.shape, node)
