@@ -36,6 +36,8 @@ export interface CompileOptions {
    * strided maps stay one transform each (their compaction would spend levels).
    */
   leveledOnly?: boolean
+  /** Progress lines (pic compile prints them on stderr). */
+  log?: (message: string) => void
 }
 
 /** node-seal runs in a 4 GB WebAssembly heap; choosing the ring, keys get at most 3 GiB of it. */
@@ -281,8 +283,12 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   const cache: TransformCache = new Map()
   // the smallest ring whose slots hold every tensor; when none does, tensors span several ciphertexts of the largest
   let multiCt = false
+  const log = opts.log ?? (() => {})
+  const t0 = performance.now()
+  const secs = () => ((performance.now() - t0) / 1000).toFixed(1)
   for (;;) {
     try {
+      log(`ckks: lowering at N = ${2 ** logNs[0]}${multiCt ? ', tensors over several ciphertexts' : ''}`)
       probe = lowerAt(g, logNs[0], Infinity, opts, cache, multiCt)
       break
     } catch (e) {
@@ -294,6 +300,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
     }
   }
   const depth = probe.depth
+  log(`ckks: depth ${depth}, lowered in ${secs()} s`)
   const budget = opts.keyBudgetBytes ?? DEFAULT_KEY_BUDGET
   const keysFit = (logN: number, primes: number) => minKeys(logN) * keySwitchKeyBytes(logN, primes) <= budget
   let leveled = chooseParams({ depth, security, minLogScale: minS, maxLogScale: opts.maxLogScale, headroom, logNs })
@@ -337,6 +344,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
         const fitted = fitMemory(lv, lowered, params, opts, notes)
         const est = estimateMs(fitted.lv.instrs, logN, fitted.mode === 'on demand' ? { primes: primes.length - 1 } : undefined).total
         const refreshes = fitted.lv.instrs.filter((i) => i.op === 'refresh').length
+        log(`ckks: N = ${2 ** logN} with ${L} levels between refreshes: ${(est / 1000).toFixed(1)} s estimated, ${refreshes} refreshes${fitted.memory.fits ? '' : ", does not fit node-seal's heap"} (${secs()} s)`)
         const keys = new Set(fitted.lv.instrs.filter((i) => i.op === 'rotate').map((i) => i.step!)).size
         choices.push({ logN, levels: L, refreshes, estimatedMs: Math.round(est), peakBytes: fitted.memory.peakBytes, fits: fitted.memory.fits, rotationKeys: keys, plaintexts: fitted.mode })
         if (fitted.memory.fits && (!best || est < best.est)) best = { c: { params, lowered, budget: L, levels: { primeValues, lv }, notes }, fitted, est }

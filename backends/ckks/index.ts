@@ -125,7 +125,7 @@ export const ckksBackend: Backend<CkksPlanFile> = {
   doc: 'leveled CKKS with node-seal: secure parameters, packed diagonal transforms, polynomial activations',
   pipeline: (options) => PIPELINES.ckks(options),
   lower: (g0, cx) => {
-    const opts = compileOptionsFrom(cx.options)
+    const opts = { ...compileOptionsFrom(cx.options), log: (m: string) => cx.log(m) }
     const { plan, graph: g } = cx.options.batch === 'auto' ? compileAutoBatch(g0, opts) : { plan: compileCkks(g0, opts), graph: g0 }
     const { json, sidecar } = graphToJSON(g)
     const c = constantsToSidecar(plan.constants)
