@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { loadBackend } from '../backends/index.js'
 import { irBackend } from '../backends/ir/index.js'
-import { instantiate, symbolicShapes } from '../ir/builder.js'
+import { symbolicShapes, withBatchSize } from '../ir/builder.js'
 import { graphInputs, inputDims, type Graph } from '../ir/graph.js'
 import { batchSize, bindInputs, interpret, runBatched } from '../ir/interpret.js'
 import { activationCounts, opCounts, parameterCount } from '../ir/stats.js'
@@ -76,17 +76,14 @@ function batched(g: Graph, file: string, k: string | undefined, backend: string)
   if (backend !== 'ckks') throw new UsageError(`--batch is for --backend ckks (packing several images into one ciphertext), not ${backend}`, compile)
   // auto: the backend compiles at several batches and keeps the cheapest per image
   if (k === 'auto') return g
-  const input = graphInputs(g)[0]
-  const dim0 = input ? inputDims(input)[0] : undefined
-  if (typeof dim0 !== 'string') throw new PicError(`${file}: input '${input?.name}' has a fixed batch of ${String(dim0)}; --batch needs a symbolic first dimension`)
-  return instantiate(g, { [dim0]: K })
+  const bound = withBatchSize(g, K)
+  if (!bound) throw new PicError(`${file}: input '${graphInputs(g)[0]?.name}' has a fixed batch; --batch needs a symbolic first dimension`)
+  return bound
 }
 
 /** The model bound to `batch` samples (when its batch dim is symbolic) and compiled for the ir backend. */
 function compiledFor(original: Graph, batch: number, args: ParsedArgs): { compiled: Graph; report: Record<string, unknown> } {
-  const input = graphInputs(original)[0]
-  const dim0 = input ? inputDims(input)[0] : undefined
-  const bound = typeof dim0 === 'string' ? instantiate(original, { [dim0]: batch }) : original
+  const bound = withBatchSize(original, batch) ?? original
   const { compiled, cx } = compileFor(bound, irBackend, args)
   return { compiled, report: cx.report }
 }

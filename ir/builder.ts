@@ -207,6 +207,13 @@ export function instantiate(g: Graph, symbols: Record<string, number>): Graph {
   return b.build(g.outputs)
 }
 
+/** The graph with its first input's symbolic batch dim bound to `batch`; undefined when that dim is a number. */
+export function withBatchSize(g: Graph, batch: number): Graph | undefined {
+  const input = g.nodes.find((n) => n.op === 'Input')
+  const dim0 = input ? inputDims(input)[0] : undefined
+  return typeof dim0 === 'string' ? instantiate(g, { [dim0]: batch }) : undefined
+}
+
 /**
  * Each value's dims with the symbolic ones named. The graph is instantiated once more with every
  * symbol in `symbols` moved to its own new value (above all current ones, so no two coincide); a dim

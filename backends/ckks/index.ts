@@ -3,9 +3,9 @@
  * in the sidecar so `pic run` can compare with the interpreter), `print` gives the text form,
  * `summary` the params and stats for `pic compile --json`. `runPlan` executes a plan with node-seal.
  */
-import { instantiate } from '../../ir/builder.js'
+import { withBatchSize } from '../../ir/builder.js'
 import { PicError } from '../../ir/errors.js'
-import { graphInputs, inputDims, type Graph } from '../../ir/graph.js'
+import type { Graph } from '../../ir/graph.js'
 import { sizeOf } from '../../ir/tensor.js'
 import { graphFromJSON, graphToJSON, type GraphJSON } from '../../ir/serialize.js'
 import { PIPELINES } from '../../passes/pipelines.js'
@@ -90,14 +90,16 @@ export function compileOptionsFrom(options: Readonly<Record<string, unknown>>): 
  */
 export function compileAutoBatch(g: Graph, opts: CompileOptions): { plan: CkksPlan; graph: Graph } {
   const one = compileCkks(g, opts)
-  const input = graphInputs(g)[0]
-  const dim0 = input ? inputDims(input)[0] : undefined
   const largest = Math.max(...g.nodes.filter((n) => n.op !== 'Constant').map((n) => sizeOf(n.type.shape)))
   let best = { plan: one, graph: g, K: 1, perImage: one.stats.estimatedTotalMs }
   const tried = [`1: ${one.stats.estimatedTotalMs.toFixed(1)} ms`]
-  if (typeof dim0 === 'string' && one.stats.bootstraps === 0)
+  if (one.stats.bootstraps === 0)
     for (let K = 2; K * largest <= one.params.slots; K *= 2) {
-      const gK = instantiate(g, { [dim0]: K })
+      const gK = withBatchSize(g, K)
+      if (!gK) {
+        tried.push(`${K}: the model's batch is fixed`)
+        break
+      }
       let plan: CkksPlan
       try {
         plan = compileCkks(gK, opts)
@@ -110,7 +112,7 @@ export function compileAutoBatch(g: Graph, opts: CompileOptions): { plan: CkksPl
       tried.push(`${K}: ${perImage.toFixed(1)} ms`)
       if (perImage < best.perImage) best = { plan, graph: gK, K, perImage }
     }
-  const why = best.K === 1 ? (tried.length === 1 ? (one.stats.bootstraps > 0 ? 'the plan needs refreshes' : 'one image already fills the slots') : 'no batch is cheaper per image') : `${best.K} images per inference`
+  const why = best.K > 1 ? `${best.K} images per inference` : one.stats.bootstraps > 0 ? 'the plan needs refreshes' : tried.length === 1 ? 'one image already fills the slots' : tried.some((t) => t.endsWith('fixed')) ? "the model's batch is fixed" : 'no batch is cheaper per image'
   best.plan.stats.notes.push(`--batch auto: ${why}; estimated ms per image by images per inference: ${tried.join(', ')}`)
   return { plan: best.plan, graph: best.graph }
 }

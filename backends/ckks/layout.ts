@@ -534,9 +534,10 @@ export function candidateSpecs(n: number, S: number, periods: readonly number[] 
 /**
  * Cheapest transform over the candidate specs (ties favour replicated outputs, which help the next map).
  * `clean`: only layouts whose other slots hold replicas, not partial sums (inputs of high-degree
- * polynomials, where unbounded garbage could overflow the modulus).
+ * polynomials, where unbounded garbage could overflow the modulus). `keysOnly`: the chosen plan's
+ * diagonals without their values (counts and costs only).
  */
-export function bestTransform(terms: readonly TermInput[], nOut: number, w: LayoutWeights = DEFAULT_WEIGHTS, clean = false, batch = 1): TransformPlan {
+export function bestTransform(terms: readonly TermInput[], nOut: number, w: LayoutWeights = DEFAULT_WEIGHTS, clean = false, batch = 1, keysOnly = false): TransformPlan {
   const S = terms[0].layout.S
   let best: TransformPlan | undefined
   let bestCost = Infinity
@@ -552,7 +553,7 @@ export function bestTransform(terms: readonly TermInput[], nOut: number, w: Layo
     }
   }
   if (!best) throw new SlotOverflowError(`no layout fits ${nOut} elements in ${S} slots`)
-  return planTransform(terms, best.spec, nOut)!
+  return keysOnly ? best : planTransform(terms, best.spec, nOut)!
 }
 
 /**

@@ -361,25 +361,32 @@ class Lowerer {
     const key = `${node}#${seq}|${spec ? JSON.stringify(spec) : ''}|${clean}|${nOut}|${terms.map((t) => `${t.layout.cts}:${t.layout.pos.length}:${t.map.cols}:${t.map.idx.length}`).join(',')}`
     let plan = this.cfg.cache?.get(key) as TransformPlan | undefined
     if (!plan) {
-      if (spec) plan = planTransform(terms, spec, nOut)
-      if (!plan) plan = bestTransform(terms, nOut, undefined, clean, K)
+      // the direct transform's layout and cost first (diagonals without values); built in full only if used
+      const forcedPlan = spec ? planTransform(terms, spec, nOut) : undefined
+      const probe = forcedPlan ?? (this.cfg.cache?.get(`${key}|probe`) as TransformPlan | undefined) ?? bestTransform(terms, nOut, undefined, clean, K, true)
+      const f = !forced && probe.diagonals.length > FACTOR_ABOVE && this.cfg.compactStrided !== false && K === 1 ? this.stridedTerms(v, node, key, transformCost(probe)) : undefined
+      if (f) {
+        this.cfg.cache?.set(`${key}|probe`, probe)
+        return this.finishStrided(v, f, node, clean)
+      }
+      plan = forcedPlan ?? planTransform(terms, probe.spec, nOut)!
       this.cfg.cache?.set(key, plan)
     }
-    if (!forced && plan.diagonals.length > FACTOR_ABOVE && this.cfg.compactStrided !== false && K === 1) {
-      const f = this.stridedTerms(v, node, key, transformCost(plan))
-      if (f && f.rest.length === 0 && f.compacted.length === 1) {
-        // the bias goes straight onto the compacted ciphertexts
-        const ct = f.compacted[0]
-        if (v.bias.every((x) => x === 0)) return ct
-        const regs = ct.regs.map((r, c) => {
-          const sv = this.slotVector(ct.layout!, v.bias, c)
-          return sv.slots.length === 0 ? r : this.emit('addPlain', [r], { pt: this.sparseConst('b', sv.slots, sv.values), node })
-        })
-        return { ...ct, regs }
-      }
-      if (f) return this.materialize({ ...v, terms: [...f.rest, ...f.compacted.map((ct) => ({ ct, map: identityCols(nOut) }))] }, node, undefined, clean)
-    }
     return this.emitTransform(v, plan, node)
+  }
+
+  /** The value from its strided terms' compacted ciphertexts and its other terms (one more transform when there are any). */
+  finishStrided(v: Val & { kind: 'secret' }, f: { rest: Term[]; compacted: CtVal[] }, node: string, clean: boolean): CtVal {
+    const nOut = sizeOf(v.type.shape)
+    if (f.rest.length > 0 || f.compacted.length > 1) return this.materialize({ ...v, terms: [...f.rest, ...f.compacted.map((ct) => ({ ct, map: identityCols(nOut) }))] }, node, undefined, clean)
+    // the bias goes straight onto the compacted ciphertexts
+    const ct = f.compacted[0]
+    if (v.bias.every((x) => x === 0)) return ct
+    const regs = ct.regs.map((r, c) => {
+      const sv = this.slotVector(ct.layout!, v.bias, c)
+      return sv.slots.length === 0 ? r : this.emit('addPlain', [r], { pt: this.sparseConst('b', sv.slots, sv.values), node })
+    })
+    return { ...ct, regs }
   }
 
   /**
