@@ -165,6 +165,8 @@ class Lowerer {
   inputs: LoweredGraph['inputs'] = []
   depth = new Map<number, number>()
   refreshes = 0
+  /** Register -> its refreshed copy: a value used by several consumers past the budget (a residual fork) is refreshed once. */
+  refreshed = new Map<number, number>()
   transformsAt = new Map<string, number>()
   readonly S: number
   readonly graphInputs: Set<string>
@@ -194,9 +196,17 @@ class Lowerer {
     const d = Math.max(...ct.regs.map((r) => this.depth.get(r) ?? 0))
     if (d + levels <= this.cfg.budget) return ct
     if (levels > this.cfg.budget) throw new LowerError(`${node}: needs ${levels} levels in one step, more than the ${this.cfg.budget} available`)
-    this.refreshes += ct.regs.length
-    this.notes.push(`${node}: bootstrap (refresh) placed before this step: depth ${d} + ${levels} exceeds the ${this.cfg.budget} levels of the chain`)
-    return { ...ct, regs: ct.regs.map((r) => this.emit('refresh', [r], { node })) }
+    const fresh = ct.regs.filter((r) => !this.refreshed.has(r)).length
+    this.refreshes += fresh
+    this.notes.push(`${node}: bootstrap (refresh) placed before this step: depth ${d} + ${levels} exceeds the ${this.cfg.budget} levels of the chain${fresh < ct.regs.length ? ` (${ct.regs.length - fresh} of ${ct.regs.length} ciphertexts already refreshed for another consumer)` : ''}`)
+    return {
+      ...ct,
+      regs: ct.regs.map((r) => {
+        let c = this.refreshed.get(r)
+        if (c === undefined) this.refreshed.set(r, (c = this.emit('refresh', [r], { node })))
+        return c
+      }),
+    }
   }
 
   sparseConst(prefix: string, slots: ArrayLike<number>, values: ArrayLike<number>): string {

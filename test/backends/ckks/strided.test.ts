@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest'
 import { compileCkks, interaction, runPlan, simulatePlan } from '../../../backends/ckks/index.js'
 import { compactionPlan, type TransformPlan } from '../../../backends/ckks/layout.js'
+import { lowerGraph } from '../../../backends/ckks/lower.js'
 import { GraphBuilder } from '../../../ir/builder.js'
 import type { Graph } from '../../../ir/graph.js'
 import { interpret } from '../../../ir/interpret.js'
@@ -95,5 +96,22 @@ describe('ckks: tensors over several ciphertexts, strided maps', () => {
     const rev = compactionPlan(Int32Array.from([0, 1, 2, 3]), Int32Array.from([3, 2, 1, 0]), S)!
     expect(rev.groups[0].levels).toHaveLength(1)
     expect(compactionPlan(Int32Array.from({ length: S }, (_, i) => i), Int32Array.from({ length: S }, (_, i) => S - 1 - i), S)).toBeUndefined()
+  })
+
+  it('refreshes a value that several consumers need past the budget once (a residual fork)', () => {
+    // x -> conv -> square (2 levels: the chain's budget) -> forks into a square and a 1x1 conv, which both need a level
+    const b = new GraphBuilder('fork', 13, { N: 1 })
+    b.input('x', 'float32', ['N', 2, 8, 8])
+    const c = onnxNode(b, 'Conv', ['x', constant(b, 'w', [2, 2, 3, 3], random([2, 2, 3, 3], 11, -0.3, 0.3))], 'c', { pads: [1, 1, 1, 1] })
+    const a = onnxNode(b, 'Mul', [c, c], 'a')
+    const sq = onnxNode(b, 'Mul', [a, a], 'sq')
+    const p = onnxNode(b, 'Conv', [a, constant(b, 'w2', [2, 2, 1, 1], random([2, 2, 1, 1], 12, -0.5, 0.5))], 'p')
+    const g2 = b.build([onnxNode(b, 'Add', [sq, p], 'out')])
+    const lv = lowerGraph(g2, { slots: 4096, maxInputCts: 1, budget: 2 })
+    const refreshes = lv.instrs.filter((i) => i.op === 'refresh')
+    // the fork's value is one ciphertext: one refresh serves both branches (two before refreshes were shared)
+    expect(refreshes).toHaveLength(1)
+    expect(lv.refreshes).toBe(1)
+    expect(lv.notes.join('\n')).toMatch(/1 of 1 ciphertexts already refreshed for another consumer/)
   })
 })
