@@ -163,7 +163,7 @@ export function fitActivations(g: Graph, cx: PassContext, spec: Exclude<ApproxSp
       fits.set(name, c.poly)
       extra.set(name, { agreementDrop: c.error, cost: c.cost })
     }
-    cx.report.ola = { budget: spec.budget, jointAgreementDrop: r.jointError, totalCost: r.totalCost, samples: r.samples }
+    cx.report.ola = { budget: spec.budget, jointAgreementDrop: r.jointError, totalCost: r.totalCost, samples: r.samples, jointSamples: r.jointSamples }
   } else
     for (const act of acts) {
       const st = stats.get(act.node.name)!
