@@ -1,24 +1,27 @@
 /**
  * OLA (optimized layerwise approximation) degree selection. Per activation layer and candidate
  * degree: a distribution-weighted least-squares fit (calibration histogram as the weight, widened by
- * the scale factor r), its error E_l(d) = the expected accuracy lost on the calibration data when only
- * that layer is approximated (each sample whose top-1 changes weighted by the original model's softmax
- * gap between its top two classes, so that near-ties, which any perturbation flips and which are
- * right half the time anyway, weigh almost nothing), and its cost T_l(d) from a pluggable cost
- * model. A knapsack over layers (budget discretized in 1/32 samples) picks one degree per
- * layer minimizing the total cost with the summed error within budget; the joint choice is then
- * checked by running all approximations together: while it overshoots, the layer whose next degree
- * removes the most joint error per unit of cost is raised; while it has room (summed errors overstate
- * the joint error when layers flip the same samples), layers are lowered to cheaper measured
- * candidates, the largest saving first, as long as the joint error stays within budget. For robustness on unseen data a
- * sample counts as flipped when the original class's lead shrinks below OLA_KEEP of itself, and the
- * fits see the calibration density widened by r (more for MaxPool's polynomial signs). At low degrees
- * the per-channel Hermite fit is tried too and the better of the two kept.
+ * the scale factor r, plus a small share spread over the interval so the tails stay bounded), its
+ * error E_l(d) = the expected accuracy lost on the calibration data when only that layer is
+ * approximated (each sample whose top-1 changes weighted by the original model's softmax gap between
+ * its top two classes, so that near-ties, which any perturbation flips and which are right half the
+ * time anyway, weigh almost nothing), its consumption C_l(d) (the same weights times the share of
+ * each sample's lead the change uses up: it sees the small changes that compound over many layers),
+ * and its cost T_l(d) from a pluggable cost model. A knapsack over layers (summed E within the
+ * budget, in 1/32 samples) minimizes the summed T + lambda C; the smallest lambda on a ladder whose
+ * choice, run jointly, stays within budget is kept (lambda 0 is OLA's plain knapsack). Then, while
+ * the joint choice overshoots, the layer whose next degree removes the most joint error per unit of
+ * cost is raised; while it has room (summed errors overstate the joint error when layers flip the
+ * same samples), layers are lowered to cheaper measured candidates, the largest saving first, as
+ * long as the joint error stays within budget. For robustness on unseen data a sample counts as
+ * flipped when the original class's lead shrinks below OLA_KEEP of itself. At low degrees the
+ * per-channel Hermite fit is tried too and the better of the two kept.
  *
- * A layer's degree walk stops at a negligible loss (budget / 2L) or when three degrees in a row do not
- * lower it. The per-layer runs reuse one cached full run: only the nodes downstream of the replaced
- * layer are evaluated again; on big networks an evenly strided subset of the calibration samples is
- * replayed (OLA_ELEMENTS), the statistics for the fits still come from all of them.
+ * A layer's degree walk stops at a negligible consumption (budget / 2L) or when PLATEAU feasible
+ * degrees in a row do not lower it by a tenth. The per-layer runs reuse one cached full run: only the
+ * nodes downstream of the replaced layer are evaluated again; on big networks an evenly strided
+ * subset of the calibration samples is replayed (OLA_ELEMENTS; the joint runs see more,
+ * OLA_JOINT_ELEMENTS), the statistics for the fits still come from all of them.
  */
 import type { Graph, Node } from '../ir/graph.js'
 import { bindInputs, interpret } from '../ir/interpret.js'
@@ -325,7 +328,7 @@ export interface OlaOptions {
 
 export interface OlaResult {
   choices: Map<string, OlaChoice>
-  /** Loss of all approximations together on the replayed calibration samples, as a fraction. */
+  /** Loss of all approximations together on the joint runs' calibration samples, as a fraction. */
   jointError: number
   totalCost: number
   /** Calibration samples replayed by the per-layer walks. */
@@ -362,7 +365,7 @@ const UNITS = 32
  */
 const LADDER = [0, ...Array.from({ length: 13 }, (_, k) => 2 ** (k - 4))]
 
-/** A layer's degree walk stops after this many measured degrees in a row within the budget that do not lower its best loss (4 cost cnn_bn_relu_maxpool 1 point of digits test accuracy). */
+/** A layer's degree walk stops after this many measured degrees in a row within the budget that do not lower its best consumption by a tenth (with losses: 4 cost cnn_bn_relu_maxpool 1 point of digits test accuracy). */
 const PLATEAU = 5
 
 /** Rows `idx` of a tensor along axis 0. */
