@@ -446,7 +446,8 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
         consumption += part.consumption(out, keep)
         if (!within(loss)) break
       }
-      if (!best || consumption < best.consumption) best = { degree: d, flips, loss, consumption, cost: cost.activation(d, sizeOf(act.node.type.shape.slice(1))), poly }
+      // a fit whose loss passed the budget stopped early (its consumption is partial): a feasible one wins
+      if (!best || (within(loss) && (!within(best.loss) || consumption < best.consumption)) || (!within(best.loss) && loss < best.loss)) best = { degree: d, flips, loss, consumption, cost: cost.activation(d, sizeOf(act.node.type.shape.slice(1))), poly }
     }
     return best!
   }
