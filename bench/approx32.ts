@@ -11,8 +11,6 @@
  *   npx vite-node bench/approx32.ts                                  (default specs)
  *   npx vite-node bench/approx32.ts -- ola:0.01 minimax:15           (specs to run)
  *   npx vite-node bench/approx32.ts -- --search                      (also: the uniform degree search)
- *   npx vite-node bench/approx32.ts -- --ckks 2 ola:0.01 minimax:31   (also: OLA's and each family's
- *       cheapest uniform plan compiled for CKKS and run encrypted on 2 test images, --refresh client)
  */
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
@@ -29,7 +27,6 @@ import { rows } from '../passes/calibrate.js'
 import { argmax, OLA_DEGREES } from '../passes/ola.js'
 import { passContext, runPipeline } from '../passes/pass.js'
 import { common, PIPELINES } from '../passes/pipelines.js'
-import { compileCkks, runPlan } from '../backends/ckks/index.js'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const DATA = process.env.PIC_FMNIST32 ?? '/work/shared/fixtures/fmnist32'
@@ -44,9 +41,7 @@ for (const f of ['test_x.npy', 'test_y.npy', 'calib_x.npy'])
   }
 const argv = process.argv.slice(2).filter((a) => a !== '--')
 const search = argv.includes('--search')
-const ckksAt = argv.indexOf('--ckks')
-const ckksImages = ckksAt >= 0 ? Number(argv[ckksAt + 1]) : 0
-const specs = argv.filter((a, i) => !a.startsWith('--') && !(ckksAt >= 0 && i === ckksAt + 1))
+const specs = argv.filter((a) => !a.startsWith('--'))
 const calib = readNpy(path.join(DATA, 'calib_x.npy'))
 const testX = readNpy(path.join(DATA, 'test_x.npy'))
 const testY = readNpy(path.join(DATA, 'test_y.npy'))
@@ -69,7 +64,7 @@ const pct = (v: number) => (100 * v).toFixed(2)
 const imported = importModel(readFileSync(MODEL), { file: 'resnet20.onnx' })
 const acc0 = accuracyOf(outputs(runPipeline(imported, common, passContext())))
 
-function compileWith(spec: string): { g: Graph; layers: LayerReport[]; acc: number; cost: number; depth: number; s: number } {
+function compileWith(spec: string): { layers: LayerReport[]; acc: number; cost: number; depth: number; s: number } {
   const options = { approx: spec, costModel }
   const cx = passContext(options, { calib, log: (m: string) => process.stderr.write(`${m}\n`) })
   const t0 = performance.now()
@@ -78,7 +73,7 @@ function compileWith(spec: string): { g: Graph; layers: LayerReport[]; acc: numb
   const layers = (cx.report.layers as LayerReport[] | undefined) ?? []
   const byName = new Map(g.nodes.map((n) => [n.origin?.name || n.name, n]))
   const cost = layers.reduce((sum, l) => sum + costModel.activation(l.degree, sizeOf((byName.get(l.name)?.type.shape ?? [1, 1]).slice(1))), 0)
-  const r = { g, layers, acc: accuracyOf(outputs(g)), cost, depth: graphDepth(g), s }
+  const r = { layers, acc: accuracyOf(outputs(g)), cost, depth: graphDepth(g), s }
   process.stderr.write(`${spec}: ${pct(r.acc)}% cost ${cost.toFixed(0)} ms, ${s.toFixed(1)} s\n`)
   return r
 }
@@ -99,31 +94,13 @@ let out = `fmnist32/resnet20 on ${testX.shape[0]} test images, ${calib.shape[0]}
 const ola = [...results].find(([s]) => s.startsWith('ola'))?.[1]
 if (ola) {
   const ratio: string[][] = [['family', 'cheapest d reaching OLA acc', 'acc', 'cost ms', 'cost / OLA']]
-  const founds: { family: string; d: number; r: ReturnType<typeof compileWith> }[] = []
   for (const family of UNIFORM) {
     let found: { d: number; r: ReturnType<typeof compileWith> } | undefined
     const tried = [...results].filter(([s]) => s.startsWith(`${family}:`)).map(([s, r]) => ({ d: Number(s.split(':')[1]), r }))
     if (search) for (const d of OLA_DEGREES) tried.some((t) => t.d === d) || tried.push({ d, r: compileWith(`${family}:${d}`) })
     for (const t of tried.sort((a, b) => a.r.cost - b.r.cost)) if (t.r.acc >= ola.acc && (!found || t.r.cost < found.r.cost)) found = t
-    if (found) founds.push({ family, ...found })
     ratio.push(found ? [family, String(found.d), pct(found.r.acc), found.r.cost.toFixed(0), `${(found.r.cost / ola.cost).toFixed(2)}x`] : [family, `none of ${tried.map((t) => t.d).join(',') || '-'}`, '-', '-', '-'])
   }
   out += `\nOLA (${pct(ola.acc)}%, ${ola.cost.toFixed(0)} ms) against the cheapest uniform degree reaching its test accuracy${search ? '' : ' (among the specs run)'}\n${fmt(ratio)}\n`
-  if (ckksImages > 0) {
-    // the plans themselves: compiled for CKKS, run encrypted with client-aided refreshes, per image
-    const x = rows(testX, 0, ckksImages)
-    const ckks: string[][] = [['spec', 'N', 'levels', 'refreshes', 'estimated s', 'measured s', 'measured / OLA']]
-    let olaMs = 0
-    for (const [spec, r] of [['ola:0.01', ola] as const, ...founds.map((f) => [`${f.family}:${f.d}`, f.r] as const)]) {
-      process.stderr.write(`${spec}: compiling for CKKS\n`)
-      const plan = compileCkks(r.g, { model: spec, log: (m) => process.stderr.write(`${m}\n`) })
-      const res = await runPlan(plan, x, { refresh: 'client' })
-      const ms = res.perImageEvaluateMs
-      if (spec.startsWith('ola')) olaMs = ms
-      ckks.push([spec, String(2 ** plan.params.logN), String(plan.stats.depth), String(plan.stats.bootstraps), (plan.stats.estimatedTotalMs / 1000).toFixed(1), (ms / 1000).toFixed(1), `${(ms / olaMs).toFixed(2)}x`])
-      process.stderr.write(`${spec}: ${(ms / 1000).toFixed(1)} s per image measured\n`)
-    }
-    out += `\nCKKS plans run encrypted (${ckksImages} test image(s), client-aided refreshes; evaluation seconds per image)\n${fmt(ckks)}\n`
-  }
 }
 process.stdout.write(out)
