@@ -11,16 +11,23 @@
  *   npx vite-node bench/approx32.ts                                  (default specs)
  *   npx vite-node bench/approx32.ts -- ola:0.01 minimax:15           (specs to run)
  *   npx vite-node bench/approx32.ts -- --search                      (also: the uniform degree search)
+ *   npx vite-node bench/approx32.ts -- --holdout ola:0.01             (held-out calibration, below)
+ *
+ * `--holdout`: calibrate on 512 images the network never saw in training, Fashion-MNIST test images
+ * 1,000 to 1,511 (disjoint from the 1,000 evaluated), read from the Debian package
+ * dataset-fashion-mnist and preprocessed as the fixture (checked: the package's first 1,000 test
+ * images reproduce test_x.npy exactly). The fixture's calib_x.npy holds training images.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { gunzipSync } from 'node:zlib'
 import { readNpy } from '../compiler/npy.js'
 import { importModel } from '../compiler/onnx-import.js'
 import type { Graph } from '../ir/graph.js'
 import { bindInputs, interpret } from '../ir/interpret.js'
 import { graphDepth } from '../ir/stats.js'
-import { sizeOf } from '../ir/tensor.js'
+import { sizeOf, type Tensor } from '../ir/tensor.js'
 import { ckksOlaCostModel } from '../backends/ckks/cost.js'
 import type { LayerReport } from '../passes/approximate.js'
 import { rows } from '../passes/calibrate.js'
@@ -32,7 +39,8 @@ const HERE = path.dirname(fileURLToPath(import.meta.url))
 const DATA = process.env.PIC_FMNIST32 ?? '/work/shared/fixtures/fmnist32'
 const MODEL = path.join(HERE, '../test/fixtures/fmnist32/resnet20.onnx')
 const SPECS = ['hermite:2', 'hermite:4', 'chebyshev:15', 'minimax:8', 'minimax:15', 'minimax:31', 'ola:0.01']
-const UNIFORM = ['minimax', 'chebyshev', 'hermite']
+const UNIFORM = ['minimax', 'chebyshev', 'hermite', 'wls']
+const FASHION = '/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz'
 
 for (const f of ['test_x.npy', 'test_y.npy', 'calib_x.npy'])
   if (!existsSync(path.join(DATA, f))) {
@@ -42,8 +50,33 @@ for (const f of ['test_x.npy', 'test_y.npy', 'calib_x.npy'])
 const argv = process.argv.slice(2).filter((a) => a !== '--')
 const search = argv.includes('--search')
 const specs = argv.filter((a) => !a.startsWith('--'))
-const calib = readNpy(path.join(DATA, 'calib_x.npy'))
 const testX = readNpy(path.join(DATA, 'test_x.npy'))
+const holdout = argv.includes('--holdout')
+const calib = holdout ? fashionTest(1000, 1512) : readNpy(path.join(DATA, 'calib_x.npy'))
+
+/** Fashion-MNIST test images [from, to) as the fixture preprocesses them (see its README). */
+function fashionTest(from: number, to: number): Tensor {
+  if (!existsSync(FASHION)) {
+    process.stderr.write(`bench/approx32: --holdout reads ${FASHION} (Debian package dataset-fashion-mnist)\n`)
+    process.exit(1)
+  }
+  const raw = gunzipSync(readFileSync(FASHION))
+  // float32 arithmetic, as numpy did: (v / 255 - 0.286) / 0.353, the 2-pixel border being v = 0
+  const f = Math.fround
+  const norm = (v: number) => f(f(f(v / 255) - f(0.286)) / f(0.353))
+  const image = (i: number, out: Float64Array, at: number) => {
+    for (let r = 0; r < 32; r++)
+      for (let c = 0; c < 32; c++) out[at + r * 32 + c] = r < 2 || r >= 30 || c < 2 || c >= 30 ? norm(0) : norm(raw[16 + i * 784 + (r - 2) * 28 + c - 2])
+  }
+  const check = new Float64Array(32 * 32)
+  for (let i = 0; i < testX.shape[0]; i++) {
+    image(i, check, 0)
+    if (check.some((v, k) => v !== testX.data[i * 1024 + k])) throw new Error(`bench/approx32: test image ${i} of ${FASHION} does not reproduce test_x.npy: the preprocessing differs`)
+  }
+  const data = new Float64Array((to - from) * 1024)
+  for (let i = from; i < to; i++) image(i, data, (i - from) * 1024)
+  return { dtype: 'float32', shape: [to - from, 1, 32, 32], data }
+}
 const testY = readNpy(path.join(DATA, 'test_y.npy'))
 const costModel = ckksOlaCostModel()
 
@@ -90,7 +123,7 @@ const fmt = (t: string[][]) => {
   const w = t[0].map((_, j) => Math.max(...t.map((r) => r[j].length)))
   return t.map((r) => r.map((c, j) => c.padEnd(w[j])).join('  ')).join('\n')
 }
-let out = `fmnist32/resnet20 on ${testX.shape[0]} test images, ${calib.shape[0]} calibration images\n${fmt(table)}\n`
+let out = `fmnist32/resnet20 on ${testX.shape[0]} test images, ${calib.shape[0]} calibration images (${holdout ? 'held out: Fashion-MNIST test images 1000-1511' : 'calib_x.npy: training images'})\n${fmt(table)}\n`
 const ola = [...results].find(([s]) => s.startsWith('ola'))?.[1]
 if (ola) {
   const ratio: string[][] = [['family', 'cheapest d reaching OLA acc', 'acc', 'cost ms', 'cost / OLA']]

@@ -167,6 +167,7 @@ const evaluate: Command = {
       maxAbsError: maxAbsDiff(refOut, outC),
       samples: n,
       ...(report.layers ? { layers: report.layers } : {}),
+      ...(report.ola ? { ola: report.ola } : {}),
       ...(report.reluBudget ? { reluBudget: report.reluBudget } : {}),
     }
     log(`evaluated ${n} samples in ${((performance.now() - t0) / 1000).toFixed(1)} s`)

@@ -1,7 +1,7 @@
 /**
  * approximate: replace every non-polynomial elementwise activation by a fitted polynomial (`Poly`),
  * from calibration statistics. Options (cx.options):
- * - `approx`: 'none' | 'hermite:D' | 'chebyshev:D' | 'minimax:D' | 'ola[:BUDGET]' (see parseApprox).
+ * - `approx`: 'none' | 'hermite:D' | 'chebyshev:D' | 'minimax:D' | 'wls:D' | 'ola[:BUDGET]' (see parseApprox).
  * - `keepRelu`: leave Relu and PartialRelu exact (MPC: they go to garbled circuits).
  * - `costModel`: OLA's cost model (default depth + non-scalar multiplications).
  * Abs (from the MaxPool lowering) becomes x * p(x) with p a polynomial sign; PartialRelu keeps its
@@ -16,17 +16,20 @@ import { tensor } from '../ir/tensor.js'
 import { activations, RELU_OPS, type Activation } from './activations.js'
 import { calibrate, type ActivationStats } from './calibrate.js'
 import { chebyshevFit, hermiteFit, remezFit } from './fit.js'
-import { ola, type CostModel } from './ola.js'
+import { ola, olaPoly, type CostModel } from './ola.js'
 import { PassError, type Pass, type PassContext } from './pass.js'
 
 export type ApproxSpec =
   | { method: 'none' }
-  | { method: 'hermite' | 'chebyshev' | 'minimax'; degree: number }
+  | { method: 'hermite' | 'chebyshev' | 'minimax' | 'wls'; degree: number }
   | { method: 'ola'; budget: number }
 
 export const MAX_DEGREE = 127
 
-/** Parse `--approx`: none, hermite:D, chebyshev:D, minimax:D, ola[:BUDGET]. */
+/**
+ * Parse `--approx`: none, hermite:D, chebyshev:D, minimax:D, wls:D (OLA's density-weighted
+ * least-squares fit, one degree for every layer), ola[:BUDGET].
+ */
 export function parseApprox(spec: string): ApproxSpec {
   const [method, arg, ...rest] = spec.trim().split(':')
   const bad = (why: string) => new PassError(`--approx '${spec}': ${why}`)
@@ -38,12 +41,12 @@ export function parseApprox(spec: string): ApproxSpec {
     if (!/^\d*\.?\d+(e-?\d+)?$/i.test(arg) || !(budget >= 0 && budget <= 1)) throw bad('the OLA budget must be a number between 0 and 1')
     return { method: 'ola', budget }
   }
-  if (method === 'hermite' || method === 'chebyshev' || method === 'minimax') {
+  if (method === 'hermite' || method === 'chebyshev' || method === 'minimax' || method === 'wls') {
     const degree = Number(arg)
     if (arg === undefined || !/^\d+$/.test(arg) || degree < 1 || degree > MAX_DEGREE) throw bad(`the degree must be an integer from 1 to ${MAX_DEGREE}`)
     return { method, degree }
   }
-  throw bad('expected none, hermite:D, chebyshev:D, minimax:D or ola[:BUDGET]')
+  throw bad('expected none, hermite:D, chebyshev:D, minimax:D, wls:D or ola[:BUDGET]')
 }
 
 export function approxSpec(options: Readonly<Record<string, unknown>>): ApproxSpec {
@@ -167,7 +170,7 @@ export function fitActivations(g: Graph, cx: PassContext, spec: Exclude<ApproxSp
   } else
     for (const act of acts) {
       const st = stats.get(act.node.name)!
-      fits.set(act.node.name, spec.method === 'hermite' ? hermitePoly(act, st, spec.degree) : rangePoly(act, st, spec.degree, spec.method))
+      fits.set(act.node.name, spec.method === 'hermite' ? hermitePoly(act, st, spec.degree) : spec.method === 'wls' ? olaPoly(act, st, spec.degree) : rangePoly(act, st, spec.degree, spec.method))
     }
   const layers: LayerReport[] = acts.map((act) => {
     const st = stats.get(act.node.name)!
@@ -192,7 +195,7 @@ export function fitActivations(g: Graph, cx: PassContext, spec: Exclude<ApproxSp
 
 export const approximate: Pass = {
   name: 'approximate',
-  doc: 'Replace non-polynomial activations by fitted polynomials (--approx hermite:D | chebyshev:D | minimax:D | ola[:BUDGET]; --keep-relu keeps ReLU).',
+  doc: 'Replace non-polynomial activations by fitted polynomials (--approx hermite:D | chebyshev:D | minimax:D | wls:D | ola[:BUDGET]; --keep-relu keeps ReLU).',
   run(g, cx) {
     const spec = approxSpec(cx.options)
     if (spec.method === 'none') return g

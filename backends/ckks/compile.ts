@@ -10,7 +10,7 @@ import { opCost, type CostOp } from './cost.js'
 import { lowerGraph, inputSlotMap, LowerError, outputSlots, type LoweredGraph, type RawInstr } from './lower.js'
 import { checkSecure, chooseParams, keySwitchKeyBytes, maxLogQ, sealPrimes, totalBits, chainFor, type CkksParams, type SecurityLevel } from './params.js'
 import type { CkksPlan, Instr, ParamChoice } from './plan.js'
-import { gib, planMemory, SEAL_HEAP_BYTES, type PlaintextMode, type PlanMemory } from './memory.js'
+import { gib, planMemory, SEAL_HEAP_BYTES, usableHeap, type PlaintextMode, type PlanMemory } from './memory.js'
 import { validatePlan } from './validate.js'
 
 export interface CompileOptions {
@@ -421,7 +421,7 @@ function fitMemory(lv0: Leveled, lowered: LoweredGraph, p: CkksParams, opts: Com
     notes.push(`plaintexts encoded on demand: resident they would take ${(resident / 2 ** 30).toFixed(2)} GiB of node-seal's heap`)
   }
   if (!mem.fits && opts.keyBudgetBytes === undefined) {
-    const room = heap - mem.contextBytes - mem.ciphertextBytes - mem.plaintextBytes
+    const room = usableHeap(heap) - mem.contextBytes - mem.ciphertextBytes - mem.plaintextBytes
     try {
       const lv2 = fitKeys(lv, p, room, notes)
       const mem2 = memoryOf(lv2, lowered, p, mode, heap)

@@ -28,6 +28,7 @@ describe('parseApprox', () => {
     expect(parseApprox('hermite:2')).toEqual({ method: 'hermite', degree: 2 })
     expect(parseApprox('chebyshev:15')).toEqual({ method: 'chebyshev', degree: 15 })
     expect(parseApprox('minimax:7')).toEqual({ method: 'minimax', degree: 7 })
+    expect(parseApprox('wls:12')).toEqual({ method: 'wls', degree: 12 })
     expect(parseApprox('ola')).toEqual({ method: 'ola', budget: 0.01 })
     expect(parseApprox('ola:0.05')).toEqual({ method: 'ola', budget: 0.05 })
   })
@@ -35,7 +36,7 @@ describe('parseApprox', () => {
     expect(() => parseApprox('hermite')).toThrow("--approx 'hermite': the degree must be an integer from 1 to 127")
     expect(() => parseApprox('minimax:2.5')).toThrow("--approx 'minimax:2.5': the degree must be an integer from 1 to 127")
     expect(() => parseApprox('ola:2')).toThrow("--approx 'ola:2': the OLA budget must be a number between 0 and 1")
-    expect(() => parseApprox('taylor:3')).toThrow("--approx 'taylor:3': expected none, hermite:D, chebyshev:D, minimax:D or ola[:BUDGET]")
+    expect(() => parseApprox('taylor:3')).toThrow("--approx 'taylor:3': expected none, hermite:D, chebyshev:D, minimax:D, wls:D or ola[:BUDGET]")
   })
 })
 
@@ -103,6 +104,14 @@ describe('approximate on the digits fixtures', () => {
       expect(l.rmsError).toBeLessThanOrEqual(l.maxAbsError)
       expect(l.maxAbsError).toBeLessThan(0.05)
     }
+  })
+
+  it('wls:D gives every layer the density-weighted fit at degree D and keeps accuracy (wls:3 on resnet8)', () => {
+    const { g, report } = compile('resnet8', { approx: 'wls:3' })
+    expect(nonPolynomial(g)).toEqual([])
+    const layers = report.layers as LayerReport[]
+    expect(layers.map((l) => [l.method, l.basis, l.degree])).toEqual(Array(7).fill(['wls', 'chebyshev', 3]))
+    expect(accuracy(g)).toBeGreaterThanOrEqual(accuracy(runPipeline(fixture('resnet8'), common, passContext())) - 0.015)
   })
 
   it('lowers MaxPool through a polynomial sign (minimax:7 on cnn_bn_relu_maxpool)', () => {
