@@ -540,8 +540,9 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
   // The knapsack sums the layers' errors, which overstates the joint error when their flips fall on
   // the same samples: lower layers to cheaper measured candidates, the largest possible saving first
   // and the cheapest candidate that keeps the joint error within budget, until none can be lowered.
-  // A candidate that once took the joint error past the budget is not tried again: lowering other
-  // layers only adds error. A trial stops at the chunk of samples where its joint loss passes the budget.
+  // A candidate that once took the joint error past the budget is not tried again (lowering other
+  // layers mostly adds error, though not always: fmnist32/resnet20 once went from 2.64 to 2.00), so
+  // the loop runs each candidate at most once; a trial stops at the chunk where its loss passes the budget.
   const failed = new Set<Cand>()
   const jointTry = (next: readonly Cand[], l: number): { values: Map<string, Tensor>[]; j: number } | undefined => {
     const values: Map<string, Tensor>[] = []
