@@ -33,6 +33,15 @@ describe('CKKS plan memory', () => {
     expect(validatePlan(plan).peakBytes).toBe(m.peakBytes)
   })
 
+  it('a plan fits only within 95% of the heap (the model runs up to 4.7% under the measured high-water mark)', () => {
+    const at = (heapBytes: number) => planMemory({ logN: plan.params.logN, primeCount: plan.params.primes.length, rotationKeys: plan.keys.rotations.length, relin: true, instructions: plan.instructions, inputs: plan.inputs, outputs: plan.outputs, plaintexts: 'resident', heapBytes })
+    const peak = at(2 ** 40).peakBytes
+    expect(at(Math.ceil(peak / 0.94)).fits).toBe(true)
+    // within the heap but inside the headroom: refused (a plan like this died in a bad_alloc)
+    expect(at(Math.ceil(peak / 0.97)).fits).toBe(false)
+    expect(() => validatePlan(plan, g, Math.ceil(peak / 0.97))).toThrow(/a plan may use of node-seal's/)
+  })
+
   it('the validator refuses a plan over a tiny heap in one line naming the layer at the peak', () => {
     const heap = 64 * 2 ** 20
     // all of the plan's keys, plaintexts on demand: the validator alone
