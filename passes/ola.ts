@@ -474,11 +474,19 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
   }
   const out = g.outputs[0]
   const replacing = (chosen: readonly { poly: PolyAttrs }[]) => new Map(layers.map(({ act }, l) => [act.node.name, replaceWith(act, chosen[l].poly)]))
-  // the current joint run; a change in one layer re-evaluates only what lies downstream of it
+  // A choice run jointly: its values and loss. A change in one layer (`changed`) re-evaluates only what
+  // lies downstream of it in the current joint run; past `limit` the run stops at the chunk that shows it.
   let jointValues: Map<string, Tensor>[] = []
-  const jointRun = (chosen: readonly { poly: PolyAttrs }[], changed?: number) =>
-    jointParts.map((part, k) => (changed === undefined ? part.evaluate(replacing(chosen)) : part.evaluate(replacing(chosen), [layers[changed].act.node.name], jointValues[k])))
-  const lossOf = (values: readonly ReadonlyMap<string, Tensor>[]) => jointParts.reduce((s, part, k) => s + part.loss(values[k].get(out)!, keep), 0)
+  const jointRun = (chosen: readonly { poly: PolyAttrs }[], changed?: number, limit = Infinity): { values: Map<string, Tensor>[]; j: number } | undefined => {
+    const values: Map<string, Tensor>[] = []
+    let j = 0
+    for (const [k, part] of jointParts.entries()) {
+      values.push(changed === undefined ? part.evaluate(replacing(chosen)) : part.evaluate(replacing(chosen), [layers[changed].act.node.name], jointValues[k]))
+      j += part.loss(values[k].get(out)!, keep)
+      if (j > limit + 1e-9) return undefined
+    }
+    return { values, j }
+  }
   // the knapsack on the summed losses, each degree priced at its cost plus lambda times its consumption
   const scale = layers.reduce((s, _, l) => s + Math.max(...options[l].map((c) => c.cost)), 0) / Math.max(1, N)
   const pickAt = (lambda: number): Cand[] => {
@@ -491,7 +499,7 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     if (hit) return hit
     const chosen = pickAt(scale * LADDER[k])
     // (the joint values are not kept per rung: on fmnist32/resnet20 one run's values take hundreds of MB)
-    const r = { chosen, joint: lossOf(jointRun(chosen)) }
+    const r = { chosen, joint: jointRun(chosen)!.j }
     tried.set(k, r)
     opts.log?.(`ola: lambda ${LADDER[k]}: degrees ${chosen.map((c) => c.degree).join(',')}, cost ${chosen.reduce((s, c) => s + c.cost, 0).toFixed(0)}, summed consumption ${chosen.reduce((s, c) => s + c.consumption, 0).toFixed(2)}, joint loss ${r.joint.toFixed(2)} of ${jointAllowed.toFixed(2)}`)
     return r
@@ -507,8 +515,9 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     }
   }
   let chosen = tried.get(hi)!.chosen
-  jointValues = jointRun(chosen)
-  let joint = lossOf(jointValues)
+  const first = jointRun(chosen)!
+  jointValues = first.values
+  let joint = first.j
   // The layers interact beyond their summed errors: raise one layer's degree at a time, the one that
   // removes the most joint error per unit of cost, until the joint error fits the budget.
   const raised = (l: number) => {
@@ -526,8 +535,7 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     for (let l = 0; l < layers.length; l++) {
       const c = raised(l)
       if (!c) continue
-      const values = jointRun(chosen.map((o, k) => (k === l ? c : o)), l)
-      const j = lossOf(values)
+      const { values, j } = jointRun(chosen.map((o, k) => (k === l ? c : o)), l)!
       const gain = (joint - j) / Math.max(1e-9, c.cost - chosen[l].cost)
       if (j < joint && (!best || gain > best.gain)) best = { l, c, values, j, gain }
     }
@@ -544,23 +552,13 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
   // layers mostly adds error, though not always: fmnist32/resnet20 once went from 2.64 to 2.00), so
   // the loop runs each candidate at most once; a trial stops at the chunk where its loss passes the budget.
   const failed = new Set<Cand>()
-  const jointTry = (next: readonly Cand[], l: number): { values: Map<string, Tensor>[]; j: number } | undefined => {
-    const values: Map<string, Tensor>[] = []
-    let j = 0
-    for (const [k, part] of jointParts.entries()) {
-      values.push(part.evaluate(replacing(next), [layers[l].act.node.name], jointValues[k]))
-      j += part.loss(values[k].get(out)!, keep)
-      if (!withinJoint(j)) return undefined
-    }
-    return { values, j }
-  }
   for (let lowered = withinJoint(joint); lowered; ) {
     lowered = false
     const order = layers.map((_, l) => l).sort((a, b) => saving(b) - saving(a) || a - b)
     for (const l of order) {
       for (const c of options[l].filter((c) => c.cost < chosen[l].cost && within(c.loss) && !failed.has(c)).sort((a, b) => a.cost - b.cost)) {
         const next = chosen.map((o, k) => (k === l ? c : o))
-        const r = jointTry(next, l)
+        const r = jointRun(next, l, jointAllowed)
         if (!r) {
           failed.add(c)
           continue
