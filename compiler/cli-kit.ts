@@ -36,7 +36,7 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
 
 /** Options of the commands that compile a model (approximation and its calibration data). */
 export const COMPILE_OPTIONS: Record<string, OptionSpec> = {
-  approx: { type: 'string', arg: 'SPEC', help: "activation approximation: none (default), hermite:D, chebyshev:D, minimax:D, wls:D, ola[:BUDGET]" },
+  approx: { type: 'string', arg: 'SPEC', help: "activation approximation: none (default), hermite:D, chebyshev:D, minimax:D, wls:D, ola[:BUDGET]; D may be a list D1,D2,... (one degree per layer)" },
   calib: { type: 'string', arg: 'C.npy', help: 'calibration inputs for --approx and --relu-budget' },
   maxpool: { type: 'string', arg: 'MODE', help: "MaxPool under --approx: 'poly' (polynomial max, default) or 'avg' (average pooling; changes semantics)" },
   'keep-relu': { type: 'boolean', help: 'approximate every activation except ReLU, which stays for garbled circuits (default for --backend mpc)' },

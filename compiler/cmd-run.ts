@@ -87,6 +87,10 @@ export const run: Command = {
       imagesPerInference: res.imagesPerInference,
       perInferenceEvaluateMs: round(res.perInferenceEvaluateMs),
       predictedEvaluateMs: plan.stats.estimatedTotalMs,
+      // per inference and instruction kind, measured (a mulPlain or addPlain includes encoding its
+      // plaintext when plaintexts are encoded on demand; the estimate counts that under 'encode') and estimated
+      evaluateMsByOp: Object.fromEntries(Object.entries(res.msByKind).map(([k, v]) => [k, round(v / Math.max(1, res.inferences))])),
+      estimatedMsByOp: plan.stats.estimatedMs,
       imagesPerSecond: res.perImageEvaluateMs > 0 ? Math.round((1000 / res.perImageEvaluateMs) * 1000) / 1000 : null,
       counts: res.counts,
       maxAbsErrorVsPlain,

@@ -15,20 +15,22 @@ import { nonPolynomialNodes, secretValues } from '../ir/stats.js'
 import { tensor } from '../ir/tensor.js'
 import { activations, RELU_OPS, type Activation } from './activations.js'
 import { calibrate, type ActivationStats } from './calibrate.js'
-import { chebyshevFit, hermiteFit, remezFit } from './fit.js'
+import { chebyshevFit, fitInterval, hermiteFit, remezFit } from './fit.js'
 import { ola, olaPoly, type CostModel } from './ola.js'
 import { PassError, type Pass, type PassContext } from './pass.js'
 
 export type ApproxSpec =
   | { method: 'none' }
-  | { method: 'hermite' | 'chebyshev' | 'minimax' | 'wls'; degree: number }
+  | { method: 'hermite' | 'chebyshev' | 'minimax' | 'wls'; degree: number; degrees?: readonly number[] }
   | { method: 'ola'; budget: number }
 
 export const MAX_DEGREE = 127
 
 /**
  * Parse `--approx`: none, hermite:D, chebyshev:D, minimax:D, wls:D (OLA's density-weighted
- * least-squares fit, one degree for every layer), ola[:BUDGET].
+ * least-squares fit, one degree for every layer), ola[:BUDGET]. Instead of D, a list D1,D2,...
+ * gives one degree per approximated layer in graph order (`degree` is then the largest; replays a
+ * choice OLA reported without searching again).
  */
 export function parseApprox(spec: string): ApproxSpec {
   const [method, arg, ...rest] = spec.trim().split(':')
@@ -42,9 +44,10 @@ export function parseApprox(spec: string): ApproxSpec {
     return { method: 'ola', budget }
   }
   if (method === 'hermite' || method === 'chebyshev' || method === 'minimax' || method === 'wls') {
-    const degree = Number(arg)
-    if (arg === undefined || !/^\d+$/.test(arg) || degree < 1 || degree > MAX_DEGREE) throw bad(`the degree must be an integer from 1 to ${MAX_DEGREE}`)
-    return { method, degree }
+    const list = (arg ?? '').split(',')
+    const degrees = list.map(Number)
+    if (arg === undefined || !list.every((d) => /^\d+$/.test(d)) || degrees.some((d) => d < 1 || d > MAX_DEGREE)) throw bad(`the degree must be an integer from 1 to ${MAX_DEGREE} (or a list D1,D2,... of them, one per layer)`)
+    return list.length === 1 ? { method, degree: degrees[0] } : { method, degree: Math.max(...degrees), degrees }
   }
   throw bad('expected none, hermite:D, chebyshev:D, minimax:D, wls:D or ola[:BUDGET]')
 }
@@ -53,12 +56,6 @@ export function approxSpec(options: Readonly<Record<string, unknown>>): ApproxSp
   const a = options.approx
   if (a === undefined) return { method: 'none' }
   return typeof a === 'string' ? parseApprox(a) : (a as ApproxSpec)
-}
-
-/** The fitted interval [min, max] widened by 5% of its width on each side. */
-export function fitInterval(st: { min: number; max: number }): [number, number] {
-  const w = st.max - st.min
-  return w > 0 ? [st.min - 0.05 * w, st.max + 0.05 * w] : [st.min - 1, st.max + 1]
 }
 
 /** AESPA-style per-channel Hermite fit from the channels' mean and std. */
@@ -167,11 +164,18 @@ export function fitActivations(g: Graph, cx: PassContext, spec: Exclude<ApproxSp
       extra.set(name, { agreementDrop: c.error, cost: c.cost })
     }
     cx.report.ola = { budget: spec.budget, jointAgreementDrop: r.jointError, totalCost: r.totalCost, samples: r.samples, jointSamples: r.jointSamples }
-  } else
-    for (const act of acts) {
+    const chosen = acts.map((a) => r.choices.get(a.node.name)!)
+    // the weighted fits at these degrees are the choice itself (a per-channel Hermite pick is not)
+    if (chosen.every((c) => c.poly.basis === 'chebyshev')) cx.log(`ola: chosen degrees ${chosen.map((c) => c.degree).join(',')} (--approx wls:${chosen.map((c) => c.degree).join(',')} fits the same polynomials without searching again)`)
+  } else {
+    if (spec.degrees && spec.degrees.length !== acts.length)
+      throw new PassError(`--approx ${spec.method}:${spec.degrees.join(',')}: ${spec.degrees.length} degrees given for ${acts.length} approximated layers (${acts.map((a) => a.node.origin?.name || a.node.name).join(', ')})`)
+    for (const [l, act] of acts.entries()) {
       const st = stats.get(act.node.name)!
-      fits.set(act.node.name, spec.method === 'hermite' ? hermitePoly(act, st, spec.degree) : spec.method === 'wls' ? olaPoly(act, st, spec.degree) : rangePoly(act, st, spec.degree, spec.method))
+      const d = spec.degrees?.[l] ?? spec.degree
+      fits.set(act.node.name, spec.method === 'hermite' ? hermitePoly(act, st, d) : spec.method === 'wls' ? olaPoly(act, st, d) : rangePoly(act, st, d, spec.method))
     }
+  }
   const layers: LayerReport[] = acts.map((act) => {
     const st = stats.get(act.node.name)!
     const p = fits.get(act.node.name)!

@@ -243,6 +243,12 @@ function alternatingExtrema(t: Float64Array, e: Float64Array, n: number): number
   return pts.map((p) => p.t)
 }
 
+/** The fitted interval [min, max] widened by 5% of its width on each side. */
+export function fitInterval(st: { min: number; max: number }): [number, number] {
+  const w = st.max - st.min
+  return w > 0 ? [st.min - 0.05 * w, st.max + 0.05 * w] : [st.min - 1, st.max + 1]
+}
+
 /**
  * Weighted least squares: minimize sum_i w_i (f(x_i) - p(x_i))^2 over degree-d p in the Chebyshev
  * basis on [lo, hi], by Householder QR of the weighted design matrix. Degrees the data cannot

@@ -30,7 +30,7 @@ import { applyPoly, polyDepth, polyMuls, type PolyAttrs } from '../ir/ops/pi.js'
 import { sizeOf, type Tensor } from '../ir/tensor.js'
 import type { Activation } from './activations.js'
 import type { ActivationStats } from './calibrate.js'
-import { weightedFit } from './fit.js'
+import { fitInterval, weightedFit } from './fit.js'
 import { PassError } from './pass.js'
 
 /** Cost of evaluating one activation layer's polynomial of degree d on `elements` values per sample. */
@@ -84,9 +84,10 @@ export function olaPoly(act: Activation, st: ActivationStats, degree: number, sc
   const r = act.target === 'Sign' ? scale * SIGN_SCALE : scale
   const { lo, hi, counts } = st.histogram
   const width = (hi - lo) / counts.length
-  let a = r * (lo - width)
-  let b = r * (hi + width)
-  if (!(b > a)) [a, b] = [lo - 1, hi + 1]
+  // the interval of the range fits (5% wider than the calibrated range on each side): unseen data
+  // reaches a little past the calibrated extremes, where a high degree diverges fast
+  const [a0, b0] = fitInterval({ min: lo, max: hi })
+  const [a, b] = [r * a0, r * b0]
   // the widened density at the bin centres, plus `tail` of the mass spread evenly over [a, b]
   const total = counts.reduce((s, c) => s + c, 0) || 1
   const M = counts.length + 2

@@ -40,6 +40,13 @@ describe('pic compile --backend ckks / pic run', () => {
     expect(Object.keys(res.latencyMs)).toEqual(expect.arrayContaining(['keygen', 'encrypt', 'evaluate', 'decrypt']))
     expect(res.maxAbsErrorVsPlain).toBeLessThanOrEqual(0.05)
     expect(res.top1AgreementVsPlain).toBe(1)
+    // the measured time per instruction kind covers the kinds run and most of the evaluation's time, not more
+    expect(Object.keys(res.evaluateMsByOp).sort()).toEqual(Object.keys(res.counts).sort())
+    const byOp = Object.values(res.evaluateMsByOp as Record<string, number>).reduce((a, b) => a + b, 0)
+    const perInference = (res.latencyMs.evaluate + res.latencyMs.refresh) / 2
+    expect(byOp).toBeLessThanOrEqual(perInference * 1.01 + 0.02)
+    expect(byOp).toBeGreaterThan(0.5 * perInference)
+    expect(Object.keys(res.estimatedMsByOp)).toEqual(expect.arrayContaining(['rotate', 'mulPlain']))
     // node-seal's heap high-water mark against the plan's predicted peak
     expect(res.memory.plaintexts).toBe('resident')
     expect(res.memory.sealHeapBytes).toBeGreaterThan(0.8 * res.memory.predictedPeakBytes)

@@ -29,12 +29,15 @@ describe('parseApprox', () => {
     expect(parseApprox('chebyshev:15')).toEqual({ method: 'chebyshev', degree: 15 })
     expect(parseApprox('minimax:7')).toEqual({ method: 'minimax', degree: 7 })
     expect(parseApprox('wls:12')).toEqual({ method: 'wls', degree: 12 })
+    expect(parseApprox('wls:3,8,2')).toEqual({ method: 'wls', degree: 8, degrees: [3, 8, 2] })
     expect(parseApprox('ola')).toEqual({ method: 'ola', budget: 0.01 })
     expect(parseApprox('ola:0.05')).toEqual({ method: 'ola', budget: 0.05 })
   })
   it('names what is wrong', () => {
     expect(() => parseApprox('hermite')).toThrow("--approx 'hermite': the degree must be an integer from 1 to 127")
     expect(() => parseApprox('minimax:2.5')).toThrow("--approx 'minimax:2.5': the degree must be an integer from 1 to 127")
+    expect(() => parseApprox('wls:3,,2')).toThrow("--approx 'wls:3,,2': the degree must be an integer from 1 to 127 (or a list D1,D2,... of them, one per layer)")
+    expect(() => parseApprox('wls:3,200')).toThrow('the degree must be an integer from 1 to 127')
     expect(() => parseApprox('ola:2')).toThrow("--approx 'ola:2': the OLA budget must be a number between 0 and 1")
     expect(() => parseApprox('taylor:3')).toThrow("--approx 'taylor:3': expected none, hermite:D, chebyshev:D, minimax:D, wls:D or ola[:BUDGET]")
   })
@@ -112,6 +115,12 @@ describe('approximate on the digits fixtures', () => {
     const layers = report.layers as LayerReport[]
     expect(layers.map((l) => [l.method, l.basis, l.degree])).toEqual(Array(7).fill(['wls', 'chebyshev', 3]))
     expect(accuracy(g)).toBeGreaterThanOrEqual(accuracy(runPipeline(fixture('resnet8'), common, passContext())) - 0.015)
+  })
+
+  it('a degree list gives each layer its own degree, in graph order, and must name every layer', () => {
+    const { report } = compile('resnet8', { approx: 'wls:1,2,3,4,5,6,7' })
+    expect((report.layers as LayerReport[]).map((l) => l.degree)).toEqual([1, 2, 3, 4, 5, 6, 7])
+    expect(() => compile('resnet8', { approx: 'wls:3,2' })).toThrow(/^--approx wls:3,2: 2 degrees given for 7 approximated layers \(/)
   })
 
   it('lowers MaxPool through a polynomial sign (minimax:7 on cnn_bn_relu_maxpool)', () => {

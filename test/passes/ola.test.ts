@@ -4,11 +4,13 @@ import { targets, type LayerReport } from '../../passes/approximate.js'
 import { calibrate } from '../../passes/calibrate.js'
 import { knapsack, ola, olaPoly, Replay, replaceWith } from '../../passes/ola.js'
 import { passContext, runPipeline } from '../../passes/pass.js'
-import { common } from '../../passes/pipelines.js'
+import { common, PIPELINES } from '../../passes/pipelines.js'
+import type { Graph } from '../../ir/graph.js'
 import { digits, MANIFEST, picAsync } from '../helpers.js'
 import { agreement, fixture, run } from './util.js'
 import { rewrite } from '../../ir/rewrite.js'
-import { applyPoly } from '../../ir/ops/pi.js'
+import { applyPoly, type PolyAttrs } from '../../ir/ops/pi.js'
+import { weightedFit } from '../../passes/fit.js'
 import type { Activation } from '../../passes/activations.js'
 import type { ActivationStats } from '../../passes/calibrate.js'
 
@@ -54,6 +56,28 @@ describe('olaPoly', () => {
     expect(supError(1e-3)).toBeLessThan(2)
     // the density alone leaves the tails free: the broken variant (no spread weight) is off by 10x the range there
     expect(supError(0)).toBeGreaterThan(100)
+  })
+
+  it('covers inputs a little past the calibrated range (the interval is 5% wider on each side)', () => {
+    const bins = 512
+    const counts = Array.from({ length: bins }, (_, i) => Math.round(1e6 * Math.exp(-(((-10 + (20 * (i + 0.5)) / bins) ** 2) / 2))))
+    counts[0] = counts[bins - 1] = 1
+    const act = { fn: (x: Float64Array) => x.map((v) => Math.max(0, v)), target: 'Relu', kinks: [0] } as unknown as Activation
+    const st = { histogram: { lo: -10, hi: 10, counts } } as unknown as ActivationStats
+    const p = olaPoly(act, st, 31)
+    expect(p.interval).toEqual([-11, 11])
+    // an unseen input 5% of the range past the calibrated maximum (fmnist32/resnet20's test images reach 4.4% past it)
+    const at = (q: PolyAttrs, v: number) => applyPoly(q, { dtype: 'float64', shape: [1], data: Float64Array.of(v) }, { dtype: 'float64', shape: [1] })[0]
+    expect(Math.abs(at(p, 11) - 11)).toBeLessThan(2)
+    // the broken variant: the same weighted fit on the calibrated range plus one bin, as before; past it the degree-31 fit diverges
+    const width = 20 / bins
+    const [a, b] = [-10 - width, 10 + width]
+    const M = bins + 2
+    const total = counts.reduce((x, c) => x + c, 0)
+    const xs = Float64Array.from({ length: bins + M }, (_, i) => (i < bins ? -10 + (i + 0.5) * width : a + ((b - a) * (i - bins + 0.5)) / M))
+    const ws = Float64Array.from({ length: bins + M }, (_, i) => (i < bins ? ((1 - 1e-3) * counts[i]) / total : 1e-3 / M))
+    const narrow: PolyAttrs = { basis: 'chebyshev', axis: 1, coeffs: [weightedFit(xs, act.fn(xs), ws, a, b, 31)], shift: [0], scale: [(b - a) / 2], of: 'Relu', interval: [a, b] }
+    expect(Math.abs(at(narrow, 11) - 11)).toBeGreaterThan(20)
   })
 })
 
@@ -120,6 +144,23 @@ describe('ola', () => {
       }
     }
     expect(tried).toBeGreaterThan(0)
+  })
+})
+
+describe('replaying a choice', () => {
+  it('wls with the degrees OLA logged fits the same polynomials (mlp_relu, ola:0.02)', () => {
+    const logs: string[] = []
+    const compileWith = (approx: string) => {
+      const cx = passContext({ approx }, { calib, log: (m: string) => logs.push(m) })
+      return runPipeline(fixture('mlp_relu'), PIPELINES.ckks({ approx }), cx)
+    }
+    const a = compileWith('ola:0.02')
+    const hint = logs.map((m) => /--approx (wls:[\d,]+) fits the same polynomials/.exec(m)?.[1]).find(Boolean)
+    expect(hint).toBeDefined()
+    const b = compileWith(hint!)
+    const polys = (g: Graph) => g.nodes.filter((n) => n.op === 'Poly').map((n) => n.attrs)
+    expect(polys(a).length).toBeGreaterThan(0)
+    expect(polys(b)).toEqual(polys(a))
   })
 })
 
