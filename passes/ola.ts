@@ -1,7 +1,8 @@
 /**
  * OLA (optimized layerwise approximation) degree selection. Per activation layer and candidate
  * degree: a distribution-weighted least-squares fit (calibration histogram as the weight, widened by
- * the scale factor r, plus a small share spread over the interval so the tails stay bounded), its
+ * the scale factor r, over the calibrated range plus 5% on each side, plus a small share of the
+ * weight spread over that interval so the tails stay bounded), its
  * error E_l(d) = the expected accuracy lost on the calibration data when only that layer is
  * approximated (each sample whose top-1 changes weighted by the original model's softmax gap between
  * its top two classes, so that near-ties, which any perturbation flips and which are right half the
