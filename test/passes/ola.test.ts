@@ -34,16 +34,17 @@ describe('knapsack', () => {
 })
 
 describe('olaPoly', () => {
+  // ReLU inputs ~ N(0, 1) seen in [-10, 10]: 512 bins, almost all of the mass within 3 standard deviations
+  const bins = 512
+  const counts = Array.from({ length: bins }, (_, i) => {
+    const x = -10 + (20 * (i + 0.5)) / bins
+    return Math.round(1e6 * Math.exp(-x * x / 2))
+  })
+  counts[0] = counts[bins - 1] = 1
+  const act = { fn: (x: Float64Array) => x.map((v) => Math.max(0, v)), target: 'Relu', kinks: [0] } as unknown as Activation
+  const st = { histogram: { lo: -10, hi: 10, counts } } as unknown as ActivationStats
+
   it('stays bounded where the calibration density is nearly zero (a share of the weight spread over the interval)', () => {
-    // ReLU inputs ~ N(0, 1) seen in [-10, 10]: 512 bins, almost all of the mass within 3 standard deviations
-    const bins = 512
-    const counts = Array.from({ length: bins }, (_, i) => {
-      const x = -10 + (20 * (i + 0.5)) / bins
-      return Math.round(1e6 * Math.exp(-x * x / 2))
-    })
-    counts[0] = counts[bins - 1] = 1
-    const act = { fn: (x: Float64Array) => x.map((v) => Math.max(0, v)), target: 'Relu', kinks: [0] } as unknown as Activation
-    const st = { histogram: { lo: -10, hi: 10, counts } } as unknown as ActivationStats
     const supError = (tail: number) => {
       const p = olaPoly(act, st, 31, 1, tail)
       const [a, b] = p.interval!
@@ -59,11 +60,6 @@ describe('olaPoly', () => {
   })
 
   it('covers inputs a little past the calibrated range (the interval is 5% wider on each side)', () => {
-    const bins = 512
-    const counts = Array.from({ length: bins }, (_, i) => Math.round(1e6 * Math.exp(-(((-10 + (20 * (i + 0.5)) / bins) ** 2) / 2))))
-    counts[0] = counts[bins - 1] = 1
-    const act = { fn: (x: Float64Array) => x.map((v) => Math.max(0, v)), target: 'Relu', kinks: [0] } as unknown as Activation
-    const st = { histogram: { lo: -10, hi: 10, counts } } as unknown as ActivationStats
     const p = olaPoly(act, st, 31)
     expect(p.interval).toEqual([-11, 11])
     // an unseen input 5% of the range past the calibrated maximum (fmnist32/resnet20's test images reach 4.4% past it)
