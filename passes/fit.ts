@@ -243,10 +243,10 @@ function alternatingExtrema(t: Float64Array, e: Float64Array, n: number): number
   return pts.map((p) => p.t)
 }
 
-/** The fitted interval [min, max] widened by 5% of its width on each side. */
-export function fitInterval(st: { min: number; max: number }): [number, number] {
+/** The fitted interval [min, max] widened by `margin` (default 5%) of its width on each side. */
+export function fitInterval(st: { min: number; max: number }, margin = 0.05): [number, number] {
   const w = st.max - st.min
-  return w > 0 ? [st.min - 0.05 * w, st.max + 0.05 * w] : [st.min - 1, st.max + 1]
+  return w > 0 ? [st.min - margin * w, st.max + margin * w] : [st.min - 1, st.max + 1]
 }
 
 /**

@@ -80,14 +80,16 @@ const FAMILY_DEGREES = 4
  */
 const OLA_KEEP = 0.2
 
-/** Distribution-weighted least-squares fit of one layer at degree d: a one-row Chebyshev Poly. */
-export function olaPoly(act: Activation, st: ActivationStats, degree: number, scale = OLA_SCALE, tail = OLA_TAIL): PolyAttrs {
+/**
+ * Distribution-weighted least-squares fit of one layer at degree d over the calibrated range widened
+ * by `margin` of its width on each side (the range fits' 5%): a one-row Chebyshev Poly.
+ */
+export function olaPoly(act: Activation, st: ActivationStats, degree: number, scale = OLA_SCALE, tail = OLA_TAIL, margin = 0.05): PolyAttrs {
   const r = act.target === 'Sign' ? scale * SIGN_SCALE : scale
   const { lo, hi, counts } = st.histogram
   const width = (hi - lo) / counts.length
-  // the interval of the range fits (5% wider than the calibrated range on each side): unseen data
-  // reaches a little past the calibrated extremes, where a high degree diverges fast
-  const [a0, b0] = fitInterval({ min: lo, max: hi })
+  // unseen data reaches a little past the calibrated extremes, where a high degree diverges fast
+  const [a0, b0] = fitInterval({ min: lo, max: hi }, margin)
   const [a, b] = [r * a0, r * b0]
   // the widened density at the bin centres, plus `tail` of the mass spread evenly over [a, b]
   const total = counts.reduce((s, c) => s + c, 0) || 1

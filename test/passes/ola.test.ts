@@ -10,7 +10,6 @@ import { digits, MANIFEST, picAsync } from '../helpers.js'
 import { agreement, fixture, run } from './util.js'
 import { rewrite } from '../../ir/rewrite.js'
 import { applyPoly, type PolyAttrs } from '../../ir/ops/pi.js'
-import { weightedFit } from '../../passes/fit.js'
 import type { Activation } from '../../passes/activations.js'
 import type { ActivationStats } from '../../passes/calibrate.js'
 
@@ -65,14 +64,8 @@ describe('olaPoly', () => {
     // an unseen input 5% of the range past the calibrated maximum (fmnist32/resnet20's test images reach 4.4% past it)
     const at = (q: PolyAttrs, v: number) => applyPoly(q, { dtype: 'float64', shape: [1], data: Float64Array.of(v) }, { dtype: 'float64', shape: [1] })[0]
     expect(Math.abs(at(p, 11) - 11)).toBeLessThan(2)
-    // the broken variant: the same weighted fit on the calibrated range plus one bin, as before; past it the degree-31 fit diverges
-    const width = 20 / bins
-    const [a, b] = [-10 - width, 10 + width]
-    const M = bins + 2
-    const total = counts.reduce((x, c) => x + c, 0)
-    const xs = Float64Array.from({ length: bins + M }, (_, i) => (i < bins ? -10 + (i + 0.5) * width : a + ((b - a) * (i - bins + 0.5)) / M))
-    const ws = Float64Array.from({ length: bins + M }, (_, i) => (i < bins ? ((1 - 1e-3) * counts[i]) / total : 1e-3 / M))
-    const narrow: PolyAttrs = { basis: 'chebyshev', axis: 1, coeffs: [weightedFit(xs, act.fn(xs), ws, a, b, 31)], shift: [0], scale: [(b - a) / 2], of: 'Relu', interval: [a, b] }
+    // the broken variant: the same fit on the calibrated range plus one histogram bin, as before; past it the degree-31 fit diverges
+    const narrow = olaPoly(act, st, 31, 1, 1e-3, 1 / bins)
     expect(Math.abs(at(narrow, 11) - 11)).toBeGreaterThan(20)
   })
 })
@@ -144,19 +137,27 @@ describe('ola', () => {
 })
 
 describe('replaying a choice', () => {
-  it('wls with the degrees OLA logged fits the same polynomials (mlp_relu, ola:0.02)', () => {
+  const compileWith = (model: string, approx: string, logs: string[] = []) => {
+    const cx = passContext({ approx }, { calib, log: (m: string) => logs.push(m) })
+    return runPipeline(fixture(model), PIPELINES.ckks({ approx }), cx)
+  }
+  const hintIn = (logs: string[]) => logs.map((m) => /--approx (wls:[\d,]+) fits the same polynomials/.exec(m)?.[1]).find(Boolean)
+  const polys = (g: Graph) => g.nodes.filter((n) => n.op === 'Poly').map((n) => n.attrs)
+
+  it('wls with the degree list OLA logged fits the same polynomials (mlp_sigmoid_tanh, two layers)', () => {
     const logs: string[] = []
-    const compileWith = (approx: string) => {
-      const cx = passContext({ approx }, { calib, log: (m: string) => logs.push(m) })
-      return runPipeline(fixture('mlp_relu'), PIPELINES.ckks({ approx }), cx)
-    }
-    const a = compileWith('ola:0.02')
-    const hint = logs.map((m) => /--approx (wls:[\d,]+) fits the same polynomials/.exec(m)?.[1]).find(Boolean)
-    expect(hint).toBeDefined()
-    const b = compileWith(hint!)
-    const polys = (g: Graph) => g.nodes.filter((n) => n.op === 'Poly').map((n) => n.attrs)
-    expect(polys(a).length).toBeGreaterThan(0)
-    expect(polys(b)).toEqual(polys(a))
+    const a = compileWith('mlp_sigmoid_tanh', 'ola:0.01', logs)
+    const hint = hintIn(logs)
+    expect(hint).toMatch(/^wls:\d+,\d+$/)
+    expect(polys(a)).toHaveLength(2)
+    expect(polys(compileWith('mlp_sigmoid_tanh', hint!))).toEqual(polys(a))
+  })
+
+  it('logs no list where OLA kept a per-channel Hermite fit, which a wls list would not reproduce (senet_partial_relu)', () => {
+    const logs: string[] = []
+    compileWith('senet_partial_relu', 'ola:0.01', logs)
+    expect(logs.some((m) => m.startsWith('ola: layer'))).toBe(true)
+    expect(hintIn(logs)).toBeUndefined()
   })
 })
 
