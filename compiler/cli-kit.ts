@@ -45,6 +45,7 @@ export const COMPILE_OPTIONS: Record<string, OptionSpec> = {
   trace: { type: 'boolean', help: 'print the IR after each pass on stderr' },
   security: { type: 'string', arg: 'BITS', help: 'CKKS security level: 128 (default), 192 or 256' },
   refresh: { type: 'string', arg: 'MODE', help: "CKKS: 'client' (default: client-aided refreshes where the depth needs them) or 'none' (leveled only: the plan runs without interaction, or is refused)" },
+  'refresh-at': { type: 'string', arg: 'WHERE', help: "CKKS refreshes: 'cost' (default: where the modelled latency of the whole plan is lowest) or 'latest' (only where a step would overrun the chain)" },
 }
 
 export function parse(cmd: Command, argv: string[]): ParsedArgs {
@@ -117,6 +118,7 @@ function compileContext(args: ParsedArgs, backend: Pick<Backend, 'defaults'>): P
     reluBudget: budget,
     security: str(args, 'security'),
     refresh: str(args, 'refresh'),
+    refreshAt: str(args, 'refresh-at'),
     batch: str(args, 'batch'),
     costModel: backend.defaults?.costModel,
   }

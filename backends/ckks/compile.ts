@@ -12,6 +12,7 @@ import { checkSecure, chooseParams, keySwitchKeyBytes, maxLogQ, sealPrimes, tota
 import type { CkksPlan, Instr, ParamChoice } from './plan.js'
 import { gib, planMemory, SEAL_HEAP_BYTES, usableHeap, type PlaintextMode, type PlanMemory } from './memory.js'
 import { validatePlan } from './validate.js'
+import { RefreshModel, type PlacementResult } from './placement.js'
 
 export interface CompileOptions {
   security?: SecurityLevel
@@ -36,6 +37,12 @@ export interface CompileOptions {
    * strided maps stay one transform each (their compaction would spend levels).
    */
   leveledOnly?: boolean
+  /**
+   * Where client-aided refreshes go: 'cost' (default) chooses the sites by the modelled latency of
+   * the whole plan (backends/ckks/placement.ts); 'latest' refreshes only where a step would overrun
+   * the chain.
+   */
+  refreshPlacement?: 'cost' | 'latest'
   /** Progress lines (pic compile prints them on stderr). */
   log?: (message: string) => void
 }
@@ -71,7 +78,7 @@ interface Leveled {
 }
 
 /** Levels by need (backward), mod-switches where a consumer needs fewer primes, exact scales (forward). */
-function assignLevels(l: LoweredGraph, p: CkksParams, primeValues: bigint[]): Leveled {
+export function assignLevels(l: LoweredGraph, p: CkksParams, primeValues: bigint[]): Leveled {
   const need = new Map<number, number>()
   for (const o of l.outputs) need.set(o.ct.regs[0], 0)
   const live: RawInstr[] = []
@@ -261,12 +268,12 @@ function describeChoices(choices: readonly ParamChoice[], p: CkksParams): string
 /** Transform plans by ring degree, shared by the lowerings of one compilation (one per bootstrap budget). */
 type TransformCache = Map<number, Map<string, unknown>>
 
-function lowerAt(g: Graph, logN: number, budget: number, opts: CompileOptions, cache?: TransformCache, multiCt = false): LoweredGraph {
+function lowerAt(g: Graph, logN: number, budget: number, opts: CompileOptions, cache?: TransformCache, multiCt = false, refreshAt?: ReadonlySet<number>): LoweredGraph {
   let c = cache?.get(logN)
   if (cache && !c) cache.set(logN, (c = new Map()))
   const input = g.nodes.find((n) => n.op === 'Input')
   const batch = input && input.type.shape.length > 0 ? input.type.shape[0] : 1
-  return lowerGraph(g, { slots: 2 ** (logN - 1), maxInputCts: opts.maxInputCts ?? 8, budget, cache: c, multiCt, compactStrided: !opts.leveledOnly, batch })
+  return lowerGraph(g, { slots: 2 ** (logN - 1), maxInputCts: opts.maxInputCts ?? 8, budget, cache: c, multiCt, compactStrided: !opts.leveledOnly, batch, refreshAt })
 }
 
 /** Compile a graph (batch 1, polynomial ops only on the secret path) to a CKKS plan. */
@@ -319,17 +326,23 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
     let best: { c: Candidate; fitted: Fitted; est: number } | undefined
     let tooShort: LowerError | undefined
     for (const logN of logNs) {
+      // the ring's lowering without refreshes: what the placement model prices
+      const free = opts.refreshPlacement === 'latest' ? undefined : logN === logNs[0] ? probe : lowerAt(g, logN, Infinity, opts, cache, multiCt)
       const room = maxLogQ(logN, security)
       let Lmax = 0
       while (chainFor(Lmax + 1, minS, headroom, room) && keysFit(logN, Lmax + 3)) Lmax++
       let bestHere = Infinity
+      const seeds: Uint8Array[] = []
       // short chains first: client-aided refreshes are cheap and key switching grows with the square of the chain
       for (let L = 2; L <= Lmax; L++) {
         const primes = chainFor(L, minS, headroom, room)!
         const params: CkksParams = { logN, primes, logScale: minS, security }
         let lowered: LoweredGraph
+        let placed: PlacementResult | undefined
         try {
-          lowered = lowerAt(g, logN, L, opts, cache, multiCt)
+          placed = free && new RefreshModel(free, L, logN).search(seeds)
+          if (placed) seeds.push(placed.refreshedSites)
+          lowered = lowerAt(g, logN, L, opts, cache, multiCt, placed?.at)
         } catch (e) {
           // a step that needs more levels than this chain has: try a longer one
           if (e instanceof LowerError && !e.slotOverflow) {
@@ -344,9 +357,10 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
         const fitted = fitMemory(lv, lowered, params, opts, notes)
         const est = estimateMs(fitted.lv.instrs, logN, fitted.mode === 'on demand' ? { primes: primes.length - 1 } : undefined).total
         const refreshes = fitted.lv.instrs.filter((i) => i.op === 'refresh').length
-        log(`ckks: N = ${2 ** logN} with ${L} levels between refreshes: ${(est / 1000).toFixed(1)} s estimated, ${refreshes} refreshes${fitted.memory.fits ? '' : ", does not fit node-seal's heap"} (${secs()} s)`)
+        log(`ckks: N = ${2 ** logN} with ${L} levels between refreshes: ${(est / 1000).toFixed(1)} s estimated, ${refreshes} refreshes${placed ? ` (${placementText(placed)})` : ''}${fitted.memory.fits ? '' : ", does not fit node-seal's heap"} (${secs()} s)`)
+        if (placed) notes.push(`refreshes placed by cost at this chain: ${placementText(placed)}`)
         const keys = new Set(fitted.lv.instrs.filter((i) => i.op === 'rotate').map((i) => i.step!)).size
-        choices.push({ logN, levels: L, refreshes, estimatedMs: Math.round(est), peakBytes: fitted.memory.peakBytes, fits: fitted.memory.fits, rotationKeys: keys, plaintexts: fitted.mode })
+        choices.push({ logN, levels: L, refreshes, estimatedMs: Math.round(est), peakBytes: fitted.memory.peakBytes, fits: fitted.memory.fits, rotationKeys: keys, plaintexts: fitted.mode, ...(placed ? { latestPointMs: Math.round(placed.latestMs), latestPointRefreshes: placed.latestRefreshes } : {}) })
         if (fitted.memory.fits && (!best || est < best.est)) best = { c: { params, lowered, budget: L, levels: { primeValues, lv }, notes }, fitted, est }
         if (fitted.memory.fits) bestHere = Math.min(bestHere, est)
         // the cost rises with the chain once refreshes are few (key switches grow with its length): stop well past the minimum
@@ -381,6 +395,12 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   const plan = finish(g, opts, params, primeValues, lowered, fitted.lv, depth, extraNotes, fitted.mode, fitted.memory, choices)
   validatePlan(plan, g)
   return plan
+}
+
+/** One line on a placement: the model's latency and refreshes, against the latest point's. */
+function placementText(p: PlacementResult): string {
+  const early = p.at.size === 0 ? 'the latest point is already the cheapest' : `${p.at.size} site(s) refreshed early`
+  return `${early}; modelled ${(p.ms / 1000).toFixed(1)} s and ${p.refreshes} refreshes against ${(p.latestMs / 1000).toFixed(1)} s and ${p.latestRefreshes} at the latest point (${p.evaluated} placements priced)`
 }
 
 /** "node 'NAME' (OP)" of an IR node, by the model's own names. */

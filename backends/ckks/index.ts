@@ -73,9 +73,12 @@ export function compileOptionsFrom(options: Readonly<Record<string, unknown>>): 
   if (sec !== 128 && sec !== 192 && sec !== 256) throw new CkksCompileError(`--security must be 128, 192 or 256, got ${sec}`)
   const refresh = options.refresh ?? 'client'
   if (refresh !== 'client' && refresh !== 'none') throw new CkksCompileError(`--refresh must be 'client' or 'none', got '${String(refresh)}'`)
+  const at = options.refreshAt ?? 'cost'
+  if (at !== 'cost' && at !== 'latest') throw new CkksCompileError(`--refresh-at must be 'cost' or 'latest', got '${String(at)}'`)
   return {
     security: sec as SecurityLevel,
     leveledOnly: refresh === 'none',
+    refreshPlacement: at,
     logN: num(options.logN),
     minLogScale: num(options.minLogScale),
     maxInputCts: num(options.maxInputCts),

@@ -128,6 +128,20 @@ export interface LoweredGraph {
   refreshes: number
   /** Most rescales on any path (levels the chain must hold between refreshes). */
   depth: number
+  /** Every point where a step asked for levels, in order: where a refresh may go (backends/ckks/placement.ts). */
+  sites: RefreshSite[]
+}
+
+/**
+ * A point where a step (a transform, a polynomial, a product, a compaction level) needs `levels`
+ * levels of ciphertexts `regs`; `pos` is the index of the step's first instruction. Sites are
+ * numbered in the order the lowering meets them, which does not depend on the budget or on where
+ * refreshes go, so a site of a lowering without refreshes names the same point in every other.
+ */
+export interface RefreshSite {
+  pos: number
+  regs: number[]
+  levels: number
 }
 
 export interface LowerConfig {
@@ -144,6 +158,11 @@ export interface LowerConfig {
   compactStrided?: boolean
   /** Images per inference (the graph's batch), interleaved in the slots; default 1. */
   batch?: number
+  /**
+   * Sites (numbered as in `LoweredGraph.sites`) whose ciphertexts are refreshed even though the
+   * budget would still hold them (placement by cost); refreshes forced by the budget stay.
+   */
+  refreshAt?: ReadonlySet<number>
 }
 
 function withData(t: TensorType, data: Float64Array): Tensor {
@@ -167,6 +186,7 @@ class Lowerer {
   refreshes = 0
   /** Register -> its refreshed copy: a value used by several consumers past the budget (a residual fork) is refreshed once. */
   refreshed = new Map<number, number>()
+  sites: RefreshSite[] = []
   transformsAt = new Map<string, number>()
   readonly S: number
   readonly graphInputs: Set<string>
@@ -191,19 +211,29 @@ class Lowerer {
     return dst
   }
 
-  /** Make sure ciphertext group ct has `levels` levels left before the budget; refresh it if not. */
+  /**
+   * Make sure ciphertext group ct has `levels` levels left before the budget; refresh it if not, or
+   * if the placement chose this site. A ciphertext refreshed before is read from its fresh copy.
+   */
   ensure(ct: CtVal, levels: number, node: string): CtVal {
-    const d = Math.max(...ct.regs.map((r) => this.depth.get(r) ?? 0))
-    if (d + levels <= this.cfg.budget) return ct
+    const site = this.sites.length
+    this.sites.push({ pos: this.instrs.length, regs: [...ct.regs], levels })
+    const regs = ct.regs.map((r) => this.refreshed.get(r) ?? r)
+    const d = Math.max(...regs.map((r) => this.depth.get(r) ?? 0))
+    const chosen = d > 0 && this.cfg.refreshAt?.has(site) === true
+    if (!chosen && d + levels <= this.cfg.budget) return { ...ct, regs }
     if (levels > this.cfg.budget) throw new LowerError(`${node}: needs ${levels} levels in one step, more than the ${this.cfg.budget} available`)
     const fresh = ct.regs.filter((r) => !this.refreshed.has(r)).length
     this.refreshes += fresh
-    this.notes.push(`${node}: bootstrap (refresh) placed before this step: depth ${d} + ${levels} exceeds the ${this.cfg.budget} levels of the chain${fresh < ct.regs.length ? ` (${ct.regs.length - fresh} of ${ct.regs.length} ciphertexts already refreshed for another consumer)` : ''}`)
+    this.notes.push(
+      `${node}: bootstrap (refresh) placed before this step: ${chosen ? `depth ${d} of the chain's ${this.cfg.budget} levels, placed here by cost` : `depth ${d} + ${levels} exceeds the ${this.cfg.budget} levels of the chain`}${fresh < ct.regs.length ? ` (${ct.regs.length - fresh} of ${ct.regs.length} ciphertexts already refreshed for another consumer)` : ''}`,
+    )
     return {
       ...ct,
-      regs: ct.regs.map((r) => {
-        let c = this.refreshed.get(r)
-        if (c === undefined) this.refreshed.set(r, (c = this.emit('refresh', [r], { node })))
+      regs: ct.regs.map((r, k) => {
+        if (regs[k] !== r) return regs[k]
+        const c = this.emit('refresh', [r], { node })
+        this.refreshed.set(r, c)
         return c
       }),
     }
@@ -251,7 +281,7 @@ class Lowerer {
       if (ct.regs.length > 1) throw new LowerError(`output '${o}' of ${ct.n} values is larger than one ciphertext's ${this.S} slots; the runtime decrypts one ciphertext per output`)
       outputs.push({ name: o, shape: [...v.type.shape], ct })
     }
-    return { instrs: this.instrs, registers: this.nreg, inputs: this.inputs, outputs, constants: this.constants, notes: this.notes, refreshes: this.refreshes, depth: Math.max(0, ...this.depth.values()) }
+    return { instrs: this.instrs, registers: this.nreg, inputs: this.inputs, outputs, constants: this.constants, notes: this.notes, refreshes: this.refreshes, depth: Math.max(0, ...this.depth.values()), sites: this.sites }
   }
 
   node(n: Node): void {

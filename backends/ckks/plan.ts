@@ -90,6 +90,9 @@ export interface ParamChoice {
   fits: boolean
   rotationKeys: number
   plaintexts: PlaintextMode
+  /** With refreshes placed by cost: the placement model's latency and refreshes had they gone at the latest point. */
+  latestPointMs?: number
+  latestPointRefreshes?: number
 }
 
 export interface PlanStats {
