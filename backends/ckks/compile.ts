@@ -322,7 +322,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
     chosen = { params: leveled, lowered, budget: Infinity }
   } else {
     // every ring and every chain length between refreshes, priced as a whole plan (with the memory
-    // stages applied: plaintexts on demand, key chains); the cheapest that fits is kept
+    // stages applied: plaintexts on demand, key chains); the cheapest that fits is kept (within 3%, the one with the smaller heap peak)
     let best: { c: Candidate; fitted: Fitted; est: number } | undefined
     let tooShort: LowerError | undefined
     for (const logN of logNs) {
@@ -361,7 +361,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
         if (placed) notes.push(`refreshes placed by cost at this chain: ${placementText(placed)}`)
         const keys = new Set(fitted.lv.instrs.filter((i) => i.op === 'rotate').map((i) => i.step!)).size
         choices.push({ logN, levels: L, refreshes, estimatedMs: Math.round(est), peakBytes: fitted.memory.peakBytes, fits: fitted.memory.fits, rotationKeys: keys, plaintexts: fitted.mode, ...(placed ? { latestPointMs: Math.round(placed.latestMs), latestPointRefreshes: placed.latestRefreshes } : {}) })
-        if (fitted.memory.fits && (!best || est < best.est)) best = { c: { params, lowered, budget: L, levels: { primeValues, lv }, notes }, fitted, est }
+        if (fitted.memory.fits && (!best || preferred(est, fitted.memory.peakBytes, best.est, best.fitted.memory.peakBytes))) best = { c: { params, lowered, budget: L, levels: { primeValues, lv }, notes }, fitted, est }
         if (fitted.memory.fits) bestHere = Math.min(bestHere, est)
         // the cost rises with the chain once refreshes are few (key switches grow with its length): stop well past the minimum
         if (est > 1.5 * bestHere && L >= 4) break
@@ -395,6 +395,17 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   const plan = finish(g, opts, params, primeValues, lowered, fitted.lv, depth, extraNotes, fitted.mode, fitted.memory, choices)
   validatePlan(plan, g)
   return plan
+}
+
+/** Estimates this close are a tie: the cost table's error on another machine is larger (see backends/ckks/README.md). */
+const TIE = 0.03
+
+/**
+ * Whether a candidate (estimate, peak bytes) beats the best so far: clearly cheaper, or within the
+ * tie margin and smaller in node-seal's heap (further from an allocation failure).
+ */
+function preferred(est: number, peak: number, bestEst: number, bestPeak: number): boolean {
+  return est < bestEst * (1 - TIE) || (est <= bestEst * (1 + TIE) && peak < bestPeak)
 }
 
 /** One line on a placement: the model's latency and refreshes, against the latest point's. */
