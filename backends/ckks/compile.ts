@@ -332,6 +332,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
       let Lmax = 0
       while (chainFor(Lmax + 1, minS, headroom, room) && keysFit(logN, Lmax + 3)) Lmax++
       let bestHere = Infinity
+      let sinceBest = 0
       const seeds: Uint8Array[] = []
       // short chains first: client-aided refreshes are cheap and key switching grows with the square of the chain
       for (let L = 2; L <= Lmax; L++) {
@@ -362,9 +363,13 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
         const keys = new Set(fitted.lv.instrs.filter((i) => i.op === 'rotate').map((i) => i.step!)).size
         choices.push({ logN, levels: L, refreshes, estimatedMs: Math.round(est), peakBytes: fitted.memory.peakBytes, fits: fitted.memory.fits, rotationKeys: keys, plaintexts: fitted.mode, ...(placed ? { latestPointMs: Math.round(placed.latestMs), latestPointRefreshes: placed.latestRefreshes } : {}) })
         if (fitted.memory.fits && (!best || preferred(est, fitted.memory.peakBytes, best.est, best.fitted.memory.peakBytes))) best = { c: { params, lowered, budget: L, levels: { primeValues, lv }, notes }, fitted, est }
-        if (fitted.memory.fits) bestHere = Math.min(bestHere, est)
-        // the cost rises with the chain once refreshes are few (key switches grow with its length): stop well past the minimum
-        if (est > 1.5 * bestHere && L >= 4) break
+        if (fitted.memory.fits && est < bestHere) {
+          bestHere = est
+          sinceBest = 0
+        } else sinceBest++
+        // the cost rises with the chain once refreshes are few (key switches grow with its length): stop well past the minimum,
+        // or three lengths after it (the placements of shorter chains fit longer ones, so past the minimum only key switching grows)
+        if ((est > 1.5 * bestHere || sinceBest >= 3) && L >= 4) break
       }
     }
     if (choices.length === 0 && tooShort) throw tooShort

@@ -7,7 +7,7 @@
  * and the plans it makes compute what the interpreter computes, noiselessly and under node-seal.
  */
 import { describe, expect, it } from 'vitest'
-import { compileCkks, runPlan, simulatePlan } from '../../../backends/ckks/index.js'
+import { compileCkks, compileOptionsFrom, runPlan, simulatePlan } from '../../../backends/ckks/index.js'
 import { assignLevels } from '../../../backends/ckks/compile.js'
 import { lowerGraph } from '../../../backends/ckks/lower.js'
 import { chainFor, maxLogQ, sealPrimes } from '../../../backends/ckks/params.js'
@@ -101,6 +101,12 @@ describe('ckks: refreshes placed by cost', () => {
     // as many refreshes, each moved from before a convolution to before its square
     expect(placed.instrs.filter((i) => i.op === 'refresh').length).toBe(latest.instrs.filter((i) => i.op === 'refresh').length)
     expect(found.refreshes).toBe(found.latestRefreshes)
+  })
+
+  it('--refresh-at takes cost (the default) or latest', () => {
+    expect(compileOptionsFrom({}).refreshPlacement).toBe('cost')
+    expect(compileOptionsFrom({ refreshAt: 'latest' }).refreshPlacement).toBe('latest')
+    expect(() => compileOptionsFrom({ refreshAt: 'early' })).toThrow(/--refresh-at must be 'cost' or 'latest', got 'early'/)
   })
 
   it('placed plans compute what the interpreter computes, noiselessly and encrypted with node-seal', async () => {
