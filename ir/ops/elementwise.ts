@@ -30,7 +30,7 @@ export function erf(x: number): number {
   return Math.sign(x) * (1 - erfc)
 }
 
-function unary<A>(
+export function unary<A>(
   doc: string, parse: OpDef<A>['attrs'], f: (a: A) => (x: number) => number, since = 6, write?: OpDef<A>['onnx'], secret?: OpDef<A>['secret'],
 ): OpDef<A> {
   return defineOp<A>({
@@ -55,7 +55,7 @@ function unary<A>(
   })
 }
 
-const none = () => ({})
+export const none = () => ({})
 /** ONNX form of float attributes; defaults are left out (they need not be float32 values). */
 const floats =
   (defaults: Record<string, number>) =>
@@ -159,7 +159,7 @@ export const Clip = defineOp<{ min?: number; max?: number }>({
   },
 })
 
-function binaryEval(ins: readonly Tensor[], out: TensorType, f: (a: number, b: number) => number): Tensor {
+export function binaryEval(ins: readonly Tensor[], out: TensorType, f: (a: number, b: number) => number): Tensor {
   const [a, b] = ins
   const y = alloc(out)
   const ia = broadcastIndex(a.shape, out.shape)

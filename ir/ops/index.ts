@@ -4,6 +4,7 @@
  */
 import type { OpDef } from '../op.js'
 import { ELEMENTWISE_OPS } from './elementwise.js'
+import { MATH_OPS } from './math.js'
 import { NN_OPS } from './nn.js'
 import { PI_OPS } from './pi.js'
 import { REDUCE_OPS } from './reduce.js'
@@ -13,6 +14,7 @@ import { SOURCE_OPS } from './source.js'
 export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
   ...SOURCE_OPS,
   ...ELEMENTWISE_OPS,
+  ...MATH_OPS,
   ...NN_OPS,
   ...SHAPE_OPS,
   ...REDUCE_OPS,

@@ -1,4 +1,4 @@
-/** Reductions and normalizations over axes: ReduceMean, ReduceSum, ReduceMax, Softmax. */
+/** Reductions and normalizations over axes: ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceProd, the norms and log-sums, Softmax. */
 import { scaleBy } from '../linear.js'
 import { defineOp, OpError, type OpDef } from '../op.js'
 import { broadcastIndex } from './util.js'
@@ -18,7 +18,7 @@ function reduceAxes(ins: readonly TensorType[], a: ReduceAttrs, constant: (i: nu
   return [...new Set(raw.map((x) => normAxis(x, rank)))].sort((x, y) => x - y)
 }
 
-function reduce(doc: string, init: number, step: (acc: number, v: number) => number, finish: (acc: number, n: number) => number, kind: 'linear' | 'nonlinear') {
+function reduce(doc: string, init: number, step: (acc: number, v: number) => number, finish: (acc: number, n: number) => number, kind: 'linear' | 'nonlinear', pre?: (v: number) => number) {
   return defineOp<ReduceAttrs>({
     doc,
     kind,
@@ -52,7 +52,7 @@ function reduce(doc: string, init: number, step: (acc: number, v: number) => num
       }
       let dst = 0
       for (let k = 0; k < x.data.length; k++) {
-        y.data[dst] = step(y.data[dst], x.data[k])
+        y.data[dst] = step(y.data[dst], pre ? pre(x.data[k]) : x.data[k])
         for (let d = rank - 1; d >= 0; d--) {
           counter[d]++
           dst += keptStrides[d]
@@ -80,6 +80,13 @@ function reduce(doc: string, init: number, step: (acc: number, v: number) => num
 export const ReduceMean = reduce('mean over axes (attribute before opset 18, input after)', 0, (s, v) => s + v, (s, n) => s / n, 'linear')
 export const ReduceSum = reduce('sum over axes (axes input since opset 13)', 0, (s, v) => s + v, (s) => s, 'linear')
 export const ReduceMax = reduce('maximum over axes', -Infinity, Math.max, (s) => s, 'nonlinear')
+export const ReduceMin = reduce('minimum over axes', Infinity, Math.min, (s) => s, 'nonlinear')
+export const ReduceProd = reduce('product over axes', 1, (s, v) => s * v, (s) => s, 'nonlinear')
+export const ReduceL1 = reduce('sum of |x| over axes', 0, (s, v) => s + v, (s) => s, 'nonlinear', Math.abs)
+export const ReduceL2 = reduce('sqrt of the sum of x^2 over axes', 0, (s, v) => s + v, Math.sqrt, 'nonlinear', (v) => v * v)
+export const ReduceSumSquare = reduce('sum of x^2 over axes', 0, (s, v) => s + v, (s) => s, 'nonlinear', (v) => v * v)
+export const ReduceLogSum = reduce('log of the sum over axes', 0, (s, v) => s + v, Math.log, 'nonlinear')
+export const ReduceLogSumExp = reduce('log of the sum of exp(x) over axes', 0, (s, v) => s + v, Math.log, 'nonlinear', Math.exp)
 
 export const Softmax = defineOp<{ axis: number; legacy: boolean }>({
   doc: 'exp(x) / sum exp(x) along an axis (before opset 13: over the flattened dims from axis on)',
@@ -117,4 +124,4 @@ export const Softmax = defineOp<{ axis: number; legacy: boolean }>({
   },
 })
 
-export const REDUCE_OPS: Record<string, OpDef> = { ReduceMean, ReduceSum, ReduceMax, Softmax }
+export const REDUCE_OPS: Record<string, OpDef> = { ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp, Softmax }

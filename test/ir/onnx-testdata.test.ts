@@ -1,0 +1,28 @@
+/**
+ * The whole ONNX 1.12 backend test data (Debian package libonnx-testdata; .ci/run installs it): every
+ * case that passed when test/fixtures/onnx-testdata-pass.txt was written (bench/onnx-testdata.ts
+ * --write) must still pass against ONNX's own outputs (shape, element type, values at rtol 1e-4,
+ * atol 1e-5), no case may end in an internal error, and every refusal names what it refuses.
+ * Without the package the test is skipped, except under CI, where it fails.
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { ROOT, runTestData } from '../onnx-testdata.js'
+
+const present = existsSync(ROOT)
+
+describe('ONNX 1.12 test data (libonnx-testdata)', () => {
+  it.skipIf(!present && !process.env.CI)('keeps every recorded case passing, with no internal errors and every refusal named', () => {
+    expect(present, `no ONNX test data at ${ROOT} (apt-get install libonnx-testdata)`).toBe(true)
+    const results = runTestData()
+    expect(results.length).toBe(1072)
+    const want = readFileSync(path.join(import.meta.dirname, '..', 'fixtures', 'onnx-testdata-pass.txt'), 'utf8').split('\n').filter((l) => l.length > 0)
+    const outcome = new Map(results.map((r) => [`${r.group}/${r.name}`, r.outcome]))
+    const regressed = want.filter((c) => outcome.get(c)?.kind !== 'pass').map((c) => `${c}: ${JSON.stringify(outcome.get(c))}`)
+    expect(regressed).toEqual([])
+    expect(results.filter((r) => r.outcome.kind === 'error').map((r) => `${r.group}/${r.name}`)).toEqual([])
+    for (const r of results)
+      if (r.outcome.kind === 'refuse') expect(r.outcome.why, `${r.group}/${r.name}`).toMatch(/unsupported ops?: \w+|node '[^']*' \(\w+\)|^input: tensor|^run: input '/)
+  }, 300_000)
+})
