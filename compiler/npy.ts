@@ -1,9 +1,19 @@
 /**
- * NumPy .npy files (format versions 1, 2 and 3, C order): float32, float64, int64, int32, uint8 and
- * bool in either byte order are read; float32, float64 and int64 are written (little-endian, v1).
+ * NumPy .npy files (format versions 1, 2 and 3, C order): float16/32/64, int8/16/32/64,
+ * uint8/16/32 and bool in either byte order are read and written (little-endian, v1), each as its
+ * own dtype; the writer refuses data that does not match the header it writes.
  */
 import { writeFileSync } from 'node:fs'
 import { MAX_ELEMENTS, sizeOf, tensor, tensorBytes, type DType, type Tensor } from '../ir/tensor.js'
+
+function half(bits: number): number {
+  const s = bits & 0x8000 ? -1 : 1
+  const e = (bits >> 10) & 0x1f
+  const f = bits & 0x3ff
+  if (e === 0) return s * f * 2 ** -24
+  if (e === 31) return f ? NaN : s * Infinity
+  return s * (1 + f / 1024) * 2 ** (e - 15)
+}
 import { PicError, readUserFile } from './errors.js'
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]
@@ -15,13 +25,21 @@ interface Descr {
 }
 
 const DESCRS: Record<string, Descr> = {
+  f2: { dtype: 'float16', bytes: 2, read: (dv, o, le) => half(dv.getUint16(o, le)) },
   f4: { dtype: 'float32', bytes: 4, read: (dv, o, le) => dv.getFloat32(o, le) },
   f8: { dtype: 'float64', bytes: 8, read: (dv, o, le) => dv.getFloat64(o, le) },
+  i1: { dtype: 'int8', bytes: 1, read: (dv, o) => dv.getInt8(o) },
+  i2: { dtype: 'int16', bytes: 2, read: (dv, o, le) => dv.getInt16(o, le) },
+  i4: { dtype: 'int32', bytes: 4, read: (dv, o, le) => dv.getInt32(o, le) },
   i8: { dtype: 'int64', bytes: 8, read: (dv, o, le) => Number(dv.getBigInt64(o, le)) },
-  i4: { dtype: 'int64', bytes: 4, read: (dv, o, le) => dv.getInt32(o, le) },
-  u1: { dtype: 'int64', bytes: 1, read: (dv, o) => dv.getUint8(o) },
+  u1: { dtype: 'uint8', bytes: 1, read: (dv, o) => dv.getUint8(o) },
+  u2: { dtype: 'uint16', bytes: 2, read: (dv, o, le) => dv.getUint16(o, le) },
+  u4: { dtype: 'uint32', bytes: 4, read: (dv, o, le) => dv.getUint32(o, le) },
   b1: { dtype: 'bool', bytes: 1, read: (dv, o) => (dv.getUint8(o) ? 1 : 0) },
 }
+
+/** The .npy type code of each dtype (little-endian; one-byte types take '|'). */
+const CODE: Record<DType, string> = { float16: '<f2', float32: '<f4', float64: '<f8', int8: '|i1', int16: '<i2', int32: '<i4', int64: '<i8', uint8: '|u1', uint16: '<u2', uint32: '<u4', bool: '|b1' }
 
 export function parseNpy(buf: Uint8Array, file = 'array.npy'): Tensor {
   const fail = (why: string) => new PicError(`${file}: ${why}`)
@@ -46,7 +64,7 @@ export function parseNpy(buf: Uint8Array, file = 'array.npy'): Tensor {
   if (!descr || !fortran || !shapeM) throw fail('malformed .npy header')
   if (fortran[1] === 'True') throw fail('Fortran-order arrays are not supported; save with C order')
   const d = DESCRS[descr[2]]
-  if (!d) throw fail(`unsupported dtype '${descr[1]}${descr[2]}' (use float32, float64 or int64)`)
+  if (!d) throw fail(`unsupported dtype '${descr[1]}${descr[2]}' (use a float, integer or bool type up to 64 bits; uint64 is not supported)`)
   const shape = shapeM[1].split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number)
   if (shape.some((x) => !Number.isInteger(x) || x < 0)) throw fail('malformed shape in .npy header')
   const n = sizeOf(shape)
@@ -65,7 +83,9 @@ export function readNpy(file: string): Tensor {
 }
 
 export function encodeNpy(t: Tensor): Buffer {
-  const descr = t.dtype === 'float64' ? '<f8' : t.dtype === 'int64' ? '<i8' : t.dtype === 'bool' ? '|b1' : '<f4'
+  const descr = CODE[t.dtype]
+  const n = sizeOf(t.shape)
+  if (t.data.length !== n) throw new PicError(`.npy: shape [${t.shape.join(', ')}] holds ${n} elements, the data has ${t.data.length}`)
   const shape = t.shape.length === 1 ? `(${t.shape[0]},)` : `(${t.shape.join(', ')})`
   let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shape}, }`
   const total = 10 + header.length + 1
@@ -75,7 +95,9 @@ export function encodeNpy(t: Tensor): Buffer {
   head[6] = 1
   head[7] = 0
   head.writeUInt16LE(header.length, 8)
-  return Buffer.concat([head, Buffer.from(header, 'latin1'), tensorBytes(t)])
+  const body = tensorBytes(t)
+  if (body.length !== n * Number(descr.slice(2))) throw new PicError(`.npy: ${body.length} bytes of data for ${n} elements of ${t.dtype}`)
+  return Buffer.concat([head, Buffer.from(header, 'latin1'), body])
 }
 
 export function writeNpy(file: string, t: Tensor): void {

@@ -4,7 +4,7 @@
  * the dims before anything is allocated. Only this module and the importer touch protobuf.
  */
 import onnxProto from 'onnx-proto'
-import { deferredFloat32, MAX_ELEMENTS, sizeOf, tensor, tensorBytes, withAligned, type DType, type Tensor } from '../ir/tensor.js'
+import { deferredFloat32, dtypeOfElemType, MAX_ELEMENTS, ONNX_ELEM_TYPE, sizeOf, tensor, tensorBytes, withAligned, type DType, type Tensor } from '../ir/tensor.js'
 
 export import onnx = onnxProto.onnx
 
@@ -12,25 +12,7 @@ export const DT = onnx.TensorProto.DataType
 
 /** The PIC dtype an ONNX element type is read as, or undefined when unsupported. */
 export function dtypeOf(elemType: number): DType | undefined {
-  switch (elemType) {
-    case DT.FLOAT:
-    case DT.FLOAT16:
-      return 'float32'
-    case DT.DOUBLE:
-      return 'float64'
-    case DT.INT64:
-    case DT.INT32:
-    case DT.INT16:
-    case DT.INT8:
-    case DT.UINT8:
-    case DT.UINT16:
-    case DT.UINT32:
-      return 'int64'
-    case DT.BOOL:
-      return 'bool'
-    default:
-      return undefined
-  }
+  return dtypeOfElemType(elemType)
 }
 
 export function elemTypeName(elemType: number): string {
@@ -147,7 +129,7 @@ export function tensorFromProto(t: onnx.ITensorProto, external?: (t: onnx.ITenso
   return tensor(dtype, dims, data)
 }
 
-const PROTO_TYPE: Record<DType, number> = { float32: DT.FLOAT, float64: DT.DOUBLE, int64: DT.INT64, bool: DT.BOOL }
+const PROTO_TYPE = ONNX_ELEM_TYPE
 
 /** A TensorProto with raw_data in the tensor's own dtype. */
 export function tensorToProto(t: Tensor, name = ''): onnx.TensorProto {

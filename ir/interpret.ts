@@ -7,7 +7,7 @@ import { GraphError, instantiate } from './builder.js'
 import { PicError } from './errors.js'
 import { describeNode, graphInputs, inputDims, type Graph, type Node } from './graph.js'
 import { OPS } from './ops/index.js'
-import { castValue, formatType, sameShape, sizeOf, type Tensor } from './tensor.js'
+import { castValue, formatType, isNarrow, sameShape, sizeOf, type Tensor } from './tensor.js'
 
 export class InterpretError extends PicError {}
 
@@ -73,6 +73,8 @@ export function interpret(g0: Graph, given: readonly Tensor[] | Readonly<Record<
       const ins = n.inputs.map((x) => (x ? env.get(x)! : (undefined as unknown as Tensor)))
       try {
         v = OPS[n.op].eval(ins, n.attrs, n.type)
+        // narrow integers wrap and float16 rounds, as ONNX stores them
+        if (isNarrow(n.type.dtype)) v = { ...v, data: v.data.map((x) => castValue(x, n.type.dtype)) }
       } catch (e) {
         throw new InterpretError(`${describeNode(n)}: ${(e as Error).message}`)
       }

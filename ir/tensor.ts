@@ -1,10 +1,58 @@
 /**
  * Tensors and tensor types: the values the IR computes with. Every tensor holds its elements as a
- * Float64Array in C order whatever its dtype (integers are exact below 2^53, bools are 0/1); large
+ * Float64Array in C order whatever its dtype (integers are exact below 2^53, bools are 0/1; the
+ * narrow integers and float16 are computed in float64 and brought back to their range and precision
+ * after each op, so they store what ONNX stores); large
  * imported float32 weights make that array on first read (`deferredFloat32`).
  */
 
-export type DType = 'float32' | 'float64' | 'int64' | 'bool'
+export type DType = 'float16' | 'float32' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'bool'
+
+/** ONNX's TensorProto element type codes of the dtypes (the ONNX standard's numbering). */
+export const ONNX_ELEM_TYPE: Readonly<Record<DType, number>> = { float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11, uint32: 12 }
+
+/** The dtype of an ONNX element type code, or undefined when PIC has none (strings, uint64, bfloat16, ...). */
+export function dtypeOfElemType(code: number): DType | undefined {
+  return (Object.keys(ONNX_ELEM_TYPE) as DType[]).find((d) => ONNX_ELEM_TYPE[d] === code)
+}
+
+/** Integer dtypes narrower than int64: [bits, signed]. Their values are kept in range by `castValue`. */
+const NARROW_INTS: Partial<Record<DType, [number, boolean]>> = { int8: [8, true], int16: [16, true], int32: [32, true], uint8: [8, false], uint16: [16, false], uint32: [32, false] }
+
+export function isInteger(dtype: DType): boolean {
+  return dtype === 'int64' || NARROW_INTS[dtype] !== undefined
+}
+
+/** Dtypes whose values an op's float64 result must be brought back to (integers narrower than 64 bits, float16). */
+export function isNarrow(dtype: DType): boolean {
+  return dtype === 'float16' || NARROW_INTS[dtype] !== undefined
+}
+
+/** The nearest float16 value (round half to even; overflow to infinity). */
+export function roundHalf(v: number): number {
+  if (!Number.isFinite(v) || v === 0) return v
+  const a = Math.abs(v)
+  if (a >= 65520) return Math.sign(v) * Infinity
+  const e = Math.max(Math.floor(Math.log2(a)), -14)
+  const q = 2 ** (e - 10)
+  let m = a / q
+  const f = Math.floor(m)
+  const r = m - f
+  m = r > 0.5 || (r === 0.5 && f % 2 === 1) ? f + 1 : f
+  return Math.sign(v) * m * q
+}
+
+/** IEEE half-precision bits of a value already rounded to float16. */
+function halfBits(v: number): number {
+  const s = v < 0 || Object.is(v, -0) ? 0x8000 : 0
+  const a = Math.abs(v)
+  if (Number.isNaN(v)) return 0x7e00
+  if (a === Infinity) return s | 0x7c00
+  if (a === 0) return s
+  if (a < 2 ** -14) return s | Math.round(a / 2 ** -24)
+  const e = Math.floor(Math.log2(a))
+  return s | ((e + 15) << 10) | Math.round((a / 2 ** e - 1) * 1024)
+}
 
 export interface TensorType {
   readonly dtype: DType
@@ -73,13 +121,28 @@ export function deferredFloat32(shape: readonly number[], bytes: Uint8Array): Te
 export function tensorBytes(t: Tensor): Uint8Array {
   const stored = FLOAT32_BYTES.get(t)
   if (stored) return stored
+  const ints = (A: { from(a: ArrayLike<number>, f: (v: number) => number): { buffer: ArrayBufferLike } }) => new Uint8Array(A.from(t.data, (v) => castValue(v, t.dtype)).buffer)
   switch (t.dtype) {
+    case 'float16':
+      return new Uint8Array(Uint16Array.from(t.data, (v) => halfBits(roundHalf(v))).buffer)
     case 'float32':
       return new Uint8Array(Float32Array.from(t.data).buffer)
     case 'float64':
       return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
     case 'int64':
       return new Uint8Array(BigInt64Array.from(t.data, (v) => BigInt(Math.trunc(v))).buffer)
+    case 'int8':
+      return ints(Int8Array)
+    case 'int16':
+      return ints(Int16Array)
+    case 'int32':
+      return ints(Int32Array)
+    case 'uint8':
+      return ints(Uint8Array)
+    case 'uint16':
+      return ints(Uint16Array)
+    case 'uint32':
+      return ints(Uint32Array)
     case 'bool':
       return Uint8Array.from(t.data, (v) => (v ? 1 : 0))
   }
@@ -150,9 +213,11 @@ export function formatType(t: TensorType): string {
   return `${t.dtype}[${t.shape.join(',')}]`
 }
 
-/** Round a value to the dtype's representable set (float32 rounding, integer truncation, bool). */
+/** Round a value to the dtype's representable set (float rounding, integer truncation with wrap-around, bool). */
 export function castValue(v: number, dtype: DType): number {
   switch (dtype) {
+    case 'float16':
+      return roundHalf(v)
     case 'float32':
       return Math.fround(v)
     case 'float64':
@@ -161,9 +226,17 @@ export function castValue(v: number, dtype: DType): number {
       return Math.trunc(v)
     case 'bool':
       return v !== 0 ? 1 : 0
+    default: {
+      const [bits, signed] = NARROW_INTS[dtype]!
+      if (!Number.isFinite(v)) return 0
+      const m = 2 ** bits
+      let w = Math.trunc(v) % m
+      if (w < 0) w += m
+      return signed && w >= m / 2 ? w - m : w
+    }
   }
 }
 
 export function isFloat(dtype: DType): boolean {
-  return dtype === 'float32' || dtype === 'float64'
+  return dtype === 'float16' || dtype === 'float32' || dtype === 'float64'
 }

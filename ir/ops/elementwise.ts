@@ -4,7 +4,7 @@
  */
 import { broadcastPrims, powerPoly, reshapePrim, scaleBy, type SecretForm } from '../linear.js'
 import { defineOp, OpError, type OnnxAttrs, type OpDef, type Operand } from '../op.js'
-import { sizeOf, type Tensor, type TensorType } from '../tensor.js'
+import { isInteger, sizeOf, type Tensor, type TensorType } from '../tensor.js'
 import { alloc, broadcastIndex, broadcastShapes, broadcastTo, requireFloat, withData } from './util.js'
 
 /** erf to about 1e-15: Taylor series near 0, continued fraction for erfc in the tails. */
@@ -136,7 +136,19 @@ const passThrough = (doc: string) =>
   })
 
 export const Identity = passThrough('y = x')
-export const Dropout = passThrough('Identity at inference (ratio and training_mode inputs are ignored; the mask output is not supported)')
+const dropoutPass = passThrough('Identity at inference (the ratio input is ignored; training_mode must be false; the mask output is not supported)')
+const training = (t: Tensor | undefined) => t !== undefined && t.data.length > 0 && t.data[0] !== 0
+export const Dropout: OpDef<object> = {
+  ...dropoutPass,
+  infer: (ins, a, cx) => {
+    if (training(cx.constant(2))) throw new OpError('Dropout in training mode is not supported: PIC runs inference')
+    return dropoutPass.infer(ins, a, cx)
+  },
+  eval: (ins, a, out) => {
+    if (training(ins[2])) throw new OpError('Dropout in training mode is not supported: PIC runs inference')
+    return dropoutPass.eval(ins, a, out)
+  },
+}
 
 export const Clip = defineOp<{ min?: number; max?: number }>({
   doc: 'min(max(x, lo), hi); scalar bounds from inputs 2 and 3 (opset 11+) or attributes, absent bounds unbounded',
@@ -186,7 +198,7 @@ function binary(doc: string, f: (a: number, b: number) => number, secret: OpDef[
       if (ins[0].dtype !== ins[1].dtype) throw new OpError(`input types differ: ${ins[0].dtype} and ${ins[1].dtype}`)
       return { dtype: ins[0].dtype, shape: broadcastShapes([ins[0].shape, ins[1].shape]) }
     },
-    eval: (ins, _a, out) => binaryEval(ins, out, out.dtype === 'int64' && intF ? intF : f),
+    eval: (ins, _a, out) => binaryEval(ins, out, isInteger(out.dtype) && intF ? intF : f),
     secret,
   })
 }

@@ -7,7 +7,7 @@
  */
 import { scaleBy } from '../linear.js'
 import { defineOp, OpError, type OpDef } from '../op.js'
-import { sizeOf, tensor, type DType, type Tensor, type TensorType } from '../tensor.js'
+import { castValue, dtypeOfElemType, isInteger, sizeOf, tensor, type DType, type Tensor, type TensorType } from '../tensor.js'
 import { binaryEval, none, unary } from './elementwise.js'
 import { broadcastShapes, broadcastTo, intsOf, normAxis, withData } from './util.js'
 
@@ -113,7 +113,7 @@ export const Mod = defineOp<{ fmod: boolean }>({
   onnx: (a) => ({ fmod: a.fmod ? { i: 1 } : undefined }),
   infer: (ins, a) => {
     if (ins[0].dtype !== ins[1].dtype) throw new OpError(`input types differ: ${ins[0].dtype} and ${ins[1].dtype}`)
-    if (!a.fmod && ins[0].dtype !== 'int64') throw new OpError('Mod of floats needs fmod = 1')
+    if (!a.fmod && !isInteger(ins[0].dtype)) throw new OpError('Mod of floats needs fmod = 1')
     return { dtype: ins[0].dtype, shape: broadcastShapes([ins[0].shape, ins[1].shape]) }
   },
   eval: (ins, a, out) =>
@@ -261,39 +261,21 @@ export const Trilu = defineOp<{ upper: boolean }>({
   },
 })
 
-/** The PIC dtype of an ONNX element type for Cast (float16 is held as float32, every integer as int64). */
+/** The PIC dtype of an ONNX element type for Cast. */
 function castDtype(to: number): DType {
-  switch (to) {
-    case 1: // FLOAT
-    case 10: // FLOAT16
-      return 'float32'
-    case 11: // DOUBLE
-      return 'float64'
-    case 9: // BOOL
-      return 'bool'
-    case 2: // UINT8
-    case 3: // INT8
-    case 4: // UINT16
-    case 5: // INT16
-    case 6: // INT32
-    case 7: // INT64
-    case 12: // UINT32
-      return 'int64'
-    default:
-      throw new OpError(`Cast to ONNX element type ${to} is not supported`)
-  }
+  const d = dtypeOfElemType(to)
+  if (!d) throw new OpError(`Cast to ONNX element type ${to} is not supported`)
+  return d
 }
 
-/** A value converted to a dtype: floats to float32 round to single precision, integers truncate toward zero. */
+/** A value converted to a dtype: floats round, integers truncate toward zero and wrap, NaN is true. */
 function convert(v: number, to: DType): number {
-  if (to === 'bool') return v !== 0 && !Number.isNaN(v) ? 1 : 0
-  if (to === 'int64') return Math.trunc(v)
-  if (to === 'float32') return Math.fround(v)
-  return v
+  if (to === 'bool') return v !== 0 ? 1 : 0
+  return castValue(v, to)
 }
 
 export const Cast = defineOp<{ to: number }>({
-  doc: 'x converted to the element type `to` (float16 held as float32 and every integer type as int64)',
+  doc: 'x converted to the element type `to`',
   kind: 'nonlinear',
   arity: [1, 1],
   since: 6,
@@ -321,7 +303,7 @@ export const GatherElements = defineOp<{ axis: number }>({
   attrs: (r) => ({ axis: r.int('axis', 0) }),
   onnx: (a) => ({ axis: a.axis ? { i: a.axis } : undefined }),
   infer: (ins, a) => {
-    if (ins[1].dtype !== 'int64') throw new OpError(`indices must be integers, got ${ins[1].dtype}`)
+    if (!isInteger(ins[1].dtype)) throw new OpError(`indices must be integers, got ${ins[1].dtype}`)
     if (ins[1].shape.length !== ins[0].shape.length) throw new OpError('indices must have the rank of the data')
     normAxis(a.axis, ins[0].shape.length)
     return { dtype: ins[0].dtype, shape: ins[1].shape }

@@ -5,7 +5,7 @@
  */
 import { layoutForm, reshapePrim, type SecretForm } from '../linear.js'
 import { defineOp, OpError, type OnnxAttrs, type OpDef, type Operand } from '../op.js'
-import { sizeOf, stridesOf, tensor, type Tensor, type TensorType } from '../tensor.js'
+import { isInteger, sizeOf, stridesOf, tensor, type Tensor, type TensorType } from '../tensor.js'
 import { alloc, broadcastShapes, broadcastTo, checkShape, intsOf, normAxis, withData } from './util.js'
 
 const reshapeEval = (ins: readonly Tensor[], _a: unknown, out: TensorType): Tensor => withData(out, ins[0].data)
@@ -289,7 +289,7 @@ export const Gather = defineOp<{ axis: number }>({
   onnx: (a) => ({ axis: { i: a.axis } }),
   infer: (ins, a) => {
     const [x, idx] = ins
-    if (idx.dtype !== 'int64') throw new OpError('indices must be integers')
+    if (!isInteger(idx.dtype)) throw new OpError('indices must be integers')
     const axis = normAxis(a.axis, x.shape.length)
     return { dtype: x.dtype, shape: checkShape([...x.shape.slice(0, axis), ...idx.shape, ...x.shape.slice(axis + 1)]) }
   },

@@ -1,6 +1,6 @@
 /** Shared helpers for op definitions: broadcasting, axis normalization, output allocation. */
 import { OpError } from '../op.js'
-import { MAX_ELEMENTS, sizeOf, stridesOf, type Tensor, type TensorType } from '../tensor.js'
+import { isFloat, MAX_ELEMENTS, sizeOf, stridesOf, type Tensor, type TensorType } from '../tensor.js'
 
 export function normAxis(axis: number, rank: number): number {
   const a = axis < 0 ? axis + rank : axis
@@ -83,7 +83,7 @@ export function withData(t: TensorType, data: Float64Array): Tensor {
 }
 
 export function requireFloat(t: TensorType, what = 'input'): void {
-  if (t.dtype !== 'float32' && t.dtype !== 'float64') throw new OpError(`${what} must be a float tensor, got ${t.dtype}`)
+  if (!isFloat(t.dtype)) throw new OpError(`${what} must be a float tensor, got ${t.dtype}`)
 }
 /** Integer list from a constant tensor input (shapes, axes, pads). */
 export function intsOf(t: Tensor | undefined, what: string): number[] {

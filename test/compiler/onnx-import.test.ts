@@ -39,12 +39,12 @@ describe('initializers', () => {
     ['float_data', { dataType: DT.FLOAT, dims: [3], floatData: [1.5, -2, 0.25] }, { dtype: 'float32', shape: [3], data: [1.5, -2, 0.25] }],
     ['double_data', { dataType: DT.DOUBLE, dims: [2], doubleData: [0.1, 1e300] }, { dtype: 'float64', shape: [2], data: [0.1, 1e300] }],
     ['int64_data', { dataType: DT.INT64, dims: [2, 1], int64Data: [-7, 2 ** 40] }, { dtype: 'int64', shape: [2, 1], data: [-7, 2 ** 40] }],
-    ['int32_data', { dataType: DT.INT32, dims: [2], int32Data: [-3, 5] }, { dtype: 'int64', shape: [2], data: [-3, 5] }],
+    ['int32_data', { dataType: DT.INT32, dims: [2], int32Data: [-3, 5] }, { dtype: 'int32', shape: [2], data: [-3, 5] }],
     ['bool in int32_data', { dataType: DT.BOOL, dims: [3], int32Data: [1, 0, 1] }, { dtype: 'bool', shape: [3], data: [1, 0, 1] }],
-    ['float16 in int32_data', { dataType: DT.FLOAT16, dims: [3], int32Data: [0x3c00, 0xc000, 0x3555] }, { dtype: 'float32', shape: [3], data: [1, -2, 0.333251953125] }],
+    ['float16 in int32_data', { dataType: DT.FLOAT16, dims: [3], int32Data: [0x3c00, 0xc000, 0x3555] }, { dtype: 'float16', shape: [3], data: [1, -2, 0.333251953125] }],
     ['float raw_data', { dataType: DT.FLOAT, dims: [2], rawData: new Uint8Array(Float32Array.of(3.5, -1).buffer) }, { dtype: 'float32', shape: [2], data: [3.5, -1] }],
     ['int64 raw_data', { dataType: DT.INT64, dims: [2], rawData: new Uint8Array(BigInt64Array.of(-5n, 1n << 50n).buffer) }, { dtype: 'int64', shape: [2], data: [-5, 2 ** 50] }],
-    ['uint8 raw_data', { dataType: DT.UINT8, dims: [2], rawData: Uint8Array.of(255, 7) }, { dtype: 'int64', shape: [2], data: [255, 7] }],
+    ['uint8 raw_data', { dataType: DT.UINT8, dims: [2], rawData: Uint8Array.of(255, 7) }, { dtype: 'uint8', shape: [2], data: [255, 7] }],
     ['scalar', { dataType: DT.FLOAT, dims: [], floatData: [42] }, { dtype: 'float32', shape: [], data: [42] }],
   ]
   for (const [what, t, want] of cases) it(what, () => expect(plain(valueOf(identityOf({ name: 'w', ...t })))).toEqual(want))
