@@ -101,12 +101,12 @@ const infer: Command = {
   async run(args) {
     const file = modelArg(args, infer)
     const specs = (args.values.input as string[] | undefined) ?? []
-    if (specs.length === 0) throw new UsageError('at least one --input is required', infer)
     const out = str(args, 'output')
     const outDir = str(args, 'output-dir')
     if (!out === !outDir) throw new UsageError('give exactly one of --output and --output-dir', infer)
     const probe = loadModel(file)
     const declared = graphInputs(probe).map((n) => n.name)
+    if (specs.length === 0 && declared.length > 0) throw new UsageError(`the model takes ${declared.length} input${declared.length > 1 ? 's' : ''}: give ${declared.length > 1 ? 'them' : 'it'} with --input`, infer)
     const given = new Map<string, Tensor>()
     specs.forEach((s, i) => {
       const eq = s.indexOf('=')
@@ -120,9 +120,12 @@ const infer: Command = {
     const inputs = declared.map((d) => given.get(d)!)
     let outputs: Tensor[]
     const log = logger(args)
-    if (inputs.length === 1 && inputs[0].shape.length > 0) {
-      const { compiled } = compiledFor(probe, batchSize(probe, inputs[0].shape[0]), args)
-      outputs = runBatched(compiled, inputs[0])
+    // samples run in chunks only along a batch the model declares symbolic, and only when every
+    // output keeps it as its first axis; otherwise the graph runs once on the inputs as given
+    const chunked = inputs.length === 1 && inputs[0].shape.length > 0 && typeof inputDims(graphInputs(probe)[0])[0] === 'string' ? compiledFor(probe, batchSize(probe, inputs[0].shape[0]), args).compiled : undefined
+    const chunk = chunked ? graphInputs(chunked)[0].type.shape[0] : 0
+    if (chunked && chunked.outputs.every((o) => chunked.nodes.find((v) => v.name === o)!.type.shape[0] === chunk)) {
+      outputs = runBatched(chunked, inputs[0])
     } else {
       const { compiled } = compileFor(bindInputs(probe, inputs), irBackend, args)
       const values = interpret(compiled, inputs)

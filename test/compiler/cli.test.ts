@@ -4,6 +4,7 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { readNpy } from '../../compiler/npy.js'
 import { importModel } from '../../compiler/onnx-import.js'
+import { readTensorPb } from '../../compiler/onnx-tensor.js'
 import { interpret } from '../../ir/interpret.js'
 import { graphFromJSON } from '../../ir/serialize.js'
 import { digits, MANIFEST, maxAbsDiff, MODELS, pic } from '../helpers.js'
@@ -39,6 +40,26 @@ describe('pic infer', () => {
     const r = pic('infer', digits('mlp_relu.onnx'), '--input', `input=${digits('test_x.npy')}`, '--output-dir', dir, '--quiet')
     expect(r.code).toBe(0)
     expect(readNpy(path.join(dir, 'logits.npy')).shape).toEqual([497, 10])
+  })
+
+  const node = (c: string, f: string) => path.join(import.meta.dirname, '..', 'fixtures', 'onnx-node', c, f)
+  it.each(['test_transpose_default', 'test_flatten_axis2', 'test_constant'])('%s: static shapes kept, no batch split; ONNX outputs to 1e-6 (no inputs: none given)', (c) => {
+    const out = path.join(tmp, `${c}.npy`)
+    const inputs = c === 'test_constant' ? [] : ['--input', node(c, 'test_data_set_0/input_0.pb')]
+    const r = pic('infer', node(c, 'model.onnx'), ...inputs, '--output', out, '--quiet')
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const y = readNpy(out)
+    const want = readTensorPb(readFileSync(node(c, 'test_data_set_0/output_0.pb')))
+    expect(y.shape).toEqual(want.shape)
+    expect(y.dtype).toBe(want.dtype)
+    expect(maxAbsDiff(y.data, want.data)).toBeLessThanOrEqual(1e-6)
+  })
+
+  it('asks for the inputs a model takes', () => {
+    const r = pic('infer', digits('mlp_relu.onnx'), '--output', path.join(tmp, 'none.npy'))
+    expect(r.code).toBe(2)
+    expect(r.stderr.split('\n')[0]).toBe('pic: error: the model takes 1 input: give it with --input')
   })
 
   it('refuses a missing output option with a usage error', () => {
