@@ -11,7 +11,7 @@ import { graphInputs, inputDims, type Graph } from '../ir/graph.js'
 import { batchSize, bindInputs, interpret, runBatched } from '../ir/interpret.js'
 import { activationCounts, opCounts, parameterCount } from '../ir/stats.js'
 import { argmax, top1Agreement } from '../passes/ola.js'
-import { maxAbsDiff, type Tensor } from '../ir/tensor.js'
+import { isFloat, maxAbsDiff, type Tensor } from '../ir/tensor.js'
 import {
   COMPILE_OPTIONS, compileFor, flag, logger, need, onePositional, printJSON, str, UsageError,
   type Command, type ParsedArgs,
@@ -21,7 +21,7 @@ import { dealer, query, serve } from './cmd-mpc.js'
 import { run } from './cmd-run.js'
 import { PicError } from './errors.js'
 import { readNpy, writeNpy } from './npy.js'
-import { loadModel, readTensorFile, sidecarPath, writeChunks } from './model.js'
+import { inputNamesOf, loadModel, needsBinding, readTensorFile, sidecarPath, writeChunks } from './model.js'
 
 function modelArg(args: ParsedArgs, cmd: Command): string {
   return onePositional(args, cmd, 'MODEL')
@@ -104,17 +104,29 @@ const infer: Command = {
     const out = str(args, 'output')
     const outDir = str(args, 'output-dir')
     if (!out === !outDir) throw new UsageError('give exactly one of --output and --output-dir', infer)
-    const probe = loadModel(file)
-    const declared = graphInputs(probe).map((n) => n.name)
-    if (specs.length === 0 && declared.length > 0) throw new UsageError(`the model takes ${declared.length} input${declared.length > 1 ? 's' : ''}: give ${declared.length > 1 ? 'them' : 'it'} with --input`, infer)
+    const all = inputNamesOf(file)
+    if (specs.length === 0 && all.length > 0) throw new UsageError(`the model takes ${all.length} input${all.length > 1 ? 's' : ''}: give ${all.length > 1 ? 'them' : 'it'} with --input`, infer)
     const given = new Map<string, Tensor>()
     specs.forEach((s, i) => {
       const eq = s.indexOf('=')
-      const named = eq > 0 && declared.includes(s.slice(0, eq))
-      const name = named ? s.slice(0, eq) : declared[i]
-      if (name === undefined) throw new PicError(`${file}: the model takes ${declared.length} inputs, got ${specs.length}`)
+      const named = eq > 0 && all.includes(s.slice(0, eq))
+      const name = named ? s.slice(0, eq) : all[i]
+      if (name === undefined) throw new PicError(`${file}: the model takes ${all.length} inputs, got ${specs.length}`)
       given.set(name, readTensorFile(named ? s.slice(eq + 1) : s))
     })
+    let probe: Graph
+    try {
+      probe = loadModel(file)
+    } catch (e) {
+      // a shape operand fed as an input: specialise the graph on the integer and scalar inputs given
+      if (!needsBinding(e)) throw e
+      const bound = new Map([...given].filter(([, t]) => !isFloat(t.dtype) || t.shape.length === 0))
+      if (bound.size === 0) throw e
+      probe = loadModel(file, undefined, bound)
+      logger(args)(`bound input${bound.size > 1 ? 's' : ''} ${[...bound.keys()].map((k) => `'${k}'`).join(', ')} as constant${bound.size > 1 ? 's' : ''}: the graph is specialised on ${bound.size > 1 ? 'their' : 'its'} value`)
+      for (const k of bound.keys()) given.delete(k)
+    }
+    const declared = graphInputs(probe).map((n) => n.name)
     const missing = declared.filter((d) => !given.has(d))
     if (missing.length) throw new PicError(`${file}: missing input${missing.length > 1 ? 's' : ''} ${missing.map((m) => `'${m}'`).join(', ')}`)
     const inputs = declared.map((d) => given.get(d)!)
@@ -185,11 +197,12 @@ const evaluate: Command = {
 const compile: Command = {
   name: 'compile',
   summary: 'Compile a model for a backend (ir, ckks, mpc or a plugin module) and write or print the plan.',
-  usage: 'pic compile MODEL --backend ir|ckks|mpc|PLUGIN.js [--approx SPEC --calib C.npy] [-o FILE] [--json]',
+  usage: 'pic compile MODEL --backend ir|ckks|mpc|PLUGIN.js [--approx SPEC --calib C.npy] [--bind NAME=FILE] [-o FILE] [--json]',
   options: {
     backend: { type: 'string', arg: 'NAME', help: "'ir', 'ckks', 'mpc' or the path of a backend plugin module" },
     output: { type: 'string', short: 'o', arg: 'FILE', help: 'write the plan JSON here (large constants go to FILE with .bin)' },
     batch: { type: 'string', arg: 'K', help: "CKKS: images per inference, interleaved in the slots (default 1), or 'auto' (the cheapest per image); estimates stay per inference" },
+    bind: { type: 'string', multiple: true, arg: 'NAME=FILE', help: "make graph input NAME a constant holding FILE's tensor (.npy or .pb): for shape operands fed as inputs" },
     ...COMPILE_OPTIONS,
   },
   async run(args) {
@@ -197,7 +210,13 @@ const compile: Command = {
     const backend = await loadBackend(need(args, 'backend', compile))
     const log = logger(args)
     const t0 = performance.now()
-    const g = batched(loadModel(file), file, str(args, 'batch'), backend.name)
+    const binds = new Map<string, Tensor>()
+    for (const spec of (args.values.bind as string[] | undefined) ?? []) {
+      const eq = spec.indexOf('=')
+      if (eq <= 0) throw new UsageError(`--bind takes NAME=FILE, got '${spec}'`, compile)
+      binds.set(spec.slice(0, eq), readTensorFile(spec.slice(eq + 1)))
+    }
+    const g = batched(loadModel(file, undefined, binds), file, str(args, 'batch'), backend.name)
     const { compiled, cx } = compileFor(g, backend, args)
     let lowered: ReturnType<typeof backend.lower>
     try {

@@ -6,7 +6,7 @@ import type { Tensor } from '../ir/tensor.js'
 import { cannotRead, PicError, readUserFile } from './errors.js'
 import { readNpy } from './npy.js'
 import { importModel } from './onnx-import.js'
-import { readTensorPb } from './onnx-tensor.js'
+import { onnx, readTensorPb, tensorToProto } from './onnx-tensor.js'
 
 /** Protobuf cannot hold more than 2 GiB; anything larger is not an ONNX file PIC can read. */
 const MAX_MODEL_BYTES = 2 ** 31
@@ -25,8 +25,45 @@ function readModelBytes(file: string): Buffer {
   return readFileSync(file)
 }
 
-export function loadModel(file: string, symbols?: Record<string, number>): Graph {
-  return importModel(readModelBytes(file), { file, baseDir: path.dirname(path.resolve(file)), symbols })
+/**
+ * Import a model; `bound` graph inputs become constants holding the given tensors (the graph is
+ * specialised on them: shape operands such as Reshape's shape or Range's limits fed as inputs).
+ */
+export function loadModel(file: string, symbols?: Record<string, number>, bound?: ReadonlyMap<string, Tensor>): Graph {
+  let bytes: Uint8Array = readModelBytes(file)
+  if (bound && bound.size > 0) {
+    let m: onnx.ModelProto
+    try {
+      m = onnx.ModelProto.decode(bytes)
+    } catch {
+      return importModel(bytes, { file })
+    }
+    const names = new Set(modelInputNames(m))
+    for (const name of bound.keys()) if (!names.has(name)) throw new PicError(`${file}: --bind ${name}: the model has no input '${name}'`)
+    const inits = (m.graph!.initializer ??= [])
+    for (const [name, t] of bound) inits.push(tensorToProto(t, name))
+    bytes = onnx.ModelProto.encode(m).finish()
+  }
+  return importModel(bytes, { file, baseDir: path.dirname(path.resolve(file)), symbols })
+}
+
+function modelInputNames(m: onnx.ModelProto): string[] {
+  const inits = new Set((m.graph?.initializer ?? []).map((t) => t.name ?? ''))
+  return (m.graph?.input ?? []).map((i) => i.name ?? '').filter((n) => !inits.has(n))
+}
+
+/** The graph inputs a model file declares (initializers left out), in order; empty when it cannot be decoded. */
+export function inputNamesOf(file: string): string[] {
+  try {
+    return modelInputNames(onnx.ModelProto.decode(readModelBytes(file)))
+  } catch {
+    return []
+  }
+}
+
+/** A refusal that binding shape-operand inputs as constants can cure. */
+export function needsBinding(e: unknown): boolean {
+  return e instanceof PicError && /must be a compile-time (constant|scalar)/.test(e.message)
 }
 
 /** A tensor from a .npy file or a serialized ONNX TensorProto (.pb). */

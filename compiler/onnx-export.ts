@@ -7,7 +7,7 @@
  */
 import { symbolicShapes } from '../ir/builder.js'
 import { constantOf, graphInputs, inputDims, type Graph, type Node } from '../ir/graph.js'
-import { DEFAULT_SINCE, OpError, type OnnxAttr } from '../ir/op.js'
+import { DEFAULT_SINCE, OpError, outputIndex, type OnnxAttr } from '../ir/op.js'
 import { OPS, PIC_ONLY_OPS } from '../ir/ops/index.js'
 import type { TensorType } from '../ir/tensor.js'
 import { nodeError, PicError } from './errors.js'
@@ -72,7 +72,11 @@ function modelProto(g: Graph, opts: WriteOptions = {}): onnx.ModelProto {
         throw e
       }
       const attribute = Object.entries(attrs).flatMap(([k, v]) => (v === undefined ? [] : [attributeProto(k, v)]))
-      graph.node.push(onnx.NodeProto.create({ name: nodeName(n), opType: n.op, input: [...n.inputs], output: [n.name], attribute }))
+      // a several-output op: this node's output at its index, the others named after it
+      const def = OPS[n.op]
+      const k = outputIndex(n.attrs)
+      const output = def.outputs ? Array.from({ length: Math.max(def.outputs(n.attrs), k + 1) }, (_, j) => (j === k ? n.name : `${n.name}__output${j}`)) : [n.name]
+      graph.node.push(onnx.NodeProto.create({ name: nodeName(n), opType: n.op, input: [...n.inputs], output, attribute }))
     }
   }
   const outputs = new Set(g.outputs)

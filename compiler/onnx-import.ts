@@ -209,6 +209,7 @@ function orderNodes(nodes: onnx.INodeProto[], b: GraphBuilder, file: string, gra
     const s = secondary.get(u)
     if (!s) continue
     const o = originOf(nodes[s[0]], s[0])
+    if (OPS[o.op]?.outputs) continue
     throw nodeError(file, { name: o.name, op: o.op, origin: o }, `output ${s[1]} ('${u}') is used, but PIC supports only the first output of ${o.op}`)
   }
   const ids = nodes.map((_, i) => String(i))
@@ -249,7 +250,13 @@ function addNode(n: onnx.INodeProto, i: number, b: GraphBuilder, opset: number, 
   const def = OPS[origin.op]
   try {
     if (origin.op === 'Constant') b.constant(outs[0], def.attrs(new RawAttrs(raw, opset)).value, origin)
-    else b.add(origin.op, n.input ?? [], def.attrs(new RawAttrs(raw, opset)), { name: outs[0], origin })
+    else if (def.outputs) {
+      // one IR node per output of a several-output op
+      const attrs = def.attrs(new RawAttrs(raw, opset))
+      outs.forEach((o, k) => {
+        if (o) b.add(origin.op, n.input ?? [], { ...attrs, output: k, outputs: outs.length }, { name: o, origin })
+      })
+    } else b.add(origin.op, n.input ?? [], def.attrs(new RawAttrs(raw, opset)), { name: outs[0], origin })
   } catch (e) {
     if (e instanceof OpError || e instanceof GraphError) throw nodeError(file, where, e.message)
     throw e

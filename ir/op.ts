@@ -133,6 +133,17 @@ export interface OpDef<A = any> {
    * and cost are per-backend analyses over it (see ir/linear.ts).
    */
   secret?(ins: readonly Operand[], a: A, out: TensorType): SecretForm
+  /**
+   * Ops with several outputs (Split, LayerNormalization): how many outputs the ONNX node has for
+   * these attributes. The importer gives each output its own IR node, the op with `output: k` in its
+   * attributes (read with `outputIndex`), and the writer names the node's other outputs.
+   */
+  outputs?(a: A): number
+}
+
+/** Which output of a several-output op a node computes (0 for single-output ops). */
+export function outputIndex(a: unknown): number {
+  return (a as { output?: number }).output ?? 0
 }
 
 export const DEFAULT_SINCE = 7

@@ -15,7 +15,7 @@ import { importModel } from '../compiler/onnx-import.js'
 import { DT, onnx, protoTypeOf, readTensorPb, tensorToProto } from '../compiler/onnx-tensor.js'
 import { PicError } from '../ir/errors.js'
 import { interpret } from '../ir/interpret.js'
-import type { Tensor } from '../ir/tensor.js'
+import { isFloat, type Tensor } from '../ir/tensor.js'
 
 export const ROOT = process.env.PIC_ONNX_TESTDATA ?? '/usr/share/libonnx-testdata/data'
 export const GROUPS = ['node', 'pytorch-converted', 'pytorch-operator', 'simple']
@@ -118,10 +118,10 @@ function runCase(dir: string): { ops: string[]; outcome: Outcome } {
       g = importModel(bytes, { file: 'model.onnx' })
     } catch (e) {
       if (!(e instanceof PicError)) return { ops, outcome: { kind: 'error', why: `import: ${(e as Error).stack?.split('\n').slice(0, 2).join(' ')}` } }
-      // as the conformance test does: bind the non-float inputs (shape operands) and import again
+      // as `pic infer` does: bind the integer and scalar inputs (shape operands) and import again
       const bound = new Map<string, Tensor>()
       inputNames.forEach((n, k) => {
-        if (inputs[k] && (inputs[k].dtype !== 'float32' && inputs[k].dtype !== 'float64')) bound.set(n, inputs[k])
+        if (inputs[k] && (!isFloat(inputs[k].dtype) || inputs[k].shape.length === 0)) bound.set(n, inputs[k])
       })
       if (bound.size === 0) return { ops, outcome: { kind: 'refuse', why: e.message } }
       try {

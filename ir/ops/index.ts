@@ -4,7 +4,9 @@
  */
 import type { OpDef } from '../op.js'
 import { ELEMENTWISE_OPS } from './elementwise.js'
+import { ARRANGE_OPS } from './arrange.js'
 import { MATH_OPS } from './math.js'
+import { NORM_OPS } from './norm.js'
 import { NN_OPS } from './nn.js'
 import { PI_OPS } from './pi.js'
 import { REDUCE_OPS } from './reduce.js'
@@ -15,6 +17,8 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
   ...SOURCE_OPS,
   ...ELEMENTWISE_OPS,
   ...MATH_OPS,
+  ...ARRANGE_OPS,
+  ...NORM_OPS,
   ...NN_OPS,
   ...SHAPE_OPS,
   ...REDUCE_OPS,

@@ -347,7 +347,47 @@ export const Size = defineOp<object>({
   eval: (ins, _a, out: TensorType) => withData(out, new Float64Array([sizeOf(ins[0].shape)])),
 })
 
+export const IsNaN = defineOp<object>({
+  doc: 'x is NaN (bool)',
+  kind: 'nonlinear',
+  arity: [1, 1],
+  since: 9,
+  attrs: none,
+  infer: (ins) => ({ dtype: 'bool', shape: ins[0].shape }),
+  eval: (ins, _a, out) => withData(out, ins[0].data.map((v) => (Number.isNaN(v) ? 1 : 0))),
+})
+
+export const IsInf = defineOp<{ positive: boolean; negative: boolean }>({
+  doc: 'x is +inf (detect_positive) or -inf (detect_negative) (bool)',
+  kind: 'nonlinear',
+  arity: [1, 1],
+  since: 10,
+  attrs: (r) => ({ positive: r.int('detect_positive', 1) === 1, negative: r.int('detect_negative', 1) === 1 }),
+  onnx: (a) => ({ detect_positive: a.positive ? undefined : { i: 0 }, detect_negative: a.negative ? undefined : { i: 0 } }),
+  infer: (ins) => ({ dtype: 'bool', shape: ins[0].shape }),
+  eval: (ins, a, out) => withData(out, ins[0].data.map((v) => ((a.positive && v === Infinity) || (a.negative && v === -Infinity) ? 1 : 0))),
+})
+
+export const BitShift = defineOp<{ left: boolean }>({
+  doc: 'x shifted left or right by y bits (unsigned integers, broadcasting)',
+  kind: 'nonlinear',
+  arity: [2, 2],
+  since: 11,
+  attrs: (r) => {
+    const d = r.string('direction')
+    if (d !== 'LEFT' && d !== 'RIGHT') throw new OpError(`direction must be LEFT or RIGHT, got '${d}'`)
+    return { left: d === 'LEFT' }
+  },
+  onnx: (a) => ({ direction: { s: a.left ? 'LEFT' : 'RIGHT' } }),
+  infer: (ins) => {
+    if (ins[0].dtype !== ins[1].dtype || !ins[0].dtype.startsWith('uint')) throw new OpError(`BitShift needs two unsigned integer inputs of one type, got ${ins[0].dtype} and ${ins[1].dtype}`)
+    return { dtype: ins[0].dtype, shape: broadcastShapes([ins[0].shape, ins[1].shape]) }
+  },
+  eval: (ins, a, out) => binaryEval(ins, out, (x, y) => (a.left ? x * 2 ** y : Math.floor(x / 2 ** y))),
+})
+
 export const MATH_OPS: Record<string, OpDef> = {
+  IsNaN, IsInf, BitShift,
   Log, Reciprocal, Cos, Sin, Tan, Acos, Asin, Atan, Cosh, Sinh, Acosh, Asinh, Atanh, Ceil, Floor, Round, Sign, Softsign, Celu,
   ThresholdedRelu, Shrink, Equal, Greater, Less, GreaterOrEqual, LessOrEqual, And, Or, Xor, Not, Where, Mod, ArgMax, ArgMin,
   LogSoftmax, Hardmax, Trilu, Cast, CastLike, GatherElements, Size,

@@ -56,6 +56,24 @@ describe('pic infer', () => {
     expect(maxAbsDiff(y.data, want.data)).toBeLessThanOrEqual(1e-6)
   })
 
+  it('binds a shape operand fed as an input (Reshape shape) from the file given, for infer and with --bind for compile', () => {
+    const c = 'test_reshape_negative_dim'
+    const out = path.join(tmp, `${c}.npy`)
+    const r = pic('infer', node(c, 'model.onnx'), '--input', node(c, 'test_data_set_0/input_0.pb'), '--input', node(c, 'test_data_set_0/input_1.pb'), '--output', out)
+    expect(r.code).toBe(0)
+    expect(r.stderr).toMatch(/bound input 'shape' as constant: the graph is specialised on its value/)
+    const want = readTensorPb(readFileSync(node(c, 'test_data_set_0/output_0.pb')))
+    const y = readNpy(out)
+    expect(y.shape).toEqual(want.shape)
+    expect(maxAbsDiff(y.data, want.data)).toBe(0)
+    const refused = pic('compile', node(c, 'model.onnx'), '--backend', 'ir', '--json', '--quiet')
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toMatch(/Reshape shape must be a compile-time constant/)
+    const bound = pic('compile', node(c, 'model.onnx'), '--backend', 'ir', '--bind', `shape=${node(c, 'test_data_set_0/input_1.pb')}`, '--json', '--quiet')
+    expect(bound.code).toBe(0)
+    expect(pic('compile', node(c, 'model.onnx'), '--backend', 'ir', '--bind', `nope=${node(c, 'test_data_set_0/input_1.pb')}`).stderr).toMatch(/--bind nope: the model has no input 'nope'/)
+  })
+
   it('asks for the inputs a model takes', () => {
     const r = pic('infer', digits('mlp_relu.onnx'), '--output', path.join(tmp, 'none.npy'))
     expect(r.code).toBe(2)

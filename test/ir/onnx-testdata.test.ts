@@ -8,6 +8,10 @@
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { writeModel } from '../../compiler/onnx-export.js'
+import { importModel } from '../../compiler/onnx-import.js'
+import { readTensorPb } from '../../compiler/onnx-tensor.js'
+import { interpret } from '../../ir/interpret.js'
 import { ROOT, runTestData } from '../onnx-testdata.js'
 
 const present = existsSync(ROOT)
@@ -25,4 +29,21 @@ describe('ONNX 1.12 test data (libonnx-testdata)', () => {
     for (const r of results)
       if (r.outcome.kind === 'refuse') expect(r.outcome.why, `${r.group}/${r.name}`).toMatch(/unsupported ops?: \w+|node '[^']*' \(\w+\)|^input: tensor|^run: input '/)
   }, 300_000)
+
+  it.skipIf(!present && !process.env.CI)('several-output ops (LayerNormalization, Split) are written back to ONNX and read again with the same outputs', () => {
+    for (const c of ['test_layer_normalization_4d_axis1', 'test_split_equal_parts_2d', 'test_split_equal_parts_1d']) {
+      const dir = path.join(ROOT, 'node', c)
+      const g = importModel(readFileSync(path.join(dir, 'model.onnx')), { file: `${c}.onnx` })
+      const inputs = g.nodes.filter((n) => n.op === 'Input').map((_, k) => readTensorPb(readFileSync(path.join(dir, 'test_data_set_0', `input_${k}.pb`))))
+      const again = importModel(writeModel(g), { file: `${c}.again.onnx` })
+      const a = interpret(g, inputs)
+      const b = interpret(again, inputs)
+      expect(again.outputs.length).toBe(g.outputs.length)
+      g.outputs.forEach((o, k) => {
+        const want = readTensorPb(readFileSync(path.join(dir, 'test_data_set_0', `output_${k}.pb`)))
+        expect(Array.from(b.get(again.outputs[k])!.data)).toEqual(Array.from(a.get(o)!.data))
+        expect(b.get(again.outputs[k])!.shape).toEqual(want.shape)
+      })
+    }
+  })
 })
