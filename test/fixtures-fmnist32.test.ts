@@ -14,7 +14,7 @@ import { run1 } from '../ir/interpret.js'
 import { ROOT } from './helpers.js'
 
 const DIR = path.join(ROOT, 'test/fixtures/fmnist32')
-const MODELS = ['resnet20', 'resnet20_senet', 'resnet20_aespa', 'pkn'] as const
+const MODELS = ['resnet20', 'resnet20_senet', 'resnet20_aespa', 'pkn', 'convnext_mini', 'vit_tiny'] as const
 const N = 8
 const manifest = JSON.parse(readFileSync(path.join(DIR, 'manifest.json'), 'utf8')) as { models: Record<string, { file: string; sha256: string }> }
 
