@@ -1,7 +1,7 @@
 /**
  * The pipelines: plain arrays of passes, all visible here. `common` holds the exact passes every
  * backend runs: constants folded, no-ops removed, BatchNorm and biases folded into the linear ops,
- * decomposed activations recognized, polynomial activations folded, dead code dropped. Then come
+ * decomposed activations and LayerNorms recognized, polynomial activations folded, dead code dropped. Then come
  * the approximation passes, which do nothing unless the PassContext's options ask for them
  * (--approx, --relu-budget, ...). Today every backend runs the same sequence (so `pic infer` and
  * `pic eval` see exactly what CKKS and MPC compile); `PIPELINES` names one per backend so a backend
@@ -14,6 +14,7 @@ import { foldPolynomials } from './fold-polynomials.js'
 import { fuseBias } from './fuse-bias.js'
 import type { Pass } from './pass.js'
 import { recognizeActivations } from './recognize-activations.js'
+import { recognizeLayernorm } from './recognize-layernorm.js'
 import { approximate } from './approximate.js'
 import { lowerMaxpool } from './lower-maxpool.js'
 import { reluBudget } from './relu-budget.js'
@@ -25,6 +26,7 @@ export const common: readonly Pass[] = [
   foldBatchnorm,
   fuseBias,
   recognizeActivations,
+  recognizeLayernorm,
   foldPolynomials,
   eliminateDeadCode,
 ]
