@@ -3,7 +3,7 @@
  * arithmetic (Add, Sub, Mul, Div, Pow, PRelu, Sum, Mean, Max, Min).
  */
 import { broadcastPrims, powerPoly, reshapePrim, scaleBy, type SecretForm } from '../linear.js'
-import { defineOp, OpError, type OnnxAttrs, type OpDef, type Operand } from '../op.js'
+import { defineOp, OpError, type OnnxAttrs, type OpDef, type Operand, type RawAttrs } from '../op.js'
 import { isInteger, sizeOf, type Tensor, type TensorType } from '../tensor.js'
 import { alloc, broadcastIndex, broadcastShapes, broadcastTo, requireFloat, withData } from './util.js'
 
@@ -188,18 +188,50 @@ export function binaryEval(ins: readonly Tensor[], out: TensorType, f: (a: numbe
   return y
 }
 
-function binary(doc: string, f: (a: number, b: number) => number, secret: OpDef['secret'], intF?: (a: number, b: number) => number): OpDef<object> {
-  return defineOp<object>({
-    doc,
+/**
+ * Before opset 7, Add, Sub, Mul and Div broadcast only with `broadcast = 1`, B's dims aligned to A's
+ * from `axis` (default: the trailing dims, as NumPy). `legacyAxis` holds that axis when it differs
+ * from NumPy's alignment; B then reads as B's shape padded with ones on the right.
+ */
+interface BinaryAttrs {
+  legacyAxis?: number
+}
+
+function binaryAttrs(r: RawAttrs): BinaryAttrs {
+  if (r.opset >= 7 || r.int('broadcast', 0) !== 1 || !r.has('axis')) return {}
+  return { legacyAxis: r.int('axis') }
+}
+
+/** The inputs as NumPy broadcasting sees them: B padded on the right for a legacy axis. */
+function aligned<T extends TensorType>(ins: readonly T[], a: BinaryAttrs): T[] {
+  if (a.legacyAxis === undefined) return [...ins]
+  const [x, y] = ins
+  const axis = a.legacyAxis < 0 ? a.legacyAxis + x.shape.length : a.legacyAxis
+  const pad = x.shape.length - axis - y.shape.length
+  if (pad < 0) throw new OpError(`B of rank ${y.shape.length} does not fit A of rank ${x.shape.length} from axis ${a.legacyAxis}`)
+  const shape = [...y.shape, ...new Array<number>(pad).fill(1)]
+  const value = (y as { value?: Tensor }).value
+  return [x, { ...y, shape, ...(value ? { value: { ...value, shape } } : {}) }, ...ins.slice(2)]
+}
+
+function binary(doc: string, f: (a: number, b: number) => number, secret: OpDef['secret'], intF?: (a: number, b: number) => number): OpDef<BinaryAttrs> {
+  return defineOp<BinaryAttrs>({
+    doc: `${doc}; before opset 7 with the legacy broadcast and axis attributes`,
     kind: 'arith',
     arity: [2, 2],
-    attrs: none,
-    infer: (ins) => {
+    since: 1,
+    attrs: binaryAttrs,
+    onnx: (a) => {
+      if (a.legacyAxis !== undefined) throw new OpError('the legacy broadcast axis has no ONNX form from opset 7; reshape B first')
+      return {}
+    },
+    infer: (ins0, a) => {
+      const ins = aligned(ins0, a)
       if (ins[0].dtype !== ins[1].dtype) throw new OpError(`input types differ: ${ins[0].dtype} and ${ins[1].dtype}`)
       return { dtype: ins[0].dtype, shape: broadcastShapes([ins[0].shape, ins[1].shape]) }
     },
-    eval: (ins, _a, out) => binaryEval(ins, out, isInteger(out.dtype) && intF ? intF : f),
-    secret,
+    eval: (ins, a, out) => binaryEval(aligned(ins, a), out, isInteger(out.dtype) && intF ? intF : f),
+    secret: (ins, a, out) => (a.legacyAxis !== undefined && ins[1].secret ? { form: 'nonpoly' } : secret!(aligned(ins, a), a, out)),
   })
 }
 
@@ -250,19 +282,35 @@ export const Pow = defineOp<object>({
   },
 })
 
-export const PRelu = defineOp<object>({
-  doc: 'x if x >= 0 else slope x (slope broadcasts to x)',
+/** Before opset 7 a slope of C values is per channel (axis 1); as a [C, 1, ...] slope it broadcasts the same way since. */
+function preluSlope<T extends TensorType>(ins: readonly T[], a: { legacy: boolean }): T[] {
+  const [x, s] = ins
+  if (!a.legacy || s.shape.length !== 1 || x.shape.length < 3 || s.shape[0] !== x.shape[1]) return [...ins]
+  const shape = [s.shape[0], ...new Array<number>(x.shape.length - 2).fill(1)]
+  const value = (s as { value?: Tensor }).value
+  return [x, { ...s, shape, ...(value ? { value: { ...value, shape } } : {}) }]
+}
+
+export const PRelu = defineOp<{ legacy: boolean }>({
+  doc: 'x if x >= 0 else slope x (slope broadcasts to x; before opset 7 a slope of C values is per channel)',
   kind: 'nonlinear',
   arity: [2, 2],
-  attrs: none,
-  infer: (ins) => {
+  since: 1,
+  attrs: (r) => ({ legacy: r.opset < 7 }),
+  onnx: (a) => {
+    if (a.legacy) throw new OpError('a per-channel PRelu slope of opset < 7 has no ONNX form from opset 7; reshape the slope first')
+    return {}
+  },
+  infer: (ins0, a) => {
+    const ins = preluSlope(ins0, a)
     const shape = broadcastShapes([ins[0].shape, ins[1].shape])
     if (shape.length !== ins[0].shape.length || shape.some((d, i) => d !== ins[0].shape[i]))
       throw new OpError('PRelu slope must broadcast to the input shape')
     return { dtype: ins[0].dtype, shape: ins[0].shape }
   },
-  eval: (ins, _a, out) => binaryEval(ins, out, (x, s) => (x >= 0 ? x : s * x)),
-  secret: (ins, _a, out) => {
+  eval: (ins, a, out) => binaryEval(preluSlope(ins, a), out, (x, s) => (x >= 0 ? x : s * x)),
+  secret: (ins0, a, out) => {
+    const ins = preluSlope(ins0, a)
     if (ins[1].secret) return { form: 'nonpoly' }
     return { form: 'compare', what: 'relu', slope: scaleBy(out.shape, ins[1].value!).f }
   },

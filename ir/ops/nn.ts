@@ -347,9 +347,10 @@ interface GemmAttrs {
 }
 
 export const Gemm = defineOp<GemmAttrs>({
-  doc: 'alpha op(A) @ op(B) + beta C, op = optional transpose, C broadcast to [M,N]',
+  doc: 'alpha op(A) @ op(B) + beta C, op = optional transpose, C broadcast to [M,N] (before opset 7 only with broadcast = 1, else C is [M,N] already)',
   kind: 'linear',
   arity: [2, 3],
+  since: 1,
   attrs: (r) => ({ alpha: r.float('alpha', 1), beta: r.float('beta', 1), transA: r.int('transA', 0) === 1, transB: r.int('transB', 0) === 1 }),
   onnx: (a) => ({ alpha: { f: a.alpha }, beta: { f: a.beta }, transA: { i: a.transA ? 1 : 0 }, transB: { i: a.transB ? 1 : 0 } }),
   infer: (ins, a) => {
@@ -477,8 +478,12 @@ export const BatchNormalization = defineOp<{ epsilon: number }>({
   doc: 'inference-mode batch normalization over axis 1: scale (x - mean) / sqrt(var + epsilon) + bias',
   kind: 'linear',
   arity: [5, 5],
+  since: 1,
   attrs: (r) => {
     if (r.int('training_mode', 0) !== 0) throw new OpError('training_mode BatchNormalization is not supported')
+    // before opset 9: spatial = 0 normalizes per activation (mean and var shaped like one sample), which PIC does not
+    if (r.opset < 9 && r.int('spatial', 1) !== 1) throw new OpError('BatchNormalization with spatial = 0 is not supported')
+    if (r.opset < 7 && r.int('is_test', 0) !== 1) throw new OpError('BatchNormalization before opset 7 must have is_test = 1 (PIC runs inference)')
     return { epsilon: r.float('epsilon', 1e-5) }
   },
   onnx: (a) => ({ epsilon: a.epsilon !== 1e-5 ? { f: a.epsilon } : undefined }),
