@@ -11,7 +11,7 @@ import { graphInputs, inputDims, type Graph } from '../ir/graph.js'
 import { batchSize, bindInputs, interpret, runBatched } from '../ir/interpret.js'
 import { activationCounts, opCounts, parameterCount } from '../ir/stats.js'
 import { argmax, top1Agreement } from '../passes/ola.js'
-import { isFloat, maxAbsDiff, type Tensor } from '../ir/tensor.js'
+import { maxAbsDiff, type Tensor } from '../ir/tensor.js'
 import {
   COMPILE_OPTIONS, compileFor, flag, logger, need, onePositional, printJSON, str, UsageError,
   type Command, type ParsedArgs,
@@ -21,7 +21,7 @@ import { dealer, query, serve } from './cmd-mpc.js'
 import { run } from './cmd-run.js'
 import { PicError } from './errors.js'
 import { readNpy, writeNpy } from './npy.js'
-import { inputNamesOf, loadModel, needsBinding, readTensorFile, sidecarPath, writeChunks } from './model.js'
+import { bindable, inputNamesOf, loadModel, needsBinding, readTensorFile, sidecarPath, writeChunks } from './model.js'
 
 function modelArg(args: ParsedArgs, cmd: Command): string {
   return onePositional(args, cmd, 'MODEL')
@@ -120,7 +120,7 @@ const infer: Command = {
     } catch (e) {
       // a shape operand fed as an input: specialise the graph on the integer and scalar inputs given
       if (!needsBinding(e)) throw e
-      const bound = new Map([...given].filter(([, t]) => !isFloat(t.dtype) || t.shape.length === 0))
+      const bound = new Map([...given].filter(([name, t]) => bindable(t, name === all[0])))
       if (bound.size === 0) throw e
       probe = loadModel(file, undefined, bound)
       logger(args)(`bound input${bound.size > 1 ? 's' : ''} ${[...bound.keys()].map((k) => `'${k}'`).join(', ')} as constant${bound.size > 1 ? 's' : ''}: the graph is specialised on ${bound.size > 1 ? 'their' : 'its'} value`)

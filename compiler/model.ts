@@ -2,11 +2,11 @@
 import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs'
 import path from 'node:path'
 import type { Graph } from '../ir/graph.js'
-import type { Tensor } from '../ir/tensor.js'
+import { dtypeOfElemType, isFloat, type Tensor } from '../ir/tensor.js'
 import { cannotRead, PicError, readUserFile } from './errors.js'
 import { readNpy } from './npy.js'
 import { importModel } from './onnx-import.js'
-import { onnx, readTensorPb, tensorToProto } from './onnx-tensor.js'
+import { elemTypeName, onnx, readTensorPb, tensorToProto } from './onnx-tensor.js'
 
 /** Protobuf cannot hold more than 2 GiB; anything larger is not an ONNX file PIC can read. */
 const MAX_MODEL_BYTES = 2 ** 31
@@ -38,13 +38,23 @@ export function loadModel(file: string, symbols?: Record<string, number>, bound?
     } catch {
       return importModel(bytes, { file })
     }
-    const names = new Set(modelInputNames(m))
-    for (const name of bound.keys()) if (!names.has(name)) throw new PicError(`${file}: --bind ${name}: the model has no input '${name}'`)
-    const inits = (m.graph!.initializer ??= [])
-    for (const [name, t] of bound) inits.push(tensorToProto(t, name))
-    bytes = onnx.ModelProto.encode(m).finish()
+    bytes = bindModelInputs(m, bound, file)
   }
   return importModel(bytes, { file, baseDir: path.dirname(path.resolve(file)), symbols })
+}
+
+/** The model with the `bound` graph inputs made initializers holding the given tensors (of the declared element type). */
+export function bindModelInputs(m: onnx.ModelProto, bound: ReadonlyMap<string, Tensor>, file: string): Uint8Array {
+  const copy = onnx.ModelProto.decode(onnx.ModelProto.encode(m).finish())
+  const names = new Set(modelInputNames(copy))
+  for (const [name, t] of bound) {
+    if (!names.has(name)) throw new PicError(`${file}: --bind ${name}: the model has no input '${name}'`)
+    const declared = copy.graph!.input!.find((i) => i.name === name)?.type?.tensorType?.elemType ?? 0
+    if (declared !== 0 && dtypeOfElemType(declared) !== t.dtype) throw new PicError(`${file}: --bind ${name}: the model declares ${elemTypeName(declared)}, the file holds ${t.dtype}`)
+  }
+  const inits = (copy.graph!.initializer ??= [])
+  for (const [name, t] of bound) inits.push(tensorToProto(t, name))
+  return onnx.ModelProto.encode(copy).finish()
 }
 
 function modelInputNames(m: onnx.ModelProto): string[] {
@@ -59,6 +69,14 @@ export function inputNamesOf(file: string): string[] {
   } catch {
     return []
   }
+}
+
+/**
+ * An input that can be a shape operand: an integer tensor, a scalar (Range's limits), or, past the
+ * first input, floats of rank 1 (Resize's scales and roi).
+ */
+export function bindable(t: Tensor, first: boolean): boolean {
+  return !isFloat(t.dtype) || t.shape.length === 0 || (!first && t.shape.length === 1)
 }
 
 /** A refusal that binding shape-operand inputs as constants can cure. */

@@ -12,10 +12,11 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { importModel } from '../compiler/onnx-import.js'
-import { DT, onnx, protoTypeOf, readTensorPb, tensorToProto } from '../compiler/onnx-tensor.js'
+import { DT, onnx, protoTypeOf, readTensorPb } from '../compiler/onnx-tensor.js'
 import { PicError } from '../ir/errors.js'
 import { interpret } from '../ir/interpret.js'
-import { isFloat, type Tensor } from '../ir/tensor.js'
+import type { Tensor } from '../ir/tensor.js'
+import { bindable, bindModelInputs } from '../compiler/model.js'
 
 export const ROOT = process.env.PIC_ONNX_TESTDATA ?? '/usr/share/libonnx-testdata/data'
 export const GROUPS = ['node', 'pytorch-converted', 'pytorch-operator', 'simple']
@@ -65,14 +66,6 @@ function dataSets(dir: string): { inputs: Uint8Array[]; outputs: Uint8Array[] }[
     })
 }
 
-/** The model with the named graph inputs made initializers holding the given values. */
-function bindInputs(m: onnx.ModelProto, values: Map<string, Tensor>): Uint8Array {
-  const copy = onnx.ModelProto.decode(onnx.ModelProto.encode(m).finish())
-  const inits = (copy.graph!.initializer ??= [])
-  for (const [name, t] of values) inits.push(tensorToProto(t, name))
-  return onnx.ModelProto.encode(copy).finish()
-}
-
 function compare(got: Tensor, wantBytes: Uint8Array, name: string): string | undefined {
   const proto = onnx.TensorProto.decode(wantBytes)
   const want = readTensorPb(wantBytes)
@@ -118,14 +111,14 @@ function runCase(dir: string): { ops: string[]; outcome: Outcome } {
       g = importModel(bytes, { file: 'model.onnx' })
     } catch (e) {
       if (!(e instanceof PicError)) return { ops, outcome: { kind: 'error', why: `import: ${(e as Error).stack?.split('\n').slice(0, 2).join(' ')}` } }
-      // as `pic infer` does: bind the integer and scalar inputs (shape operands) and import again
+      // as `pic infer` does: bind the inputs after the first that can be shape operands, and import again
       const bound = new Map<string, Tensor>()
       inputNames.forEach((n, k) => {
-        if (inputs[k] && (!isFloat(inputs[k].dtype) || inputs[k].shape.length === 0)) bound.set(n, inputs[k])
+        if (inputs[k] && bindable(inputs[k], k === 0)) bound.set(n, inputs[k])
       })
       if (bound.size === 0) return { ops, outcome: { kind: 'refuse', why: e.message } }
       try {
-        g = importModel(bindInputs(m, bound), { file: 'model.onnx' })
+        g = importModel(bindModelInputs(m, bound, 'model.onnx'), { file: 'model.onnx' })
         inputs = inputs.filter((_, k) => !bound.has(inputNames[k]))
       } catch (e2) {
         return { ops, outcome: { kind: e2 instanceof PicError ? 'refuse' : 'error', why: (e2 as Error).message } }

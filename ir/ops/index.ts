@@ -7,6 +7,7 @@ import { ELEMENTWISE_OPS } from './elementwise.js'
 import { ARRANGE_OPS } from './arrange.js'
 import { MATH_OPS } from './math.js'
 import { NORM_OPS } from './norm.js'
+import { RESIZE_OPS } from './resize.js'
 import { NN_OPS } from './nn.js'
 import { PI_OPS } from './pi.js'
 import { REDUCE_OPS } from './reduce.js'
@@ -19,6 +20,7 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
   ...MATH_OPS,
   ...ARRANGE_OPS,
   ...NORM_OPS,
+  ...RESIZE_OPS,
   ...NN_OPS,
   ...SHAPE_OPS,
   ...REDUCE_OPS,
