@@ -1,6 +1,7 @@
 /**
  * Ops that arrange, repeat, scatter or enumerate values: Split (one IR node per output), Tile,
- * DepthToSpace, SpaceToDepth, GatherND, ScatterElements, ScatterND, CumSum, Range, OneHot, EyeLike.
+ * DepthToSpace, SpaceToDepth, GatherND, ScatterElements (and Scatter, its name before opset 11),
+ * ScatterND, ReverseSequence, CumSum, Range, OneHot, EyeLike, Einsum, Det.
  * The pure rearrangements declare their layout form (an index map, computed once from the op's own
  * evaluation); the others are non-polynomial on a secret or compile-time values.
  */
@@ -387,4 +388,164 @@ export const EyeLike = defineOp<{ k: number; dtype?: DType }>({
   },
 })
 
-export const ARRANGE_OPS: Record<string, OpDef> = { Split, Tile, DepthToSpace, SpaceToDepth, GatherND, ScatterND, ScatterElements, CumSum, Range, OneHot, EyeLike }
+export const Scatter: OpDef = { ...ScatterElements, doc: 'ScatterElements under its name before opset 11', since: 9 }
+
+export const ReverseSequence = defineOp<{ batchAxis: number; timeAxis: number }>({
+  doc: 'the first sequence_lens[b] steps along time_axis reversed, for each b along batch_axis',
+  kind: 'layout',
+  arity: [2, 2],
+  since: 10,
+  attrs: (r) => ({ batchAxis: r.int('batch_axis', 1), timeAxis: r.int('time_axis', 0) }),
+  onnx: (a) => ({ batch_axis: { i: a.batchAxis }, time_axis: { i: a.timeAxis } }),
+  infer: (ins, a) => {
+    if (!isInteger(ins[1].dtype)) throw new OpError(`sequence_lens must be integers, got ${ins[1].dtype}`)
+    if (ins[0].shape.length < 2 || (a.batchAxis !== 0 && a.batchAxis !== 1) || a.timeAxis !== 1 - a.batchAxis) throw new OpError('batch_axis and time_axis must be 0 and 1 in some order')
+    return { dtype: ins[0].dtype, shape: ins[0].shape }
+  },
+  eval: (ins, a, out) => {
+    const x = ins[0]
+    const st = stridesOf(x.shape)
+    const y = new Float64Array(x.data.length)
+    const inner = sizeOf(x.shape.slice(2))
+    const [B, T] = [x.shape[a.batchAxis], x.shape[a.timeAxis]]
+    for (let b = 0; b < B; b++) {
+      const len = Math.min(Math.max(Math.trunc(ins[1].data[b]), 0), T)
+      for (let t = 0; t < T; t++) {
+        const src = t < len ? len - 1 - t : t
+        const o = b * st[a.batchAxis] + t * st[a.timeAxis]
+        const i = b * st[a.batchAxis] + src * st[a.timeAxis]
+        for (let k = 0; k < inner; k++) y[o + k] = x.data[i + k]
+      }
+    }
+    return withData(out, y)
+  },
+})
+
+/** An Einsum equation: each input's labels (ellipsis expanded to '0', '1', ... right-aligned) and the output's. */
+function einsumLabels(eq: string, shapes: readonly (readonly number[])[]): { ins: string[][]; out: string[]; size: Map<string, number> } {
+  const e = eq.replace(/\s+/g, '')
+  const [lhs, rhs] = e.includes('->') ? e.split('->') : [e, undefined]
+  const terms = lhs.split(',')
+  if (terms.length !== shapes.length) throw new OpError(`Einsum equation '${eq}' has ${terms.length} inputs, the node ${shapes.length}`)
+  const ell = Math.max(0, ...terms.map((t, k) => (t.includes('...') ? shapes[k].length - t.replace('...', '').length : 0)))
+  const ellLabels = Array.from({ length: ell }, (_, i) => String(i))
+  const size = new Map<string, number>()
+  const ins = terms.map((t, k) => {
+    const parts = t.split('...')
+    if (parts.length > 2 || [...parts.join('')].some((c) => !/[a-zA-Z]/.test(c))) throw new OpError(`Einsum term '${t}' is not supported`)
+    const n = parts.length === 2 ? shapes[k].length - parts[0].length - parts[1].length : 0
+    const labels = [...parts[0], ...ellLabels.slice(ell - n), ...(parts[1] ?? '')]
+    if (labels.length !== shapes[k].length) throw new OpError(`Einsum term '${t}' does not match input ${k} of rank ${shapes[k].length}`)
+    labels.forEach((l, i) => {
+      const d = shapes[k][i]
+      const had = size.get(l)
+      if (had === undefined || had === 1) size.set(l, d)
+      else if (d !== had && d !== 1) throw new OpError(`Einsum label '${l}' is ${had} and ${d}`)
+    })
+    return labels
+  })
+  let out: string[]
+  if (rhs !== undefined) {
+    const parts = rhs.split('...')
+    out = [...parts[0], ...(parts.length === 2 ? ellLabels : []), ...(parts[1] ?? '')]
+  } else {
+    const count = new Map<string, number>()
+    for (const l of ins.flat()) if (!/^\d+$/.test(l)) count.set(l, (count.get(l) ?? 0) + 1)
+    out = [...ellLabels, ...[...count].filter(([, c]) => c === 1).map(([l]) => l).sort()]
+  }
+  for (const l of out) if (!size.has(l)) throw new OpError(`Einsum output label '${l}' is not in the inputs`)
+  return { ins, out, size }
+}
+
+export const Einsum = defineOp<{ equation: string }>({
+  doc: 'sum of products over the labels an Einstein-summation equation leaves out (ellipsis, diagonals and implicit output included)',
+  kind: 'nonlinear',
+  arity: [1, 16],
+  since: 12,
+  attrs: (r) => ({ equation: r.string('equation') }),
+  onnx: (a) => ({ equation: { s: a.equation } }),
+  infer: (ins, a) => {
+    const { out, size } = einsumLabels(a.equation, ins.map((t) => t.shape))
+    return { dtype: ins[0].dtype, shape: checkShape(out.map((l) => size.get(l)!)) }
+  },
+  eval: (ins, a, outT) => {
+    const { ins: labels, out, size } = einsumLabels(a.equation, ins.map((t) => t.shape))
+    const all = [...new Set([...out, ...labels.flat()])]
+    const dims = all.map((l) => size.get(l)!)
+    const pos = new Map(all.map((l, i) => [l, i]))
+    // per input: stride of each label in the full index (0 where the input broadcasts)
+    const strides = ins.map((t, k) => {
+      const st = stridesOf(t.shape)
+      const s = new Array<number>(all.length).fill(0)
+      labels[k].forEach((l, i) => {
+        if (t.shape[i] !== 1) s[pos.get(l)!] += st[i]
+      })
+      return s
+    })
+    const ost = stridesOf(out.map((l) => size.get(l)!))
+    const os = new Array<number>(all.length).fill(0)
+    out.forEach((l, i) => (os[pos.get(l)!] = ost[i]))
+    const y = new Float64Array(sizeOf(outT.shape))
+    const idx = new Array<number>(all.length).fill(0)
+    const total = sizeOf(dims)
+    for (let e = 0; e < total; e++) {
+      let p = 1
+      for (let k = 0; k < ins.length; k++) {
+        let off = 0
+        for (let j = 0; j < all.length; j++) off += idx[j] * strides[k][j]
+        p *= ins[k].data[off]
+      }
+      let o = 0
+      for (let j = 0; j < all.length; j++) o += idx[j] * os[j]
+      y[o] += p
+      for (let j = all.length - 1; j >= 0; j--) {
+        if (++idx[j] < dims[j]) break
+        idx[j] = 0
+      }
+    }
+    return withData(outT, y)
+  },
+})
+
+export const Det = defineOp<object>({
+  doc: 'determinant of each matrix in the last two dims (LU with partial pivoting)',
+  kind: 'nonlinear',
+  arity: [1, 1],
+  since: 11,
+  attrs: none,
+  infer: (ins) => {
+    const s = ins[0].shape
+    if (s.length < 2 || s[s.length - 1] !== s[s.length - 2]) throw new OpError('Det needs square matrices in the last two dims')
+    return { dtype: ins[0].dtype, shape: s.slice(0, -2) }
+  },
+  eval: (ins, _a, out) => {
+    const n = ins[0].shape[ins[0].shape.length - 1]
+    const count = sizeOf(out.shape)
+    const y = new Float64Array(count)
+    for (let b = 0; b < count; b++) {
+      const m = Float64Array.from(ins[0].data.subarray(b * n * n, (b + 1) * n * n))
+      let det = 1
+      for (let c = 0; c < n; c++) {
+        let p = c
+        for (let r = c + 1; r < n; r++) if (Math.abs(m[r * n + c]) > Math.abs(m[p * n + c])) p = r
+        if (m[p * n + c] === 0) {
+          det = 0
+          break
+        }
+        if (p !== c) {
+          for (let k = 0; k < n; k++) [m[c * n + k], m[p * n + k]] = [m[p * n + k], m[c * n + k]]
+          det = -det
+        }
+        det *= m[c * n + c]
+        for (let r = c + 1; r < n; r++) {
+          const f = m[r * n + c] / m[c * n + c]
+          for (let k = c; k < n; k++) m[r * n + k] -= f * m[c * n + k]
+        }
+      }
+      y[b] = det
+    }
+    return withData(out, y)
+  },
+})
+
+export const ARRANGE_OPS: Record<string, OpDef> = { Split, Tile, DepthToSpace, SpaceToDepth, GatherND, ScatterND, ScatterElements, Scatter, ReverseSequence, CumSum, Range, OneHot, EyeLike, Einsum, Det }

@@ -136,18 +136,24 @@ const passThrough = (doc: string) =>
   })
 
 export const Identity = passThrough('y = x')
-const dropoutPass = passThrough('Identity at inference (the ratio input is ignored; training_mode must be false; the mask output is not supported)')
+const dropoutPass = passThrough('Identity at inference (the ratio input is ignored; training_mode must be false); output 1, the mask, is all true')
 const training = (t: Tensor | undefined) => t !== undefined && t.data.length > 0 && t.data[0] !== 0
-export const Dropout: OpDef<object> = {
+export const Dropout: OpDef<{ output?: number; outputs?: number }> = {
   ...dropoutPass,
+  attrs: () => ({}),
+  onnx: () => ({}),
+  outputs: (a) => a.outputs ?? 1,
   infer: (ins, a, cx) => {
     if (training(cx.constant(2))) throw new OpError('Dropout in training mode is not supported: PIC runs inference')
-    return dropoutPass.infer(ins, a, cx)
+    return a.output === 1 ? { dtype: 'bool', shape: ins[0].shape } : dropoutPass.infer(ins, a, cx)
   },
   eval: (ins, a, out) => {
+    if (a.output === 1) return withData(out, new Float64Array(sizeOf(out.shape)).fill(1))
     if (training(ins[2])) throw new OpError('Dropout in training mode is not supported: PIC runs inference')
     return dropoutPass.eval(ins, a, out)
   },
+  // the mask does not depend on the input's values
+  secret: (ins, a, out) => (a.output === 1 ? { form: 'public' } : dropoutPass.secret!(ins, a, out)),
 }
 
 export const Clip = defineOp<{ min?: number; max?: number }>({
