@@ -4,16 +4,7 @@
  * own dtype; the writer refuses data that does not match the header it writes.
  */
 import { writeFileSync } from 'node:fs'
-import { MAX_ELEMENTS, sizeOf, tensor, tensorBytes, type DType, type Tensor } from '../ir/tensor.js'
-
-function half(bits: number): number {
-  const s = bits & 0x8000 ? -1 : 1
-  const e = (bits >> 10) & 0x1f
-  const f = bits & 0x3ff
-  if (e === 0) return s * f * 2 ** -24
-  if (e === 31) return f ? NaN : s * Infinity
-  return s * (1 + f / 1024) * 2 ** (e - 15)
-}
+import { halfValue, MAX_ELEMENTS, sizeOf, tensor, tensorBytes, type DType, type Tensor } from '../ir/tensor.js'
 import { PicError, readUserFile } from './errors.js'
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]
@@ -25,7 +16,7 @@ interface Descr {
 }
 
 const DESCRS: Record<string, Descr> = {
-  f2: { dtype: 'float16', bytes: 2, read: (dv, o, le) => half(dv.getUint16(o, le)) },
+  f2: { dtype: 'float16', bytes: 2, read: (dv, o, le) => halfValue(dv.getUint16(o, le)) },
   f4: { dtype: 'float32', bytes: 4, read: (dv, o, le) => dv.getFloat32(o, le) },
   f8: { dtype: 'float64', bytes: 8, read: (dv, o, le) => dv.getFloat64(o, le) },
   i1: { dtype: 'int8', bytes: 1, read: (dv, o) => dv.getInt8(o) },

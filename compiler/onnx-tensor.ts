@@ -4,7 +4,7 @@
  * the dims before anything is allocated. Only this module and the importer touch protobuf.
  */
 import onnxProto from 'onnx-proto'
-import { deferredFloat32, dtypeOfElemType, MAX_ELEMENTS, ONNX_ELEM_TYPE, sizeOf, tensor, tensorBytes, withAligned, type DType, type Tensor } from '../ir/tensor.js'
+import { deferredFloat32, dtypeOfElemType, halfValue, MAX_ELEMENTS, ONNX_ELEM_TYPE, sizeOf, tensor, tensorBytes, withAligned, type DType, type Tensor } from '../ir/tensor.js'
 
 export import onnx = onnxProto.onnx
 
@@ -34,15 +34,6 @@ const BYTES: Record<number, number> = {
   [DT.INT8]: 1, [DT.UINT8]: 1, [DT.UINT16]: 2, [DT.UINT32]: 4, [DT.BOOL]: 1,
 }
 
-function half(bits: number): number {
-  const s = bits & 0x8000 ? -1 : 1
-  const e = (bits >> 10) & 0x1f
-  const f = bits & 0x3ff
-  if (e === 0) return s * f * 2 ** -24
-  if (e === 31) return f ? NaN : s * Infinity
-  return s * (1 + f / 1024) * 2 ** (e - 15)
-}
-
 /** Decode little-endian raw bytes of one element type into float64 values. */
 function decodeRaw(elemType: number, raw: Uint8Array, n: number): Float64Array {
   const out = new Float64Array(n)
@@ -67,7 +58,7 @@ function decodeRaw(elemType: number, raw: Uint8Array, n: number): Float64Array {
           case DT.UINT32: out[i] = dv.getUint32(4 * i, true); break
           case DT.INT16: out[i] = dv.getInt16(2 * i, true); break
           case DT.UINT16: out[i] = dv.getUint16(2 * i, true); break
-          case DT.FLOAT16: out[i] = half(dv.getUint16(2 * i, true)); break
+          case DT.FLOAT16: out[i] = halfValue(dv.getUint16(2 * i, true)); break
           case DT.INT8: out[i] = dv.getInt8(i); break
           case DT.UINT8: out[i] = dv.getUint8(i); break
           case DT.BOOL: out[i] = dv.getUint8(i) ? 1 : 0; break
@@ -122,7 +113,7 @@ export function tensorFromProto(t: onnx.ITensorProto, external?: (t: onnx.ITenso
     data = new Float64Array(n)
     for (let i = 0; i < n; i++) {
       const v = src[i]
-      data[i] = elemType === DT.FLOAT16 ? half(v as number) : typeof v === 'number' ? v : toInt(v)
+      data[i] = elemType === DT.FLOAT16 ? halfValue(v as number) : typeof v === 'number' ? v : toInt(v)
     }
     if (elemType === DT.BOOL) for (let i = 0; i < n; i++) data[i] = data[i] ? 1 : 0
   }

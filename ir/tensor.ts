@@ -42,6 +42,16 @@ export function roundHalf(v: number): number {
   return Math.sign(v) * m * q
 }
 
+/** The value of IEEE half-precision bits. */
+export function halfValue(bits: number): number {
+  const s = bits & 0x8000 ? -1 : 1
+  const e = (bits >> 10) & 0x1f
+  const f = bits & 0x3ff
+  if (e === 0) return s * f * 2 ** -24
+  if (e === 31) return f ? NaN : s * Infinity
+  return s * (1 + f / 1024) * 2 ** (e - 15)
+}
+
 /** IEEE half-precision bits of a value already rounded to float16. */
 function halfBits(v: number): number {
   const s = v < 0 || Object.is(v, -0) ? 0x8000 : 0

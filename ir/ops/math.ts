@@ -1,7 +1,6 @@
 /**
  * The rest of ONNX's inference math: unary functions (logarithm, reciprocal, trigonometry, rounding),
- * comparisons and logic with boolean results, Where, Mod, ArgMax / ArgMin, LogSoftmax and Hardmax,
- * Trilu, Cast / CastLike, GatherElements and Size. None is a polynomial on a secret except Trilu
+ * comparisons and logic with boolean results, Where, Mod, ArgMax / ArgMin, Trilu, Cast / CastLike, GatherElements and Size. None is a polynomial on a secret except Trilu
  * (a constant mask: affine); the others take the default non-polynomial form, so a backend refuses
  * them on encrypted values unless a pass replaces them.
  */
@@ -166,61 +165,6 @@ function argReduce(doc: string, better: (v: number, best: number) => boolean): O
 
 export const ArgMax = argReduce('index of the largest element along an axis (first, or last with select_last_index)', (v, b) => v > b)
 export const ArgMin = argReduce('index of the smallest element along an axis (first, or last with select_last_index)', (v, b) => v < b)
-
-/** An op along one axis (before opset 13: over the flattened dims from the axis on), row by row. */
-function alongAxis(doc: string, row: (x: Float64Array, y: Float64Array) => void): OpDef<{ axis: number; legacy: boolean }> {
-  return defineOp<{ axis: number; legacy: boolean }>({
-    doc,
-    kind: 'nonlinear',
-    arity: [1, 1],
-    since: 1,
-    attrs: (r) => ({ axis: r.int('axis', r.opset < 13 ? 1 : -1), legacy: r.opset < 13 }),
-    onnx: (a, opset) => {
-      if (a.legacy !== opset < 13) throw new OpError(`${a.legacy ? 'the flattened form' : 'the one-axis form'} has no ONNX spelling at opset ${opset}`)
-      return { axis: { i: a.axis } }
-    },
-    infer: (ins, a) => {
-      normAxis(a.axis, Math.max(ins[0].shape.length, 1))
-      return { dtype: ins[0].dtype, shape: ins[0].shape }
-    },
-    eval: (ins, a, out) => {
-      const x = ins[0]
-      const rank = Math.max(x.shape.length, 1)
-      const shape = x.shape.length === 0 ? [1] : x.shape
-      const axis = normAxis(a.axis, rank)
-      const outer = sizeOf(shape.slice(0, axis))
-      const len = a.legacy ? sizeOf(shape.slice(axis)) : shape[axis]
-      const inner = a.legacy ? 1 : sizeOf(shape.slice(axis + 1))
-      const y = new Float64Array(x.data.length)
-      const xr = new Float64Array(len)
-      const yr = new Float64Array(len)
-      for (let o = 0; o < outer; o++)
-        for (let i = 0; i < inner; i++) {
-          const base = o * len * inner + i
-          for (let k = 0; k < len; k++) xr[k] = x.data[base + k * inner]
-          row(xr, yr)
-          for (let k = 0; k < len; k++) y[base + k * inner] = yr[k]
-        }
-      return withData(out, y)
-    },
-  })
-}
-
-export const LogSoftmax = alongAxis('x - log sum exp(x) along an axis (before opset 13: over the flattened dims from axis on)', (x, y) => {
-  let m = -Infinity
-  for (const v of x) m = Math.max(m, v)
-  let s = 0
-  for (const v of x) s += Math.exp(v - m)
-  const l = m + Math.log(s)
-  for (let k = 0; k < x.length; k++) y[k] = x[k] - l
-})
-
-export const Hardmax = alongAxis('1 at the first largest element along an axis, 0 elsewhere (before opset 13: over the flattened dims)', (x, y) => {
-  let best = 0
-  for (let k = 1; k < x.length; k++) if (x[k] > x[best]) best = k
-  y.fill(0)
-  if (x.length > 0) y[best] = 1
-})
 
 /** The Trilu mask of a [.., rows, cols] shape: keep the upper (j - i >= k) or lower (j - i <= k) triangle. */
 function triluMask(shape: readonly number[], upper: boolean, k: number): Tensor {
@@ -390,5 +334,5 @@ export const MATH_OPS: Record<string, OpDef> = {
   IsNaN, IsInf, BitShift,
   Log, Reciprocal, Cos, Sin, Tan, Acos, Asin, Atan, Cosh, Sinh, Acosh, Asinh, Atanh, Ceil, Floor, Round, Sign, Softsign, Celu,
   ThresholdedRelu, Shrink, Equal, Greater, Less, GreaterOrEqual, LessOrEqual, And, Or, Xor, Not, Where, Mod, ArgMax, ArgMin,
-  LogSoftmax, Hardmax, Trilu, Cast, CastLike, GatherElements, Size,
+  Trilu, Cast, CastLike, GatherElements, Size,
 }

@@ -1,4 +1,4 @@
-/** Reductions and normalizations over axes: ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceProd, the norms and log-sums, Softmax. */
+/** Reductions and normalizations over axes: ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceProd, the norms and log-sums, Softmax, LogSoftmax, Hardmax. */
 import { scaleBy } from '../linear.js'
 import { defineOp, OpError, type OpDef } from '../op.js'
 import { broadcastIndex } from './util.js'
@@ -88,40 +88,67 @@ export const ReduceSumSquare = reduce('sum of x^2 over axes', 0, (s, v) => s + v
 export const ReduceLogSum = reduce('log of the sum over axes', 0, (s, v) => s + v, Math.log, 'nonlinear')
 export const ReduceLogSumExp = reduce('log of the sum of exp(x) over axes', 0, (s, v) => s + v, Math.log, 'nonlinear', Math.exp)
 
-export const Softmax = defineOp<{ axis: number; legacy: boolean }>({
-  doc: 'exp(x) / sum exp(x) along an axis (before opset 13: over the flattened dims from axis on)',
-  kind: 'nonlinear',
-  arity: [1, 1],
-  since: 1,
-  attrs: (r) => ({ axis: r.int('axis', r.opset < 13 ? 1 : -1), legacy: r.opset < 13 }),
-  onnx: (a, opset) => {
-    if (a.legacy !== opset < 13) throw new OpError(`Softmax ${a.legacy ? 'over flattened dims' : 'along one axis'} has no form at opset ${opset}`)
-    return { axis: { i: a.axis } }
-  },
-  infer: (ins, a) => {
-    normAxis(a.axis, Math.max(ins[0].shape.length, 1))
-    return { dtype: ins[0].dtype, shape: ins[0].shape }
-  },
-  eval: (ins, a, out) => {
-    const x = ins[0]
-    const rank = x.shape.length
-    if (rank === 0) return withData(out, new Float64Array([1]))
-    const axis = normAxis(a.axis, rank)
-    const outer = sizeOf(x.shape.slice(0, axis))
-    const len = a.legacy ? sizeOf(x.shape.slice(axis)) : x.shape[axis]
-    const inner = a.legacy ? 1 : sizeOf(x.shape.slice(axis + 1))
-    const y = new Float64Array(x.data.length)
-    for (let o = 0; o < outer; o++)
-      for (let i = 0; i < inner; i++) {
-        const base = o * len * inner + i
-        let m = -Infinity
-        for (let k = 0; k < len; k++) m = Math.max(m, x.data[base + k * inner])
-        let s = 0
-        for (let k = 0; k < len; k++) s += y[base + k * inner] = Math.exp(x.data[base + k * inner] - m)
-        for (let k = 0; k < len; k++) y[base + k * inner] /= s
-      }
-    return withData(out, y)
-  },
+/** An op along one axis (before opset 13: over the flattened dims from the axis on), row by row. */
+function alongAxis(doc: string, row: (x: Float64Array, y: Float64Array) => void): OpDef<{ axis: number; legacy: boolean }> {
+  return defineOp<{ axis: number; legacy: boolean }>({
+    doc,
+    kind: 'nonlinear',
+    arity: [1, 1],
+    since: 1,
+    attrs: (r) => ({ axis: r.int('axis', r.opset < 13 ? 1 : -1), legacy: r.opset < 13 }),
+    onnx: (a, opset) => {
+      if (a.legacy !== opset < 13) throw new OpError(`${a.legacy ? 'the flattened form' : 'the one-axis form'} has no ONNX spelling at opset ${opset}`)
+      return { axis: { i: a.axis } }
+    },
+    infer: (ins, a) => {
+      normAxis(a.axis, Math.max(ins[0].shape.length, 1))
+      return { dtype: ins[0].dtype, shape: ins[0].shape }
+    },
+    eval: (ins, a, out) => {
+      const x = ins[0]
+      const rank = Math.max(x.shape.length, 1)
+      const shape = x.shape.length === 0 ? [1] : x.shape
+      const axis = normAxis(a.axis, rank)
+      const outer = sizeOf(shape.slice(0, axis))
+      const len = a.legacy ? sizeOf(shape.slice(axis)) : shape[axis]
+      const inner = a.legacy ? 1 : sizeOf(shape.slice(axis + 1))
+      const y = new Float64Array(x.data.length)
+      const xr = new Float64Array(len)
+      const yr = new Float64Array(len)
+      for (let o = 0; o < outer; o++)
+        for (let i = 0; i < inner; i++) {
+          const base = o * len * inner + i
+          for (let k = 0; k < len; k++) xr[k] = x.data[base + k * inner]
+          row(xr, yr)
+          for (let k = 0; k < len; k++) y[base + k * inner] = yr[k]
+        }
+      return withData(out, y)
+    },
+  })
+}
+
+export const LogSoftmax = alongAxis('x - log sum exp(x) along an axis (before opset 13: over the flattened dims from axis on)', (x, y) => {
+  let m = -Infinity
+  for (const v of x) m = Math.max(m, v)
+  let s = 0
+  for (const v of x) s += Math.exp(v - m)
+  const l = m + Math.log(s)
+  for (let k = 0; k < x.length; k++) y[k] = x[k] - l
 })
 
-export const REDUCE_OPS: Record<string, OpDef> = { ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp, Softmax }
+export const Hardmax = alongAxis('1 at the first largest element along an axis, 0 elsewhere (before opset 13: over the flattened dims)', (x, y) => {
+  let best = 0
+  for (let k = 1; k < x.length; k++) if (x[k] > x[best]) best = k
+  y.fill(0)
+  if (x.length > 0) y[best] = 1
+})
+
+export const Softmax = alongAxis('exp(x) / sum exp(x) along an axis (before opset 13: over the flattened dims from axis on)', (x, y) => {
+  let m = -Infinity
+  for (const v of x) m = Math.max(m, v)
+  let s = 0
+  for (let k = 0; k < x.length; k++) s += y[k] = Math.exp(x[k] - m)
+  for (let k = 0; k < x.length; k++) y[k] /= s
+})
+
+export const REDUCE_OPS: Record<string, OpDef> = { ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp, Softmax, LogSoftmax, Hardmax }
