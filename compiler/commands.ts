@@ -118,7 +118,7 @@ const infer: Command = {
     try {
       probe = loadModel(file)
     } catch (e) {
-      // a shape operand fed as an input: specialise the graph on the integer and scalar inputs given
+      // a shape operand fed as an input: specialise the graph on the inputs given that can be one (see bindable)
       if (!needsBinding(e)) throw e
       const bound = new Map([...given].filter(([name, t]) => bindable(t, name === all[0])))
       if (bound.size === 0) throw e
