@@ -7,13 +7,13 @@ import { fuseBias } from './fuse-bias.js'
 import { lowerForExport } from './lower-for-export.js'
 import type { Pass } from './pass.js'
 import { recognizeActivations } from './recognize-activations.js'
-import { recognizeLayernorm } from './recognize-layernorm.js'
+import { recognizeNormalizations } from './recognize-normalizations.js'
 import { removeNoops } from './remove-noops.js'
 import { approximate } from './approximate.js'
 import { lowerMaxpool } from './lower-maxpool.js'
 import { reluBudget } from './relu-budget.js'
 
-export { eliminateDeadCode, foldBatchnorm, foldConstants, foldPolynomials, fuseBias, lowerForExport, recognizeActivations, recognizeLayernorm, removeNoops, approximate, lowerMaxpool, reluBudget }
+export { eliminateDeadCode, foldBatchnorm, foldConstants, foldPolynomials, fuseBias, lowerForExport, recognizeActivations, recognizeNormalizations, removeNoops, approximate, lowerMaxpool, reluBudget }
 export { calibrate, type ActivationStats } from './calibrate.js'
 export { parseApprox, type ApproxSpec, type LayerReport } from './approximate.js'
 export { ola, depthMulCost, type CostModel } from './ola.js'
@@ -21,5 +21,5 @@ export { passContext, PassError, runPipeline, type Pass, type PassContext, type 
 export { approximation, common, PIPELINES, standard } from './pipelines.js'
 
 export const PASSES: Readonly<Record<string, Pass>> = Object.fromEntries(
-  [foldConstants, removeNoops, foldBatchnorm, fuseBias, recognizeActivations, recognizeLayernorm, foldPolynomials, eliminateDeadCode, lowerForExport, reluBudget, lowerMaxpool, approximate].map((p) => [p.name, p]),
+  [foldConstants, removeNoops, foldBatchnorm, fuseBias, recognizeActivations, recognizeNormalizations, foldPolynomials, eliminateDeadCode, lowerForExport, reluBudget, lowerMaxpool, approximate].map((p) => [p.name, p]),
 )

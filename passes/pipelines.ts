@@ -14,7 +14,7 @@ import { foldPolynomials } from './fold-polynomials.js'
 import { fuseBias } from './fuse-bias.js'
 import type { Pass } from './pass.js'
 import { recognizeActivations } from './recognize-activations.js'
-import { recognizeLayernorm } from './recognize-layernorm.js'
+import { recognizeNormalizations } from './recognize-normalizations.js'
 import { approximate } from './approximate.js'
 import { lowerMaxpool } from './lower-maxpool.js'
 import { reluBudget } from './relu-budget.js'
@@ -26,7 +26,7 @@ export const common: readonly Pass[] = [
   foldBatchnorm,
   fuseBias,
   recognizeActivations,
-  recognizeLayernorm,
+  recognizeNormalizations,
   foldPolynomials,
   eliminateDeadCode,
 ]

@@ -1,6 +1,6 @@
 /**
- * recognize-layernorm: LayerNorm as exporters before opset 17 spell it becomes one
- * LayerNormalization, so the backends see one op in either spelling:
+ * recognize-normalizations: LayerNorm and Softmax as exporters spell them out become one op each,
+ * so the backends see one op in either spelling. LayerNorm (before opset 17):
  *
  *   d = x - ReduceMean(x, axes A)            A: the trailing axes axis..rank-1, keepdims
  *   y = d / Sqrt(ReduceMean(d^2, axes A) + eps)            (d^2 as Pow(d, 2) or d * d)
@@ -8,8 +8,13 @@
  *
  * and a constant scale or shift after it, which varies only along the normalized axes, folds into
  * the op's own scale and bias: LN(x, s, b) * c -> LN(x, s c, b c), LN(x, s, b) + c -> LN(x, s, b + c).
- * One rule per target op (Div, Mul, Add); the axes input of ReduceMean (opset 18) counts as well as
- * the attribute.
+ * Softmax and LogSoftmax over one axis a, with or without the max subtracted first:
+ *
+ *   e = Exp(x - ReduceMax(x, a)) or Exp(x);   e / ReduceSum(e, a)         -> Softmax(x; axis a)
+ *   y = x - ReduceMax(x, a);                  y - Log(ReduceSum(Exp(y), a)) -> LogSoftmax(x; axis a)
+ *
+ * (the reductions keep their dims). Rules by target op (Div, Mul, Add, Sub); the axes input of the
+ * reductions (opset 13 for ReduceSum, 18 for the others) counts as well as the attribute.
  */
 import type { Node } from '../ir/graph.js'
 import { intsOf, normAxis, broadcastTo } from '../ir/ops/util.js'
@@ -18,9 +23,9 @@ import { tensor, type Tensor } from '../ir/tensor.js'
 import { producerOf, scalarOf } from './match.js'
 import type { Pass } from './pass.js'
 
-/** The axes a ReduceMean node reduces, normalized and sorted, when it keeps its dims. */
-function meanAxes(cx: RewriteContext, n: Node | undefined): number[] | undefined {
-  if (!n || n.op !== 'ReduceMean') return undefined
+/** The axes a reduction (ReduceMean by default) reduces, normalized and sorted, when it keeps its dims. */
+function meanAxes(cx: RewriteContext, n: Node | undefined, op = 'ReduceMean'): number[] | undefined {
+  if (!n || n.op !== op) return undefined
   const a = n.attrs as { axes?: number[]; keepdims: boolean }
   if (!a.keepdims) return undefined
   const rank = cx.producer(n.inputs[0])?.type.shape.length
@@ -118,8 +123,46 @@ function foldAffine(mul: boolean): Rule {
   }
 }
 
-export const recognizeLayernorm: Pass = {
-  name: 'recognize-layernorm',
-  doc: 'Recognize LayerNorm spelled out in ReduceMean, Sub, Pow, Add, Sqrt and Div as one LayerNormalization, with constant scales and shifts after it folded in.',
-  run: (g) => rewrite(g, [spelled, foldAffine(true), foldAffine(false)]),
+/** x - ReduceMax(x, a) (keepdims): x and the one axis a. */
+function minusMax(cx: RewriteContext, name: string): { x: string; axis: number } | undefined {
+  const sub = producerOf(cx, name, 'Sub')
+  const max = sub && cx.producer(sub.inputs[1])
+  const axes = meanAxes(cx, max, 'ReduceMax')
+  return sub && axes?.length === 1 && max!.inputs[0] === sub.inputs[0] ? { x: sub.inputs[0], axis: axes[0] } : undefined
+}
+
+const softmax: Rule = {
+  name: 'softmax',
+  on: ['Div'],
+  apply: (n, cx) => {
+    const [e, s] = n.inputs
+    const exp = producerOf(cx, e, 'Exp')
+    const sum = cx.producer(s)
+    const axes = meanAxes(cx, sum, 'ReduceSum')
+    if (!exp || axes?.length !== 1 || sum!.inputs[0] !== e) return undefined
+    const shifted = minusMax(cx, exp.inputs[0])
+    if (shifted && shifted.axis !== axes[0]) return undefined
+    return { op: 'Softmax', inputs: [shifted?.x ?? exp.inputs[0]], attrs: { axis: axes[0], legacy: false } }
+  },
+}
+
+const logSoftmax: Rule = {
+  name: 'log-softmax',
+  on: ['Sub'],
+  apply: (n, cx) => {
+    const [y, l] = n.inputs
+    const shifted = minusMax(cx, y)
+    const log = producerOf(cx, l, 'Log')
+    const sum = log && cx.producer(log.inputs[0])
+    const axes = meanAxes(cx, sum, 'ReduceSum')
+    const exp = sum && producerOf(cx, sum.inputs[0], 'Exp')
+    if (!shifted || !exp || exp.inputs[0] !== y || axes?.length !== 1 || axes[0] !== shifted.axis) return undefined
+    return { op: 'LogSoftmax', inputs: [shifted.x], attrs: { axis: shifted.axis, legacy: false } }
+  },
+}
+
+export const recognizeNormalizations: Pass = {
+  name: 'recognize-normalizations',
+  doc: 'Recognize LayerNorm (ReduceMean, Sub, Pow, Add, Sqrt, Div; constant scales and shifts after it folded in), Softmax and LogSoftmax spelled out in primitive ops as one op each.',
+  run: (g) => rewrite(g, [spelled, foldAffine(true), foldAffine(false), softmax, logSoftmax]),
 }

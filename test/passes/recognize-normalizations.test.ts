@@ -1,5 +1,5 @@
 /**
- * recognize-layernorm: LayerNorm as opset-13 exporters spell it (ReduceMean, Sub, Pow, ReduceMean,
+ * recognize-normalizations: Softmax and LogSoftmax spelled out (below); LayerNorm as opset-13 exporters spell it (ReduceMean, Sub, Pow, ReduceMean,
  * Add, Sqrt, Div, then Mul and Add by the affine parameters) becomes one LayerNormalization with the
  * parameters folded in: before and expected IR as text, numbers against the float64 interpreter on
  * the spelled-out graph, and against ONNX's own LayerNormalization test data; graphs that only look
@@ -13,7 +13,7 @@ import { readTensorPb } from '../../compiler/onnx-tensor.js'
 import { GraphBuilder } from '../../ir/builder.js'
 import type { Graph } from '../../ir/graph.js'
 import { interpret } from '../../ir/interpret.js'
-import { recognizeLayernorm } from '../../passes/recognize-layernorm.js'
+import { recognizeNormalizations } from '../../passes/recognize-normalizations.js'
 import { ROOT } from '../onnx-testdata.js'
 import { apply, constant, expectSame, onnxNode, random, skeleton } from './util.js'
 
@@ -45,10 +45,10 @@ function spelled(opts: { axes?: number[]; meanAxes2?: number[]; square?: 'pow' |
   return b.build([onnxNode(b, 'Add', ['scaled', 'beta'], 'y')])
 }
 
-describe('recognize-layernorm', () => {
+describe('recognize-normalizations', () => {
   it('the opset-13 spelling with its scale and shift becomes one LayerNormalization', () => {
     const g = spelled({ affine: true })
-    const h = apply(g, recognizeLayernorm)
+    const h = apply(g, recognizeNormalizations)
     expect(skeleton(h)).toEqual(['y = LayerNormalization(x, #y_scale, #y_bias)'])
     expect(h.nodes.find((n) => n.op === 'LayerNormalization')!.attrs).toMatchObject({ axis: 2, epsilon: 1e-5 })
     expectSame(g, h, x, 1e-12)
@@ -56,7 +56,7 @@ describe('recognize-layernorm', () => {
 
   it('x * x for the square, two trailing axes, no affine part', () => {
     const g = spelled({ square: 'mul', axes: [1, 2], eps: 1e-3 })
-    const h = apply(g, recognizeLayernorm)
+    const h = apply(g, recognizeNormalizations)
     expect(skeleton(h)).toEqual(['n = LayerNormalization(x, #n_scale)'])
     expect(h.nodes.find((n) => n.op === 'LayerNormalization')!.attrs).toMatchObject({ axis: 1, epsilon: 1e-3 })
     expectSame(g, h, x, 1e-12)
@@ -64,7 +64,7 @@ describe('recognize-layernorm', () => {
 
   it('changes nothing where the pattern only looks alike (a leading axis, or two different axes)', () => {
     for (const g of [spelled({ axes: [0] }), spelled({ axes: [-1], meanAxes2: [1] })]) {
-      const h = apply(g, recognizeLayernorm)
+      const h = apply(g, recognizeNormalizations)
       expect(skeleton(h)).toEqual(skeleton(g))
     }
   })
@@ -89,10 +89,42 @@ describe('recognize-layernorm', () => {
     constant(bld, 'beta', [...B.shape], B)
     onnxNode(bld, 'Mul', ['n', 'gamma'], 'scaled')
     const g = bld.build([onnxNode(bld, 'Add', ['scaled', 'beta'], 'y')])
-    const h = apply(g, recognizeLayernorm)
+    const h = apply(g, recognizeNormalizations)
     expect(skeleton(h)).toEqual(['y = LayerNormalization(x, #y_scale, #y_bias)'])
     const got = interpret(h, [X]).get(h.outputs[0])!
     expect(got.shape).toEqual(want.shape)
     for (let i = 0; i < want.data.length; i++) expect(Math.abs(got.data[i] - want.data[i])).toBeLessThanOrEqual(1e-5 + 1e-4 * Math.abs(want.data[i]))
+  })
+
+  /** x -> Exp(x - max) / Sum, or x -> y - Log(Sum(Exp(y))) over `axis`. */
+  function soft(kind: 'softmax' | 'plain' | 'log', axis: number, sumAxis = axis): Graph {
+    const b = new GraphBuilder('sm', 13)
+    b.input('x', 'float32', SHAPE)
+    const y = kind === 'plain' ? 'x' : (onnxNode(b, 'ReduceMax', ['x'], 'max', { axes: [axis] }), onnxNode(b, 'Sub', ['x', 'max'], 'y'))
+    onnxNode(b, 'Exp', [y], 'e')
+    constant(b, 'ax', [1], [sumAxis])
+    onnxNode(b, 'ReduceSum', ['e', 'ax'], 's')
+    if (kind === 'log') {
+      onnxNode(b, 'Log', ['s'], 'l')
+      return b.build([onnxNode(b, 'Sub', [y, 'l'], 'out')])
+    }
+    return b.build([onnxNode(b, 'Div', ['e', 's'], 'out')])
+  }
+
+  it('Softmax with and without the max subtracted, and LogSoftmax, spelled out become one op each', () => {
+    for (const [kind, op] of [['softmax', 'Softmax'], ['plain', 'Softmax'], ['log', 'LogSoftmax']] as const) {
+      const g = soft(kind, 1)
+      const h = apply(g, recognizeNormalizations)
+      expect(skeleton(h)).toEqual([`out = ${op}(x)`])
+      expect(h.nodes.find((n) => n.op === op)!.attrs).toMatchObject({ axis: 1 })
+      expectSame(g, h, x, 1e-12)
+    }
+  })
+
+  it('changes nothing when the max and the sum run over different axes', () => {
+    for (const kind of ['softmax', 'log'] as const) {
+      const g = soft(kind, 1, 2)
+      expect(skeleton(apply(g, recognizeNormalizations))).toEqual(skeleton(g))
+    }
   })
 })
