@@ -51,7 +51,8 @@ export interface CaseResult {
   outcome: Outcome
 }
 
-function dataSets(dir: string): { inputs: Uint8Array[]; outputs: Uint8Array[] }[] {
+/** The serialized input and output TensorProtos of each test_data_set_N of an ONNX test case, in order. */
+export function dataSets(dir: string): { inputs: Uint8Array[]; outputs: Uint8Array[] }[] {
   return readdirSync(dir)
     .filter((d) => d.startsWith('test_data_set_'))
     .sort()

@@ -27,7 +27,7 @@
 import { opCost, type CostOp } from './cost.js'
 import type { LoweredGraph } from './lower.js'
 
-const OP_CODES: readonly (CostOp | 'refresh' | undefined)[] = ['rotate', 'mulPlain', 'addPlain', 'add', 'mul', 'square', 'relin', 'rescale', 'modswitch', 'negate', 'refresh']
+const OP_CODES: readonly CostOp[] = ['rotate', 'mulPlain', 'addPlain', 'add', 'mul', 'square', 'relin', 'rescale', 'modswitch', 'negate']
 
 export interface PlacementResult {
   /** Sites where a refresh goes early (the lowering's `refreshAt`). */
@@ -102,7 +102,7 @@ export class RefreshModel {
     this.siteStart[sites.length] = ns
     this.outputs = lowered.outputs.flatMap((o) => o.ct.regs)
     const P = levels + 3
-    this.price = OP_CODES.map((o) => Float64Array.from({ length: P }, (_, p) => (o && o !== 'refresh' && p > 0 ? opCost(o, logN, p) : 0)))
+    this.price = OP_CODES.map((o) => Float64Array.from({ length: P }, (_, p) => (p > 0 ? opCost(o, logN, p) : 0)))
     this.refreshPrice = Float64Array.from({ length: P }, (_, p) => (p > 0 ? opCost('decrypt', logN, 1) + opCost('decode', logN, 1) + opCost('encode', logN, p) + opCost('encrypt', logN, p) : 0))
   }
 
@@ -161,14 +161,13 @@ export class RefreshModel {
     let ms = 0
     let refreshes = 0
     let ev = evPos.length - 1
-    const refreshCode = OP_CODES.indexOf('refresh')
     for (let k = nI - 1; k >= 0; k--) {
       const nd = need[this.dst[k]]
       if (nd >= 0) {
         const req = nd + this.rescale[k]
         if (req > L) return undefined
         const code = this.op[k]
-        if (code >= 0 && code !== refreshCode) ms += this.price[code][req + 1]
+        if (code >= 0) ms += this.price[code][req + 1]
         for (let j = this.argStart[k]; j < this.argStart[k + 1]; j++) if (need[mapped[j]] < req) need[mapped[j]] = req
       }
       for (; ev >= 0 && evPos[ev] === k; ev--) {

@@ -9,7 +9,7 @@ import { layoutForm, type SecretForm } from '../linear.js'
 import { defineOp, OpError, outputIndex, type OpDef } from '../op.js'
 import { dtypeOfElemType, isInteger, sizeOf, stridesOf, type DType, type Tensor } from '../tensor.js'
 import { none } from './elementwise.js'
-import { checkShape, intsOf, normAxis, withData } from './util.js'
+import { checkShape, elementOffsets, intsOf, nextIndex, normAxis, withData } from './util.js'
 
 interface SplitAttrs {
   axis: number
@@ -87,10 +87,7 @@ export const Tile: OpDef<object> = defineOp<object>({
       let off = 0
       for (let d = 0; d < rank; d++) off += (c[d] % x.shape[d]) * xs[d]
       y[e] = x.data[off]
-      for (let d = rank - 1; d >= 0; d--) {
-        if (++c[d] < out.shape[d]) break
-        c[d] = 0
-      }
+      nextIndex(c, out.shape)
     }
     return withData(out, y)
   },
@@ -253,24 +250,9 @@ export const ScatterElements = defineOp<{ axis: number; reduction: Reduction }>(
   },
   eval: (ins, a, out) => {
     const [x, idx, upd] = ins
-    const rank = x.shape.length
-    const axis = normAxis(a.axis, rank)
-    const xs = stridesOf(x.shape)
     const y = Float64Array.from(x.data)
     const f = combine(a.reduction)
-    const c = new Array<number>(rank).fill(0)
-    for (let e = 0; e < idx.data.length; e++) {
-      let k = idx.data[e]
-      if (k < 0) k += x.shape[axis]
-      if (!(k >= 0 && k < x.shape[axis])) throw new OpError(`index ${idx.data[e]} is out of range for axis ${axis} of size ${x.shape[axis]}`)
-      let off = 0
-      for (let d = 0; d < rank; d++) off += (d === axis ? k : c[d]) * xs[d]
-      y[off] = f(y[off], upd.data[e])
-      for (let d = rank - 1; d >= 0; d--) {
-        if (++c[d] < idx.shape[d]) break
-        c[d] = 0
-      }
-    }
+    elementOffsets(x.shape, idx, normAxis(a.axis, x.shape.length)).forEach((off, e) => (y[off] = f(y[off], upd.data[e])))
     return withData(out, y)
   },
 })
@@ -498,10 +480,7 @@ export const Einsum = defineOp<{ equation: string }>({
       let o = 0
       for (let j = 0; j < all.length; j++) o += idx[j] * os[j]
       y[o] += p
-      for (let j = all.length - 1; j >= 0; j--) {
-        if (++idx[j] < dims[j]) break
-        idx[j] = 0
-      }
+      nextIndex(idx, dims)
     }
     return withData(outT, y)
   },

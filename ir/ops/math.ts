@@ -8,7 +8,7 @@ import { scaleBy } from '../linear.js'
 import { defineOp, OpError, type OpDef } from '../op.js'
 import { castValue, dtypeOfElemType, isInteger, sizeOf, tensor, type DType, type Tensor, type TensorType } from '../tensor.js'
 import { binaryEval, none, unary } from './elementwise.js'
-import { broadcastShapes, broadcastTo, intsOf, normAxis, withData } from './util.js'
+import { broadcastShapes, broadcastTo, elementOffsets, intsOf, normAxis, withData } from './util.js'
 
 /** Round half to even, as ONNX's Round. */
 function roundEven(x: number): number {
@@ -180,7 +180,8 @@ function triluMask(shape: readonly number[], upper: boolean, k: number): Tensor 
   return tensor('float64', [...shape], m)
 }
 
-const triluK = (ins: readonly { value?: Tensor }[] | readonly Tensor[], i: (t: unknown) => Tensor | undefined) => (ins[1] ? intsOf(i(ins[1]), 'Trilu k')[0] : 0)
+/** Trilu's diagonal offset: the optional constant input k, default 0. */
+const triluK = (k: Tensor | undefined, given: boolean) => (given ? intsOf(k, 'Trilu k')[0] : 0)
 
 export const Trilu = defineOp<{ upper: boolean }>({
   doc: 'the upper (upper = 1) or lower triangle of the last two dims, from diagonal k (input 2, default 0)',
@@ -195,12 +196,12 @@ export const Trilu = defineOp<{ upper: boolean }>({
     return { dtype: ins[0].dtype, shape: ins[0].shape }
   },
   eval: (ins, a, out) => {
-    const mask = triluMask(ins[0].shape, a.upper, triluK(ins, (t) => t as Tensor))
+    const mask = triluMask(ins[0].shape, a.upper, triluK(ins[1], !!ins[1]))
     return withData(out, ins[0].data.map((v, e) => (mask.data[e] ? v : 0)))
   },
   secret: (ins, a, out) => {
     if (ins[1]?.secret) return { form: 'nonpoly' }
-    const mask = triluMask(out.shape, a.upper, triluK(ins, (t) => (t as { value?: Tensor }).value))
+    const mask = triluMask(out.shape, a.upper, triluK(ins[1]?.value, !!ins[1]))
     return { form: 'affine', terms: [{ input: 0, prims: [scaleBy(out.shape, mask)] }] }
   },
 })
@@ -254,30 +255,8 @@ export const GatherElements = defineOp<{ axis: number }>({
   },
   eval: (ins, a, out) => {
     const [x, idx] = ins
-    const rank = x.shape.length
-    const axis = normAxis(a.axis, rank)
-    const xStrides = new Array<number>(rank)
-    let s = 1
-    for (let d = rank - 1; d >= 0; d--) {
-      xStrides[d] = s
-      s *= x.shape[d]
-    }
-    const n = idx.data.length
-    const y = new Float64Array(n)
-    const coord = new Array<number>(rank).fill(0)
-    for (let e = 0; e < n; e++) {
-      let k = idx.data[e]
-      if (k < 0) k += x.shape[axis]
-      if (!(k >= 0 && k < x.shape[axis])) throw new OpError(`index ${idx.data[e]} is out of range for axis ${axis} of size ${x.shape[axis]}`)
-      let off = 0
-      for (let d = 0; d < rank; d++) off += (d === axis ? k : coord[d]) * xStrides[d]
-      y[e] = x.data[off]
-      for (let d = rank - 1; d >= 0; d--) {
-        if (++coord[d] < idx.shape[d]) break
-        coord[d] = 0
-      }
-    }
-    return withData(out, y)
+    const offsets = elementOffsets(x.shape, idx, normAxis(a.axis, x.shape.length))
+    return withData(out, Float64Array.from(offsets, (off) => x.data[off]))
   },
 })
 

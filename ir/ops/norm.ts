@@ -6,7 +6,7 @@
  */
 import { defineOp, OpError, outputIndex, type OpDef } from '../op.js'
 import { sizeOf } from '../tensor.js'
-import { broadcastIndex, normAxis, requireFloat, withData } from './util.js'
+import { broadcastIndex, nextIndex, normAxis, requireFloat, withData } from './util.js'
 
 interface LayerNormAttrs {
   axis: number
@@ -125,10 +125,7 @@ export const MeanVarianceNormalization = defineOp<{ axes: number[] }>({
       let gi = 0
       for (let d = 0; d < rank; d++) if (!axes.has(d)) gi += c[d] * ks[d]
       group[e] = gi
-      for (let d = rank - 1; d >= 0; d--) {
-        if (++c[d] < x.shape[d]) break
-        c[d] = 0
-      }
+      nextIndex(c, x.shape)
     }
     const G = sizeOf(kept)
     const sum = new Float64Array(G)

@@ -9,7 +9,7 @@
 import { layoutForm, type SecretForm } from '../linear.js'
 import { defineOp, OpError, type OpDef, type RawAttrs } from '../op.js'
 import { sizeOf, stridesOf, type Tensor, type TensorType } from '../tensor.js'
-import { checkShape, withData } from './util.js'
+import { checkShape, nextIndex, withData } from './util.js'
 
 type Mode = 'nearest' | 'linear' | 'cubic'
 type Transform = 'half_pixel' | 'pytorch_half_pixel' | 'align_corners' | 'asymmetric' | 'tf_half_pixel_for_nn' | 'tf_crop_and_resize'
@@ -153,10 +153,7 @@ function resizeEval(ins: readonly Tensor[], a: ResizeAttrs, out: TensorType): Te
   }
   for (let e = 0; e < y.length; e++) {
     y[e] = c.some((j, d) => perAxis[d][j] === undefined) ? a.extrapolation : acc(0, 0, 1)
-    for (let d = rank - 1; d >= 0; d--) {
-      if (++c[d] < out.shape[d]) break
-      c[d] = 0
-    }
+    nextIndex(c, out.shape)
   }
   return withData(out, y)
 }

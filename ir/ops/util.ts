@@ -93,3 +93,32 @@ export function intsOf(t: Tensor | undefined, what: string): number[] {
     return v
   })
 }
+
+/** Step a C-order coordinate `c` to the next element of `shape` (wrapping to zeros after the last). */
+export function nextIndex(c: number[], shape: readonly number[]): void {
+  for (let d = shape.length - 1; d >= 0; d--) {
+    if (++c[d] < shape[d]) return
+    c[d] = 0
+  }
+}
+
+/**
+ * GatherElements / ScatterElements addressing: for every element i of `idx`, the offset in a tensor
+ * of `shape` of i's coordinate with its `axis` coordinate replaced by idx[i] (negative from the end).
+ */
+export function elementOffsets(shape: readonly number[], idx: Tensor, axis: number): Int32Array {
+  const rank = shape.length
+  const st = stridesOf(shape)
+  const out = new Int32Array(idx.data.length)
+  const c = new Array<number>(rank).fill(0)
+  for (let e = 0; e < idx.data.length; e++) {
+    let k = idx.data[e]
+    if (k < 0) k += shape[axis]
+    if (!(k >= 0 && k < shape[axis])) throw new OpError(`index ${idx.data[e]} is out of range for axis ${axis} of size ${shape[axis]}`)
+    let off = 0
+    for (let d = 0; d < rank; d++) off += (d === axis ? k : c[d]) * st[d]
+    out[e] = off
+    nextIndex(c, idx.shape)
+  }
+  return out
+}

@@ -7,7 +7,7 @@
  * initializers;
  * the cases that need this, and those expected to fail, are asserted exactly (see docs/conformance.md).
  */
-import { readdirSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { writeModel } from '../../compiler/onnx-export.js'
@@ -15,6 +15,7 @@ import { importModel } from '../../compiler/onnx-import.js'
 import { onnx, readTensorPb, tensorToProto } from '../../compiler/onnx-tensor.js'
 import { interpret } from '../../ir/interpret.js'
 import type { Tensor } from '../../ir/tensor.js'
+import { dataSets as protoDataSets } from '../onnx-testdata.js'
 
 const ROOT = path.join(import.meta.dirname, '../fixtures/onnx-node')
 const RTOL = 1e-4
@@ -41,18 +42,7 @@ interface DataSet {
 }
 
 function dataSets(dir: string): DataSet[] {
-  return readdirSync(dir)
-    .filter((d) => d.startsWith('test_data_set_'))
-    .sort()
-    .map((d) => {
-      const files = readdirSync(path.join(dir, d))
-      const read = (prefix: string) =>
-        files
-          .filter((f) => f.startsWith(prefix))
-          .sort((a, b) => parseInt(a.slice(prefix.length)) - parseInt(b.slice(prefix.length)))
-          .map((f) => readTensorPb(readFileSync(path.join(dir, d, f))))
-      return { inputs: read('input_'), outputs: read('output_') }
-    })
+  return protoDataSets(dir).map((d) => ({ inputs: d.inputs.map((b) => readTensorPb(b)), outputs: d.outputs.map((b) => readTensorPb(b)) }))
 }
 
 /** The model with the named graph inputs turned into initializers holding the given values. */
