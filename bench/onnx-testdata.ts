@@ -3,7 +3,9 @@
  * run by test/onnx-testdata.ts: pass / refuse / mismatch / error counts per group and the ops that
  * block the most cases.
  *
- *   npx vite-node bench/onnx-testdata.ts [-- --write] [--group node] [--json]
+ *   npx vite-node bench/onnx-testdata.ts [-- --write] [--group node] [--match REGEX] [--json]
+ *
+ * `--match` keeps the cases whose name matches (for example `--match 'lstm|gru'`), and lists each outcome.
  *
  * `--write` replaces the generated section of docs/conformance.md with every case that does not pass
  * and its reason, and test/fixtures/onnx-testdata-pass.txt with the cases that pass (the test keeps
@@ -20,7 +22,9 @@ function main(): void {
     return
   }
   const only = args.includes('--group') ? args[args.indexOf('--group') + 1] : undefined
-  const results = runTestData(ROOT, only ? [only] : GROUPS)
+  const match = args.includes('--match') ? new RegExp(args[args.indexOf('--match') + 1]) : undefined
+  const results = runTestData(ROOT, only ? [only] : GROUPS, match)
+  if (match) for (const r of results) console.log(`${r.group}/${r.name}: ${r.outcome.kind}${'why' in r.outcome ? `: ${r.outcome.why}` : ''}`)
   const kinds = ['pass', 'refuse', 'mismatch', 'error', 'skip'] as const
   const rows = [...(only ? [only] : GROUPS), 'all'].map((grp) => {
     const rs = grp === 'all' ? results : results.filter((r) => r.group === grp)
@@ -46,7 +50,7 @@ function main(): void {
     console.log(`missing ops by cases blocked: ${top.map(([o, n]) => `${o} ${n}`).join(', ') || 'none'}`)
   }
   if (args.includes('--write')) {
-    if (only) throw new Error('--write runs every group: leave out --group')
+    if (only || match) throw new Error('--write runs every case: leave out --group and --match')
     writeDoc(rows, results, top)
   }
 }

@@ -142,7 +142,7 @@ function runCase(dir: string): { ops: string[]; outcome: Outcome } {
 }
 
 /** Every case of the given groups under root, in order. */
-export function runTestData(root = ROOT, groups: readonly string[] = GROUPS): CaseResult[] {
+export function runTestData(root = ROOT, groups: readonly string[] = GROUPS, match?: RegExp): CaseResult[] {
   const results: CaseResult[] = []
   for (const group of groups) {
     const gdir = path.join(root, group)
@@ -150,6 +150,7 @@ export function runTestData(root = ROOT, groups: readonly string[] = GROUPS): Ca
     for (const name of readdirSync(gdir).sort()) {
       const dir = path.join(gdir, name)
       if (!existsSync(path.join(dir, 'model.onnx'))) continue
+      if (match && !match.test(name)) continue
       let r: { ops: string[]; outcome: Outcome }
       try {
         r = runCase(dir)
