@@ -8,7 +8,10 @@
  * protobuf-compiler libprotobuf-dev), reads the file and parses it as a ModelProto, copying the weights
  * out as a native ONNX loader does. protobufjs's own decode (which returns the weights as views into the
  * file buffer) and a protobufjs decode that copies them are shown too. When dist/ is built, the real
- * CLI is timed as well (wall time and peak RSS). Then the interpreter's GFLOP/s on ResNet-18 at batch 1.
+ * CLI is timed as well (wall time and peak RSS). Then evaluation at batch 1 (and fmnist32/resnet20 per image in
+ * batches of 64): the float64 interpreter, the interpreter with onnxruntime's kernels (the default for
+ * calibration, OLA and eval), and onnxruntime-node itself on the whole model, one thread each, with
+ * GFLOP/s and the ratio to onnxruntime.
  *
  *   npx vite-node bench/compile.ts               (both models)
  *   npx vite-node bench/compile.ts -- --quick    (ResNet-18 only)
@@ -23,6 +26,11 @@ import { importModel } from '../compiler/onnx-import.js'
 import { onnx } from '../compiler/onnx-tensor.js'
 import type { Graph } from '../ir/graph.js'
 import { interpret } from '../ir/interpret.js'
+import { loadModel } from '../compiler/model.js'
+import { readNpy } from '../compiler/npy.js'
+import { ortAccelerator } from '../compiler/ort.js'
+import { withBatchSize } from '../ir/builder.js'
+import { createRequire } from 'node:module'
 import { tensor, type Tensor } from '../ir/tensor.js'
 import { passContext, runPipeline } from '../passes/pass.js'
 import { PIPELINES } from '../passes/pipelines.js'
@@ -130,7 +138,58 @@ function runCli(file: string, dir: string): { ms: number; mb: number } | undefin
   return { ms, mb: rss ? Number(rss[1]) / 1024 : NaN }
 }
 
-function main(): void {
+/** Median of `n` timed runs after one warm-up, in ms. */
+async function median(n: number, f: () => unknown): Promise<number> {
+  await f()
+  const ts: number[] = []
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now()
+    await f()
+    ts.push(performance.now() - t0)
+  }
+  return ts.sort((a, b) => a - b)[n >> 1]
+}
+
+/**
+ * Evaluation speed: the float64 interpreter, the interpreter with onnxruntime's kernels for Conv,
+ * Gemm and MatMul, and onnxruntime-node on the whole model (its public API, one intra-op thread).
+ */
+async function evaluators(models: Graph[]): Promise<void> {
+  const accel = ortAccelerator()
+  let ort: { InferenceSession: { create(b: Uint8Array, o: object): Promise<{ run(f: object): Promise<Record<string, unknown>> }> }; Tensor: new (t: string, d: Float32Array, s: number[]) => object } | undefined
+  try {
+    ort = createRequire(import.meta.url)('onnxruntime-node')
+  } catch {
+    console.log('onnxruntime-node is not installed: only the float64 interpreter is timed')
+  }
+  const F = path.join(import.meta.dirname, '../test/fixtures/fmnist32')
+  const cases: { label: string; g: Graph; x: Tensor; per: number }[] = models.map((g) => ({ label: `${g.name} batch 1`, g, x: tensor('float32', [1, 3, 224, 224], random(3 * 224 * 224, 1, 7)), per: 1 }))
+  if (existsSync(path.join(F, 'resnet20.onnx'))) {
+    const test = readNpy(path.join(F, 'test_x.npy'))
+    const B = 64
+    cases.push({ label: `fmnist32 resnet20 batch ${B}`, g: withBatchSize(loadModel(path.join(F, 'resnet20.onnx')), B)!, x: { ...test, shape: [B, ...test.shape.slice(1)], data: test.data.slice(0, B * (test.data.length / test.shape[0])) }, per: B })
+  }
+  const rows = ['model                        GFLOP   float64 ms  GFLOP/s  x ort   +ort kernels ms  GFLOP/s  x ort   onnxruntime ms  GFLOP/s']
+  for (const c of cases) {
+    const f = flops(c.g)
+    const runs = c.per > 1 ? 3 : 5
+    const exact = await median(c.per > 1 ? 1 : 3, () => interpret(c.g, [c.x]))
+    const fast = accel ? await median(runs, () => interpret(c.g, [c.x], { accel })) : NaN
+    let whole = NaN
+    if (ort) {
+      const s = await ort.InferenceSession.create(writeModel(c.g), { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' })
+      const feeds = { [c.g.nodes.find((n) => n.op === 'Input')!.name]: new ort.Tensor('float32', Float32Array.from(c.x.data), [...c.x.shape]) }
+      whole = await median(runs, () => s.run(feeds))
+    }
+    const gf = (ms: number) => (f / 1e6 / ms).toFixed(2).padStart(7)
+    const ratio = (ms: number) => (ms / whole).toFixed(1).padStart(5)
+    rows.push(`${c.label.padEnd(28)} ${(f / 1e9).toFixed(2).padStart(5)}  ${exact.toFixed(0).padStart(10)}  ${gf(exact)}  ${ratio(exact)}  ${fast.toFixed(0).padStart(15)}  ${gf(fast)}  ${ratio(fast)}  ${whole.toFixed(1).padStart(14)}  ${gf(whole)}`)
+  }
+  console.log(rows.join('\n'))
+  console.log('(median of 5 runs, 3 at batch 64 and 1 for its float64 run, after a warm-up; one thread each; x ort = ms / onnxruntime ms; +ort kernels = the interpreter with onnxruntime-node\'s Conv, Gemm and MatMul, what calibration, OLA and eval use)')
+}
+
+async function main(): Promise<void> {
   const target = process.env.PIC_BENCH_MEASURE
   if (target) {
     process.stdout.write(JSON.stringify(measure(target)) + '\n')
@@ -166,15 +225,10 @@ function main(): void {
         ' total = read + import + passes + lower of the best run (the phases: the best of each over the runs); x nat = total / (n.read + n.parse); x n.ps = total / n.parse; x r+o = total / (read + owned);\n' +
         ' RSS = peak of the measuring process; cli = `node bin/pic.js compile FILE --backend ir -o OUT` wall time and peak RSS, when dist/ is built)',
     )
-    const g = r18!
-    const x: Tensor = tensor('float32', [1, 3, 224, 224], random(3 * 224 * 224, 1, 7))
-    const f = flops(g)
-    interpret(g, [x])
-    const [, ms] = time(() => interpret(g, [x]))
-    console.log(`interpreter, resnet18 batch 1: ${(f / 1e9).toFixed(2)} GFLOP in ${ms.toFixed(0)} ms = ${(f / 1e6 / ms).toFixed(2)} GFLOP/s`)
+    evaluators(quick ? [r18!] : [r18!, resnet(50)])
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
 }
 
-main()
+void main()

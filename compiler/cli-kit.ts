@@ -5,11 +5,13 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import type { Backend } from '../backends/backend.js'
 import type { Graph } from '../ir/graph.js'
+import type { Accelerator } from '../ir/interpret.js'
 import { printGraph } from '../ir/print.js'
 import type { Tensor } from '../ir/tensor.js'
 import { passContext, runPipeline, type Pass, type PassContext } from '../passes/pass.js'
 import { PicError } from './errors.js'
 import { readNpy } from './npy.js'
+import { ortAccelerator } from './ort.js'
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>[string] & { help: string; arg?: string }
 
@@ -45,6 +47,7 @@ export const COMPILE_OPTIONS: Record<string, OptionSpec> = {
   trace: { type: 'boolean', help: 'print the IR after each pass on stderr' },
   security: { type: 'string', arg: 'BITS', help: 'CKKS security level: 128 (default), 192 or 256' },
   refresh: { type: 'string', arg: 'MODE', help: "CKKS: 'client' (default: client-aided refreshes where the depth needs them) or 'none' (leveled only: the plan runs without interaction, or is refused)" },
+  exact: { type: 'boolean', help: "calibration, OLA and eval in float64 throughout (default: onnxruntime-node's float32 Conv, Gemm and MatMul where it is installed)" },
   'refresh-at': { type: 'string', arg: 'WHERE', help: "CKKS refreshes: 'cost' (default: where the modelled latency of the whole plan is lowest) or 'latest' (only where a step would overrun the chain)" },
 }
 
@@ -95,6 +98,22 @@ export function logger(args: ParsedArgs): (msg: string) => void {
   return flag(args, 'quiet') ? () => {} : (msg) => process.stderr.write(`pic: ${msg}\n`)
 }
 
+let accelerator: Accelerator | null | undefined
+
+/**
+ * The fast path for the runs over data (calibration, OLA, the ReLU budget, `eval`): onnxruntime's
+ * kernels (compiler/ort.ts), or undefined with --exact or without onnxruntime-node. Noted once on stderr.
+ */
+export function accelFor(args: ParsedArgs): Accelerator | undefined {
+  if (flag(args, 'exact')) return undefined
+  if (accelerator === undefined) {
+    const log = logger(args)
+    accelerator = ortAccelerator({ onError: log }) ?? null
+    log(accelerator ? `runs over data use ${accelerator.name}; --exact for float64 throughout` : 'onnxruntime-node is not installed: runs over data use the float64 interpreter')
+  }
+  return accelerator ?? undefined
+}
+
 export function printJSON(obj: unknown): void {
   process.stdout.write(JSON.stringify(obj, null, 2) + '\n')
 }
@@ -122,7 +141,7 @@ function compileContext(args: ParsedArgs, backend: Pick<Backend, 'defaults'>): P
     batch: str(args, 'batch'),
     costModel: backend.defaults?.costModel,
   }
-  return passContext(options, { calib, log: logger(args) })
+  return passContext(options, { calib, log: logger(args), accel: needsCalib ? accelFor(args) : undefined })
 }
 
 /**

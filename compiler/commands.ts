@@ -13,7 +13,7 @@ import { activationCounts, opCounts, parameterCount } from '../ir/stats.js'
 import { argmax, top1Agreement } from '../passes/ola.js'
 import { maxAbsDiff, type Tensor } from '../ir/tensor.js'
 import {
-  COMPILE_OPTIONS, compileFor, flag, logger, need, onePositional, printJSON, str, UsageError,
+  accelFor, COMPILE_OPTIONS, compileFor, flag, logger, need, onePositional, printJSON, str, UsageError,
   type Command, type ParsedArgs,
 } from './cli-kit.js'
 import { exportCommand } from './cmd-export.js'
@@ -173,8 +173,9 @@ const evaluate: Command = {
     const log = logger(args)
     const t0 = performance.now()
     const { compiled, report } = compiledFor(original, batchSize(original, n), args)
-    const [refOut] = runBatched(original, x)
-    const [outC] = runBatched(compiled, x)
+    const accel = accelFor(args)
+    const [refOut] = runBatched(original, x, { accel })
+    const [outC] = runBatched(compiled, x, { accel })
     const acc = (out: Tensor) => argmax(out).filter((v, i) => v === y.data[i]).length / n
     const result = {
       accuracy: { original: acc(refOut), compiled: acc(outC) },

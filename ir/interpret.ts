@@ -11,11 +11,38 @@ import { castValue, formatType, isNarrow, sameShape, sizeOf, type Tensor } from 
 
 export class InterpretError extends PicError {}
 
+/**
+ * Faster kernels for some nodes (onnxruntime's float32 Conv, Gemm and MatMul: compiler/ort.ts). The
+ * interpreter asks it first for every node and falls back to the op's float64 reference `eval` when
+ * it answers undefined. Results then agree with the reference to float32 precision, not exactly, so
+ * the oracle (tests, `pic infer`) runs without one; calibration, `eval` and OLA's replays use one
+ * when it is available. `constant[i]` says whether input i is a compile-time constant (weights).
+ */
+export interface Accelerator {
+  readonly name: string
+  kernel(n: Node, ins: readonly Tensor[], constant: readonly boolean[]): Tensor | undefined
+}
+
+/** One node's value: the accelerator's kernel when it has one, else the op's reference eval. */
+export function evalNode(n: Node, ins: readonly Tensor[], accel?: Accelerator, constant?: readonly boolean[]): Tensor {
+  const v = accel?.kernel(n, ins, constant ?? ins.map(() => false)) ?? OPS[n.op].eval(ins, n.attrs, n.type)
+  // narrow integers wrap and float16 rounds, as ONNX stores them
+  return isNarrow(n.type.dtype) ? { ...v, data: v.data.map((x) => castValue(x, n.type.dtype)) } : v
+}
+
+/** Per node: which inputs are Constant nodes (what an accelerator may treat as weights). */
+export function constantInputs(g: Graph): Map<string, boolean[]> {
+  const consts = new Set(g.nodes.filter((n) => n.op === 'Constant').map((n) => n.name))
+  return new Map(g.nodes.map((n) => [n.name, n.inputs.map((x) => consts.has(x))]))
+}
+
 export interface InterpretOptions {
   /** Called with every node's value as it is computed (calibration, tracing). */
   onValue?: (node: Node, value: Tensor) => void
   /** Keep every intermediate value in the result (default: graph outputs only). */
   keepAll?: boolean
+  /** Faster kernels to try first (default none: the float64 reference for every node). */
+  accel?: Accelerator
 }
 
 /** Bind symbolic dims from the given input shapes; returns the graph to run (maybe `g` itself). */
@@ -63,6 +90,7 @@ export function interpret(g0: Graph, given: readonly Tensor[] | Readonly<Record<
   g.nodes.forEach((n, i) => n.inputs.forEach((x) => x && lastUse.set(x, i)))
   const outputs = new Set(g.outputs)
   const env = new Map<string, Tensor>()
+  const constant = opts.accel ? constantInputs(g) : undefined
   let k = 0
   for (const [i, n] of g.nodes.entries()) {
     let v: Tensor
@@ -72,9 +100,7 @@ export function interpret(g0: Graph, given: readonly Tensor[] | Readonly<Record<
     } else {
       const ins = n.inputs.map((x) => (x ? env.get(x)! : (undefined as unknown as Tensor)))
       try {
-        v = OPS[n.op].eval(ins, n.attrs, n.type)
-        // narrow integers wrap and float16 rounds, as ONNX stores them
-        if (isNarrow(n.type.dtype)) v = { ...v, data: v.data.map((x) => castValue(x, n.type.dtype)) }
+        v = evalNode(n, ins, opts.accel, constant?.get(n.name))
       } catch (e) {
         throw new InterpretError(`${describeNode(n)}: ${(e as Error).message}`)
       }
@@ -93,8 +119,12 @@ export function run1(g: Graph, x: Tensor): Tensor {
   return interpret(g, [x]).get(g.outputs[0])!
 }
 
-/** Elements one batch may hold across a graph's largest value, to keep batched runs in bounded memory. */
-const BATCH_ELEMENTS = 2 ** 25
+/**
+ * Elements one batch may hold in a graph's largest value: bounded memory, and values small enough
+ * (8 MB) that the allocator reuses their pages. At 2^25, fmnist32/resnet20's 1,000 test images ran
+ * as one batch, and fresh 128 MB arrays cost more in page faults than onnxruntime's convolutions.
+ */
+const BATCH_ELEMENTS = 2 ** 20
 
 /** The largest batch (at most n) whose values stay within the memory budget of a batched run. */
 export function batchSize(g: Graph, n: number): number {
@@ -112,7 +142,7 @@ export function batchSize(g: Graph, n: number): number {
 export function runBatched(
   g: Graph,
   x: Tensor,
-  opts: { onChunk?: (values: Map<string, Tensor>, valid: number, start: number) => void; keepAll?: boolean } = {},
+  opts: { onChunk?: (values: Map<string, Tensor>, valid: number, start: number) => void; keepAll?: boolean; accel?: Accelerator } = {},
 ): Tensor[] {
   const input = graphInputs(g)[0]
   const n = x.shape[0]
@@ -138,7 +168,7 @@ export function runBatched(
       data = new Float64Array(chunk * per)
       data.set(x.data.subarray(start * per, (start + valid) * per))
     }
-    const values = interpret(run, [{ dtype: x.dtype, shape: [chunk, ...x.shape.slice(1)], data }], { keepAll: opts.keepAll })
+    const values = interpret(run, [{ dtype: x.dtype, shape: [chunk, ...x.shape.slice(1)], data }], { keepAll: opts.keepAll, accel: opts.accel })
     opts.onChunk?.(values, valid, start)
     run.outputs.forEach((o, k) => outs[k].set(values.get(o)!.data.subarray(0, valid * rowLens[k]), start * rowLens[k]))
   }

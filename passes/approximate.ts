@@ -153,12 +153,12 @@ function replacementRule(fits: ReadonlyMap<string, PolyAttrs>, ops: readonly str
 /** Fit every target activation by the spec; returns the fits and the per-layer report. */
 export function fitActivations(g: Graph, cx: PassContext, spec: Exclude<ApproxSpec, { method: 'none' }>, acts: readonly Activation[]): { fits: Map<string, PolyAttrs>; layers: LayerReport[] } {
   if (!cx.calib) throw new PassError(`--approx ${spec.method} needs calibration data (--calib)`)
-  const stats = calibrate(g, cx.calib, { nodes: acts.map((a) => a.node.name), log: cx.log })
+  const stats = calibrate(g, cx.calib, { nodes: acts.map((a) => a.node.name), log: cx.log, accel: cx.accel })
   const fits = new Map<string, PolyAttrs>()
   const extra = new Map<string, Partial<LayerReport>>()
   if (spec.method === 'ola') {
     const layers = acts.map((act) => ({ act, stats: stats.get(act.node.name)! }))
-    const r = ola(g, layers, cx.calib, { budget: spec.budget, costModel: cx.options.costModel as CostModel | undefined, fits: [hermitePoly], log: cx.log })
+    const r = ola(g, layers, cx.calib, { budget: spec.budget, costModel: cx.options.costModel as CostModel | undefined, fits: [hermitePoly], log: cx.log, accel: cx.accel })
     for (const [name, c] of r.choices) {
       fits.set(name, c.poly)
       extra.set(name, { agreementDrop: c.error, cost: c.cost })

@@ -5,7 +5,7 @@
  * its mask selects. Progress goes to `log` on long runs.
  */
 import { graphInputs, inputDims, type Graph, type Node } from '../ir/graph.js'
-import { interpret } from '../ir/interpret.js'
+import { interpret, type Accelerator } from '../ir/interpret.js'
 import { sizeOf, tensor, type Tensor } from '../ir/tensor.js'
 import { activations, maskSelector } from './activations.js'
 
@@ -44,6 +44,8 @@ export interface CalibrateOptions {
   batch?: number
   bins?: number
   log?: (message: string) => void
+  /** Faster kernels for the runs (see Accelerator in ir/interpret.ts). */
+  accel?: Accelerator
 }
 
 const SAMPLE_LIMIT = 1 << 16
@@ -176,6 +178,7 @@ export function calibrate(g: Graph, calib: Tensor, opts: CalibrateOptions = {}):
   for (let from = 0; from < total; from += batch) {
     const to = Math.min(total, from + batch)
     interpret(g, [rows(calib, from, to)], {
+      accel: opts.accel,
       onValue: (n, v) => {
         for (const a of watch.get(n.name) ?? []) {
           let st = acc.get(a.name)

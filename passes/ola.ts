@@ -25,7 +25,7 @@
  * OLA_JOINT_ELEMENTS), the statistics for the fits still come from all of them.
  */
 import type { Graph, Node } from '../ir/graph.js'
-import { bindInputs, interpret } from '../ir/interpret.js'
+import { bindInputs, constantInputs, evalNode, interpret, type Accelerator } from '../ir/interpret.js'
 import { OPS } from '../ir/ops/index.js'
 import { applyPoly, polyDepth, polyMuls, type PolyAttrs } from '../ir/ops/pi.js'
 import { sizeOf, type Tensor } from '../ir/tensor.js'
@@ -136,8 +136,9 @@ export class Replay {
   readonly weight: Float64Array
   private readonly consumers = new Map<string, number[]>()
   private readonly index = new Map<string, number>()
+  private readonly constant: Map<string, boolean[]>
 
-  constructor(g: Graph, calib: Tensor) {
+  constructor(g: Graph, calib: Tensor, private readonly accel?: Accelerator) {
     try {
       this.g = bindInputs(g, [calib])
     } catch (e) {
@@ -147,7 +148,8 @@ export class Replay {
       this.index.set(n.name, i)
       for (const x of n.inputs) if (x) this.consumers.set(x, [...(this.consumers.get(x) ?? []), i])
     })
-    this.values = interpret(this.g, [calib], { keepAll: true })
+    this.constant = constantInputs(this.g)
+    this.values = interpret(this.g, [calib], { keepAll: true, accel })
     const out = this.values.get(this.g.outputs[0])!
     this.top1 = argmax(out)
     this.margin = margins(out, this.top1)
@@ -155,11 +157,7 @@ export class Replay {
   }
 
   private evalNode(n: Node, get: (name: string) => Tensor): Tensor {
-    return OPS[n.op].eval(
-      n.inputs.map((x) => (x ? get(x) : (undefined as unknown as Tensor))),
-      n.attrs,
-      n.type,
-    )
+    return evalNode(n, n.inputs.map((x) => (x ? get(x) : (undefined as unknown as Tensor))), this.accel, this.constant.get(n.name))
   }
 
   /** The graph output with some nodes' values replaced by functions of their (new) first input. */
@@ -328,6 +326,8 @@ export interface OlaOptions {
   /** Calibration samples of the joint runs (default: as many as OLA_JOINT_ELEMENTS allows, at least `samples`). */
   jointSamples?: number
   log?: (message: string) => void
+  /** Faster kernels for the replays (see Accelerator in ir/interpret.ts). */
+  accel?: Accelerator
 }
 
 export interface OlaResult {
@@ -414,7 +414,7 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
   // passes the budget (it can never be chosen), so hopeless low degrees cost a fraction of a replay
   const parts: Replay[] = []
   const chunk = Math.max(1, Math.floor(OLA_CHUNK_ELEMENTS / Math.max(1, perSample)))
-  for (let from = 0; from < n; from += chunk) parts.push(from === 0 && chunk >= n ? new Replay(g, calib) : new Replay(g, pickRows(calib, Array.from({ length: Math.min(chunk, n - from) }, (_, i) => from + i))))
+  for (let from = 0; from < n; from += chunk) parts.push(from === 0 && chunk >= n ? new Replay(g, calib, opts.accel) : new Replay(g, pickRows(calib, Array.from({ length: Math.min(chunk, n - from) }, (_, i) => from + i)), opts.accel))
   const N = n
   const allowed = opts.budget * N
   const within = (loss: number) => loss <= allowed + 1e-9
@@ -425,7 +425,7 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
   if (M === n) jointParts.push(...parts)
   else {
     const rowsM = Array.from({ length: M }, (_, i) => Math.floor((i * total) / M))
-    for (let from = 0; from < M; from += chunk) jointParts.push(new Replay(g, pickRows(calib0, rowsM.slice(from, from + chunk))))
+    for (let from = 0; from < M; from += chunk) jointParts.push(new Replay(g, pickRows(calib0, rowsM.slice(from, from + chunk)), opts.accel))
     opts.log?.(`ola: joint runs on ${M} of the ${total} calibration samples (OLA_JOINT_ELEMENTS)`)
   }
   const jointAllowed = opts.budget * M

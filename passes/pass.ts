@@ -4,6 +4,7 @@
  */
 import { PicError } from '../ir/errors.js'
 import type { Graph } from '../ir/graph.js'
+import type { Accelerator } from '../ir/interpret.js'
 import type { Tensor } from '../ir/tensor.js'
 import { verify, VerifyError } from '../ir/verify.js'
 
@@ -16,6 +17,11 @@ export interface PassContext {
   log(message: string): void
   /** Per-pass findings for reports (`layers` in `pic eval --json`, ReLU budgets, ...). */
   report: Record<string, unknown>
+  /**
+   * Faster kernels for the passes' runs over the calibration data (calibration, OLA, the ReLU
+   * budget); absent, they run the float64 reference (see Accelerator in ir/interpret.ts).
+   */
+  accel?: Accelerator
 }
 
 export interface Pass {

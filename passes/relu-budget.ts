@@ -78,7 +78,7 @@ export const reluBudget: Pass = {
       return g
     }
     if (!cx.calib) throw new PassError('--relu-budget needs calibration data (--calib)')
-    const replay = new Replay(g, cx.calib)
+    const replay = new Replay(g, cx.calib, cx.accel)
     const base = replay.values.get(replay.g.outputs[0])!
     for (const [i, l] of layers.entries()) {
       const x = replay.values.get(l.node.inputs[0])!
