@@ -82,6 +82,8 @@ const foldRule: Rule = {
   name: 'batchnorm',
   on: ['BatchNormalization'],
   apply: (n, cx) => {
+    // training mode normalizes by the batch's own statistics: not an affine map of x
+    if ((n.attrs as { training?: boolean }).training) return undefined
     const a = affineOf(n, cx)
     if (!a) return undefined
     const p = cx.producer(n.inputs[0])!

@@ -7,6 +7,7 @@
  * Runs only when an approximation is requested and ReLU is not kept (MPC evaluates max exactly).
  */
 import type { Node } from '../ir/graph.js'
+import { outputIndex } from '../ir/op.js'
 import { resolveWindow, type Window } from '../ir/ops/nn.js'
 import { rewrite, type Replacement, type RewriteContext, type Rule } from '../ir/rewrite.js'
 import { tensor } from '../ir/tensor.js'
@@ -74,9 +75,11 @@ export const lowerMaxpool: Pass = {
       name: 'lower-maxpool',
       on: ['MaxPool'],
       apply: (n, rcx) => {
+        if (outputIndex(n.attrs) !== 0) throw new PassError(`MaxPool '${n.origin?.name || n.name}': its indices output cannot be computed with additions and multiplications`)
         if (!avg) return lower(n, rcx)
         cx.log(`lower-maxpool: MaxPool '${n.origin?.name || n.name}' replaced by AveragePool: the model's semantics changed`)
-        return { op: 'AveragePool', inputs: n.inputs, attrs: { ...n.attrs, countIncludePad: false } }
+        const { output: _o, outputs: _os, ...window } = n.attrs as { output?: number; outputs?: number }
+        return { op: 'AveragePool', inputs: n.inputs, attrs: { ...window, countIncludePad: false } }
       },
     }
     return rewrite(g, [rule])

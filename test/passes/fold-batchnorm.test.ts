@@ -69,6 +69,15 @@ describe('fold-batchnorm', () => {
     expectSame(g, h, [random([2, 3, 4], 4)])
   })
 
+  it('changes nothing on training-mode BatchNormalization (batch statistics: not affine in x), even with constant statistics', () => {
+    const b = new GraphBuilder('g', 15)
+    b.input('x', 'float32', [2, 3, 4])
+    const p = (k: string, s: number, lo: number, hi: number) => constant(b, `bn.${k}`, [3], random([3], s, lo, hi))
+    const y = onnxNode(b, 'BatchNormalization', ['x', p('scale', 1, 0.5, 2), p('bias', 2, -1, 1), p('mean', 3, -1, 1), p('var', 4, 0.1, 3)], 'bn', { epsilon: 1e-5, training_mode: 1 })
+    const g = b.build([y])
+    expect(apply(g, foldBatchnorm)).toEqual(g)
+  })
+
   it('changes nothing without BatchNormalization', () => {
     const g = fixture('mlp_relu')
     expect(apply(g, foldBatchnorm)).toEqual(g)

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { GraphBuilder } from '../../ir/builder.js'
+import { RawAttrs } from '../../ir/op.js'
+import { OPS } from '../../ir/ops/index.js'
 import { passContext, runPipeline } from '../../passes/pass.js'
 import { lowerMaxpool } from '../../passes/lower-maxpool.js'
 import { common } from '../../passes/pipelines.js'
@@ -53,6 +55,16 @@ describe('lower-maxpool', () => {
     expect(ops(out).AveragePool).toBe(1)
     expect(ops(out).MaxPool).toBeUndefined()
     expect(logs).toEqual(["lower-maxpool: MaxPool 'y' replaced by AveragePool: the model's semantics changed"])
+  })
+
+  it("refuses MaxPool's indices output, in both modes (it is not a value additions and multiplications can give)", () => {
+    const b = new GraphBuilder('g', 13)
+    b.input('x', 'float32', [2, 3, 7, 7])
+    const attrs = OPS.MaxPool.attrs(RawAttrs.of({ kernel_shape: [2, 2], strides: [2, 2] }))
+    b.add('MaxPool', ['x'], { ...attrs, output: 0, outputs: 2 }, { name: 'y' })
+    b.add('MaxPool', ['x'], { ...attrs, output: 1, outputs: 2 }, { name: 'i' })
+    const g = b.build(['y', 'i'])
+    for (const maxpool of ['poly', 'avg']) expect(() => lower(g, { approx: 'ola', maxpool })).toThrow("MaxPool 'i': its indices output cannot be computed with additions and multiplications")
   })
 
   it('rejects an unknown --maxpool mode', () => {
