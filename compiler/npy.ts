@@ -1,10 +1,13 @@
 /**
  * NumPy .npy files (format versions 1, 2 and 3, C order): float16/32/64, int8/16/32/64,
- * uint8/16/32 and bool in either byte order are read and written (little-endian, v1), each as its
- * own dtype; the writer refuses data that does not match the header it writes.
+ * uint8/16/32/64 and bool in either byte order are read and written (little-endian, v1), each as its
+ * own dtype; the writer refuses data that does not match the header it writes. uint64 values above
+ * 2^53 - 1, which float64 does not hold exactly, are refused both ways. NumPy has no bfloat16, so a
+ * bfloat16 tensor is written as float32 ('<f4'), which holds every bfloat16 value exactly (it reads
+ * back as float32).
  */
 import { writeFileSync } from 'node:fs'
-import { halfValue, MAX_ELEMENTS, sizeOf, tensor, tensorBytes, type DType, type Tensor } from '../ir/tensor.js'
+import { exactUint64, halfValue, MAX_ELEMENTS, sizeOf, tensor, tensorBytes, type DType, type Tensor } from '../ir/tensor.js'
 import { PicError, readUserFile } from './errors.js'
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]
@@ -26,11 +29,17 @@ const DESCRS: Record<string, Descr> = {
   u1: { dtype: 'uint8', bytes: 1, read: (dv, o) => dv.getUint8(o) },
   u2: { dtype: 'uint16', bytes: 2, read: (dv, o, le) => dv.getUint16(o, le) },
   u4: { dtype: 'uint32', bytes: 4, read: (dv, o, le) => dv.getUint32(o, le) },
+  u8: { dtype: 'uint64', bytes: 8, read: (dv, o, le) => readUint64(dv.getBigUint64(o, le)) },
   b1: { dtype: 'bool', bytes: 1, read: (dv, o) => (dv.getUint8(o) ? 1 : 0) },
 }
 
 /** The .npy type code of each dtype (little-endian; one-byte types take '|'). */
-const CODE: Record<DType, string> = { float16: '<f2', float32: '<f4', float64: '<f8', int8: '|i1', int16: '<i2', int32: '<i4', int64: '<i8', uint8: '|u1', uint16: '<u2', uint32: '<u4', bool: '|b1' }
+const CODE: Record<DType, string> = { float16: '<f2', float32: '<f4', float64: '<f8', int8: '|i1', int16: '<i2', int32: '<i4', int64: '<i8', uint8: '|u1', uint16: '<u2', uint32: '<u4', uint64: '<u8', bfloat16: '<f4', bool: '|b1' }
+
+function readUint64(v: bigint): number {
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) exactUint64(Number(v))
+  return Number(v)
+}
 
 export function parseNpy(buf: Uint8Array, file = 'array.npy'): Tensor {
   const fail = (why: string) => new PicError(`${file}: ${why}`)
@@ -55,7 +64,7 @@ export function parseNpy(buf: Uint8Array, file = 'array.npy'): Tensor {
   if (!descr || !fortran || !shapeM) throw fail('malformed .npy header')
   if (fortran[1] === 'True') throw fail('Fortran-order arrays are not supported; save with C order')
   const d = DESCRS[descr[2]]
-  if (!d) throw fail(`unsupported dtype '${descr[1]}${descr[2]}' (use a float, integer or bool type up to 64 bits; uint64 is not supported)`)
+  if (!d) throw fail(`unsupported dtype '${descr[1]}${descr[2]}' (use a float, integer or bool type up to 64 bits)`)
   const shape = shapeM[1].split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number)
   if (shape.some((x) => !Number.isInteger(x) || x < 0)) throw fail('malformed shape in .npy header')
   const n = sizeOf(shape)
@@ -65,7 +74,13 @@ export function parseNpy(buf: Uint8Array, file = 'array.npy'): Tensor {
   const le = descr[1] !== '>'
   const data = new Float64Array(n)
   if (d.dtype === 'float32' && le && (buf.byteOffset + off) % 4 === 0) data.set(new Float32Array(buf.buffer, buf.byteOffset + off, n))
-  else for (let i = 0; i < n; i++) data[i] = d.read(dv, off + i * d.bytes, le)
+  else
+    try {
+      for (let i = 0; i < n; i++) data[i] = d.read(dv, off + i * d.bytes, le)
+    } catch (e) {
+      if (e instanceof PicError) throw fail(e.message)
+      throw e
+    }
   return tensor(d.dtype, shape, data)
 }
 
@@ -86,7 +101,7 @@ export function encodeNpy(t: Tensor): Buffer {
   head[6] = 1
   head[7] = 0
   head.writeUInt16LE(header.length, 8)
-  const body = tensorBytes(t)
+  const body = tensorBytes(t.dtype === 'bfloat16' ? { ...t, dtype: 'float32' } : t)
   if (body.length !== n * Number(descr.slice(2))) throw new PicError(`.npy: ${body.length} bytes of data for ${n} elements of ${t.dtype}`)
   return Buffer.concat([head, Buffer.from(header, 'latin1'), body])
 }

@@ -1,10 +1,12 @@
 /**
- * TensorProto <-> Tensor: every ONNX element type PIC reads (float32, float64, float16, int64, int32,
- * int16, int8, uint8, uint16, bool) from raw_data or the typed fields, with lengths checked against
- * the dims before anything is allocated. Only this module and the importer touch protobuf.
+ * TensorProto <-> Tensor: every ONNX element type PIC reads (float32, float64, float16, bfloat16,
+ * int64, int32, int16, int8, uint64, uint32, uint16, uint8, bool) from raw_data or the typed fields,
+ * with lengths checked against the dims before anything is allocated. uint64 values above 2^53 - 1,
+ * which float64 does not hold exactly, are refused. Tensors are written back in their own element
+ * type (bfloat16 as its 16 bits). Only this module and the importer touch protobuf.
  */
 import onnxProto from 'onnx-proto'
-import { deferredFloat32, dtypeOfElemType, halfValue, MAX_ELEMENTS, ONNX_ELEM_TYPE, sizeOf, tensor, tensorBytes, withAligned, type DType, type Tensor } from '../ir/tensor.js'
+import { bfloat16Value, deferredFloat32, dtypeOfElemType, exactUint64, halfValue, MAX_ELEMENTS, ONNX_ELEM_TYPE, sizeOf, tensor, tensorBytes, withAligned, type DType, type Tensor } from '../ir/tensor.js'
 
 export import onnx = onnxProto.onnx
 
@@ -31,7 +33,13 @@ export function toInt(v: LongLike | null | undefined): number {
 
 const BYTES: Record<number, number> = {
   [DT.FLOAT]: 4, [DT.FLOAT16]: 2, [DT.DOUBLE]: 8, [DT.INT64]: 8, [DT.INT32]: 4, [DT.INT16]: 2,
-  [DT.INT8]: 1, [DT.UINT8]: 1, [DT.UINT16]: 2, [DT.UINT32]: 4, [DT.BOOL]: 1,
+  [DT.INT8]: 1, [DT.UINT8]: 1, [DT.UINT16]: 2, [DT.UINT32]: 4, [DT.UINT64]: 8, [DT.BFLOAT16]: 2, [DT.BOOL]: 1,
+}
+
+/** A uint64 as a float64, refused when float64 does not hold it exactly. */
+function uint64Of(v: bigint): number {
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) exactUint64(Number(v))
+  return Number(v)
 }
 
 /** Decode little-endian raw bytes of one element type into float64 values. */
@@ -50,6 +58,12 @@ function decodeRaw(elemType: number, raw: Uint8Array, n: number): Float64Array {
         for (let i = 0; i < n; i++) out[i] = Number(v[i])
       })
       break
+    case DT.UINT64:
+      withAligned(raw, 8, (b) => {
+        const v = new BigUint64Array(b.buffer, b.byteOffset, n)
+        for (let i = 0; i < n; i++) out[i] = uint64Of(v[i])
+      })
+      break
     default: {
       const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength)
       for (let i = 0; i < n; i++) {
@@ -59,6 +73,7 @@ function decodeRaw(elemType: number, raw: Uint8Array, n: number): Float64Array {
           case DT.INT16: out[i] = dv.getInt16(2 * i, true); break
           case DT.UINT16: out[i] = dv.getUint16(2 * i, true); break
           case DT.FLOAT16: out[i] = halfValue(dv.getUint16(2 * i, true)); break
+          case DT.BFLOAT16: out[i] = bfloat16Value(dv.getUint16(2 * i, true)); break
           case DT.INT8: out[i] = dv.getInt8(i); break
           case DT.UINT8: out[i] = dv.getUint8(i); break
           case DT.BOOL: out[i] = dv.getUint8(i) ? 1 : 0; break
@@ -106,14 +121,19 @@ export function tensorFromProto(t: onnx.ITensorProto, external?: (t: onnx.ITenso
       case DT.FLOAT: src = t.floatData ?? []; break
       case DT.DOUBLE: src = t.doubleData ?? []; break
       case DT.INT64: src = (t.int64Data ?? []) as LongLike[]; break
-      case DT.UINT32: src = (t.uint64Data ?? []) as LongLike[]; break
+      case DT.UINT32: case DT.UINT64: src = (t.uint64Data ?? []) as LongLike[]; break
       default: src = t.int32Data ?? []
     }
     if (src.length !== n) throw new Error(`tensor '${t.name ?? ''}' has ${src.length} values, expected ${n} for shape [${dims.join(', ')}]`)
     data = new Float64Array(n)
     for (let i = 0; i < n; i++) {
       const v = src[i]
-      data[i] = elemType === DT.FLOAT16 ? halfValue(v as number) : typeof v === 'number' ? v : toInt(v)
+      data[i] =
+        elemType === DT.FLOAT16 ? halfValue(v as number)
+        : elemType === DT.BFLOAT16 ? bfloat16Value(v as number)
+        : elemType === DT.UINT64 ? (typeof v === 'number' ? exactUint64(v) : uint64Of(BigInt(v.toString())))
+        : typeof v === 'number' ? v
+        : toInt(v)
     }
     if (elemType === DT.BOOL) for (let i = 0; i < n; i++) data[i] = data[i] ? 1 : 0
   }
@@ -131,7 +151,14 @@ export function protoTypeOf(dtype: DType): number {
   return PROTO_TYPE[dtype]
 }
 
-/** Read a serialized TensorProto (.pb), as the ONNX conformance cases store inputs and outputs. */
-export function readTensorPb(bytes: Uint8Array): Tensor {
-  return tensorFromProto(onnx.TensorProto.decode(bytes))
+/**
+ * Read a serialized TensorProto (.pb), as the ONNX conformance cases store inputs and outputs.
+ * `declared`, the element type the model declares for the value, reads ONNX 1.12's backend test
+ * data, which stores bfloat16 tensors as UINT16 holding the bits: given BFLOAT16, a UINT16 tensor is
+ * read as those bfloat16 bits.
+ */
+export function readTensorPb(bytes: Uint8Array, declared?: number): Tensor {
+  const t = onnx.TensorProto.decode(bytes)
+  if (declared === DT.BFLOAT16 && t.dataType === DT.UINT16) t.dataType = DT.BFLOAT16
+  return tensorFromProto(t)
 }

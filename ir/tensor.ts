@@ -4,14 +4,20 @@
  * narrow integers and float16 are computed in float64 and brought back to their range and precision
  * after each op, so they store what ONNX stores); large
  * imported float32 weights make that array on first read (`deferredFloat32`).
+ *
+ * bfloat16 (1 sign, 8 exponent, 7 fraction bits: the top half of a float32) rounds as ONNX 1.12's
+ * Cast and its backend test data do: the float32 value with its low 16 bits dropped (toward zero;
+ * NaN stays a quiet NaN), not to nearest. uint64 holds exact integers only: a value outside
+ * [0, 2^53 - 1] (or not an integer) is refused with a PicError rather than rounded.
  */
+import { PicError } from './errors.js'
 
-export type DType = 'float16' | 'float32' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'bool'
+export type DType = 'float16' | 'float32' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'uint64' | 'bfloat16' | 'bool'
 
 /** ONNX's TensorProto element type codes of the dtypes (the ONNX standard's numbering). */
-export const ONNX_ELEM_TYPE: Readonly<Record<DType, number>> = { float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11, uint32: 12 }
+export const ONNX_ELEM_TYPE: Readonly<Record<DType, number>> = { float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11, uint32: 12, uint64: 13, bfloat16: 16 }
 
-/** The dtype of an ONNX element type code, or undefined when PIC has none (strings, uint64, bfloat16, ...). */
+/** The dtype of an ONNX element type code, or undefined when PIC has none (strings, complex, float8, ...). */
 export function dtypeOfElemType(code: number): DType | undefined {
   return (Object.keys(ONNX_ELEM_TYPE) as DType[]).find((d) => ONNX_ELEM_TYPE[d] === code)
 }
@@ -20,12 +26,44 @@ export function dtypeOfElemType(code: number): DType | undefined {
 const NARROW_INTS: Partial<Record<DType, [number, boolean]>> = { int8: [8, true], int16: [16, true], int32: [32, true], uint8: [8, false], uint16: [16, false], uint32: [32, false] }
 
 export function isInteger(dtype: DType): boolean {
-  return dtype === 'int64' || NARROW_INTS[dtype] !== undefined
+  return dtype === 'int64' || dtype === 'uint64' || NARROW_INTS[dtype] !== undefined
 }
 
-/** Dtypes whose values an op's float64 result must be brought back to (integers narrower than 64 bits, float16). */
+/**
+ * Dtypes whose values an op's float64 result must be brought back to (integers narrower than 64
+ * bits, float16, bfloat16), and uint64, whose results are checked to be exact.
+ */
 export function isNarrow(dtype: DType): boolean {
-  return dtype === 'float16' || NARROW_INTS[dtype] !== undefined
+  return dtype === 'float16' || dtype === 'bfloat16' || dtype === 'uint64' || NARROW_INTS[dtype] !== undefined
+}
+
+const F32 = new Float32Array(1)
+const U32 = new Uint32Array(F32.buffer)
+
+/** bfloat16 bits of a value: its float32's top 16 bits (the rest dropped, toward zero); NaN is 0x7fc0. */
+export function bfloat16Bits(v: number): number {
+  if (Number.isNaN(v)) return 0x7fc0
+  F32[0] = v
+  return U32[0] >>> 16
+}
+
+/** The value of bfloat16 bits. */
+export function bfloat16Value(bits: number): number {
+  U32[0] = (bits & 0xffff) << 16
+  return F32[0]
+}
+
+/** The bfloat16 value of v, as ONNX 1.12's Cast makes it (see the header). */
+export function roundBfloat16(v: number): number {
+  return Number.isNaN(v) ? v : bfloat16Value(bfloat16Bits(v))
+}
+
+/** v as a uint64 that float64 holds exactly (truncated toward zero), or a PicError. */
+export function exactUint64(v: number): number {
+  const t = Math.trunc(v)
+  if (!(t >= 0 && t <= Number.MAX_SAFE_INTEGER))
+    throw new PicError(`uint64 value ${v} is not held exactly: PIC computes in float64 and keeps uint64 values from 0 to 2^53 - 1`)
+  return t
 }
 
 /** The nearest float16 value (round half to even; overflow to infinity). */
@@ -125,8 +163,8 @@ export function deferredFloat32(shape: readonly number[], bytes: Uint8Array): Te
 }
 
 /**
- * The tensor's values as little-endian bytes of its own dtype (float32, float64, int64, bool as one
- * byte), as .npy and ONNX raw_data store them. A deferred tensor gives its stored float32 bytes.
+ * The tensor's values as little-endian bytes of its own dtype (float32, float64, int64, bfloat16 as
+ * its 16 bits, bool as one byte; a uint64 value float64 does not hold exactly is refused), as .npy and ONNX raw_data store them. A deferred tensor gives its stored float32 bytes.
  */
 export function tensorBytes(t: Tensor): Uint8Array {
   const stored = FLOAT32_BYTES.get(t)
@@ -141,6 +179,10 @@ export function tensorBytes(t: Tensor): Uint8Array {
       return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
     case 'int64':
       return new Uint8Array(BigInt64Array.from(t.data, (v) => BigInt(Math.trunc(v))).buffer)
+    case 'uint64':
+      return new Uint8Array(BigUint64Array.from(t.data, (v) => BigInt(exactUint64(v))).buffer)
+    case 'bfloat16':
+      return new Uint8Array(Uint16Array.from(t.data, bfloat16Bits).buffer)
     case 'int8':
       return ints(Int8Array)
     case 'int16':
@@ -234,6 +276,10 @@ export function castValue(v: number, dtype: DType): number {
       return v
     case 'int64':
       return Math.trunc(v)
+    case 'uint64':
+      return exactUint64(v)
+    case 'bfloat16':
+      return roundBfloat16(v)
     case 'bool':
       return v !== 0 ? 1 : 0
     default: {
@@ -248,5 +294,5 @@ export function castValue(v: number, dtype: DType): number {
 }
 
 export function isFloat(dtype: DType): boolean {
-  return dtype === 'float16' || dtype === 'float32' || dtype === 'float64'
+  return dtype === 'float16' || dtype === 'bfloat16' || dtype === 'float32' || dtype === 'float64'
 }

@@ -67,11 +67,12 @@ export function dataSets(dir: string): { inputs: Uint8Array[]; outputs: Uint8Arr
     })
 }
 
-function compare(got: Tensor, wantBytes: Uint8Array, name: string): string | undefined {
+function compare(got: Tensor, wantBytes: Uint8Array, name: string, declared: number): string | undefined {
   const proto = onnx.TensorProto.decode(wantBytes)
-  const want = readTensorPb(wantBytes)
+  const want = readTensorPb(wantBytes, declared)
   if (got.shape.join(',') !== want.shape.join(',')) return `output '${name}': shape [${got.shape}] instead of [${want.shape}]`
-  const wantType = proto.dataType ?? 0
+  // ONNX 1.12 stores bfloat16 data as UINT16 holding the bits (readTensorPb reads them as bfloat16)
+  const wantType = want.dtype === 'bfloat16' ? DT.BFLOAT16 : (proto.dataType ?? 0)
   if (protoTypeOf(got.dtype) !== wantType) return `output '${name}': element type ${got.dtype} instead of ${(DT as unknown as Record<number, string>)[wantType]}`
   for (let i = 0; i < want.data.length; i++) {
     const g = got.data[i]
@@ -100,10 +101,11 @@ function runCase(dir: string): { ops: string[]; outcome: Outcome } {
   const inits = new Set((m.graph?.initializer ?? []).map((t) => t.name ?? ''))
   const inputNames = (m.graph?.input ?? []).map((i) => i.name ?? '').filter((n) => !inits.has(n))
   const outputNames = (m.graph?.output ?? []).map((o) => o.name ?? '')
+  const declared = (vs: onnx.IValueInfoProto[] | null | undefined, name: string) => vs?.find((v) => v.name === name)?.type?.tensorType?.elemType ?? 0
   for (const set of sets) {
     let inputs: Tensor[]
     try {
-      inputs = set.inputs.map((b) => readTensorPb(b))
+      inputs = set.inputs.map((b, k) => readTensorPb(b, declared(m.graph?.input, inputNames[k])))
     } catch (e) {
       return { ops, outcome: { kind: 'refuse', why: `input: ${(e as Error).message}` } }
     }
@@ -134,7 +136,7 @@ function runCase(dir: string): { ops: string[]; outcome: Outcome } {
     for (let k = 0; k < outputNames.length; k++) {
       const got = values.get(g.outputs[k])
       if (!got) return { ops, outcome: { kind: 'mismatch', why: `output '${outputNames[k]}' missing` } }
-      const bad = set.outputs[k] ? compare(got, set.outputs[k], outputNames[k]) : undefined
+      const bad = set.outputs[k] ? compare(got, set.outputs[k], outputNames[k], declared(m.graph?.output, outputNames[k])) : undefined
       if (bad) return { ops, outcome: { kind: 'mismatch', why: bad } }
     }
   }

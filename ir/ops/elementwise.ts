@@ -64,7 +64,16 @@ const floats =
 const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)))
 const softplus = (x: number) => (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x)))
 
-export const Relu = unary('max(x, 0)', none, () => (x) => (x > 0 ? x : 0), 6, undefined, () => ({ form: 'compare', what: 'relu' }))
+export const Relu: OpDef<object> = {
+  ...unary('max(x, 0)', none, () => (x) => (x > 0 ? x : 0), 6, undefined, () => ({ form: 'compare', what: 'relu' })),
+  // its own loop: the shared one calls a closure per element, several times slower on the commonest activation
+  eval: (ins, _a, out) => {
+    const x = ins[0].data
+    const y = new Float64Array(x.length)
+    for (let i = 0; i < x.length; i++) y[i] = x[i] > 0 ? x[i] : 0
+    return withData(out, y)
+  },
+}
 export const LeakyRelu = unary(
   'x if x >= 0 else alpha x',
   (r) => ({ alpha: r.float('alpha', 0.01) }),
@@ -274,14 +283,23 @@ export function integerExponent(e: Tensor | undefined): number | undefined {
   return Number.isInteger(v) && v >= 0 && v <= 64 ? v : undefined
 }
 
-export const Pow = defineOp<object>({
-  doc: 'a ^ b (broadcasting); exponent may have another numeric dtype',
+export const Pow = defineOp<BinaryAttrs>({
+  doc: 'a ^ b (broadcasting); exponent may have another numeric dtype; before opset 7 with the legacy broadcast and axis attributes',
   kind: 'arith',
   arity: [2, 2],
-  attrs: none,
-  infer: (ins) => ({ dtype: ins[0].dtype, shape: broadcastShapes([ins[0].shape, ins[1].shape]) }),
-  eval: (ins, _a, out) => binaryEval(ins, out, (a, b) => (b === 2 ? a * a : Math.pow(a, b))),
-  secret: (ins, _a, out) => {
+  since: 1,
+  attrs: binaryAttrs,
+  onnx: (a) => {
+    if (a.legacyAxis !== undefined) throw new OpError('the legacy broadcast axis has no ONNX form from opset 7; reshape the exponent first')
+    return {}
+  },
+  infer: (ins0, a) => {
+    const ins = aligned(ins0, a)
+    return { dtype: ins[0].dtype, shape: broadcastShapes([ins[0].shape, ins[1].shape]) }
+  },
+  eval: (ins, a, out) => binaryEval(aligned(ins, a), out, (x, y) => (y === 2 ? x * x : Math.pow(x, y))),
+  secret: (ins0, a, out) => {
+    const ins = aligned(ins0, a)
     const e = ins[1].secret ? undefined : integerExponent(ins[1].value)
     if (e === undefined || !ins[0].secret || sizeOf(ins[0].shape) !== sizeOf(out.shape)) return { form: 'nonpoly' }
     return { form: 'poly', poly: powerPoly(e) }

@@ -10,6 +10,7 @@ import { NORM_OPS } from './norm.js'
 import { RESIZE_OPS } from './resize.js'
 import { NN_OPS } from './nn.js'
 import { PI_OPS } from './pi.js'
+import { QUANT_OPS } from './quant.js'
 import { REDUCE_OPS } from './reduce.js'
 import { SHAPE_OPS } from './shape.js'
 import { SOURCE_OPS } from './source.js'
@@ -25,6 +26,7 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
   ...SHAPE_OPS,
   ...REDUCE_OPS,
   ...PI_OPS,
+  ...QUANT_OPS,
 })
 
 /** Ops that exist only inside PIC (the ONNX importer refuses them; the writer lowers them). */
