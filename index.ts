@@ -7,7 +7,8 @@ export { writeModel, type WriteOptions } from './compiler/onnx-export.js'
 export { encodeNpy, parseNpy, readNpy, writeNpy } from './compiler/npy.js'
 export { GraphBuilder, GraphError, instantiate } from './ir/builder.js'
 export type { Attrs, Graph, Node, Origin } from './ir/graph.js'
-export { interpret, run1, type InterpretOptions } from './ir/interpret.js'
+export { interpret, run1, type Accelerator, type InterpretOptions } from './ir/interpret.js'
+export { ortAccelerator, ortVersion } from './compiler/ort.js'
 export type { OpDef, OpKind, Operand } from './ir/op.js'
 export {
   LinearAnalysis, applyAffine, applyAffineT, simplifyChain, type Affine, type Prim, type SecretForm, type Term,

@@ -32,7 +32,7 @@ describe('programmatic API', () => {
 
   it('exports the pieces the README names', async () => {
     const api = await import('../index.js')
-    for (const name of ['importModel', 'writeModel', 'runPipeline', 'interpret', 'GraphBuilder', 'printGraph', 'PIPELINES', 'PASSES', 'common', 'lowerForExport'])
+    for (const name of ['importModel', 'writeModel', 'runPipeline', 'interpret', 'GraphBuilder', 'printGraph', 'PIPELINES', 'PASSES', 'common', 'lowerForExport', 'ortAccelerator', 'ortVersion'])
       expect(api).toHaveProperty(name)
     expect(Object.keys(api.PASSES)).toContain('fold-polynomials')
   })
