@@ -8,38 +8,108 @@ export type Basis = 'power' | 'chebyshev' | 'hermite'
 
 /** Evaluate sum_k c[k] B_k(t). */
 export function evalBasis(basis: Basis, c: readonly number[], t: number): number {
+  ONE_X[0] = t
+  evalRun(basis, c, 0, 1, ONE_X, ONE_Y, 0, 1)
+  return ONE_Y[0]
+}
+const ONE_X = new Float64Array(1)
+const ONE_Y = new Float64Array(1)
+
+/** sqrt(n) for the Hermite recurrence, grown on demand. */
+const SQRT: number[] = [0]
+
+/**
+ * y[i] = sum_k c_k B_k((x[i] - shift) / scale) for i in [from, to): Horner, Clenshaw
+ * or the three-term Hermite recurrence h_0 = 1, h_1 = t, h_{n+1} = (t h_n - sqrt(n) h_{n-1}) / sqrt(n+1),
+ * the basis decided once per run, not per element (OLA's replays spent half their time in that dispatch).
+ */
+export function evalRun(basis: Basis, c: readonly number[], shift: number, scale: number, x: Float64Array, y: Float64Array, from: number, to: number): void {
   const d = c.length - 1
-  if (d < 0) return 0
-  switch (basis) {
-    case 'power': {
+  if (d < 0) return
+  if (basis === 'power') {
+    for (let i = from; i < to; i++) {
+      const t = (x[i] - shift) / scale
       let acc = c[d]
       for (let k = d - 1; k >= 0; k--) acc = acc * t + c[k]
-      return acc
+      y[i] = acc
     }
-    case 'chebyshev': {
+  } else if (basis === 'chebyshev') {
+    // two elements per pass: their Clenshaw chains interleave (each step waits on the one before)
+    let i = from
+    for (; i + 1 < to; i += 2) {
+      const t = (x[i] - shift) / scale
+      const u = (x[i + 1] - shift) / scale
+      const t2 = 2 * t
+      const u2 = 2 * u
+      let b1 = 0
+      let b2 = 0
+      let e1 = 0
+      let e2 = 0
+      for (let k = d; k >= 1; k--) {
+        const b0 = t2 * b1 - b2 + c[k]
+        const e0 = u2 * e1 - e2 + c[k]
+        b2 = b1
+        b1 = b0
+        e2 = e1
+        e1 = e0
+      }
+      y[i] = t * b1 - b2 + c[0]
+      y[i + 1] = u * e1 - e2 + c[0]
+    }
+    for (; i < to; i++) {
+      const t = (x[i] - shift) / scale
+      const t2 = 2 * t
       let b1 = 0
       let b2 = 0
       for (let k = d; k >= 1; k--) {
-        const b0 = 2 * t * b1 - b2 + c[k]
+        const b0 = t2 * b1 - b2 + c[k]
         b2 = b1
         b1 = b0
       }
-      return t * b1 - b2 + c[0]
+      y[i] = t * b1 - b2 + c[0]
     }
-    case 'hermite': {
-      // h_0 = 1, h_1 = t, h_{n+1} = (t h_n - sqrt(n) h_{n-1}) / sqrt(n+1)
+  } else {
+    while (SQRT.length <= d + 1) SQRT.push(Math.sqrt(SQRT.length))
+    let i = from
+    for (; i + 1 < to; i += 2) {
+      const t = (x[i] - shift) / scale
+      const u = (x[i + 1] - shift) / scale
       let hPrev = 1
-      let acc = c[0]
-      if (d === 0) return acc
       let h = t
-      acc += c[1] * h
+      let gPrev = 1
+      let g = u
+      let acc = c[0]
+      let bcc = c[0]
+      if (d >= 1) {
+        acc += c[1] * h
+        bcc += c[1] * g
+      }
       for (let n = 1; n < d; n++) {
-        const hNext = (t * h - Math.sqrt(n) * hPrev) / Math.sqrt(n + 1)
+        const hNext = (t * h - SQRT[n] * hPrev) / SQRT[n + 1]
+        const gNext = (u * g - SQRT[n] * gPrev) / SQRT[n + 1]
+        hPrev = h
+        h = hNext
+        gPrev = g
+        g = gNext
+        acc += c[n + 1] * h
+        bcc += c[n + 1] * g
+      }
+      y[i] = acc
+      y[i + 1] = bcc
+    }
+    for (; i < to; i++) {
+      const t = (x[i] - shift) / scale
+      let hPrev = 1
+      let h = t
+      let acc = c[0]
+      if (d >= 1) acc += c[1] * h
+      for (let n = 1; n < d; n++) {
+        const hNext = (t * h - SQRT[n] * hPrev) / SQRT[n + 1]
         hPrev = h
         h = hNext
         acc += c[n + 1] * h
       }
-      return acc
+      y[i] = acc
     }
   }
 }

@@ -4,7 +4,7 @@
  * (optionally with the masked positions approximated by a polynomial).
  */
 import { defineOp, OpError, type OpDef } from '../op.js'
-import { evalBasis, type Basis } from '../poly.js'
+import { evalRun, type Basis } from '../poly.js'
 import { sizeOf, type Tensor, type TensorType } from '../tensor.js'
 import { broadcastIndex, broadcastShapes, requireFloat, withData } from './util.js'
 
@@ -53,16 +53,12 @@ function channels(a: PolyAttrs): number {
 export function applyPoly(a: PolyAttrs, x: Tensor, out: TensorType = x): Float64Array {
   const y = new Float64Array(x.data.length)
   const C = channels(a)
-  if (C === 1) {
-    const c = a.coeffs[0]
-    for (let i = 0; i < y.length; i++) y[i] = evalBasis(a.basis, c, (x.data[i] - a.shift[0]) / a.scale[0])
-    return y
-  }
-  const axis = a.axis < 0 ? a.axis + out.shape.length : a.axis
-  const inner = sizeOf(out.shape.slice(axis + 1))
-  for (let i = 0; i < y.length; i++) {
-    const ch = Math.floor(i / inner) % C
-    y[i] = evalBasis(a.basis, a.coeffs[ch], (x.data[i] - a.shift[ch]) / a.scale[ch])
+  const axis = C === 1 ? 0 : a.axis < 0 ? a.axis + out.shape.length : a.axis
+  const inner = C === 1 ? y.length : sizeOf(out.shape.slice(axis + 1))
+  // runs of `inner` elements share a channel: each run is one call of a loop specialised to the basis
+  for (let start = 0, run = 0; start < y.length; start += inner, run++) {
+    const ch = C === 1 ? 0 : run % C
+    evalRun(a.basis, a.coeffs[ch], a.shift[ch], a.scale[ch], x.data, y, start, Math.min(y.length, start + inner))
   }
   return y
 }
