@@ -235,7 +235,8 @@ function addNode(n: onnx.INodeProto, i: number, b: GraphBuilder, opset: number, 
   const origin = originOf(n, i)
   const where = { name: origin.name, op: origin.op, origin }
   const outs = n.output ?? []
-  if (outs.length === 0 || !outs[0]) throw nodeError(file, where, 'the node has no output')
+  // a several-output op may leave its first output unnamed (an RNN's Y when only Y_h is used)
+  if (outs.length === 0 || !(OPS[origin.op]?.outputs ? outs.some(Boolean) : outs[0])) throw nodeError(file, where, 'the node has no output')
   const raw = new Map<string, AttrValue>()
   for (const a of n.attribute ?? []) {
     let v: AttrValue | undefined

@@ -12,6 +12,8 @@ import { NN_OPS } from './nn.js'
 import { PI_OPS } from './pi.js'
 import { QUANT_OPS } from './quant.js'
 import { REDUCE_OPS } from './reduce.js'
+import { RNN_OPS } from './rnn.js'
+import { SAMPLE_OPS } from './sample.js'
 import { SHAPE_OPS } from './shape.js'
 import { SOURCE_OPS } from './source.js'
 
@@ -27,6 +29,8 @@ export const OPS: Readonly<Record<string, OpDef>> = Object.freeze({
   ...REDUCE_OPS,
   ...PI_OPS,
   ...QUANT_OPS,
+  ...RNN_OPS,
+  ...SAMPLE_OPS,
 })
 
 /** Ops that exist only inside PIC (the ONNX importer refuses them; the writer lowers them). */

@@ -13,7 +13,7 @@ function closedForm(basis: Basis, c: number[], t: number): number {
     else {
       // He_k(t) = k! sum_m (-1)^m t^(k-2m) / (m! (k-2m)! 2^m)
       let he = 0
-      const f = (n: number) => (n <= 1 ? 1 : n * f(n - 1))
+      const f = (n: number): number => (n <= 1 ? 1 : n * f(n - 1))
       for (let m = 0; 2 * m <= k; m++) he += ((-1) ** m * t ** (k - 2 * m)) / (f(m) * f(k - 2 * m) * 2 ** m)
       s += (ck * f(k) * he) / Math.sqrt(f(k))
     }
