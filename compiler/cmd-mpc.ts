@@ -5,9 +5,12 @@
  *   pic query S --connect H:P --dealer H:P --input X.npy [--output Y.npy] [--json]   the client party
  * dealer and serve run until interrupted (serve --once: until the first session ends).
  */
-import { mpcBackend, parseSchedule, runDealer, runQuery, runServe, type MpcSchedule } from '../backends/mpc/index.js'
+import { mpcBackend, parseSchedule, runDealer, runQuery, runServe } from '../backends/mpc/index.js'
 import { COMPILE_OPTIONS, compileFor, flag, logger, need, onePositional, printJSON, str, UsageError, type Command, type ParsedArgs } from './cli-kit.js'
 import { loadModel, readJSONFile } from './model.js'
+import { queryCkksCommand, serveCkks } from './cmd-ckks.js'
+import type { CkksPlanFile } from '../backends/ckks/index.js'
+import { CLIENT_FORMAT } from '../backends/ckks/clientpart.js'
 import { readNpy, writeNpy } from './npy.js'
 
 const NET_OPTIONS = {
@@ -42,9 +45,6 @@ function timeout(args: ParsedArgs, cmd: Command): number | undefined {
   return v
 }
 
-function readSchedule(file: string): MpcSchedule {
-  return parseSchedule(readJSONFile(file, 'schedule'), file)
-}
 
 /** Resolves on SIGINT or SIGTERM. */
 function interrupted(): Promise<void> {
@@ -72,10 +72,11 @@ export const dealer: Command = {
 
 export const serve: Command = {
   name: 'serve',
-  summary: 'Run the server party of two-party inference: holds the model, answers pic query sessions.',
-  usage: 'pic serve MODEL --schedule S --port P --dealer HOST:PORT [--approx SPEC --calib C.npy] [--once]',
+  summary: 'Run the server of private inference (an mpc schedule or a CKKS plan): holds the model, answers pic query sessions.',
+  usage: 'pic serve MODEL (--schedule S --dealer HOST:PORT | --plan PLAN) --port P [--approx SPEC --calib C.npy] [--once]',
   options: {
     schedule: { type: 'string', arg: 'S', help: 'the schedule from pic compile MODEL --backend mpc -o S (same options)' },
+    plan: { type: 'string', arg: 'PLAN', help: 'a CKKS plan from pic compile MODEL --backend ckks -o PLAN, or an mpc schedule (detected by its format)' },
     ...LISTEN_OPTIONS,
     ...DEALER_OPTION,
     once: { type: 'boolean', help: 'exit after the first session (status 1 if it failed)' },
@@ -84,7 +85,12 @@ export const serve: Command = {
   async run(args) {
     const model = onePositional(args, serve, 'MODEL')
     const log = logger(args)
-    const schedule = readSchedule(need(args, 'schedule', serve))
+    const planFile = str(args, 'plan')
+    if (planFile !== undefined && str(args, 'schedule') !== undefined) throw new UsageError('give one of --plan and --schedule', serve)
+    const file = planFile ?? need(args, 'schedule', serve)
+    const json = readJSONFile(file, planFile !== undefined ? 'plan' : 'schedule')
+    if ((json as { format?: unknown }).format === 'pic-ckks-plan') return serveCkks(args, serve, model, file, json as CkksPlanFile, listenOn(args, serve))
+    const schedule = parseSchedule(json, file)
     const { compiled: g } = compileFor(loadModel(model), mpcBackend, args)
     let ended: (e: Error | undefined) => void = () => {}
     const firstEnd = new Promise<Error | undefined>((resolve) => (ended = resolve))
@@ -98,18 +104,22 @@ export const serve: Command = {
 
 export const query: Command = {
   name: 'query',
-  summary: 'Run the client party of two-party inference on every image of X and write the outputs.',
-  usage: 'pic query S --connect HOST:PORT --dealer HOST:PORT --input X.npy [--output Y.npy] [--json]',
+  summary: 'Run the client of private inference (an mpc schedule or a CKKS client part) on every image of X and write the outputs.',
+  usage: 'pic query (S --dealer HOST:PORT | PLAN.client.json [--refresh client|none] [--key-sizes]) --connect HOST:PORT --input X.npy [--output Y.npy] [--json]',
   options: {
     connect: { type: 'string', arg: 'HOST:PORT', help: 'the server' },
     ...DEALER_OPTION,
     input: { type: 'string', arg: 'X.npy', help: 'inputs, batch first; each image is one inference' },
     output: { type: 'string', short: 'o', arg: 'Y.npy', help: 'outputs (logits)' },
+    refresh: { type: 'string', arg: 'MODE', help: "CKKS: 'client' (default: answer the plan's refresh requests, seeing those intermediate values) or 'none' (refuse plans with refreshes)" },
+    'key-sizes': { type: 'boolean', help: 'CKKS: also measure the keys as plain (unseeded) serializations for the report (one more key generation)' },
     ...NET_OPTIONS,
   },
   async run(args) {
-    const file = onePositional(args, query, 'S (the schedule)')
-    const schedule = readSchedule(file)
+    const file = onePositional(args, query, 'S (the schedule) or PLAN.client.json')
+    const json = readJSONFile(file, 'schedule')
+    if ((json as { format?: unknown }).format === CLIENT_FORMAT) return queryCkksCommand(args, query, file, json, timeout(args, query))
+    const schedule = parseSchedule(json, file)
     const x = readNpy(need(args, 'input', query))
     const { output, report } = await runQuery(schedule, x, { connect: need(args, 'connect', query), dealer: need(args, 'dealer', query), timeoutMs: timeout(args, query) })
     const out = str(args, 'output')

@@ -18,6 +18,7 @@ import {
 } from './cli-kit.js'
 import { exportCommand } from './cmd-export.js'
 import { dealer, query, serve } from './cmd-mpc.js'
+import { writeCompanions } from './cmd-ckks.js'
 import { run } from './cmd-run.js'
 import { PicError } from './errors.js'
 import { readNpy, writeNpy } from './npy.js'
@@ -233,6 +234,7 @@ const compile: Command = {
     if (out) {
       writeFileSync(out, JSON.stringify(plan, null, 1) + '\n')
       if (sidecar && sidecar.length > 0) writeChunks(sidecarPath(out), sidecar)
+      writeCompanions(backend.name, out, plan, sidecar)
     }
     if (flag(args, 'json')) printJSON({ backend: backend.name, ...backend.summary(plan, compiled) })
     else if (!out) process.stdout.write(backend.print(plan, sidecar))

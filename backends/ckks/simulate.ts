@@ -8,7 +8,9 @@ import { sizeOf } from '../../ir/tensor.js'
 import { constDense, constIndex, type CkksPlan } from './plan.js'
 
 /** Pack one image's input into the plan's slot vectors (one per ciphertext). */
-export function packInput(plan: CkksPlan, inputIndex: number, x: Float64Array): Float64Array[] {
+export type LayoutOf = Pick<CkksPlan, 'inputs' | 'outputs' | 'params' | 'constants'>
+
+export function packInput(plan: LayoutOf, inputIndex: number, x: Float64Array): Float64Array[] {
   const inp = plan.inputs[inputIndex]
   const S = plan.params.slots
   const map = constIndex(plan.constants[inp.slotMap])
@@ -23,14 +25,14 @@ export function packInput(plan: CkksPlan, inputIndex: number, x: Float64Array): 
 }
 
 /** Read an output's elements from its decoded slot vector. */
-export function unpackOutput(plan: CkksPlan, outputIndex: number, slots: ArrayLike<number>): Float64Array {
+export function unpackOutput(plan: LayoutOf, outputIndex: number, slots: ArrayLike<number>): Float64Array {
   const o = plan.outputs[outputIndex]
   const idx = constIndex(plan.constants[o.slots])
   return Float64Array.from(idx, (s) => slots[s])
 }
 
 /** Images per inference: the plan's input batch (`pic compile --batch K`). */
-export function batchOf(plan: CkksPlan): number {
+export function batchOf(plan: { inputs: { shape: number[] }[] }): number {
   return plan.inputs[0].shape.length > 0 ? Math.max(1, plan.inputs[0].shape[0]) : 1
 }
 
@@ -52,6 +54,15 @@ export function storeGroup(out: Float64Array, vals: ArrayLike<number>, g: number
 
 /** Run the plan without encryption on a batch (first dim) of inputs; returns one tensor per output. */
 export function simulatePlan(plan: CkksPlan, images: Tensor): Tensor[] {
+  return simulateWithSlots(plan, images).outputs
+}
+
+/**
+ * The same, with every slot of every output register per inference (`slots[inference][output]`):
+ * the noiseless values the server's output ciphertexts hold, non-output slots included.
+ */
+export function simulateWithSlots(plan: CkksPlan, images: Tensor): { outputs: Tensor[]; slots: Float64Array[][] } {
+  const allSlots: Float64Array[][] = []
   const S = plan.params.slots
   const B = images.shape[0]
   const K = batchOf(plan)
@@ -108,6 +119,7 @@ export function simulatePlan(plan: CkksPlan, images: Tensor): Tensor[] {
     plan.outputs.forEach((o, k) => {
       storeGroup(outs[k], unpackOutput(plan, k, regs.get(o.reg)!), b, K, B)
     })
+    allSlots.push(plan.outputs.map((o) => regs.get(o.reg)!))
   }
-  return plan.outputs.map((o, k) => ({ dtype: 'float64', shape: [B, ...o.shape.slice(1)], data: outs[k] }))
+  return { outputs: plan.outputs.map((o, k) => ({ dtype: 'float64', shape: [B, ...o.shape.slice(1)], data: outs[k] })), slots: allSlots }
 }
