@@ -8,8 +8,8 @@
  * protobuf-compiler libprotobuf-dev), reads the file and parses it as a ModelProto, copying the weights
  * out as a native ONNX loader does. protobufjs's own decode (which returns the weights as views into the
  * file buffer) and a protobufjs decode that copies them are shown too. When dist/ is built, the real
- * CLI is timed as well (wall time and peak RSS). Then evaluation at batch 1 (and fmnist32/resnet20 per image in
- * batches of 64): the float64 interpreter, the interpreter with onnxruntime's kernels (the default for
+ * CLI is timed as well (wall time and peak RSS). Then evaluation at batch 1 (and fmnist32/resnet20 on the
+ * test fixture's 32 images as one batch): the float64 interpreter, the interpreter with onnxruntime's kernels (the default for
  * calibration, OLA and eval), and onnxruntime-node itself on the whole model, one thread each, with
  * GFLOP/s and the ratio to onnxruntime.
  *
@@ -166,7 +166,7 @@ async function evaluators(models: Graph[]): Promise<void> {
   const cases: { label: string; g: Graph; x: Tensor; per: number }[] = models.map((g) => ({ label: `${g.name} batch 1`, g, x: tensor('float32', [1, 3, 224, 224], random(3 * 224 * 224, 1, 7)), per: 1 }))
   if (existsSync(path.join(F, 'resnet20.onnx'))) {
     const test = readNpy(path.join(F, 'test_x.npy'))
-    const B = 64
+    const B = Math.min(64, test.shape[0])
     cases.push({ label: `fmnist32 resnet20 batch ${B}`, g: withBatchSize(loadModel(path.join(F, 'resnet20.onnx')), B)!, x: { ...test, shape: [B, ...test.shape.slice(1)], data: test.data.slice(0, B * (test.data.length / test.shape[0])) }, per: B })
   }
   const rows = ['model                        GFLOP   float64 ms  GFLOP/s  x ort   +ort kernels ms  GFLOP/s  x ort   onnxruntime ms  GFLOP/s']
@@ -186,7 +186,7 @@ async function evaluators(models: Graph[]): Promise<void> {
     rows.push(`${c.label.padEnd(28)} ${(f / 1e9).toFixed(2).padStart(5)}  ${exact.toFixed(0).padStart(10)}  ${gf(exact)}  ${ratio(exact)}  ${fast.toFixed(0).padStart(15)}  ${gf(fast)}  ${ratio(fast)}  ${whole.toFixed(1).padStart(14)}  ${gf(whole)}`)
   }
   console.log(rows.join('\n'))
-  console.log('(median of 5 runs, 3 at batch 64 and 1 for its float64 run, after a warm-up; one thread each; x ort = ms / onnxruntime ms; +ort kernels = the interpreter with onnxruntime-node\'s Conv, Gemm and MatMul, what calibration, OLA and eval use)')
+  console.log('(median of 5 runs, 3 for the batch of 32 and 1 for its float64 run, after a warm-up; one thread each; x ort = ms / onnxruntime ms; +ort kernels = the interpreter with onnxruntime-node\'s Conv, Gemm and MatMul, what calibration, OLA and eval use)')
 }
 
 async function main(): Promise<void> {

@@ -129,7 +129,7 @@ export function ortAccelerator(opts: { onError?: (message: string) => void } = {
       if (!c) return undefined
       const feeds: Record<string, OrtTensor> = {}
       c.feeds.forEach((name, i) => {
-        if (name) feeds[name] = ort.tensor(Float32Array.from(ins[i].data), ins[i].shape)
+        if (name) feeds[name] = ort.tensor(new Float32Array(ins[i].data), ins[i].shape)
       })
       let out: OrtTensor
       try {
@@ -139,7 +139,7 @@ export function ortAccelerator(opts: { onError?: (message: string) => void } = {
         opts.onError?.(`onnxruntime failed on node '${n.name}' (${n.op}); evaluation continues in float64: ${(e as Error).message.split('\n')[0]}`)
         return undefined
       }
-      return { dtype: 'float32', shape: n.type.shape, data: Float64Array.from(out.data) }
+      return { dtype: 'float32', shape: n.type.shape, data: new Float64Array(out.data) }
     },
   }
 }
