@@ -6,8 +6,7 @@
  * output masked, flooded and re-randomized (privacy.ts). This module and everything it imports
  * create no secret key and no decryptor (test/backends/ckks/service.test.ts checks the import graph).
  */
-import type { Server, Socket } from 'node:net'
-import { boundPort, Channel, listen, ProtocolError } from '../mpc/net.js'
+import { Channel, ProtocolError, serveSessions } from '../mpc/net.js'
 import { clientPartOf, type ClientPart } from './clientpart.js'
 import { planEvaluator, type Ct, type EvalKeys, type PlanEvaluator } from './evaluate.js'
 import { constIndex, type CkksPlan, type Instr } from './plan.js'
@@ -82,42 +81,17 @@ export async function startCkksServer(plan: CkksPlan, opts: CkksServeOptions): P
     guard: opts.refreshGuard ?? NO_REFRESH_GUARD,
   }
   log(`ckks plan ready: ${plan.keys.rotations.length} Galois key(s) expected, plaintexts encoded in ${shared.evaluator.setupMs.toFixed(0)} ms`)
-  const sockets = new Set<Socket>()
-  const sessions: Promise<Error | undefined>[] = []
-  const srv: Server = await listen(opts.port, opts.host ?? '127.0.0.1', (sock) => {
-    sockets.add(sock)
-    sock.on('close', () => sockets.delete(sock))
-    const ch = new Channel(sock, `client at ${sock.remoteAddress}:${sock.remotePort}`, timeoutMs)
-    sessions.push(
-      serveSession(shared, ch).then(
-        (n) => {
-          log(`served ${n} inference(s) to ${ch.peer}`)
-          opts.onSessionEnd?.(undefined)
-          return undefined
-        },
-        (e: Error) => {
-          ch.abort(e.message)
-          log(`session with ${ch.peer} failed: ${e.message}`)
-          opts.onSessionEnd?.(e)
-          return e
-        },
-      ),
-    )
-  })
+  const srv = await serveSessions(opts.port, opts.host ?? '127.0.0.1', timeoutMs, 'inference(s)', (ch) => serveSession(shared, ch), { log, onEnd: opts.onSessionEnd })
   return {
-    port: boundPort(srv),
+    port: srv.port,
     clientPart,
-    sessions,
+    sessions: srv.sessions,
     close: () =>
-      new Promise((resolve) => {
-        for (const s of sockets) s.destroy()
-        srv.close(() => {
-          shared.evaluator.dispose()
-          encoder.delete()
-          ev.delete()
-          sc.context.delete()
-          resolve()
-        })
+      srv.close(() => {
+        shared.evaluator.dispose()
+        encoder.delete()
+        ev.delete()
+        sc.context.delete()
       }),
   }
 }

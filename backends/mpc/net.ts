@@ -247,6 +247,59 @@ export function listen(port: number, host: string, onSocket: (s: Socket) => void
   })
 }
 
+/** A listening server whose every connection is one session (`pic serve` for schedules and CKKS plans). */
+export interface SessionServer {
+  port: number
+  /** Each session's end: undefined when it finished, its error when it failed. */
+  sessions: Promise<Error | undefined>[]
+  /** Drop every connection and stop listening (then `cleanup`). */
+  close(cleanup?: () => void): Promise<void>
+}
+
+/**
+ * Listen; run `serve` on a Channel per connection, log how each session ended (`served N WHAT to
+ * PEER`, or its error, after which the channel is aborted) and report it to `onEnd`.
+ */
+export async function serveSessions(
+  port: number, host: string, timeoutMs: number, what: string, serve: (ch: Channel) => Promise<number>,
+  opts: { log: (msg: string) => void; onEnd?: (e: Error | undefined) => void },
+): Promise<SessionServer> {
+  const sockets = new Set<Socket>()
+  const sessions: Promise<Error | undefined>[] = []
+  const srv = await listen(port, host, (sock) => {
+    sockets.add(sock)
+    sock.on('close', () => sockets.delete(sock))
+    const ch = new Channel(sock, `client at ${sock.remoteAddress}:${sock.remotePort}`, timeoutMs)
+    sessions.push(
+      serve(ch).then(
+        (n) => {
+          opts.log(`served ${n} ${what} to ${ch.peer}`)
+          opts.onEnd?.(undefined)
+          return undefined
+        },
+        (e: Error) => {
+          ch.abort(e.message)
+          opts.log(`session with ${ch.peer} failed: ${e.message}`)
+          opts.onEnd?.(e)
+          return e
+        },
+      ),
+    )
+  })
+  return {
+    port: boundPort(srv),
+    sessions,
+    close: (cleanup) =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy()
+        srv.close(() => {
+          cleanup?.()
+          resolve()
+        })
+      }),
+  }
+}
+
 export function boundPort(srv: Server): number {
   const a = srv.address()
   if (a && typeof a === 'object') return a.port

@@ -6,14 +6,13 @@
  * input, segment shares and outputs to steps/linear.ts. Every receive is checked for size and
  * bounded by a timeout.
  */
-import type { Socket } from 'node:net'
 import type { Graph } from '../../ir/graph.js'
 import type { Tensor } from '../../ir/tensor.js'
 import { analyze } from './analyze.js'
 import { latencyMs, round3 } from './cost.js'
 import { dealerSpec, parseHello, type Hello } from './dealer.js'
 import { operatorsToBytes, type RingOperator } from './linear.js'
-import { boundPort, Channel, connectChannel, listen, ProtocolError, type Endpoint } from './net.js'
+import { Channel, connectChannel, ProtocolError, serveSessions, type Endpoint } from './net.js'
 import { ClientStreams, PROTOCOL, Reader, ServerStreams } from './protocol.js'
 import { freshSeed } from './ring.js'
 import { scheduleOf } from './schedule.js'
@@ -62,37 +61,8 @@ export interface ServerHandle {
 export async function startServer(model: ServerModel, opts: ServeOptions): Promise<ServerHandle> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT
   const log = opts.log ?? (() => {})
-  const sockets = new Set<Socket>()
-  const sessions: Promise<Error | undefined>[] = []
-  const srv = await listen(opts.port, opts.host ?? '127.0.0.1', (sock) => {
-    sockets.add(sock)
-    sock.on('close', () => sockets.delete(sock))
-    const ch = new Channel(sock, `client at ${sock.remoteAddress}:${sock.remotePort}`, timeoutMs)
-    sessions.push(
-      serveSession(model, ch, opts.dealer, timeoutMs).then(
-        (n) => {
-          log(`served ${n} image(s) to ${ch.peer}`)
-          opts.onSessionEnd?.(undefined)
-          return undefined
-        },
-        (e: Error) => {
-          ch.abort(e.message)
-          log(`session with ${ch.peer} failed: ${e.message}`)
-          opts.onSessionEnd?.(e)
-          return e
-        },
-      ),
-    )
-  })
-  return {
-    port: boundPort(srv),
-    sessions,
-    close: () =>
-      new Promise((resolve) => {
-        for (const s of sockets) s.destroy()
-        srv.close(() => resolve())
-      }),
-  }
+  const srv = await serveSessions(opts.port, opts.host ?? '127.0.0.1', timeoutMs, 'image(s)', (ch) => serveSession(model, ch, opts.dealer, timeoutMs), { log, onEnd: opts.onSessionEnd })
+  return { port: srv.port, sessions: srv.sessions, close: () => srv.close() }
 }
 
 async function serveSession(model: ServerModel, ch: Channel, dealerEp: Endpoint, timeoutMs: number): Promise<number> {
