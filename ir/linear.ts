@@ -95,8 +95,8 @@ export type SecretForm =
   | { form: 'compare'; what: 'max'; window: ConvGeom }
   /** A product of two secret values. */
   | { form: 'product' }
-  /** Anything else: must be approximated first. */
-  | { form: 'nonpoly' }
+  /** Anything else: must be approximated first, or (`why`) cannot run on a secret at all. */
+  | { form: 'nonpoly'; why?: string }
 
 // ---------------------------------------------------------------------------------------------
 // primitive constructors (used by the op table)

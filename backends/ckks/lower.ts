@@ -343,6 +343,7 @@ class Lowerer {
         throw new LowerError(`${describeNode(n)}: not supported on encrypted values by the CKKS backend`)
       }
       case 'nonpoly':
+        if (f.why) throw new LowerError(`${describeNode(n)}: ${f.why}`)
         throw new LowerError(`${describeNode(n)} is not a polynomial; CKKS needs it approximated (compile with --approx)`)
     }
   }

@@ -276,7 +276,8 @@ export function analyze(g0: Graph): Analysis {
         roles.set(n.name, 'mul')
         steps.push({ kind: 'mul', name: n.origin?.name || n.name, op: n.op, node: n.name, segment: segment(n.inputs[0]), segment2: segment(n.inputs[1]), source: src })
       } else throw new MpcLowerError(`${describeNode(n)}: secret weights are not supported by the mpc backend`)
-    } else
+    } else if (f.form === 'nonpoly' && f.why) throw new MpcLowerError(`${describeNode(n)}: ${f.why}`)
+    else
       throw new MpcLowerError(
         `${describeNode(n)}: op ${n.op} is not supported by the mpc backend (ReLU, partial ReLU, max pooling and polynomials are; approximate others with --approx)`,
       )

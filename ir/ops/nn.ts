@@ -199,7 +199,7 @@ export const Conv = defineOp<ConvAttrs>({
   secret: (ins, a, out) => {
     const [x, w, b] = ins
     if (w.secret || (b && b.secret)) return { form: 'product' }
-    if (x.shape.length > 4) return { form: 'nonpoly' } // the backends' convolutions are 2-D
+    if (x.shape.length > 4) return { form: 'nonpoly', why: 'convolutions over more than two spatial dimensions are not supported on encrypted values' }
     const [, c, h, wd] = spatial(x, 'Conv')
     const win = resolveWindow(convWindow(a, w.shape.slice(2)), h, wd)
     const geom = geomOf(win, c, h, wd, w.shape[0], a.group)
@@ -719,8 +719,8 @@ function pool(kind: 'max' | 'avg') {
     },
     secret: (ins, a, out): SecretForm => {
       const x = ins[0]
-      // the backends' windows are 2-D; the indices of the maxima are no polynomial
-      if (x.shape.length > 4 || outputIndex(a) !== 0) return { form: 'nonpoly' }
+      if (x.shape.length > 4) return { form: 'nonpoly', why: 'pooling over more than two spatial dimensions is not supported on encrypted values' }
+      if (outputIndex(a) !== 0) return { form: 'nonpoly', why: "MaxPool's indices output is not supported on encrypted values" }
       const [, c, h, w] = spatial(x, name)
       const geom = geomOf(resolveWindow(a, h, w), c, h, w, c, c)
       if (kind === 'max') return { form: 'compare', what: 'max', window: geom }
@@ -832,7 +832,7 @@ function globalPool(kind: 'max' | 'avg') {
     },
     secret: (ins, _a, out): SecretForm => {
       if (kind === 'max') {
-        if (ins[0].shape.length > 4) return { form: 'nonpoly' } // the backends' windows are 2-D
+        if (ins[0].shape.length > 4) return { form: 'nonpoly', why: 'pooling over more than two spatial dimensions is not supported on encrypted values' }
         const [, c, h, w] = spatial(ins[0], 'GlobalMaxPool')
         return { form: 'compare', what: 'max', window: { c, h, w, m: c, oh: 1, ow: 1, kh: h, kw: w, strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: c } }
       }

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest'
 import { ckksBackend, ckksPolyDepth, compileCkks, maxLogQ, printPlan, simulatePlan, type CkksPlan } from '../../../backends/ckks/index.js'
 import { polyEvalDepth } from '../../../backends/ckks/lower.js'
+import { analyze } from '../../../backends/mpc/analyze.js'
 import { GraphBuilder } from '../../../ir/builder.js'
 import type { PolyAttrs } from '../../../ir/ops/pi.js'
 import { tensor } from '../../../ir/tensor.js'
@@ -131,6 +132,17 @@ describe('ckks plans', () => {
 
   it('refuses non-polynomial ops with a clear message', () => {
     expect(() => compileCkks(rawGraph('mlp_relu', 'digits'))).toThrow("node '/act1/Relu' (Relu) is not a polynomial; CKKS needs it approximated (compile with --approx)")
+  })
+
+  it('says why a 3-D convolution is refused (both backends), instead of asking for an approximation', () => {
+    const b = new GraphBuilder('conv3d', 13)
+    b.input('x', 'float32', [1, 2, 4, 4, 4])
+    b.constant('w', tensor('float32', [3, 2, 2, 2, 2], new Array(48).fill(0.1)))
+    b.add('Conv', ['x', 'w'], { kernel: [2, 2, 2], strides: [1, 1, 1], pads: [0, 0, 0, 0, 0, 0], dilations: [1, 1, 1], autoPad: 'NOTSET', group: 1 }, { name: 'y' })
+    const g = b.build(['y'])
+    const why = "node 'y' (Conv): convolutions over more than two spatial dimensions are not supported on encrypted values"
+    expect(() => compileCkks(g)).toThrow(why)
+    expect(() => analyze(g)).toThrow(why)
   })
 
   it('prints a readable plan and a summary', () => {
