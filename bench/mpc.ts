@@ -185,7 +185,7 @@ function gcRates(n: number): { ands: number; garble: number; evaluate: number } 
     const lb = encodeLabels(gb, n, circ.inputsB, toBits(b, p.gcBits))
     const lu = encodeLabels(gb, n, circ.inputsU, toBits(u, p.ringBits))
     const t2 = performance.now()
-    evaluate(circ, n, la, lb, lu, gb.tables, gb.decode, rep)
+    evaluate(circ, n, la, lb, lu, gb.tables, gb.decode, rep, gb.hashKey)
     const t3 = performance.now()
     best = { garble: Math.min(best.garble, t1 - t0), evaluate: Math.min(best.evaluate, t3 - t2) }
   }

@@ -64,6 +64,12 @@ export function round3(x: number): number {
 /** Bytes of a wire label (kappa = 128 bits) and of a ring element. */
 export const LABEL = 16
 export const RING = 8
+/**
+ * Bytes of a garbling's hash key (AES-128, fresh per garbling, sent in front of each chunk's tables).
+ * Half-gates with the TCCR hash pi(pi(x) ^ i) ^ pi(x) costs 8 AES blocks per AND gate to garble and
+ * 4 to evaluate (gc.ts); computation is not in the latency model.
+ */
+export const GC_KEY = 16
 
 /** One step's messages per image: bytes per direction and online rounds. */
 export interface MsgCost {

@@ -1,18 +1,36 @@
 /**
  * Garbled circuits: a small Boolean circuit builder (XOR, NOT free; AND counted) with the circuits the
  * MPC backend needs (share addition, truncation, ReLU, max trees, re-masking), and half-gates garbling
- * with free-XOR and point-and-permute (Zahur, Rosulek, Evans 2015). The hash is fixed-key AES-128 from
- * node:crypto in the TCCR form H(X, j) = pi(sigma(X) ^ j) ^ sigma(X) ^ j, the tweak j made of the AND
- * gate's index, the instance's index and the garbling's tweak.
+ * with free-XOR and point-and-permute (Zahur, Rosulek, Evans 2015).
+ *
+ * The hash is the tweakable circular correlation-robust (TCCR) construction of Guo, Katz, Wang, Yu,
+ * "Efficient and Secure Multiparty Computation from Fixed-Key Block Ciphers" (IEEE S&P 2020, Section 7):
+ *
+ *   H(x, i) = pi(pi(x) ^ i) ^ pi(x),   pi = AES-128 (node:crypto) under the garbling's hashKey,
+ *
+ * the 128-bit tweak i made of the AND gate's index, the instance's index, the garbling's tweak and the
+ * half (0: garbler half, 1: evaluator half), as four 32-bit little-endian words. Two AES calls per hash:
+ * 8 AES blocks per AND gate to garble (H of A0, A1, B0, B1), 4 to evaluate (H of A, B).
+ * Why: half-gates needs H to be correlation robust for the global offset delta *with* tweaks, and
+ * circularly (delta also appears in the tables). The former form pi(sigma(x) ^ i) ^ sigma(x) ^ i is not
+ * tweakable correlation robust (GKWY20), and under one global fixed key every AND gate ever garbled is
+ * a target of the same permutation: by the multi-instance attack of Guo, Katz, Wang, Weng, Yu, "Better
+ * Concrete Security for Half-Gates Garbling (in the Multi-Instance Setting)" (CRYPTO 2020), work about
+ * 2^k / C breaks one of the garblings seen, C the AND gates observed (security drops by log2 C bits).
+ * So, following GKWWY20, the garbler draws a fresh hashKey (node:crypto randomBytes) for every garbling
+ * and sends it with the tables: it is public; security comes from it being fresh and independent of
+ * the labels and delta, which confines the attacker's gain to one garbling (here one chunk of one
+ * garbled step of one image).
  *
  * One circuit template is garbled and evaluated for n independent instances at once, in blocks of
  * GC_BLOCK instances: per block, a compiled program (cached per template) runs the gates by AND
- * depth over wire slots reused by liveness, one AES call per batch of AND gates of one depth for all
- * instances of the block. Memory is the tables (32 B per AND gate per instance, inherent) plus a
- * fixed working set; the garbler keeps no labels (input labels come from a per-garbling key).
- * gcBytes / instancesPerChunk size chunks of a layer for a memory budget.
+ * depth over wire slots reused by liveness, two AES calls (one per layer of H) per batch of AND gates
+ * of one depth for all instances of the block. Memory is the tables (32 B per AND gate per instance,
+ * inherent) plus a fixed working set; the garbler keeps no labels (input labels come from a
+ * per-garbling key). gcBytes / instancesPerChunk size chunks of a layer for a memory budget.
  */
-import { createCipheriv, createHash, type Cipher } from 'node:crypto'
+import { createCipheriv, randomBytes, type Cipher } from 'node:crypto'
+import { GC_KEY } from './cost.js'
 import { Prg } from './ring.js'
 import { ProtocolError } from './net.js'
 
@@ -185,7 +203,8 @@ export function getWindowCircuit(p: WindowCircuitParams): Circuit {
   return c
 }
 
-const FIXED_KEY = createHash('sha256').update('PIC half-gates fixed AES key').digest().subarray(0, 16)
+/** Bytes of a garbling's hash key (AES-128), sent with its tables (the cost model's GC_KEY). */
+export const HASH_KEY_BYTES = GC_KEY
 
 function ecb(key: Buffer): Cipher {
   const c = createCipheriv('aes-128-ecb', key, null)
@@ -220,6 +239,9 @@ const GC_BLOCK = 1024
  * ECB is fastest from about 64 KiB to 256 KiB per call; every call allocates its output).
  */
 const AES_BATCH = 16384
+/** Hash inputs per AND gate (AES blocks per layer of H): A0, A1, B0, B1 to garble; A, B to evaluate. */
+const GARBLE_BLOCKS = 4
+const EVAL_BLOCKS = 2
 
 // Program of a circuit plan (Int32Array): instance-block operations over wire slots (slot 0: the
 // all-zero label, slots 1 .. nIn: the circuit inputs in inputsA ++ inputsB ++ inputsU order).
@@ -486,7 +508,8 @@ function buildPlan(t: Template, width: number): Plan {
 
 /**
  * Instances per block and the plan for n instances: AND gates of one level are batched up to about
- * AES_BATCH blocks per cipher call (`hashes` blocks per AND gate: 4 to garble, 2 to evaluate).
+ * AES_BATCH blocks per cipher call (`hashes` blocks per AND gate and per AES layer of H: 4 to garble,
+ * 2 to evaluate; H has two layers, so 8 and 4 AES blocks per AND gate in all).
  */
 function planFor(circ: Circuit, n: number, hashes: number): { t: Template; plan: Plan; B: number } {
   const t = template(circ)
@@ -497,7 +520,7 @@ function planFor(circ: Circuit, n: number, hashes: number): { t: Template; plan:
   return { t, plan, B }
 }
 
-/** AES input blocks for a plan: its widest AND batch. */
+/** AES input blocks of one layer for a plan: its widest AND batch. */
 function scratchBlocks(plan: Plan, B: number, hashes: number): number {
   return plan.maxAnd * hashes * B
 }
@@ -506,15 +529,15 @@ function scratchBlocks(plan: Plan, B: number, hashes: number): number {
  * Bytes garbling (or evaluating) n instances holds at its peak: the tables (32 B per AND gate per
  * instance), the input labels the evaluator receives or encodeLabels returns (16 B per input wire
  * per instance), decoding and output bits, and the fixed working set (live-wire slots of one block,
- * AES buffers).
+ * AES buffers: the hash inputs, the first layer's output and the second's).
  */
 export function gcBytes(circ: Circuit, n: number): number {
   const t = template(circ)
   const perInstance = 32 * circ.ands + 16 * t.nIn + 2 * circ.outputs.length
   let fixed = 0
-  for (const hashes of [4, 2]) {
+  for (const hashes of [GARBLE_BLOCKS, EVAL_BLOCKS]) {
     const { plan, B } = planFor(circ, n, hashes)
-    fixed = Math.max(fixed, plan.nSlots * B * 16 + 2 * scratchBlocks(plan, B, hashes) * 16 + B * 8)
+    fixed = Math.max(fixed, plan.nSlots * B * 16 + 3 * scratchBlocks(plan, B, hashes) * 16 + B * 8)
   }
   return n * perInstance + fixed
 }
@@ -549,6 +572,11 @@ export interface Garbled {
    * AES_labelKey(j || i), a CTR stream per input); no label is stored. Use encodeLabels / zeroLabels.
    */
   readonly labelKey: Buffer
+  /**
+   * Key of the hash's permutation pi = AES-128, drawn fresh for this garbling (randomBytes, independent
+   * of delta and the labels). Public: the evaluator needs it, send it with the tables.
+   */
+  readonly hashKey: Buffer
   /** Two ciphertexts per AND gate per instance: gate g, instance i at bytes (g * n + i) * 32. */
   readonly tables: Buffer
   /** Permute bits of the output zero labels: instance i, output j at i * outputs + j. */
@@ -567,103 +595,129 @@ const LO32 = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1 ? 0 : 1
  * XOR / AND on BigInt64Array elements to plain 64-bit instructions, with no BigInt allocated, which
  * is 2-4x faster than four 32-bit words. (It does not for BigUint64Array once values reach 2^63.)
  * Constants come in a BigInt64Array C, never as BigInt arguments or loop-carried BigInts:
- *   C = [delta lo, delta hi, sigma(delta) lo, sigma(delta) hi, flip a lo, hi, flip b lo, hi, gate, tweak, tweak | 1 << 32]
- * and II[i] = (first instance + i) << 32. A hash input is sigma(X) ^ (gate | i << 32, tweak | j << 32)
- * with sigma(L || R) = (L ^ R) || L on the 64-bit halves: the tweak (gate, instance, tweak, j) in 32-bit words.
+ *   C = [delta lo, delta hi, flip a lo, hi, flip b lo, hi, gate, tweak, tweak | 1 << 32]
+ * and II[i] = (first instance + i) << 32. The hash tweak of half j is (gate | i << 32, tweak | j << 32):
+ * the words (gate, instance, tweak, j). Per batch of AND gates: the inputs X go to K, P = pi(K) (one
+ * cipher call), P ^= tweak in place, Q = pi(P) (one call), and H(X) = Q ^ P ^ tweak.
  */
 const C_DL = 0
 const C_DH = 1
-const C_SDL = 2
-const C_SDH = 3
-const C_FA = 4
-const C_FB = 6
-const C_GATE = 8
-const C_TW0 = 9
-const C_TW1 = 10
+const C_FA = 2
+const C_FB = 4
+const C_GATE = 6
+const C_TW0 = 7
+const C_TW1 = 8
+const C_LEN = 9
 
 /**
- * Half-gates garbler hash inputs of one AND gate for cnt instances: sigma(X) ^ tweak for X = A0, A1
- * (j = 0) and B0, B1 (j = 1), where A0 = S[xa] ^ S[ya] ^ (flip a ? delta : 0), B0 likewise.
+ * Half-gates garbler hash inputs of one AND gate for cnt instances: A0, A1 = A0 ^ delta, B0, B1, where
+ * A0 = S[xa] ^ S[ya] ^ (flip a ? delta : 0), B0 likewise (8 lanes per instance).
  */
-function garbleHash(S: BigInt64Array, xa: number, ya: number, xb: number, yb: number, K: BigInt64Array, k: number, cnt: number, C: BigInt64Array, II: BigInt64Array): void {
-  const sdl = C[C_SDL], sdh = C[C_SDH], fal = C[C_FA], fah = C[C_FA + 1], fbl = C[C_FB], fbh = C[C_FB + 1]
-  const g = C[C_GATE], th0 = C[C_TW0], th1 = C[C_TW1]
+function garbleInputs(S: BigInt64Array, xa: number, ya: number, xb: number, yb: number, K: BigInt64Array, k: number, cnt: number, C: BigInt64Array): void {
+  const dl = C[C_DL], dh = C[C_DH], fal = C[C_FA], fah = C[C_FA + 1], fbl = C[C_FB], fbh = C[C_FB + 1]
   for (let i = 0; i < cnt; i++, xa += 2, ya += 2, xb += 2, yb += 2, k += 8) {
-    const tl = II[i] ^ g
     const al = S[xa] ^ S[ya] ^ fal
-    const xl = al ^ S[xa + 1] ^ S[ya + 1] ^ fah ^ tl
-    const xh = al ^ th0
-    K[k] = xl
-    K[k + 1] = xh
-    K[k + 2] = xl ^ sdl
-    K[k + 3] = xh ^ sdh
+    const ah = S[xa + 1] ^ S[ya + 1] ^ fah
+    K[k] = al
+    K[k + 1] = ah
+    K[k + 2] = al ^ dl
+    K[k + 3] = ah ^ dh
     const bl = S[xb] ^ S[yb] ^ fbl
-    const yl = bl ^ S[xb + 1] ^ S[yb + 1] ^ fbh ^ tl
-    const yh = bl ^ th1
-    K[k + 4] = yl
-    K[k + 5] = yh
-    K[k + 6] = yl ^ sdl
-    K[k + 7] = yh ^ sdh
+    const bh = S[xb + 1] ^ S[yb + 1] ^ fbh
+    K[k + 4] = bl
+    K[k + 5] = bh
+    K[k + 6] = bl ^ dl
+    K[k + 7] = bh ^ dh
+  }
+}
+
+/** Garbler: pi(X) ^ tweak in place for A0, A1 (half 0) and B0, B1 (half 1) of one AND gate. */
+function garbleTweak(P: BigInt64Array, k: number, cnt: number, C: BigInt64Array, II: BigInt64Array): void {
+  const g = C[C_GATE], th0 = C[C_TW0], th1 = C[C_TW1]
+  for (let i = 0; i < cnt; i++, k += 8) {
+    const tl = II[i] ^ g
+    P[k] ^= tl
+    P[k + 1] ^= th0
+    P[k + 2] ^= tl
+    P[k + 3] ^= th0
+    P[k + 4] ^= tl
+    P[k + 5] ^= th1
+    P[k + 6] ^= tl
+    P[k + 7] ^= th1
   }
 }
 
 /**
- * Half-gates garbling of one AND gate from the AES outputs E of the hash inputs K (H(X) = E ^ K; the
- * tweaks cancel in H(A0) ^ H(A1) = E(A0) ^ E(A1) ^ sigma(delta)): tables TG = H(A0) ^ H(A1) ^ pb delta,
- * TE = H(B0) ^ H(B1) ^ A0, and the output zero label H(A0) ^ pa TG ^ H(B0) ^ pb (TE ^ A0). A0 and the
- * permute bits pa, pb are read back from K (sigma is invertible), not from the slots.
+ * Half-gates garbling of one AND gate from P = pi(X) ^ tweak and Q = pi(P), H(X) = Q ^ P ^ tweak (the
+ * tweaks cancel in H(A0) ^ H(A1) and H(B0) ^ H(B1)): tables TG = H(A0) ^ H(A1) ^ pb delta,
+ * TE = H(B0) ^ H(B1) ^ A0, and the output zero label H(A0) ^ pa TG ^ H(B0) ^ pb (TE ^ A0). A0, B0 and
+ * the permute bits pa, pb (their low bits) are read back from the hash inputs K.
  */
-function garbleFinish(oo: number, S: BigInt64Array, K: BigInt64Array, E: BigInt64Array, k: number, T: BigInt64Array, t: number, cnt: number, C: BigInt64Array, II: BigInt64Array): void {
-  const dl = C[C_DL], dh = C[C_DH], sdl = C[C_SDL], sdh = C[C_SDH], g = C[C_GATE], th0 = C[C_TW0], th1 = C[C_TW1]
+function garbleFinish(oo: number, S: BigInt64Array, K: BigInt64Array, P: BigInt64Array, Q: BigInt64Array, k: number, T: BigInt64Array, t: number, cnt: number, C: BigInt64Array, II: BigInt64Array): void {
+  const dl = C[C_DL], dh = C[C_DH], g = C[C_GATE], th0 = C[C_TW0], th1 = C[C_TW1]
   for (let i = 0; i < cnt; i++, oo += 2, k += 8, t += 4) {
-    const k0 = K[k], k1 = K[k + 1]
-    const al = k1 ^ th0
-    const ah = k0 ^ al ^ II[i] ^ g
+    const tl = II[i] ^ g
+    const al = K[k], ah = K[k + 1]
     const pa = BigInt.asIntN(64, -(al & 1n))
-    const pb = BigInt.asIntN(64, -((K[k + 5] ^ th1) & 1n))
-    const gl = E[k], gh = E[k + 1]
-    const tgl = gl ^ E[k + 2] ^ sdl ^ (dl & pb)
-    const tgh = gh ^ E[k + 3] ^ sdh ^ (dh & pb)
-    const hl = E[k + 4], hh = E[k + 5]
-    const ul = hl ^ E[k + 6] ^ sdl
-    const uh = hh ^ E[k + 7] ^ sdh
+    const pb = BigInt.asIntN(64, -(K[k + 4] & 1n))
+    const hal = Q[k] ^ P[k] ^ tl
+    const hah = Q[k + 1] ^ P[k + 1] ^ th0
+    const tgl = Q[k] ^ P[k] ^ Q[k + 2] ^ P[k + 2] ^ (dl & pb)
+    const tgh = Q[k + 1] ^ P[k + 1] ^ Q[k + 3] ^ P[k + 3] ^ (dh & pb)
+    const hbl = Q[k + 4] ^ P[k + 4] ^ tl
+    const hbh = Q[k + 5] ^ P[k + 5] ^ th1
+    const ul = Q[k + 4] ^ P[k + 4] ^ Q[k + 6] ^ P[k + 6]
+    const uh = Q[k + 5] ^ P[k + 5] ^ Q[k + 7] ^ P[k + 7]
     T[t] = tgl
     T[t + 1] = tgh
     T[t + 2] = ul ^ al
     T[t + 3] = uh ^ ah
-    S[oo] = gl ^ k0 ^ (tgl & pa) ^ hl ^ K[k + 4] ^ (ul & pb)
-    S[oo + 1] = gh ^ k1 ^ (tgh & pa) ^ hh ^ K[k + 5] ^ (uh & pb)
+    S[oo] = hal ^ (tgl & pa) ^ hbl ^ (ul & pb)
+    S[oo + 1] = hah ^ (tgh & pa) ^ hbh ^ (uh & pb)
   }
 }
 
-/** Evaluator hash inputs of one AND gate: sigma(A) ^ tweak (j = 0), sigma(B) ^ tweak (j = 1), A = S[xa] ^ S[ya]. */
-function evalHash(S: BigInt64Array, xa: number, ya: number, xb: number, yb: number, K: BigInt64Array, k: number, cnt: number, C: BigInt64Array, II: BigInt64Array): void {
-  const g = C[C_GATE], th0 = C[C_TW0], th1 = C[C_TW1]
+/** Evaluator hash inputs of one AND gate: A = S[xa] ^ S[ya], B = S[xb] ^ S[yb] (4 lanes per instance). */
+function evalInputs(S: BigInt64Array, xa: number, ya: number, xb: number, yb: number, K: BigInt64Array, k: number, cnt: number): void {
   for (let i = 0; i < cnt; i++, xa += 2, ya += 2, xb += 2, yb += 2, k += 4) {
+    K[k] = S[xa] ^ S[ya]
+    K[k + 1] = S[xa + 1] ^ S[ya + 1]
+    K[k + 2] = S[xb] ^ S[yb]
+    K[k + 3] = S[xb + 1] ^ S[yb + 1]
+  }
+}
+
+/** Evaluator: pi(X) ^ tweak in place for A (half 0) and B (half 1) of one AND gate. */
+function evalTweak(P: BigInt64Array, k: number, cnt: number, C: BigInt64Array, II: BigInt64Array): void {
+  const g = C[C_GATE], th0 = C[C_TW0], th1 = C[C_TW1]
+  for (let i = 0; i < cnt; i++, k += 4) {
     const tl = II[i] ^ g
-    const al = S[xa] ^ S[ya]
-    const bl = S[xb] ^ S[yb]
-    K[k] = al ^ S[xa + 1] ^ S[ya + 1] ^ tl
-    K[k + 1] = al ^ th0
-    K[k + 2] = bl ^ S[xb + 1] ^ S[yb + 1] ^ tl
-    K[k + 3] = bl ^ th1
+    P[k] ^= tl
+    P[k + 1] ^= th0
+    P[k + 2] ^= tl
+    P[k + 3] ^= th1
   }
 }
 
 /**
- * Half-gates evaluation: W = H(A) ^ sa TG ^ H(B) ^ sb (TE ^ A), H(X) = E ^ K, sa and sb the permute
- * bits; A and the permute bits are read back from K.
+ * Half-gates evaluation: W = H(A) ^ sa TG ^ H(B) ^ sb (TE ^ A), H(X) = Q ^ P ^ tweak, sa and sb the
+ * permute bits (low bits of A and B); A and B are read back from K.
  */
-function evalFinish(oo: number, S: BigInt64Array, K: BigInt64Array, E: BigInt64Array, k: number, T: BigInt64Array, t: number, cnt: number, C: BigInt64Array, II: BigInt64Array): void {
+function evalFinish(oo: number, S: BigInt64Array, K: BigInt64Array, P: BigInt64Array, Q: BigInt64Array, k: number, T: BigInt64Array, t: number, cnt: number, C: BigInt64Array, II: BigInt64Array): void {
   const g = C[C_GATE], th0 = C[C_TW0], th1 = C[C_TW1]
   for (let i = 0; i < cnt; i++, oo += 2, k += 4, t += 4) {
-    const k0 = K[k], k1 = K[k + 1]
-    const al = k1 ^ th0
+    const tl = II[i] ^ g
+    const al = K[k], ah = K[k + 1]
     const sa = BigInt.asIntN(64, -(al & 1n))
-    const sb = BigInt.asIntN(64, -((K[k + 3] ^ th1) & 1n))
-    S[oo] = E[k] ^ k0 ^ (T[t] & sa) ^ E[k + 2] ^ K[k + 2] ^ ((T[t + 2] ^ al) & sb)
-    S[oo + 1] = E[k + 1] ^ k1 ^ (T[t + 1] & sa) ^ E[k + 3] ^ K[k + 3] ^ ((T[t + 3] ^ k0 ^ al ^ II[i] ^ g) & sb)
+    const sb = BigInt.asIntN(64, -(K[k + 2] & 1n))
+    S[oo] = Q[k] ^ P[k] ^ tl ^ (T[t] & sa) ^ Q[k + 2] ^ P[k + 2] ^ tl ^ ((T[t + 2] ^ al) & sb)
+    S[oo + 1] = Q[k + 1] ^ P[k + 1] ^ th0 ^ (T[t + 1] & sa) ^ Q[k + 3] ^ P[k + 3] ^ th1 ^ ((T[t + 3] ^ ah) & sb)
   }
+}
+
+/** The bytes of a lane array (to feed a layer's output, tweaked in place, to the next cipher call). */
+function bytesOf(x: BigInt64Array): Buffer {
+  return Buffer.from(x.buffer, x.byteOffset, x.byteLength)
 }
 
 function xorSlots(S: BigInt64Array, oa: number, ob: number, oo: number, len: number): void {
@@ -691,7 +745,7 @@ function scratch(plan: Plan, B: number, blocks: number): Scratch {
   const K = Buffer.allocUnsafeSlow(blocks * 16)
   return {
     B, S, S32: new Uint32Array(S.buffer), K, K64: new BigInt64Array(K.buffer, K.byteOffset, blocks * 2),
-    C: new BigInt64Array(11), II: new BigInt64Array(B),
+    C: new BigInt64Array(C_LEN), II: new BigInt64Array(B),
   }
 }
 
@@ -719,9 +773,12 @@ function zeroBytes(n: number): Buffer {
 }
 
 /**
- * Garble `n` instances of a circuit. `tweak` (a 32-bit unsigned integer) must be unique per garbling
- * under one session: AND gate g of instance i hashes with the tweak (g, i, tweak, 0 | 1). To garble
- * a layer in chunks (see instancesPerChunk), give every chunk its own tweak.
+ * Garble `n` instances of a circuit. Delta and the input labels come from `seed`; the hash key is
+ * drawn fresh (randomBytes) for this garbling, independently of the seed, and must be sent to the
+ * evaluator with the tables (Garbled.hashKey, public). AND gate g of instance i hashes with the
+ * tweak (g, i, tweak, 0 | 1), distinct within the garbling; `tweak` (a 32-bit unsigned integer) names
+ * the garbling, and the evaluator must use the same. To garble a layer in chunks (see
+ * instancesPerChunk), give every chunk its own tweak.
  */
 export function garble(circ: Circuit, n: number, seed: Buffer, tweak: number): Garbled {
   checkTweak(tweak)
@@ -733,23 +790,22 @@ export function garble(circ: Circuit, n: number, seed: Buffer, tweak: number): G
   const delta = new Uint32Array(4)
   new Uint8Array(delta.buffer).set(new Uint8Array(d64.buffer))
   const labelKey = Buffer.from(prg.bytes(16))
-  const { t, plan, B } = planFor(circ, n, 4)
+  const hashKey = randomBytes(HASH_KEY_BYTES)
+  const { t, plan, B } = planFor(circ, n, GARBLE_BLOCKS)
   const tables = Buffer.allocUnsafeSlow(circ.ands * n * 32)
   const no = circ.outputs.length
   const decode = new Uint8Array(n * no)
-  if (n === 0) return { n, circuit: circ, delta, labelKey, tables, decode }
+  if (n === 0) return { n, circuit: circ, delta, labelKey, hashKey, tables, decode }
   const T = lanes(tables)
-  const sc = scratch(plan, B, scratchBlocks(plan, B, 4))
+  const sc = scratch(plan, B, scratchBlocks(plan, B, GARBLE_BLOCKS))
   const { S, S32, K, K64, C, II } = sc
   const dl = d64[0], dh = d64[1]
   C[C_DL] = dl
   C[C_DH] = dh
-  C[C_SDL] = dl ^ dh
-  C[C_SDH] = dl
   C[C_TW0] = BigInt(tweak)
   C[C_TW1] = BigInt(tweak) | (1n << 32n)
   const B2 = B * 2
-  const hash = ecb(FIXED_KEY)
+  const hash = ecb(hashKey)
   const streams = Array.from({ length: t.nIn }, (_, j) => labelStream(labelKey, j))
   const prog = plan.prog
   for (let i0 = 0; i0 < n; i0 += B) {
@@ -765,17 +821,21 @@ export function garble(circ: Circuit, n: number, seed: Buffer, tweak: number): G
         const m = prog[pc + 1]
         const p0 = pc + 2
         for (let q = 0, p = p0; q < m; q++, p += 8) {
-          C[C_GATE] = BigInt(prog[p])
           C[C_FA] = prog[p + 6] ? dl : 0n
           C[C_FA + 1] = prog[p + 6] ? dh : 0n
           C[C_FB] = prog[p + 7] ? dl : 0n
           C[C_FB + 1] = prog[p + 7] ? dh : 0n
-          garbleHash(S, prog[p + 1] * B2, prog[p + 2] * B2, prog[p + 3] * B2, prog[p + 4] * B2, K64, q * cnt * 8, cnt, C, II)
+          garbleInputs(S, prog[p + 1] * B2, prog[p + 2] * B2, prog[p + 3] * B2, prog[p + 4] * B2, K64, q * cnt * 8, cnt, C)
         }
-        const E = lanes(hash.update(K.subarray(0, m * cnt * 64)))
+        const P = lanes(hash.update(K.subarray(0, m * cnt * 64)))
         for (let q = 0, p = p0; q < m; q++, p += 8) {
           C[C_GATE] = BigInt(prog[p])
-          garbleFinish(prog[p + 5] * B2, S, K64, E, q * cnt * 8, T, (prog[p] * n + i0) * 4, cnt, C, II)
+          garbleTweak(P, q * cnt * 8, cnt, C, II)
+        }
+        const Q = lanes(hash.update(bytesOf(P)))
+        for (let q = 0, p = p0; q < m; q++, p += 8) {
+          C[C_GATE] = BigInt(prog[p])
+          garbleFinish(prog[p + 5] * B2, S, K64, P, Q, q * cnt * 8, T, (prog[p] * n + i0) * 4, cnt, C, II)
         }
         pc = p0 + 8 * m
       } else {
@@ -788,7 +848,7 @@ export function garble(circ: Circuit, n: number, seed: Buffer, tweak: number): G
       }
     }
   }
-  return { n, circuit: circ, delta, labelKey, tables, decode }
+  return { n, circuit: circ, delta, labelKey, hashKey, tables, decode }
 }
 
 /**
@@ -836,12 +896,14 @@ export function zeroLabels(gb: Garbled, n: number, wires: readonly number[]): Bu
 
 /**
  * Evaluate n instances given active input labels (16 bytes per bit, instance-major, in the order of
- * the circuit's input lists) and the tables; returns the output bits (instance-major) after decoding.
+ * the circuit's input lists), the tables and the garbling's hash key as the garbler sent them; returns
+ * the output bits (instance-major) after decoding.
  */
 export function evaluate(
-  circ: Circuit, n: number, labelsA: Buffer, labelsB: Buffer, labelsU: Buffer, tables: Buffer, decode: Uint8Array, tweak: number,
+  circ: Circuit, n: number, labelsA: Buffer, labelsB: Buffer, labelsU: Buffer, tables: Buffer, decode: Uint8Array, tweak: number, hashKey: Buffer,
 ): Uint8Array {
   checkTweak(tweak)
+  if (!Buffer.isBuffer(hashKey) || hashKey.length !== HASH_KEY_BYTES) throw new ProtocolError(`malformed garbling key: expected ${HASH_KEY_BYTES} bytes`)
   const lists = [circ.inputsA, circ.inputsB, circ.inputsU]
   const bufs = [labelsA, labelsB, labelsU]
   bufs.forEach((buf, s) => {
@@ -854,14 +916,14 @@ export function evaluate(
   const out = new Uint8Array(n * no)
   if (n === 0) return out
   const views = bufs.map(words)
-  const { plan, B } = planFor(circ, n, 2)
+  const { plan, B } = planFor(circ, n, EVAL_BLOCKS)
   const T = lanes(tables)
-  const sc = scratch(plan, B, scratchBlocks(plan, B, 2))
+  const sc = scratch(plan, B, scratchBlocks(plan, B, EVAL_BLOCKS))
   const { S, S32, K, K64, C, II } = sc
   C[C_TW0] = BigInt(tweak)
   C[C_TW1] = BigInt(tweak) | (1n << 32n)
   const B2 = B * 2
-  const hash = ecb(FIXED_KEY)
+  const hash = ecb(hashKey)
   const prog = plan.prog
   for (let i0 = 0; i0 < n; i0 += B) {
     const cnt = Math.min(B, n - i0)
@@ -886,14 +948,17 @@ export function evaluate(
       } else if (op === OP_AND) {
         const m = prog[pc + 1]
         const p0 = pc + 2
+        for (let q = 0, p = p0; q < m; q++, p += 8)
+          evalInputs(S, prog[p + 1] * B2, prog[p + 2] * B2, prog[p + 3] * B2, prog[p + 4] * B2, K64, q * cnt * 4, cnt)
+        const P = lanes(hash.update(K.subarray(0, m * cnt * 32)))
         for (let q = 0, p = p0; q < m; q++, p += 8) {
           C[C_GATE] = BigInt(prog[p])
-          evalHash(S, prog[p + 1] * B2, prog[p + 2] * B2, prog[p + 3] * B2, prog[p + 4] * B2, K64, q * cnt * 4, cnt, C, II)
+          evalTweak(P, q * cnt * 4, cnt, C, II)
         }
-        const E = lanes(hash.update(K.subarray(0, m * cnt * 32)))
+        const Q = lanes(hash.update(bytesOf(P)))
         for (let q = 0, p = p0; q < m; q++, p += 8) {
           C[C_GATE] = BigInt(prog[p])
-          evalFinish(prog[p + 5] * B2, S, K64, E, q * cnt * 4, T, (prog[p] * n + i0) * 4, cnt, C, II)
+          evalFinish(prog[p + 5] * B2, S, K64, P, Q, q * cnt * 4, T, (prog[p] * n + i0) * 4, cnt, C, II)
         }
         pc = p0 + 8 * m
       } else {

@@ -7,14 +7,16 @@
  *   dealer   one random-OT label per bit of the client's circuit inputs: pairs (m0, m1) from the
  *            server's seed, the client gets m_c for its choice bits c
  *   client   offline: derandomizes (sends e = b ^ c for its share bits b) and sends its identity
- *            positions' masked truncated shares; per chunk receives tables, the labels of the server's
- *            output mask U, decoding bits and both OT labels masked, and keeps the labels of b
- *   server   offline: garbles each chunk with fresh randomness and its mask U, sends it
+ *            positions' masked truncated shares; per chunk receives the garbling's hash key, tables,
+ *            the labels of the server's output mask U, decoding bits and both OT labels masked, and
+ *            keeps the labels of b
+ *   server   offline: garbles each chunk with fresh randomness (seed and hash key) and its mask U,
+ *            sends it
  *   online   tag t: the server sends the labels of its share (gcBits per input); tag t + 1: the
  *            client evaluates, returns Z - r (Z = v + U); the server's masked value is Z - r - U
  */
 import { encodeLabels, evaluate, fromBits, garble, getWindowCircuit, toBits, zeroLabels, type Circuit, type Garbled } from '../gc.js'
-import { LABEL, RING, type MpcParams, type MsgCost } from '../cost.js'
+import { GC_KEY, LABEL, RING, type MpcParams, type MsgCost } from '../cost.js'
 import { HEADER_BYTES } from '../net.js'
 import { isCount, recvRing, Reader } from '../protocol.js'
 import { concatRing, freshSeed, gather, packBits, Prg, ringToBytes, sub, truncShare, unpackBits } from '../ring.js'
@@ -76,7 +78,7 @@ export function gcCost(p: MpcParams, g: GcShape, identity: number): MsgCost & { 
     ands,
     online: HEADER_BYTES + inputs * p.gcBits * LABEL + HEADER_BYTES + instances * RING,
     offlineC2S: Math.ceil(bBits / 8) + identity * RING,
-    offlineS2C: gcChunks(p, g) * HEADER_BYTES + ands * 2 * LABEL + instances * p.ringBits * LABEL + (instances * p.ringBits) / 8 + bBits * 2 * LABEL,
+    offlineS2C: gcChunks(p, g) * (HEADER_BYTES + GC_KEY) + ands * 2 * LABEL + instances * p.ringBits * LABEL + (instances * p.ringBits) / 8 + bBits * 2 * LABEL,
     dealerToClient: bBits * LABEL,
     rounds: instances > 0 ? 2 : 0,
   }
@@ -213,7 +215,7 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
             xorInto(ot, x0, j * 16, pairs, m0, 16, j * 32)
             for (let t = 0; t < 16; t++) ot[j * 32 + 16 + t] = x0[j * 16 + t] ^ delta[t] ^ pairs[m1 + t]
           }
-          cx.ch.send('offline', cx.img, Buffer.concat([gb.tables, encodeLabels(gb, n, g.circuit.inputsU, toBits(u, p.ringBits)), packBits(gb.decode), ot]))
+          cx.ch.send('offline', cx.img, Buffer.concat([gb.hashKey, gb.tables, encodeLabels(gb, n, g.circuit.inputsU, toBits(u, p.ringBits)), packBits(gb.decode), ot]))
           garbled.push({ gb: { ...gb, tables: Buffer.alloc(0) }, u })
           await cx.ch.drained()
         }
@@ -245,7 +247,7 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
     const r = cx.r[st.source]
     let mc: Buffer | undefined
     let bits: Uint8Array
-    const groups: { tables: Buffer; labelsU: Buffer; decode: Uint8Array; labelsB: Buffer }[] = []
+    const groups: { hashKey: Buffer; tables: Buffer; labelsU: Buffer; decode: Uint8Array; labelsB: Buffer }[] = []
     return {
       dealt(material) {
         mc = L.bBits ? Buffer.from(material.take(L.bBits * 16)) : undefined
@@ -263,6 +265,7 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
         for (const g of L.groups) {
           const sr = new Reader(await cx.ch.recv('offline', cx.img, 'garbled circuits'), 'garbled circuits')
           const n = g.outIdx.length
+          const hashKey = Buffer.from(sr.take(GC_KEY))
           const tables = sr.take(g.circuit.ands * n * 32)
           const labelsU = sr.take(n * p.ringBits * 16)
           const decode = unpackBits(Buffer.from(sr.take((n * p.ringBits) / 8)), n * p.ringBits, 'decoding bits')
@@ -271,7 +274,7 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
           sr.end()
           const labelsB = Buffer.alloc(nb * 16)
           for (let j = 0; j < nb; j++, bit++) xorInto(labelsB, ot, j * 32 + bits[bit] * 16, mc!, bit * 16, 16, j * 16)
-          groups.push({ tables, labelsU, decode, labelsB })
+          groups.push({ hashKey, tables, labelsU, decode, labelsB })
         }
       },
       async online(tag) {
@@ -282,7 +285,7 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
           const n = g.outIdx.length
           const cg = groups[gi]
           const labelsA = Buffer.from(la.take(n * g.k * w * 16))
-          const z = fromBits(evaluate(g.circuit, n, labelsA, cg.labelsB, cg.labelsU, cg.tables, cg.decode, cx.tweak++), p.ringBits)
+          const z = fromBits(evaluate(g.circuit, n, labelsA, cg.labelsB, cg.labelsU, cg.tables, cg.decode, cx.tweak++, cg.hashKey), p.ringBits)
           back.push(sub(z, gather(r, g.outIdx)))
         })
         cx.ch.send('online', tag + 1, ringToBytes(concatRing(back)))

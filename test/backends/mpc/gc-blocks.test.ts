@@ -1,12 +1,14 @@
 /**
  * Block-wise half-gates garbling (liveness slots, fused XORs, 64-bit kernels): many random instances
  * against a BigInt oracle of the value and against plain bit-level evaluation of the circuit,
- * byte-for-byte against a straightforward per-wire garbler, tampering, and chunked garbling.
+ * byte-for-byte against a straightforward per-wire garbler, tampering, and chunked garbling. The hash:
+ * a known-answer test of the TCCR hash H(x, i) = pi(pi(x) ^ i) ^ pi(x) against node:crypto AES, and a
+ * fresh, really used key per garbling.
  */
-import { createCipheriv, createHash } from 'node:crypto'
+import { createCipheriv, createHash, randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import {
-  CircuitBuilder, encodeLabels, evaluate, fromBits, garble, gcBytes, getWindowCircuit, instancesPerChunk, toBits, zeroLabels,
+  CircuitBuilder, encodeLabels, evaluate, fromBits, garble, gcBytes, getWindowCircuit, HASH_KEY_BYTES, instancesPerChunk, toBits, zeroLabels,
   type Circuit, type Garbled, type WindowCircuitParams,
 } from '../../../backends/mpc/gc.js'
 import { ProtocolError } from '../../../backends/mpc/net.js'
@@ -51,11 +53,11 @@ function inputBits(p: WindowCircuitParams, s: ReturnType<typeof shares>) {
   return { a: toBits(s.sa, p.inBits), b: toBits(s.sb, p.inBits), u: toBits(s.u, p.outBits) }
 }
 
-function run(circ: Circuit, n: number, gb: Garbled, bits: { a: Uint8Array; b: Uint8Array; u: Uint8Array }, tweak: number, tables = gb.tables) {
+function run(circ: Circuit, n: number, gb: Garbled, bits: { a: Uint8Array; b: Uint8Array; u: Uint8Array }, tweak: number, tables = gb.tables, hashKey = gb.hashKey) {
   const la = encodeLabels(gb, n, circ.inputsA, bits.a)
   const lb = encodeLabels(gb, n, circ.inputsB, bits.b)
   const lu = encodeLabels(gb, n, circ.inputsU, bits.u)
-  return evaluate(circ, n, la, lb, lu, tables, gb.decode, tweak)
+  return evaluate(circ, n, la, lb, lu, tables, gb.decode, tweak, hashKey)
 }
 
 /** Plain evaluation of the circuit's gates, instance by instance (the circuit's own semantics). */
@@ -76,12 +78,42 @@ function plain(circ: Circuit, n: number, bits: { a: Uint8Array; b: Uint8Array; u
   return out
 }
 
-const FIXED_KEY = createHash('sha256').update('PIC half-gates fixed AES key').digest().subarray(0, 16)
+/** The key the hash used before it became a fresh key per garbling (a constant of the old gc.ts). */
+const OLD_FIXED_KEY = createHash('sha256').update('PIC half-gates fixed AES key').digest().subarray(0, 16)
+
+function aesEcb(key: Buffer, x: Buffer): Buffer {
+  const c = createCipheriv('aes-128-ecb', key, null)
+  c.setAutoPadding(false)
+  return Buffer.concat([c.update(x), c.final()])
+}
+
+/** The 128-bit hash tweak of AND gate g, instance i, garbling tweak tw, half j: four 32-bit little-endian words. */
+function tweakBlock(g: number, i: number, tw: number, j: number): Buffer {
+  const t = Buffer.alloc(16)
+  t.writeUInt32LE(g, 0)
+  t.writeUInt32LE(i, 4)
+  t.writeUInt32LE(tw >>> 0, 8)
+  t.writeUInt32LE(j, 12)
+  return t
+}
+
+const xor16 = (...xs: Buffer[]): Buffer => {
+  const o = Buffer.alloc(16)
+  for (const x of xs) for (let b = 0; b < 16; b++) o[b] ^= x[b]
+  return o
+}
+
+/** H(x, t) = pi(pi(x) ^ t) ^ pi(x), pi = AES-128-ECB under key, for 16-byte blocks x and t: the closed form, one block at a time. */
+function tccr(key: Buffer, x: Buffer, t: Buffer): Buffer {
+  const px = aesEcb(key, x)
+  return xor16(aesEcb(key, xor16(px, t)), px)
+}
 
 /**
  * A straightforward half-gates garbler: every wire's zero label of every instance in memory, gates
- * in the circuit's order, one AES call per AND gate, the hash tweak (gate, instance, tweak, j) as
- * 32-bit little-endian words. Input labels and delta are taken from the garbling under test.
+ * in the circuit's order, the hash H(x, t) = pi(pi(x) ^ t) ^ pi(x) computed in two AES calls per AND
+ * gate (one per layer) under the garbling's hash key, the tweak (gate, instance, tweak, j) as 32-bit
+ * little-endian words. Input labels, delta and the hash key are taken from the garbling under test.
  */
 function referenceGarble(circ: Circuit, n: number, gb: Garbled, tweak: number) {
   const d = gb.delta
@@ -91,15 +123,9 @@ function referenceGarble(circ: Circuit, n: number, gb: Garbled, tweak: number) {
     const zw = new Uint32Array(z.buffer, z.byteOffset, z.length / 4)
     for (let i = 0; i < n; i++) ws.forEach((w, j) => zero.set(zw.subarray((i * ws.length + j) * 4, (i * ws.length + j) * 4 + 4), (w * n + i) * 4))
   }
-  const c = createCipheriv('aes-128-ecb', FIXED_KEY, null)
+  const c = createCipheriv('aes-128-ecb', gb.hashKey, null)
   c.setAutoPadding(false)
   const tables = new Uint32Array(circ.ands * n * 8)
-  const sigma = (k: Uint32Array, o: number, x: ArrayLike<number>, xo: number, g: number, i: number, j: number) => {
-    k[o] = x[xo] ^ x[xo + 2] ^ g
-    k[o + 1] = x[xo + 1] ^ x[xo + 3] ^ i
-    k[o + 2] = x[xo] ^ tweak
-    k[o + 3] = x[xo + 1] ^ j
-  }
   let g = 0
   const gates = circ.gates
   for (let q = 0; q < gates.length; q += 4) {
@@ -107,18 +133,21 @@ function referenceGarble(circ: Circuit, n: number, gb: Garbled, tweak: number) {
     if (op === 0) for (let x = 0; x < n * 4; x++) zero[o + x] = zero[a + x] ^ zero[b + x]
     else if (op === 2) for (let x = 0; x < n * 4; x++) zero[o + x] = zero[a + x] ^ d[x & 3]
     else {
+      // x = A0, A1, B0, B1 per instance; tweaks (g, i, tweak, 0) for A, (g, i, tweak, 1) for B
       const k = new Uint32Array(n * 16)
-      for (let i = 0; i < n; i++) {
-        const a1 = Array.from({ length: 4 }, (_, x) => zero[a + i * 4 + x] ^ d[x])
-        const b1 = Array.from({ length: 4 }, (_, x) => zero[b + i * 4 + x] ^ d[x])
-        sigma(k, i * 16, zero, a + i * 4, g, i, 0)
-        sigma(k, i * 16 + 4, a1, 0, g, i, 0)
-        sigma(k, i * 16 + 8, zero, b + i * 4, g, i, 1)
-        sigma(k, i * 16 + 12, b1, 0, g, i, 1)
-      }
-      const e = c.update(Buffer.from(k.buffer))
-      const h = new Uint32Array(n * 16)
-      for (let x = 0; x < n * 16; x++) h[x] = e.readUInt32LE(x * 4) ^ k[x]
+      const tw = new Uint32Array(n * 16)
+      for (let i = 0; i < n; i++)
+        for (let x = 0; x < 4; x++) {
+          k[i * 16 + x] = zero[a + i * 4 + x]
+          k[i * 16 + 4 + x] = zero[a + i * 4 + x] ^ d[x]
+          k[i * 16 + 8 + x] = zero[b + i * 4 + x]
+          k[i * 16 + 12 + x] = zero[b + i * 4 + x] ^ d[x]
+          for (let h = 0; h < 4; h++) tw[i * 16 + 4 * h + x] = [g, i, tweak, h >> 1][x]
+        }
+      const p = new Uint32Array(new Uint8Array(c.update(Buffer.from(k.buffer))).buffer)
+      const pt = p.map((v, x) => v ^ tw[x])
+      const e = new Uint32Array(new Uint8Array(c.update(Buffer.from(pt.buffer))).buffer)
+      const h = e.map((v, x) => v ^ p[x])
       for (let i = 0; i < n; i++) {
         const pa = zero[a + i * 4] & 1
         const pb = zero[b + i * 4] & 1
@@ -207,7 +236,7 @@ describe('block-wise half-gates garbling', () => {
     const la = encodeLabels(gb, n, circ.inputsA, bits.a)
     const lb = encodeLabels(gb, n, circ.inputsB, bits.b)
     const lu = encodeLabels(gb, n, circ.inputsU, bits.u)
-    const ev = (a: Buffer, b: Buffer, tables: Buffer, tweak = 5, decode = gb.decode) => fromBits(evaluate(circ, n, a, b, lu, tables, decode, tweak), 64)
+    const ev = (a: Buffer, b: Buffer, tables: Buffer, tweak = 5, hashKey = gb.hashKey) => fromBits(evaluate(circ, n, a, b, lu, tables, gb.decode, tweak, hashKey), 64)
     expect(Array.from(ev(la, lb, gb.tables))).toEqual(want)
     // AND gate 0 is a_0 AND b_0: the evaluator reads its first ciphertext iff the permute bit of a_0's
     // label is 1, the second iff b_0's is: one flipped byte breaks exactly those instances
@@ -229,9 +258,10 @@ describe('block-wise half-gates garbling', () => {
     const sa3 = s.sa.slice()
     sa3[4] ^= 1n << 40n
     expect(ev(la3, lb, gb.tables)[4]).toBe(oracle(p, sa3, s.sb, s.u, 4))
-    // another tweak, or another garbling's tables: everything wrong
+    // another tweak, another garbling's tables, or another garbling's hash key: everything wrong
     const other = garble(circ, n, seed('another'), 5)
-    for (const g of [ev(la, lb, gb.tables, 6), ev(la, lb, other.tables)]) expect(want.filter((w, i) => g[i] === w).length).toBe(0)
+    for (const g of [ev(la, lb, gb.tables, 6), ev(la, lb, other.tables, 5, other.hashKey), ev(la, lb, gb.tables, 5, other.hashKey)])
+      expect(want.filter((w, i) => g[i] === w).length).toBe(0)
   })
 
   it('a layer garbled in chunks sized by instancesPerChunk, one tweak per chunk', () => {
@@ -279,7 +309,8 @@ describe('block-wise half-gates garbling', () => {
     const circ = getWindowCircuit(RELU)
     const empty = garble(circ, 0, seed('empty'), 1)
     expect(empty.tables.length).toBe(0)
-    expect(evaluate(circ, 0, Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0), empty.tables, empty.decode, 1).length).toBe(0)
+    expect(empty.hashKey.length).toBe(16)
+    expect(evaluate(circ, 0, Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0), empty.tables, empty.decode, 1, empty.hashKey).length).toBe(0)
     const n = 3
     const s = shares(RELU, n, 'unaligned')
     const bits = inputBits(RELU, s)
@@ -287,13 +318,14 @@ describe('block-wise half-gates garbling', () => {
     const shift = (b: Buffer) => Buffer.concat([Buffer.alloc(3), b]).subarray(3)
     const labels = [encodeLabels(gb, n, circ.inputsA, bits.a), encodeLabels(gb, n, circ.inputsB, bits.b), encodeLabels(gb, n, circ.inputsU, bits.u)].map(shift)
     expect(labels[0].byteOffset % 4).not.toBe(0)
-    const got = fromBits(evaluate(circ, n, labels[0], labels[1], labels[2], shift(gb.tables), gb.decode, 2), 64)
+    const got = fromBits(evaluate(circ, n, labels[0], labels[1], labels[2], shift(gb.tables), gb.decode, 2, shift(gb.hashKey)), 64)
     for (let i = 0; i < n; i++) expect(got[i]).toBe(oracle(RELU, s.sa, s.sb, s.u, i))
     expect(() => garble(circ, n, seed('x'), -1)).toThrow(RangeError)
     expect(() => garble(circ, n, seed('x'), 2 ** 32)).toThrow(RangeError)
     expect(() => garble(circ, n, seed('x'), 1.5)).toThrow(RangeError)
-    expect(() => evaluate(circ, n, labels[0], labels[1], labels[2], gb.tables.subarray(32), gb.decode, 2)).toThrow(ProtocolError)
-    expect(() => evaluate(circ, n, labels[0].subarray(16), labels[1], labels[2], gb.tables, gb.decode, 2)).toThrow(ProtocolError)
+    expect(() => evaluate(circ, n, labels[0], labels[1], labels[2], gb.tables.subarray(32), gb.decode, 2, gb.hashKey)).toThrow(ProtocolError)
+    expect(() => evaluate(circ, n, labels[0].subarray(16), labels[1], labels[2], gb.tables, gb.decode, 2, gb.hashKey)).toThrow(ProtocolError)
+    expect(() => evaluate(circ, n, labels[0], labels[1], labels[2], gb.tables, gb.decode, 2, gb.hashKey.subarray(1))).toThrow(/malformed garbling key/)
     expect(() => encodeLabels(gb, n, [circ.outputs[0]], new Uint8Array(n))).toThrow(RangeError)
     expect(() => encodeLabels(gb, n + 1, circ.inputsA, new Uint8Array((n + 1) * 44))).toThrow(RangeError)
     // the zero labels are those encodeLabels gives for bit 0, and the one labels differ by delta
@@ -302,5 +334,75 @@ describe('block-wise half-gates garbling', () => {
     const d = Buffer.from(gb.delta.buffer, gb.delta.byteOffset, 16)
     for (let x = 0; x < z.length; x++) expect(z[x] ^ one[x]).toBe(d[x % 16])
     expect(d[0] & 1).toBe(1)
+  })
+})
+
+describe('the garbling hash: TCCR H(x, i) = pi(pi(x) ^ i) ^ pi(x) with a fresh key per garbling', () => {
+  it('node:crypto AES-128 is AES-128 (FIPS-197 appendix C.1)', () => {
+    const key = Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex')
+    expect(aesEcb(key, Buffer.from('00112233445566778899aabbccddeeff', 'hex')).toString('hex')).toBe('69c4e0d86a7b0430d8cdb78070b4c55a')
+  })
+
+  it('known answer: the two ciphertexts of one AND gate equal the closed form of H under the garbling\'s key', () => {
+    const b = new CircuitBuilder()
+    const [x] = b.input('A', 1)
+    const [y] = b.input('B', 1)
+    const circ = b.build([b.and(x, y)])
+    const n = 5
+    const tw = 0x89abcdef
+    const gb = garble(circ, n, seed('kat'), tw)
+    expect(gb.hashKey.length).toBe(HASH_KEY_BYTES)
+    const d = Buffer.from(gb.delta.buffer, gb.delta.byteOffset, 16)
+    const A = zeroLabels(gb, n, circ.inputsA)
+    const B = zeroLabels(gb, n, circ.inputsB)
+    for (let i = 0; i < n; i++) {
+      const a0 = A.subarray(i * 16, i * 16 + 16)
+      const b0 = B.subarray(i * 16, i * 16 + 16)
+      const t0 = tweakBlock(0, i, tw, 0)
+      const t1 = tweakBlock(0, i, tw, 1)
+      const H = (v: Buffer, t: Buffer) => tccr(gb.hashKey, v, t)
+      const pa = a0[0] & 1
+      const pb = b0[0] & 1
+      const tg = xor16(H(a0, t0), H(xor16(a0, d), t0), pb ? d : Buffer.alloc(16))
+      const te = xor16(H(b0, t1), H(xor16(b0, d), t1), a0)
+      expect(gb.tables.subarray(i * 32, i * 32 + 16).toString('hex')).toBe(tg.toString('hex'))
+      expect(gb.tables.subarray(i * 32 + 16, i * 32 + 32).toString('hex')).toBe(te.toString('hex'))
+      const w0 = xor16(H(a0, t0), pa ? tg : Buffer.alloc(16), H(b0, t1), pb ? xor16(te, a0) : Buffer.alloc(16))
+      expect(gb.decode[i]).toBe(w0[0] & 1)
+    }
+    // and the evaluator computes AND on all four inputs of every instance
+    for (const [va, vb] of [[0, 0], [0, 1], [1, 0], [1, 1]]) {
+      const bits = { a: new Uint8Array(n).fill(va), b: new Uint8Array(n).fill(vb), u: new Uint8Array(0) }
+      expect(Array.from(run(circ, n, gb, bits, tw))).toEqual(new Array(n).fill(va & vb))
+    }
+  })
+
+  it('every garbling draws its own key, and the evaluator really uses the key it is given', () => {
+    const p = RELU
+    const circ = getWindowCircuit(p)
+    const n = 64
+    const s = shares(p, n, 'fresh key')
+    const bits = inputBits(p, s)
+    const want = Array.from({ length: n }, (_, i) => oracle(p, s.sa, s.sb, s.u, i))
+    // the same seed and tweak twice: same delta and labels, but the hash keys must differ (a constant or
+    // seed-derived key fails here), so the tables differ
+    const g1 = garble(circ, n, seed('same seed'), 9)
+    const g2 = garble(circ, n, seed('same seed'), 9)
+    expect(Buffer.from(g1.delta.buffer)).toEqual(Buffer.from(g2.delta.buffer))
+    expect(g1.hashKey.length).toBe(16)
+    expect(g1.hashKey.equals(g2.hashKey)).toBe(false)
+    for (const g of [g1, g2]) {
+      expect(g.hashKey.equals(OLD_FIXED_KEY)).toBe(false)
+      expect(g.hashKey.equals(Buffer.alloc(16))).toBe(false)
+    }
+    expect(g1.tables.equals(g2.tables)).toBe(false)
+    const keys = new Set(Array.from({ length: 32 }, (_, c) => garble(circ, 1, seed(`many ${c}`), c).hashKey.toString('hex')))
+    expect(keys.size).toBe(32)
+    // right key: right outputs; another garbling's key, a random key or the old fixed key: every output wrong
+    for (const g of [g1, g2]) expect(Array.from(fromBits(run(circ, n, g, bits, 9), 64))).toEqual(want)
+    for (const wrongKey of [g2.hashKey, randomBytes(16), OLD_FIXED_KEY]) {
+      const got = fromBits(run(circ, n, g1, bits, 9, g1.tables, wrongKey), 64)
+      expect(want.filter((w, i) => got[i] === w).length).toBe(0)
+    }
   })
 })

@@ -18,7 +18,7 @@ function run(k: number, relu: boolean, vals: number[][]) {
   const la = encodeLabels(gb, n, circ.inputsA, toBits(sa, W))
   const lb = encodeLabels(gb, n, circ.inputsB, toBits(sb, W))
   const lu = encodeLabels(gb, n, circ.inputsU, toBits(u, 64))
-  const out = fromBits(evaluate(circ, n, la, lb, lu, gb.tables, gb.decode, 7), 64)
+  const out = fromBits(evaluate(circ, n, la, lb, lu, gb.tables, gb.decode, 7, gb.hashKey), 64)
   return { circ, got: Array.from(out, (z, i) => decode(z - u[i], F)) }
 }
 
