@@ -109,7 +109,7 @@ export function accelFor(args: ParsedArgs): Accelerator | undefined {
   if (accelerator === undefined) {
     const log = logger(args)
     accelerator = ortAccelerator({ onError: log }) ?? null
-    log(accelerator ? `runs over data use ${accelerator.name}; --exact for float64 throughout` : 'onnxruntime-node is not installed: runs over data use the float64 interpreter')
+    log(accelerator ? `runs over data use ${accelerator.name}; --exact for float64 throughout` : 'onnxruntime-node is not installed or not usable here: runs over data use the float64 interpreter')
   }
   return accelerator ?? undefined
 }

@@ -44,7 +44,8 @@ function loadOrt(): Ort | null {
   try {
     const require = createRequire(import.meta.url)
     const { binding, initOrt } = require('onnxruntime-node/dist/binding.js')
-    const common = require('onnxruntime-common')
+    // onnxruntime-common as onnxruntime-node itself resolves it (its Tensor class is what the binding reads)
+    const common = createRequire(require.resolve('onnxruntime-node'))('onnxruntime-common')
     const version: string = require('onnxruntime-node/package.json').version
     initOrt()
     if (typeof binding?.InferenceSession !== 'function' || typeof common?.Tensor !== 'function') return null
