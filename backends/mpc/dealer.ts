@@ -11,7 +11,7 @@
 import type { Server, Socket } from 'node:net'
 import { operatorsFromBytes, type RingOperator } from './linear.js'
 import { boundPort, Channel, listen, ProtocolError } from './net.js'
-import { ClientStreams, MAX_ELEMENTS, PROTOCOL, ServerStreams } from './protocol.js'
+import { ClientStreams, MAX_ELEMENTS, PROTOCOL, ServerStreams, type Leak } from './protocol.js'
 import { freshSeed } from './ring.js'
 import { STEP_KINDS, type SessionPlan } from './steps/index.js'
 import { checkLinearSpec, dealSegments, linearSpec } from './steps/linear.js'
@@ -82,6 +82,8 @@ export interface DealerOptions {
   host?: string
   timeoutMs?: number
   log?: (msg: string) => void
+  /** TEST ONLY (protocol.ts `Leak`): never set by the CLI. */
+  leak?: Leak
 }
 
 export interface DealerHandle {
@@ -143,7 +145,7 @@ export async function startDealer(opts: DealerOptions): Promise<DealerHandle> {
       if (server.hello.fingerprint !== client.hello.fingerprint) throw new ProtocolError('client and server hold different schedules')
       if (server.hello.images !== client.hello.images) throw new ProtocolError('client and server disagree on the number of images')
       if (JSON.stringify(server.hello.spec) !== JSON.stringify(client.hello.spec)) throw new ProtocolError('client and server disagree on the offline material')
-      await generate(server.hello.spec, server.operators!, server.hello.images, server.ch, client.ch)
+      await generate(server.hello.spec, server.operators!, server.hello.images, server.ch, client.ch, opts.leak)
       log(`dealer: session ${hello.session.slice(0, 8)}: ${server.hello.images} image(s) served`)
     } catch (e) {
       server.ch.abort((e as Error).message)
@@ -166,11 +168,11 @@ export async function startDealer(opts: DealerOptions): Promise<DealerHandle> {
 }
 
 /** Produce and send each image's correlations when both parties ask for it (bounded memory). */
-async function generate(spec: DealerSpec, operators: RingOperator[], images: number, server: Channel, client: Channel): Promise<void> {
+async function generate(spec: DealerSpec, operators: RingOperator[], images: number, server: Channel, client: Channel, leak?: Leak): Promise<void> {
   for (let img = 0; img < images; img++) {
     const asks = await Promise.all([client.recv('offline', img, `request for image ${img}`), server.recv('offline', img, `request for image ${img}`)])
     if (asks.some((a) => a.length !== 0)) throw new ProtocolError('a party sent a malformed request')
-    const seedC = freshSeed()
+    const seedC = leak?.zeroClientSeed ? Buffer.alloc(16) : freshSeed()
     const seedS = freshSeed()
     const cs = new ClientStreams(seedC)
     const ss = new ServerStreams(seedS)

@@ -13,7 +13,7 @@ import { latencyMs, round3 } from './cost.js'
 import { dealerSpec, parseHello, type Hello } from './dealer.js'
 import { operatorsToBytes, type RingOperator } from './linear.js'
 import { Channel, connectChannel, ProtocolError, serveSessions, type Endpoint } from './net.js'
-import { ClientStreams, PROTOCOL, Reader, ServerStreams } from './protocol.js'
+import { ClientStreams, PROTOCOL, Reader, ServerStreams, type Leak } from './protocol.js'
 import { freshSeed } from './ring.js'
 import { scheduleOf } from './schedule.js'
 import { kindOf, sessionPlan, STEP_KINDS, type SessionPlan } from './steps/index.js'
@@ -48,6 +48,8 @@ export interface ServeOptions {
   log?: (msg: string) => void
   /** Called when a session ends, with its error if it failed. */
   onSessionEnd?: (error: Error | undefined) => void
+  /** TEST ONLY (protocol.ts `Leak`): never set by the CLI. */
+  leak?: Leak
 }
 
 export interface ServerHandle {
@@ -61,11 +63,11 @@ export interface ServerHandle {
 export async function startServer(model: ServerModel, opts: ServeOptions): Promise<ServerHandle> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT
   const log = opts.log ?? (() => {})
-  const srv = await serveSessions(opts.port, opts.host ?? '127.0.0.1', timeoutMs, 'image(s)', (ch) => serveSession(model, ch, opts.dealer, timeoutMs), { log, onEnd: opts.onSessionEnd })
+  const srv = await serveSessions(opts.port, opts.host ?? '127.0.0.1', timeoutMs, 'image(s)', (ch) => serveSession(model, ch, opts.dealer, timeoutMs, opts.leak), { log, onEnd: opts.onSessionEnd })
   return { port: srv.port, sessions: srv.sessions, close: () => srv.close() }
 }
 
-async function serveSession(model: ServerModel, ch: Channel, dealerEp: Endpoint, timeoutMs: number): Promise<number> {
+async function serveSession(model: ServerModel, ch: Channel, dealerEp: Endpoint, timeoutMs: number, leak: Leak | undefined): Promise<number> {
   const s = model.schedule
   const hello = parseHello(await ch.recv('setup', 0, 'hello'), ch.peer)
   if (hello.role !== 'client') throw new ProtocolError(`${ch.peer} is not a client`)
@@ -81,7 +83,7 @@ async function serveSession(model: ServerModel, ch: Channel, dealerEp: Endpoint,
     for (let img = 0; img < hello.images; img++) {
       dealer.send('offline', img, Buffer.alloc(0))
       const seed = dealer.expect(await dealer.recv('offline', img, 'dealer seed'), 16, 'dealer seed')
-      await serverImage(model, plan, ch, img, new ServerStreams(seed))
+      await serverImage(model, plan, ch, img, new ServerStreams(seed), leak)
     }
     ch.send('setup', 2, Buffer.from(JSON.stringify({ dealerBytes: dealer.counters.received.offline + dealer.counters.sent.offline })))
     return hello.images
@@ -96,10 +98,10 @@ async function serveSession(model: ServerModel, ch: Channel, dealerEp: Endpoint,
 }
 
 /** One image on the server: the client's offline message, each step's offline frames, then online step by step. */
-async function serverImage(model: ServerModel, plan: SessionPlan, ch: Channel, img: number, ss: ServerStreams): Promise<void> {
+async function serverImage(model: ServerModel, plan: SessionPlan, ch: Channel, img: number, ss: ServerStreams, leak: Leak | undefined): Promise<void> {
   const s = model.schedule
   const masked: BigUint64Array[] = []
-  const cx: ServerImage = { s, ch, img, ss, masked, share: (j) => serverShare(model.operators[j], masked, ss, j), tweak: img * 1024 }
+  const cx: ServerImage = { s, ch, img, ss, masked, share: (j) => serverShare(model.operators[j], masked, ss, j), tweak: img * 1024, leak }
   const steps = s.steps.map((st, k) => kindOf(st).server(cx, st, k, plan.layouts[k]))
   const msg = new Reader(await ch.recv('offline', img, 'offline message'), 'offline message')
   for (const st of steps) st.read(msg)

@@ -8,6 +8,20 @@ import { Prg, ringFromBytes } from './ring.js'
 
 export const PROTOCOL = 'pic-mpc/1'
 
+/**
+ * TEST ONLY: deliberate leaks, so that test/backends/mpc/wire.test.ts can show that its checks fail
+ * on a broken protocol. Only the tests set it (in the options objects of runDealer / runServe); the
+ * CLI never does. Absent (the default), the protocol is unchanged.
+ */
+export interface Leak {
+  /** The dealer derives the client's masks from the public all-zero seed. */
+  zeroClientSeed?: boolean
+  /** The server's garbled-circuit output masks U are zero (the client decodes v itself). */
+  zeroOutputMask?: boolean
+  /** The server garbles every chunk from the same all-zero seed. */
+  fixedGarbleSeed?: boolean
+}
+
 /** The per-image streams the client derives from its dealer seed. */
 export class ClientStreams {
   constructor(private readonly seed: Buffer) {}

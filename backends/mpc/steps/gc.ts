@@ -204,8 +204,8 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
         garbled = []
         for (const g of L.groups) {
           const n = g.outIdx.length
-          const gb = garble(g.circuit, n, freshSeed(), cx.tweak++)
-          const u = rnd.ring(n)
+          const gb = garble(g.circuit, n, cx.leak?.fixedGarbleSeed ? Buffer.alloc(16) : freshSeed(), cx.tweak++)
+          const u = cx.leak?.zeroOutputMask ? new BigUint64Array(n) : rnd.ring(n)
           const x0 = zeroLabels(gb, n, g.circuit.inputsB)
           const delta = Buffer.from(gb.delta.buffer, gb.delta.byteOffset, 16)
           const ot = Buffer.alloc(x0.length * 2)

@@ -15,7 +15,7 @@
  */
 import type { MpcParams, MsgCost } from '../cost.js'
 import type { Channel } from '../net.js'
-import type { ClientStreams, Reader, ServerStreams } from '../protocol.js'
+import type { ClientStreams, Leak, Reader, ServerStreams } from '../protocol.js'
 import type { MpcSchedule, Step } from '../types.js'
 
 /** A step's counts in the schedule's totals and its layer row (only the keys it has). */
@@ -39,6 +39,8 @@ export interface ServerImage {
   share(j: number): BigUint64Array
   /** Garbled-circuit tweaks: img * 1024, counted up per garbling in step order. */
   tweak: number
+  /** TEST ONLY (protocol.ts `Leak`): absent outside the wire test. */
+  leak?: Leak
 }
 
 /** What one image gives the client's steps. */
