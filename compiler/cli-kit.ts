@@ -39,7 +39,9 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
 /** Options of the commands that compile a model (approximation and its calibration data). */
 export const COMPILE_OPTIONS: Record<string, OptionSpec> = {
   approx: { type: 'string', arg: 'SPEC', help: "activation approximation: none (default), hermite:D, chebyshev:D, minimax:D, wls:D, ola[:BUDGET]; D may be a list D1,D2,... (one degree per layer)" },
-  calib: { type: 'string', arg: 'C.npy', help: 'calibration inputs for --approx and --relu-budget' },
+  calib: { type: 'string', arg: 'C.npy', help: "calibration inputs for --approx and --relu-budget; also every value's range, checked against the mpc fixed-point and CKKS modulus headroom" },
+  'range-margin': { type: 'string', arg: 'X', help: 'factor on the calibrated max |x| of every value for the headroom checks (default 2)' },
+  'truncation-limit': { type: 'string', arg: 'P', help: "mpc: largest accepted truncation failure probability per inference, a number or 2^-K (default 2^-12)" },
   maxpool: { type: 'string', arg: 'MODE', help: "MaxPool under --approx: 'poly' (polynomial max, default) or 'avg' (average pooling; changes semantics)" },
   'keep-relu': { type: 'boolean', help: 'approximate every activation except ReLU, which stays for garbled circuits (default for --backend mpc)' },
   'approx-relu': { type: 'boolean', help: 'with --backend mpc: approximate ReLUs too (Beaver triples instead of garbled circuits)' },
@@ -130,6 +132,13 @@ function compileContext(args: ParsedArgs, backend: Pick<Backend, 'defaults'>): P
   const needsCalib = approx !== 'none' || budget !== undefined
   if (needsCalib && !calibFile) throw new PicError(`--calib C.npy is required with ${approx !== 'none' ? `--approx ${approx}` : '--relu-budget'}`)
   const calib: Tensor | undefined = calibFile ? readNpy(calibFile) : undefined
+  const margin = str(args, 'range-margin')
+  const limit = str(args, 'truncation-limit')
+  const rangeMargin = margin === undefined ? undefined : Number(margin)
+  if (rangeMargin !== undefined && !(rangeMargin >= 1 && Number.isFinite(rangeMargin))) throw new UsageError(`--range-margin must be a number >= 1, got '${margin}'`)
+  const pow = limit?.match(/^2\^(-?\d+(?:\.\d+)?)$/)
+  const truncationLimit = limit === undefined ? undefined : pow ? 2 ** Number(pow[1]) : Number(limit)
+  if (truncationLimit !== undefined && !(truncationLimit > 0 && truncationLimit <= 1)) throw new UsageError(`--truncation-limit must be a probability in (0, 1] or 2^-K, got '${limit}'`)
   const options = {
     approx,
     maxpool: str(args, 'maxpool') ?? 'poly',
@@ -140,8 +149,10 @@ function compileContext(args: ParsedArgs, backend: Pick<Backend, 'defaults'>): P
     refreshAt: str(args, 'refresh-at'),
     batch: str(args, 'batch'),
     costModel: backend.defaults?.costModel,
+    rangeMargin,
+    truncationLimit,
   }
-  return passContext(options, { calib, log: logger(args), accel: needsCalib ? accelFor(args) : undefined })
+  return passContext(options, { calib, log: logger(args), accel: calib ? accelFor(args) : undefined })
 }
 
 /**

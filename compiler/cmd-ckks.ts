@@ -7,12 +7,14 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { attachSidecar, type CkksPlanFile } from '../backends/ckks/index.js'
-import { clientPartOf, parseClientPart, queryCkks, startCkksServer } from '../backends/ckks/service.js'
+import { clientPartOf, NO_REFRESH_GUARD, parseClientPart, queryCkks, startCkksServer } from '../backends/ckks/service.js'
 import type { Sidecar } from '../ir/serialize.js'
 import { flag, logger, need, printJSON, str, UsageError, type Command, type ParsedArgs } from './cli-kit.js'
 import { PicError } from './errors.js'
 import { loadModel, readJSONFile, sidecarPath } from './model.js'
 import { readNpy, writeNpy } from './npy.js'
+import { announce, type ListenOn } from './cmd-mpc.js'
+import type { Trust } from '../backends/mpc/tls.js'
 
 /** plan.json -> plan.client.json */
 export function clientPartPath(planFile: string): string {
@@ -47,7 +49,7 @@ function interrupted(): Promise<void> {
 }
 
 /** `pic serve MODEL --plan PLAN` with a CKKS plan. */
-export async function serveCkks(args: ParsedArgs, cmd: Command, model: string, file: string, written: CkksPlanFile, listen: { port: number; host?: string; timeoutMs?: number }): Promise<number> {
+export async function serveCkks(args: ParsedArgs, cmd: Command, model: string, file: string, written: CkksPlanFile, listen: ListenOn): Promise<number> {
   const log = logger(args)
   const plan = readCkksPlan(file, written)
   // the plan is the server's compiled model; MODEL must be the model it was compiled from
@@ -58,8 +60,13 @@ export async function serveCkks(args: ParsedArgs, cmd: Command, model: string, f
   if (str(args, 'dealer') !== undefined) log('note: --dealer is ignored for CKKS plans (no offline phase)')
   let ended: (e: Error | undefined) => void = () => {}
   const firstEnd = new Promise<Error | undefined>((resolve) => (ended = resolve))
-  const h = await startCkksServer(plan, { ...listen, log, onSessionEnd: (e) => ended(e) })
-  log(`ckks server listening on ${listen.host ?? '127.0.0.1'}:${h.port} (client part fingerprint ${h.clientPart.fingerprint})`)
+  const refreshMask = str(args, 'refresh-mask') ?? 'on'
+  if (refreshMask !== 'on' && refreshMask !== 'off') throw new UsageError(`--refresh-mask must be 'on' or 'off', got '${refreshMask}'`, cmd)
+  // unmasked refreshes are announced on stderr whatever --quiet says: at start and at every session
+  const warn = (m: string) => (m.includes('refreshes unmasked') ? process.stderr.write(`pic: ${m}\n`) : log(m))
+  const h = await startCkksServer(plan, { ...listen, log: warn, onSessionEnd: (e) => ended(e), ...(refreshMask === 'off' ? { refreshGuard: NO_REFRESH_GUARD } : {}) })
+  log(`client part fingerprint ${h.clientPart.fingerprint}`)
+  announce(args, 'ckks server', h.fingerprint, h.port)
   void cmd
   const failed = flag(args, 'once') ? await Promise.race([firstEnd, interrupted().then(() => undefined)]) : await interrupted().then(() => undefined)
   await h.close()
@@ -67,7 +74,7 @@ export async function serveCkks(args: ParsedArgs, cmd: Command, model: string, f
 }
 
 /** `pic query CLIENT_PART --connect HOST:P --input X.npy` with a CKKS client part. */
-export async function queryCkksCommand(args: ParsedArgs, cmd: Command, file: string, json: unknown, timeoutMs: number | undefined): Promise<void> {
+export async function queryCkksCommand(args: ParsedArgs, cmd: Command, file: string, json: unknown, timeoutMs: number | undefined, sec: { insecurePlaintext: boolean; serverTrust: Trust }): Promise<void> {
   let part: ReturnType<typeof parseClientPart>
   try {
     part = parseClientPart(json, file)
@@ -78,7 +85,8 @@ export async function queryCkksCommand(args: ParsedArgs, cmd: Command, file: str
   if (refresh !== 'client' && refresh !== 'none') throw new UsageError(`--refresh must be 'client' or 'none', got '${refresh}'`, cmd)
   const x = readNpy(need(args, 'input', cmd))
   const log = logger(args)
-  const { output, report } = await queryCkks(part, x, { connect: need(args, 'connect', cmd), timeoutMs, refresh, log, compareSerialization: flag(args, 'key-sizes') })
+  if (str(args, 'dealer-fingerprint') !== undefined) log('note: --dealer-fingerprint is ignored for CKKS client parts (no dealer)')
+  const { output, report } = await queryCkks(part, x, { connect: need(args, 'connect', cmd), timeoutMs, refresh, log, compareSerialization: flag(args, 'key-sizes'), insecurePlaintext: sec.insecurePlaintext, serverTrust: sec.serverTrust })
   const out = str(args, 'output')
   if (out) writeNpy(out, output)
   if (flag(args, 'json')) printJSON({ backend: 'ckks', clientPart: file, ...report })

@@ -4,6 +4,10 @@
  *   pic serve MODEL --schedule S --port P --dealer H:P    the server party (holds the weights)
  *   pic query S --connect H:P --dealer H:P --input X.npy [--output Y.npy] [--json]   the client party
  * dealer and serve run until interrupted (serve --once: until the first session ends).
+ * Every link is TLS 1.3 (backends/mpc/tls.ts): dealer and serve present a certificate (--cert/--key,
+ * else generated once in the state directory) and print `certificate sha256 HEX` once listening; a
+ * connecting party pins its peer with --server-fingerprint / --dealer-fingerprint, else trusts it on
+ * first use (STATE_DIR/known_hosts). --insecure-plaintext turns TLS off and warns on every start.
  */
 import { mpcBackend, parseSchedule, runDealer, runQuery, runServe } from '../backends/mpc/index.js'
 import { COMPILE_OPTIONS, compileFor, flag, logger, need, onePositional, printJSON, str, UsageError, type Command, type ParsedArgs } from './cli-kit.js'
@@ -12,24 +16,88 @@ import { queryCkksCommand, serveCkks } from './cmd-ckks.js'
 import type { CkksPlanFile } from '../backends/ckks/index.js'
 import { CLIENT_FORMAT } from '../backends/ckks/clientpart.js'
 import { readNpy, writeNpy } from './npy.js'
+import type { ConnectSecurity, ListenSecurity } from '../backends/mpc/net.js'
+import { defaultStateDir, knownHostsIn, loadIdentity, parseFingerprint, plaintextWarning, type Trust } from '../backends/mpc/tls.js'
+import { PicError } from './errors.js'
 
 const NET_OPTIONS = {
   timeout: { type: 'string' as const, arg: 'MS', help: 'give up on a silent peer after this many milliseconds (default 30000)' },
+  'state-dir': { type: 'string' as const, arg: 'DIR', help: 'where certificates and known hosts are kept (default $PIC_STATE_DIR, else $XDG_CONFIG_HOME/pic or ~/.config/pic)' },
+  'insecure-plaintext': { type: 'boolean' as const, help: 'plain TCP instead of TLS 1.3, no encryption or authentication (debugging only; warns on every use)' },
 }
 
 /** The options of a party that listens (dealer, server). */
 const LISTEN_OPTIONS = {
   port: { type: 'string' as const, arg: 'P', help: 'TCP port to listen on (0 picks a free one)' },
   host: { type: 'string' as const, arg: 'H', help: 'address to listen on (default 127.0.0.1)' },
+  cert: { type: 'string' as const, arg: 'FILE', help: 'PEM certificate to present (default: generated at first start in the state directory, then reused)' },
+  key: { type: 'string' as const, arg: 'FILE', help: "PEM private key of --cert" },
   ...NET_OPTIONS,
 }
 
-/** Where a listening party listens, from its options. */
-function listenOn(args: ParsedArgs, cmd: Command): { port: number; host?: string; timeoutMs?: number } {
-  return { port: port(args, cmd), host: str(args, 'host'), timeoutMs: timeout(args, cmd) }
+/** Where and how a listening party listens, from its options. */
+export interface ListenOn {
+  port: number
+  host?: string
+  timeoutMs?: number
+  identity?: ListenSecurity['identity']
+  insecurePlaintext?: boolean
+  /** pic serve --max-sessions */
+  maxSessions?: number
 }
 
-const DEALER_OPTION = { dealer: { type: 'string' as const, arg: 'HOST:PORT', help: 'the dealer' } }
+function stateDir(args: ParsedArgs): string {
+  return str(args, 'state-dir') ?? defaultStateDir()
+}
+
+/** --insecure-plaintext: the warning goes to stderr on every start, even with --quiet. */
+function plaintext(args: ParsedArgs, what: string): boolean {
+  if (!flag(args, 'insecure-plaintext')) return false
+  process.stderr.write(`pic: ${plaintextWarning(what)}\n`)
+  return true
+}
+
+async function listenOn(args: ParsedArgs, cmd: Command, name: 'server' | 'dealer'): Promise<ListenOn> {
+  const where = { port: port(args, cmd), host: str(args, 'host'), timeoutMs: timeout(args, cmd) }
+  if (plaintext(args, name)) {
+    if (str(args, 'cert') !== undefined || str(args, 'key') !== undefined) throw new UsageError('--cert and --key need TLS (drop --insecure-plaintext)', cmd)
+    return { ...where, insecurePlaintext: true }
+  }
+  try {
+    return { ...where, identity: await loadIdentity({ cert: str(args, 'cert'), key: str(args, 'key'), stateDir: stateDir(args), name, log: logger(args) }) }
+  } catch (e) {
+    throw new PicError((e as Error).message)
+  }
+}
+
+/** Once listening: the certificate line (always on stderr: peers pin it), then the address. */
+export function announce(args: ParsedArgs, what: string, fingerprint: string | undefined, port: number): void {
+  if (fingerprint) process.stderr.write(`pic: certificate sha256 ${fingerprint}\n`)
+  logger(args)(`${what} listening on ${str(args, 'host') ?? '127.0.0.1'}:${port}`)
+}
+
+/** How a connecting party trusts `peer`: the pin --PEER-fingerprint, else STATE_DIR/known_hosts. */
+function trustOf(args: ParsedArgs, cmd: Command, peer: 'server' | 'dealer'): Trust {
+  const pin = str(args, `${peer}-fingerprint`)
+  let fingerprint: string | undefined
+  try {
+    fingerprint = pin === undefined ? undefined : parseFingerprint(pin, `--${peer}-fingerprint`)
+  } catch (e) {
+    throw new UsageError((e as Error).message, cmd)
+  }
+  return { fingerprint, knownHosts: knownHostsIn(stateDir(args)), log: logger(args) }
+}
+
+/** The security of a connecting party's links (query; serve to the dealer). */
+export function connectSecurity(args: ParsedArgs, cmd: Command, what: string): { insecurePlaintext: boolean; serverTrust: Trust; dealerTrust: Trust } {
+  return { insecurePlaintext: plaintext(args, what), serverTrust: trustOf(args, cmd, 'server'), dealerTrust: trustOf(args, cmd, 'dealer') }
+}
+
+const DEALER_OPTION = {
+  dealer: { type: 'string' as const, arg: 'HOST:PORT', help: 'the dealer' },
+  'dealer-fingerprint': { type: 'string' as const, arg: 'HEX', help: "pin the dealer's certificate (SHA-256 that pic dealer prints)" },
+}
+export type { ConnectSecurity }
 
 function port(args: ParsedArgs, cmd: Command): number {
   const p = Number(need(args, 'port', cmd))
@@ -57,14 +125,14 @@ function interrupted(): Promise<void> {
 export const dealer: Command = {
   name: 'dealer',
   summary: 'Run the trusted dealer that supplies the offline correlations of two-party (mpc) sessions.',
-  usage: 'pic dealer --port P [--host H] [--timeout MS]',
+  usage: 'pic dealer --port P [--host H] [--timeout MS] [--cert FILE --key FILE] [--state-dir DIR] [--insecure-plaintext]',
   options: {
     ...LISTEN_OPTIONS,
   },
   async run(args) {
     const log = logger(args)
-    const h = await runDealer({ ...listenOn(args, dealer), log })
-    log(`dealer listening on ${str(args, 'host') ?? '127.0.0.1'}:${h.port}`)
+    const h = await runDealer({ ...(await listenOn(args, dealer, 'dealer')), log })
+    announce(args, 'dealer', h.fingerprint, h.port)
     await interrupted()
     await h.close()
   },
@@ -73,13 +141,15 @@ export const dealer: Command = {
 export const serve: Command = {
   name: 'serve',
   summary: 'Run the server of private inference (an mpc schedule or a CKKS plan): holds the model, answers pic query sessions.',
-  usage: 'pic serve MODEL (--schedule S --dealer HOST:PORT | --plan PLAN) --port P [--approx SPEC --calib C.npy] [--once]',
+  usage: 'pic serve MODEL (--schedule S --dealer HOST:PORT [--dealer-fingerprint HEX] | --plan PLAN) --port P [--cert FILE --key FILE] [--state-dir DIR] [--insecure-plaintext] [--approx SPEC --calib C.npy] [--once]',
   options: {
     schedule: { type: 'string', arg: 'S', help: 'the schedule from pic compile MODEL --backend mpc -o S (same options)' },
     plan: { type: 'string', arg: 'PLAN', help: 'a CKKS plan from pic compile MODEL --backend ckks -o PLAN, or an mpc schedule (detected by its format)' },
     ...LISTEN_OPTIONS,
     ...DEALER_OPTION,
     once: { type: 'boolean', help: 'exit after the first session (status 1 if it failed)' },
+    'refresh-mask': { type: 'string', arg: 'on|off', help: "CKKS plans with refreshes: 'on' (default: the client decrypts masked values: statistical distance 2^-39 per slot) or 'off' (the client sees the intermediate activations; warned at every session)" },
+    'max-sessions': { type: 'string', arg: 'N', help: 'sessions served at once (default 4); further connections get an error and are closed' },
     ...COMPILE_OPTIONS,
   },
   async run(args) {
@@ -89,13 +159,17 @@ export const serve: Command = {
     if (planFile !== undefined && str(args, 'schedule') !== undefined) throw new UsageError('give one of --plan and --schedule', serve)
     const file = planFile ?? need(args, 'schedule', serve)
     const json = readJSONFile(file, planFile !== undefined ? 'plan' : 'schedule')
-    if ((json as { format?: unknown }).format === 'pic-ckks-plan') return serveCkks(args, serve, model, file, json as CkksPlanFile, listenOn(args, serve))
+    const ms = str(args, 'max-sessions')
+    if (ms !== undefined && !(Number.isInteger(Number(ms)) && Number(ms) >= 1)) throw new UsageError('--max-sessions must be a positive integer', serve)
+    const on: ListenOn = { ...(await listenOn(args, serve, 'server')), ...(ms !== undefined ? { maxSessions: Number(ms) } : {}) }
+    if ((json as { format?: unknown }).format === 'pic-ckks-plan') return serveCkks(args, serve, model, file, json as CkksPlanFile, on)
     const schedule = parseSchedule(json, file)
     const { compiled: g } = compileFor(loadModel(model), mpcBackend, args)
     let ended: (e: Error | undefined) => void = () => {}
     const firstEnd = new Promise<Error | undefined>((resolve) => (ended = resolve))
-    const h = await runServe(g, schedule, { ...listenOn(args, serve), dealer: need(args, 'dealer', serve), log, onSessionEnd: (e) => ended(e) })
-    log(`server listening on ${str(args, 'host') ?? '127.0.0.1'}:${h.port}`)
+    const dealerTrust = trustOf(args, serve, 'dealer')
+    const h = await runServe(g, schedule, { ...on, dealer: need(args, 'dealer', serve), dealerTrust, log, onSessionEnd: (e) => ended(e) })
+    announce(args, 'server', h.fingerprint, h.port)
     const failed = flag(args, 'once') ? await Promise.race([firstEnd, interrupted().then(() => undefined)]) : await interrupted().then(() => undefined)
     await h.close()
     return failed ? 1 : 0
@@ -105,9 +179,10 @@ export const serve: Command = {
 export const query: Command = {
   name: 'query',
   summary: 'Run the client of private inference (an mpc schedule or a CKKS client part) on every image of X and write the outputs.',
-  usage: 'pic query (S --dealer HOST:PORT | PLAN.client.json [--refresh client|none] [--key-sizes]) --connect HOST:PORT --input X.npy [--output Y.npy] [--json]',
+  usage: 'pic query (S --dealer HOST:PORT [--dealer-fingerprint HEX] | PLAN.client.json [--refresh client|none] [--key-sizes]) --connect HOST:PORT [--server-fingerprint HEX] --input X.npy [--output Y.npy] [--json] [--state-dir DIR] [--insecure-plaintext]',
   options: {
     connect: { type: 'string', arg: 'HOST:PORT', help: 'the server' },
+    'server-fingerprint': { type: 'string', arg: 'HEX', help: "pin the server's certificate (SHA-256 that pic serve prints); without it the first one seen is recorded in STATE_DIR/known_hosts" },
     ...DEALER_OPTION,
     input: { type: 'string', arg: 'X.npy', help: 'inputs, batch first; each image is one inference' },
     output: { type: 'string', short: 'o', arg: 'Y.npy', help: 'outputs (logits)' },
@@ -118,10 +193,11 @@ export const query: Command = {
   async run(args) {
     const file = onePositional(args, query, 'S (the schedule) or PLAN.client.json')
     const json = readJSONFile(file, 'schedule')
-    if ((json as { format?: unknown }).format === CLIENT_FORMAT) return queryCkksCommand(args, query, file, json, timeout(args, query))
+    if ((json as { format?: unknown }).format === CLIENT_FORMAT) return queryCkksCommand(args, query, file, json, timeout(args, query), connectSecurity(args, query, 'client'))
     const schedule = parseSchedule(json, file)
     const x = readNpy(need(args, 'input', query))
-    const { output, report } = await runQuery(schedule, x, { connect: need(args, 'connect', query), dealer: need(args, 'dealer', query), timeoutMs: timeout(args, query) })
+    const sec = connectSecurity(args, query, 'client')
+    const { output, report } = await runQuery(schedule, x, { connect: need(args, 'connect', query), dealer: need(args, 'dealer', query), timeoutMs: timeout(args, query), ...sec, log: logger(args) })
     const out = str(args, 'output')
     if (out) writeNpy(out, output)
     if (flag(args, 'json')) printJSON({ backend: 'mpc', schedule: file, ...report })

@@ -1,5 +1,5 @@
 /**
- * `pic run PLAN --input X.npy --output Y.npy [--json] [--refresh client]`: executes a compiled plan on
+ * `pic run PLAN --input X.npy --output Y.npy [--json] [--refresh client [--refresh-mask off]]`: executes a compiled plan on
  * every image of X. CKKS plans run with node-seal (key generation, encryption, evaluation,
  * decryption); the compiled graph stored beside the plan gives maxAbsErrorVsPlain.
  */
@@ -17,11 +17,12 @@ import { readNpy, writeNpy } from './npy.js'
 export const run: Command = {
   name: 'run',
   summary: 'Run a compiled CKKS plan on encrypted inputs (keygen, encrypt, evaluate, decrypt) and write the outputs.',
-  usage: 'pic run PLAN.json --input X.npy --output Y.npy [--refresh client] [--json]',
+  usage: 'pic run PLAN.json --input X.npy --output Y.npy [--refresh client [--refresh-mask on|off]] [--json]',
   options: {
     input: { type: 'string', arg: 'X.npy', help: 'inputs, batch first; each image is one inference' },
     output: { type: 'string', short: 'o', arg: 'Y.npy', help: 'decrypted outputs' },
     refresh: { type: 'string', arg: 'MODE', help: "bootstraps: 'none' (refuse plans that need them, default) or 'client' (client-aided refresh)" },
+    'refresh-mask': { type: 'string', arg: 'on|off', help: "client-aided refreshes: 'on' (default: the values the key holder decrypts are masked: statistical distance 2^-39 per slot) or 'off' (the key holder sees the intermediate activations; warned on every run)" },
   },
   async run(args) {
     const file = onePositional(args, run, 'PLAN')
@@ -29,11 +30,13 @@ export const run: Command = {
     const outFile = str(args, 'output')
     const refresh = str(args, 'refresh') ?? 'none'
     if (refresh !== 'none' && refresh !== 'client') throw new UsageError(`--refresh must be 'none' or 'client', got '${refresh}'`, run)
+    const refreshMask = str(args, 'refresh-mask') ?? 'on'
+    if (refreshMask !== 'on' && refreshMask !== 'off') throw new UsageError(`--refresh-mask must be 'on' or 'off', got '${refreshMask}'`, run)
     const log = logger(args)
     const written = readJSONFile(file, 'plan') as CkksPlanFile
     if (written.format !== 'pic-ckks-plan') throw new PicError(`${file}: not a CKKS plan (format '${String((written as { format?: unknown }).format)}'); pic run executes plans from pic compile --backend ckks`)
     try {
-      checkRunnable(written, { refresh })
+      checkRunnable(written, { refresh, refreshMask })
       validatePlan(written)
     } catch (e) {
       throw new PicError(`${file}: ${(e as Error).message}`)
@@ -49,7 +52,7 @@ export const run: Command = {
     } catch (e) {
       throw new PicError(`${side}: ${(e as Error).message}`)
     }
-    const res = await runPlan(plan, x, { refresh, log })
+    const res = await runPlan(plan, x, { refresh, refreshMask, log, warn: (m) => process.stderr.write(`pic: ${m}\n`) })
     const y = res.outputs[0]
     if (outFile) writeNpy(outFile, y)
     let maxAbsErrorVsPlain: number | null = null
@@ -97,6 +100,7 @@ export const run: Command = {
       top1AgreementVsPlain,
       plaintextFinite,
       refresh: res.refresh,
+      refreshMask: plan.stats.bootstraps === 0 ? null : refreshMask === 'off' ? 'off' : plan.refreshMask,
       keys: { rotations: res.keys.rotations, relin: res.keys.relin, estimatedBytes: res.keys.estimatedBytes, memoryGrowthBytes: res.memoryGrowthBytes },
       memory: { predictedPeakBytes: res.memory.predictedPeakBytes, sealHeapBytes: res.memory.sealHeapBytes, peakRssBytes: process.resourceUsage().maxRSS * 1024, plaintexts: res.memory.plaintexts },
       ciphertextBytes: res.ciphertextBytes,

@@ -196,3 +196,53 @@ export function calibrate(g: Graph, calib: Tensor, opts: CalibrateOptions = {}):
   }
   return out
 }
+
+/**
+ * Every value's range on calibration data, for the backends' headroom checks (backends/mpc/ranges.ts,
+ * backends/ckks/ranges.ts): `maxAbs` is max |x| over the whole set for every node of `g` (the graph as
+ * compiled, so approximations are what is measured), and `elements` the per-element min and max (at
+ * batch 1: element i of every image) of the nodes `elementwise` asks for. Observed values only: a
+ * backend applies its own safety margin.
+ */
+export interface ValueRanges {
+  samples: number
+  maxAbs: Map<string, number>
+  elements: Map<string, { min: Float64Array; max: Float64Array }>
+}
+
+export function valueRanges(g: Graph, calib: Tensor, opts: Pick<CalibrateOptions, 'batch' | 'log' | 'accel'> & { elementwise?: (node: string) => boolean } = {}): ValueRanges {
+  const maxAbs = new Map<string, number>()
+  const elements = new Map<string, { min: Float64Array; max: Float64Array }>()
+  const fixed = graphInputs(g)[0] ? inputDims(graphInputs(g)[0])[0] : undefined
+  const batch = typeof fixed === 'number' ? fixed : (opts.batch ?? 100)
+  const total = typeof fixed === 'number' ? calib.shape[0] - (calib.shape[0] % fixed) : calib.shape[0]
+  for (let from = 0; from < total; from += batch) {
+    const to = Math.min(total, from + batch)
+    interpret(g, [rows(calib, from, to)], {
+      accel: opts.accel,
+      onValue: (n, v) => {
+        let m = maxAbs.get(n.name) ?? 0
+        const d = v.data
+        // a NaN counts as unbounded
+        for (let i = 0; i < d.length; i++) {
+          const a = Math.abs(d[i])
+          if (!(a <= m)) m = Number.isNaN(a) ? Infinity : a
+        }
+        maxAbs.set(n.name, m)
+        if (!opts.elementwise?.(n.name)) return
+        // element i of image b is at b * per + i when the value keeps the batch as its first axis
+        const rowsIn = typeof fixed === 'number' ? fixed : to - from
+        const per = v.shape.length > 0 && v.shape[0] === rowsIn ? d.length / rowsIn : d.length
+        let e = elements.get(n.name)
+        if (!e) elements.set(n.name, (e = { min: new Float64Array(per).fill(Infinity), max: new Float64Array(per).fill(-Infinity) }))
+        for (let i = 0; i < d.length; i++) {
+          const k = i % per
+          if (d[i] < e.min[k]) e.min[k] = d[i]
+          if (d[i] > e.max[k]) e.max[k] = d[i]
+        }
+      },
+    })
+    if (total > batch) opts.log?.(`ranges: ${to}/${total} samples`)
+  }
+  return { samples: total, maxAbs, elements }
+}

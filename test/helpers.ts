@@ -1,6 +1,7 @@
 /** Test helpers: fixture paths, the manifest, running the built CLI. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -16,13 +17,18 @@ export interface ManifestModel {
 
 export const MANIFEST = JSON.parse(readFileSync(path.join(DIGITS, 'manifest.json'), 'utf8')) as { models: Record<string, ManifestModel> }
 
+/** The CLI's state directory (certificates, known hosts) for the processes a test file starts: temporary. */
+export const STATE_DIR = mkdtempSync(path.join(tmpdir(), 'pic-state-'))
+/** The environment of a started process, read at each start (a test may set a variable just before). */
+const env = () => ({ ...process.env, PIC_STATE_DIR: STATE_DIR })
+
 export function digits(file: string): string {
   return path.join(DIGITS, file)
 }
 
 /** Run `pic ARGS` from the built dist/ (npm test builds first). */
 export function pic(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin/pic.js'), ...args], { encoding: 'utf8', cwd: ROOT, timeout: 300_000 })
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin/pic.js'), ...args], { encoding: 'utf8', cwd: ROOT, timeout: 300_000, env: env() })
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr }
 }
 
@@ -47,9 +53,9 @@ export function xorshift32(seed: number): () => number {
 /** Background `pic` processes started by `background`, to kill when a test file ends. */
 export const started: ChildProcess[] = []
 
-/** Start `pic ARGS` in the background; resolves with the port it reports listening on. */
-export function background(...args: string[]): Promise<{ child: ChildProcess; port: number; exit: Promise<number> }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/pic.js'), ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
+/** Start `pic ARGS` in the background; resolves with the port it reports listening on (and the certificate's fingerprint it printed before). */
+export function background(...args: string[]): Promise<{ child: ChildProcess; port: number; fingerprint?: string; stderr: () => string; exit: Promise<number> }> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/pic.js'), ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: env() })
   started.push(child)
   const exit = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)))
   return new Promise((resolve, reject) => {
@@ -60,7 +66,7 @@ export function background(...args: string[]): Promise<{ child: ChildProcess; po
       const m = /listening on [^\s]+:(\d+)/.exec(err)
       if (m) {
         clearTimeout(timer)
-        resolve({ child, port: Number(m[1]), exit })
+        resolve({ child, port: Number(m[1]), fingerprint: /certificate sha256 ([0-9a-f]{64})/.exec(err)?.[1], stderr: () => err, exit })
       }
     })
     child.on('exit', () => reject(new Error(`pic ${args[0]} exited: ${err}`)))
@@ -70,7 +76,7 @@ export function background(...args: string[]): Promise<{ child: ChildProcess; po
 /** Run `pic ARGS` to completion without blocking the event loop (other parties may run meanwhile). */
 export function picAsync(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const c = spawn(process.execPath, [path.join(ROOT, 'bin/pic.js'), ...args], { cwd: ROOT })
+    const c = spawn(process.execPath, [path.join(ROOT, 'bin/pic.js'), ...args], { cwd: ROOT, env: env() })
     let stdout = ''
     let stderr = ''
     c.stdout.on('data', (d) => (stdout += d))

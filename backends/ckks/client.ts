@@ -12,6 +12,7 @@ import type { ClientPart } from './clientpart.js'
 import { encodeAt, type Ct, type Evaluator, type Encoder } from './evaluate.js'
 import { makeContext, type SealContext, type SEALLibrary } from './seal.js'
 import { packInput, unpackOutput, type LayoutOf } from './simulate.js'
+import { imaginaryUnit } from './refresh.js'
 
 type KeyGen = ReturnType<SEALLibrary['KeyGenerator']>
 type Serial = ReturnType<KeyGen['createPublicKeySerializable']>
@@ -134,6 +135,21 @@ export class KeyHolder {
     return Float64Array.from(vals)
   }
 
+  /**
+   * The imaginary parts of every slot (node-seal decodes real parts only): the real parts of
+   * X^(N/2) ct, whose slots are i times ct's, negated. For tests and measurements of what a key
+   * holder can read beside the real parts.
+   */
+  decryptImaginary(ct: Ct): Float64Array {
+    const level = ct.coeffModulusSize - 1
+    const t = this.ev.multiplyPlain(ct, imaginaryUnit({ seal: this.seal, sc: this.sc, encoder: this.encoder, ev: this.ev, params: this.layout.params }, level))!
+    try {
+      return this.decryptSlots(t).map((v) => -v)
+    } finally {
+      t.delete()
+    }
+  }
+
   /** Output k's elements from its ciphertext. */
   decryptOutput(ct: Ct, k: number): Float64Array {
     return unpackOutput(this.layout, k, this.decryptSlots(ct))
@@ -146,9 +162,9 @@ export class KeyHolder {
   }
 
   /**
-   * A client-aided refresh: the values of `ct` re-encrypted fresh at `level` and `scale`. The key
-   * holder sees the values it refreshes (issue 12, item 3: a server-side mask must go around this
-   * call, see RefreshGuard in service.ts).
+   * A client-aided refresh: the real parts of `ct`'s slots re-encrypted fresh at `level` and
+   * `scale`. The key holder sees what it decrypts: the server masks it first (refresh.ts, the
+   * default), unless run with --refresh-mask off.
    */
   refresh(ct: Ct, level: number, scale: number): Ct {
     const v = this.decryptSlots(ct)

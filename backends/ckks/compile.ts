@@ -13,6 +13,7 @@ import type { CkksPlan, Instr, ParamChoice } from './plan.js'
 import { gib, planMemory, SEAL_HEAP_BYTES, usableHeap, type PlaintextMode, type PlanMemory } from './memory.js'
 import { validatePlan } from './validate.js'
 import { RefreshModel, type PlacementResult } from './placement.js'
+import { DEFAULT_REFRESH_BOUND, REFRESH_SIGMA, refreshReserve, type RefreshMask } from './refresh.js'
 
 export interface CompileOptions {
   security?: SecurityLevel
@@ -43,6 +44,14 @@ export interface CompileOptions {
    * the chain.
    */
   refreshPlacement?: 'cost' | 'latest'
+  /**
+   * Reserve the modulus a masked refresh needs (backends/ckks/refresh.ts; default true): levels
+   * below every refresh and a larger q0, so the client decrypts value + mask without wrapping.
+   * False gives the plans of before, which only `--refresh-mask off` runs.
+   */
+  refreshMask?: boolean
+  /** B, the bound on |x| at every refresh the mask is sized for (default DEFAULT_REFRESH_BOUND). */
+  refreshBound?: number
   /** Progress lines (pic compile prints them on stderr). */
   log?: (message: string) => void
 }
@@ -78,7 +87,7 @@ interface Leveled {
 }
 
 /** Levels by need (backward), mod-switches where a consumer needs fewer primes, exact scales (forward). */
-export function assignLevels(l: LoweredGraph, p: CkksParams, primeValues: bigint[]): Leveled {
+export function assignLevels(l: LoweredGraph, p: CkksParams, primeValues: bigint[], refreshLevel = 0): Leveled {
   const need = new Map<number, number>()
   for (const o of l.outputs) need.set(o.ct.regs[0], 0)
   const live: RawInstr[] = []
@@ -87,7 +96,7 @@ export function assignLevels(l: LoweredGraph, p: CkksParams, primeValues: bigint
     const nd = need.get(i.dst)
     if (nd === undefined) continue
     live.push(i)
-    const req = i.op === 'refresh' ? 0 : nd + (i.op === 'rescale' ? 1 : 0)
+    const req = i.op === 'refresh' ? refreshLevel : nd + (i.op === 'rescale' ? 1 : 0)
     for (const a of i.args) need.set(a, Math.max(need.get(a) ?? 0, req))
   }
   live.reverse()
@@ -250,13 +259,32 @@ interface Candidate {
   levels?: { primeValues: bigint[]; lv: Leveled }
   /** Notes of the memory stages, already applied while choosing. */
   notes?: string[]
+  /** The masked refreshes' reserve this chain holds. */
+  mask?: RefreshMask
+}
+
+/**
+ * The chain for L levels between refreshes: q0, L scale primes, the special prime (chainFor); for
+ * masked refreshes R = mask.level more scale primes (the levels below every refresh where the
+ * client decrypts) and q0 raised to what the mask needs (refresh.ts's refreshReserve).
+ */
+export function refreshChain(L: number, logN: number, logScale: number, headroom: number, room: number, mask?: { sigma: number; bound: number }): { primes: number[]; mask?: RefreshMask } | undefined {
+  if (!mask) {
+    const primes = chainFor(L, logScale, headroom, room)
+    return primes && { primes }
+  }
+  const r = refreshReserve(logN, logScale, Math.min(60, logScale + headroom), mask.sigma, mask.bound)
+  const base = r.q0 + (L + r.levels) * logScale
+  const special = Math.min(60, room - base)
+  if (special < Math.max(r.q0, logScale)) return undefined
+  return { primes: [r.q0, ...new Array<number>(L + r.levels).fill(logScale), special], mask: r.spec }
 }
 
 type Fitted = { lv: Leveled; mode: PlaintextMode; memory: PlanMemory }
 
 /** The parameter sets priced by the bootstrap path, in the order tried (the plan's `stats.choices`). */
-function describeChoices(choices: readonly ParamChoice[], p: CkksParams): string {
-  const chosenL = p.primes.length - 2
+function describeChoices(choices: readonly ParamChoice[], p: CkksParams, reserve = 0): string {
+  const chosenL = p.primes.length - 2 - reserve
   const rows = [...choices].sort((a, b) => Number(b.fits) - Number(a.fits) || a.estimatedMs - b.estimatedMs)
   const txt = rows
     .slice(0, 6)
@@ -281,6 +309,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   const security = opts.security ?? 128
   const minS = opts.minLogScale ?? 26
   const headroom = opts.headroom ?? 10
+  const maskReq = opts.refreshMask === false ? undefined : { sigma: REFRESH_SIGMA, bound: opts.refreshBound ?? DEFAULT_REFRESH_BOUND }
   let logNs = opts.logN ? [opts.logN] : [13, 14, 15]
   const extraNotes: string[] = []
   let chosen: Candidate | undefined
@@ -330,18 +359,20 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
       const free = opts.refreshPlacement === 'latest' ? undefined : logN === logNs[0] ? probe : lowerAt(g, logN, Infinity, opts, cache, multiCt)
       const room = maxLogQ(logN, security)
       let Lmax = 0
-      while (chainFor(Lmax + 1, minS, headroom, room) && keysFit(logN, Lmax + 3)) Lmax++
+      const chainAt = (L: number) => refreshChain(L, logN, minS, headroom, room, maskReq)
+      for (let c = chainAt(Lmax + 1); c && keysFit(logN, c.primes.length); c = chainAt(Lmax + 1)) Lmax++
       let bestHere = Infinity
       let sinceBest = 0
       const seeds: Uint8Array[] = []
       // short chains first: client-aided refreshes are cheap and key switching grows with the square of the chain
-      for (let L = 2; L <= Lmax; L++) {
-        const primes = chainFor(L, minS, headroom, room)!
+      // (from 1 level when the masked refreshes' reserve leaves no more, as at N = 8192 at 192-bit security)
+      for (let L = Math.min(2, Math.max(1, Lmax)); L <= Lmax; L++) {
+        const { primes, mask } = chainAt(L)!
         const params: CkksParams = { logN, primes, logScale: minS, security }
         let lowered: LoweredGraph
         let placed: PlacementResult | undefined
         try {
-          placed = free && new RefreshModel(free, L, logN).search(seeds)
+          placed = free && new RefreshModel(free, L, logN, mask?.level ?? 0).search(seeds)
           if (placed) seeds.push(placed.refreshedSites)
           lowered = lowerAt(g, logN, L, opts, cache, multiCt, placed?.at)
         } catch (e) {
@@ -353,7 +384,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
           throw e
         }
         const primeValues = sealPrimes(logN, primes)
-        const lv = assignLevels(lowered, params, primeValues)
+        const lv = assignLevels(lowered, params, primeValues, mask?.level)
         const notes: string[] = []
         const fitted = fitMemory(lv, lowered, params, opts, notes)
         const est = estimateMs(fitted.lv.instrs, logN, fitted.mode === 'on demand' ? { primes: primes.length - 1 } : undefined).total
@@ -362,7 +393,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
         if (placed) notes.push(`refreshes placed by cost at this chain: ${placementText(placed)}`)
         const keys = new Set(fitted.lv.instrs.filter((i) => i.op === 'rotate').map((i) => i.step!)).size
         choices.push({ logN, levels: L, refreshes, estimatedMs: Math.round(est), peakBytes: fitted.memory.peakBytes, fits: fitted.memory.fits, rotationKeys: keys, plaintexts: fitted.mode, ...(placed ? { latestPointMs: Math.round(placed.latestMs), latestPointRefreshes: placed.latestRefreshes } : {}) })
-        if (fitted.memory.fits && (!best || preferred(est, fitted.memory.peakBytes, best.est, best.fitted.memory.peakBytes))) best = { c: { params, lowered, budget: L, levels: { primeValues, lv }, notes }, fitted, est }
+        if (fitted.memory.fits && (!best || preferred(est, fitted.memory.peakBytes, best.est, best.fitted.memory.peakBytes))) best = { c: { params, lowered, budget: L, levels: { primeValues, lv }, notes, mask }, fitted, est }
         if (fitted.memory.fits && est < bestHere) {
           bestHere = est
           sinceBest = 0
@@ -378,11 +409,11 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
       const least = choices.reduce((a, b) => (b.peakBytes < a.peakBytes ? b : a), choices[0])
       if (least) {
         const room = maxLogQ(least.logN, security)
-        const primes = chainFor(least.levels, minS, headroom, room)!
+        const { primes, mask } = refreshChain(least.levels, least.logN, minS, headroom, room, maskReq)!
         const params: CkksParams = { logN: least.logN, primes, logScale: minS, security }
         const lowered = lowerAt(g, least.logN, least.levels, opts, cache, multiCt)
         const primeValues = sealPrimes(least.logN, primes)
-        chosen = { params, lowered, budget: least.levels, levels: { primeValues, lv: assignLevels(lowered, params, primeValues) } }
+        chosen = { params, lowered, budget: least.levels, levels: { primeValues, lv: assignLevels(lowered, params, primeValues, mask?.level) }, mask }
       }
     } else {
       chosen = best.c
@@ -396,8 +427,12 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   const lv0 = chosen.levels?.lv ?? assignLevels(lowered, params, primeValues)
   if (chosen.notes) extraNotes.push(...chosen.notes)
   const fitted = preFitted ?? fitMemory(lv0, lowered, params, opts, extraNotes)
-  if (choices.length > 1) extraNotes.push(describeChoices(choices, params))
+  if (choices.length > 1) extraNotes.push(describeChoices(choices, params, chosen.mask?.level))
   const plan = finish(g, opts, params, primeValues, lowered, fitted.lv, depth, extraNotes, fitted.mode, fitted.memory, choices)
+  if (plan.stats.bootstraps > 0 && chosen.mask) {
+    plan.refreshMask = chosen.mask
+    plan.stats.notes.push(`refreshes masked (sigma = ${chosen.mask.sigma}, |x| <= ${chosen.mask.bound} at every refresh): the client decrypts at level ${chosen.mask.level}, ${chosen.mask.level} level(s) below each refresh and q0 = ${params.primes[0]} bits reserved for it (${chosen.mask.bits} bits needed)`)
+  }
   validatePlan(plan, g)
   return plan
 }

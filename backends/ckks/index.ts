@@ -16,10 +16,13 @@ import { constantsFromSidecar, constantsToSidecar, type CkksPlan, type SidecarIn
 import { interaction, printPlan } from './print.js'
 import { parseBytes } from './memory.js'
 import { ckksOlaCostModel } from './cost.js'
+import { checkPlanRanges } from './ranges.js'
+import { calibrateRefreshBounds } from './refresh.js'
 
 export { compileCkks, CkksCompileError, estimateMs, type CompileOptions } from './compile.js'
 export { runPlan, checkRunnable, CkksRunError, type RunOptions, type RunResult } from './runtime.js'
 export { simulatePlan } from './simulate.js'
+export { checkPlanRanges } from './ranges.js'
 export { printPlan, interaction } from './print.js'
 export { planMemory, SEAL_HEAP_BYTES, type PlanMemory } from './memory.js'
 export { validatePlan, recomputeMemory, CkksPlanError } from './validate.js'
@@ -131,7 +134,14 @@ export const ckksBackend: Backend<CkksPlanFile> = {
   pipeline: (options) => PIPELINES.ckks(options),
   lower: (g0, cx) => {
     const opts = { ...compileOptionsFrom(cx.options), log: (m: string) => cx.log(m) }
-    const { plan, graph: g } = cx.options.batch === 'auto' ? compileAutoBatch(g0, opts) : { plan: compileCkks(g0, opts), graph: g0 }
+    const { plan: unchecked, graph: g } = cx.options.batch === 'auto' ? compileAutoBatch(g0, opts) : { plan: compileCkks(g0, opts), graph: g0 }
+    // every value against its level's modulus on the calibration data (ranges.ts; q0 widened or refused)
+    const plan = checkPlanRanges(g, unchecked, opts, cx.calib, num(cx.options.rangeMargin), (m) => cx.log(m))
+    // masked refreshes: each refresh's bound measured on the calibration data when given (refresh.ts)
+    if (plan.refreshMask && cx.calib) {
+      calibrateRefreshBounds(plan, cx.calib)
+      plan.stats.notes.push(`refresh masks sized on ${plan.refreshMask.calibration!.images} calibration image(s): |x| <= ${plan.refreshMask.bounds!.map((b) => b.toPrecision(3)).join(', ')} (${plan.refreshMask.calibration!.margin}x the largest seen)`)
+    }
     const { json, sidecar } = graphToJSON(g)
     const c = constantsToSidecar(plan.constants)
     const info: SidecarInfo = { graphBytes: json.sidecarBytes, constantBytes: c.bytes, fingerprint: c.fingerprint }

@@ -62,10 +62,15 @@ export class RefreshModel {
   private readonly price: Float64Array[]
   private readonly refreshPrice: Float64Array
 
+  /**
+   * `reserve`: levels kept below every refresh for masking it (refresh.ts): a refresh reads its
+   * value at level `reserve`, so a chain of `levels` between refreshes has levels + reserve primes.
+   */
   constructor(
     lowered: LoweredGraph,
     readonly levels: number,
     logN: number,
+    readonly reserve = 0,
   ) {
     if (lowered.refreshes > 0) throw new Error('internal: the refresh model needs a lowering without refreshes')
     const instrs = lowered.instrs
@@ -101,7 +106,7 @@ export class RefreshModel {
     })
     this.siteStart[sites.length] = ns
     this.outputs = lowered.outputs.flatMap((o) => o.ct.regs)
-    const P = levels + 3
+    const P = levels + reserve + 3
     this.price = OP_CODES.map((o) => Float64Array.from({ length: P }, (_, p) => (p > 0 ? opCost(o, logN, p) : 0)))
     this.refreshPrice = Float64Array.from({ length: P }, (_, p) => (p > 0 ? opCost('decrypt', logN, 1) + opCost('decode', logN, 1) + opCost('encode', logN, p) + opCost('encrypt', logN, p) : 0))
   }
@@ -165,7 +170,7 @@ export class RefreshModel {
       const nd = need[this.dst[k]]
       if (nd >= 0) {
         const req = nd + this.rescale[k]
-        if (req > L) return undefined
+        if (req > L + this.reserve) return undefined
         const code = this.op[k]
         if (code >= 0) ms += this.price[code][req + 1]
         for (let j = this.argStart[k]; j < this.argStart[k + 1]; j++) if (need[mapped[j]] < req) need[mapped[j]] = req
@@ -175,7 +180,7 @@ export class RefreshModel {
         if (lc < 0) continue
         refreshes++
         ms += this.refreshPrice[lc + 1]
-        if (need[evSrc[ev]] < 0) need[evSrc[ev]] = 0
+        if (need[evSrc[ev]] < this.reserve) need[evSrc[ev]] = this.reserve
       }
     }
     // mod-switches: one per register and lower level a reader needs

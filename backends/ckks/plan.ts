@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto'
 import type { CkksParams } from './params.js'
 import type { PlaintextMode, PlanMemory } from './memory.js'
+import type { RefreshMask } from './refresh.js'
 
 export type InstrOp =
   | 'rotate' //    dst = rot(a, step): slot i gets slot i + step
@@ -115,6 +116,22 @@ export interface PlanStats {
   choices?: ParamChoice[]
   /** Notes for people: bootstraps placed, layouts chosen. */
   notes: string[]
+  /** Every value's calibrated bound against its level's modulus (ranges.ts), or 'unchecked'. */
+  ranges?: CkksRangeReport | 'unchecked'
+}
+
+/**
+ * The range check of a plan (ranges.ts): the tightest point (max |slot| times the margin, scale and
+ * level, bits left below Q_level / 2) and the same over the output slots alone; q0 when widened.
+ */
+export interface CkksRangeReport {
+  source: 'calibration'
+  samples: number
+  margin: number
+  noiseMarginBits: number
+  tightest: { node: string | null; level: number; bound: number | null; scaleBits: number | null; modulusBits: number | null; headroomBits: number | null }
+  output: { bound: number | null; headroomBits: number | null }
+  widened?: { q0Bits: { from: number; to: number } }
 }
 
 export interface CkksPlan {
@@ -132,6 +149,8 @@ export interface CkksPlan {
   registers: number
   constants: Record<string, ConstVector>
   stats: PlanStats
+  /** Plans with refreshes compiled for masking them (backends/ckks/refresh.ts): sigma, the bound B, the levels reserved. */
+  refreshMask?: RefreshMask
 }
 
 export function b64Float64(a: ArrayLike<number>): string {

@@ -34,6 +34,16 @@ export function interaction(plan: CkksPlan): string {
     : `${n} client-aided refresh(es) per image (pic run --refresh client): each a round trip to the key holder, who sees the values refreshed`
 }
 
+/** The range check: unchecked, or the bits of margin below the modulus at the tightest point. */
+export function rangesLine(plan: CkksPlan): string {
+  const r = plan.stats.ranges
+  if (r === undefined || r === 'unchecked') return 'unchecked (compile with --calib C.npy to check every value against its level\'s modulus)'
+  const t = r.tightest
+  const at = t.node ? `${t.node} at level ${t.level}` : `level ${t.level}`
+  const w = r.widened ? `; q0 widened ${r.widened.q0Bits.from} -> ${r.widened.q0Bits.to} bits` : ''
+  return `checked on ${r.samples} calibration samples, margin ${r.margin}x: tightest ${at}, |y| <= ${t.bound} at scale 2^${t.scaleBits} leaves ${t.headroomBits?.toFixed(2)} bits below Q/2 (${r.noiseMarginBits} needed for noise); outputs |y| <= ${r.output.bound}, ${r.output.headroomBits?.toFixed(2)} bits${w}`
+}
+
 export function printPlan(plan: CkksPlan): string {
   const p = plan.params
   const s = plan.stats
@@ -52,6 +62,7 @@ export function printPlan(plan: CkksPlan): string {
   for (const o of plan.outputs) out.push(`output ${o.name} [${o.shape.join(',')}]: r${o.reg}, layout ${o.layout}`)
   out.push(`stats: depth ${s.networkDepth !== undefined && s.networkDepth !== s.depth ? `${s.networkDepth} (${s.depth} between refreshes)` : s.depth}, bootstraps ${s.bootstraps}, ${plan.instructions.length} instructions (${Object.entries(s.counts).map(([k, v]) => `${k} ${v}`).join(', ')})`)
   out.push(`estimated: evaluate ${s.estimatedTotalMs.toFixed(1)} ms (${Object.entries(s.estimatedMs).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}), encrypt ${s.estimatedEncryptMs.toFixed(1)} ms, decrypt ${s.estimatedDecryptMs.toFixed(1)} ms per image`)
+  out.push(`ranges: ${rangesLine(plan)}`)
   for (const n of s.notes) out.push(`note: ${n}`)
   out.push('instructions:')
   for (const i of plan.instructions) out.push(line(i))

@@ -2,7 +2,8 @@
  * Executing a CKKS plan with node-seal: key generation (exactly the plan's rotation keys), server-side
  * plaintext encoding, then per image encryption of the client's packed input, evaluation of the
  * instruction list and decryption. Bootstraps run as client-aided refreshes (decrypt and re-encrypt
- * by the key holder) only when asked; their time and bytes are reported apart.
+ * by the key holder) only when asked, masked as `pic serve` masks them (refresh.ts) unless
+ * `refreshMask: 'off'`; their time and bytes are reported apart.
  */
 import { PicError } from '../../ir/errors.js'
 import { sizeOf, type Tensor } from '../../ir/tensor.js'
@@ -12,14 +13,25 @@ import { KeyHolder } from './client.js'
 import { ctBytes, planEvaluator, type Ct } from './evaluate.js'
 import { validatePlan } from './validate.js'
 import { batchOf, groupInput, storeGroup } from './simulate.js'
+import { maskedRefreshGuard, NO_REFRESH_GUARD, RefreshMaskError, type RefreshGuard } from './refresh.js'
+import type { PrivacyEnv } from './privacy.js'
 
 export class CkksRunError extends PicError {}
 
 export interface RunOptions {
   /** How to perform the plan's bootstraps: refuse (default) or client-aided refresh. */
   refresh?: 'none' | 'client'
+  /**
+   * Client-aided refreshes masked (default: 'on', the plan's `refreshMask`) or 'off' (the key holder
+   * sees the intermediate values; the run logs a warning).
+   */
+  refreshMask?: 'on' | 'off'
+  /** What the key holder decrypts at each refresh (every slot, real and imaginary parts), in order: for tests. */
+  onRefreshSlots?: (instr: Instr, real: Float64Array, imaginary: Float64Array) => void
   /** Progress messages. */
   log?: (msg: string) => void
+  /** Warnings that must not be silenced (unmasked refreshes); default `log`. */
+  warn?: (msg: string) => void
 }
 
 export interface RunResult {
@@ -52,7 +64,12 @@ export function checkRunnable(plan: CkksPlan, opts: RunOptions = {}): void {
     throw new CkksRunError(
       `plan needs ${plan.stats.bootstraps} bootstrap(s) (depth ${plan.stats.depth} exceeds leveled parameters) and node-seal cannot bootstrap; run with --refresh client for client-aided refreshes`,
     )
+  if (plan.stats.bootstraps > 0 && opts.refreshMask !== 'off' && !plan.refreshMask)
+    throw new CkksRunError('the plan has client-aided refreshes but no refresh reserve for masking them (compiled before masked refreshes, or without them): recompile it, or run with --refresh-mask off (the key holder then sees the intermediate activations)')
 }
+
+/** The warning every run with unmasked refreshes prints. */
+export const UNMASKED_REFRESH_WARNING = 'warning: refreshes unmasked (--refresh-mask off): the key holder sees the intermediate activations it refreshes'
 
 /** Encrypt, evaluate and decrypt every image of the batch (first dim of `images`). */
 export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions = {}): Promise<RunResult> {
@@ -91,10 +108,26 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
   let upload = 0
   const byImage: number[] = []
   let download = 0
+  // the server's side of a refresh (mask, re-randomize with the key holder's public key), then the key holder's
+  const guard: RefreshGuard = plan.stats.bootstraps === 0 || opts.refreshMask === 'off' ? NO_REFRESH_GUARD : maskedRefreshGuard(plan)
+  if (plan.stats.bootstraps > 0 && !guard.masked) (opts.warn ?? log)(UNMASKED_REFRESH_WARNING)
+  const encryptor = seal.Encryptor(sc.context, keys.pk)
+  const env: PrivacyEnv = { seal, sc, encoder: holder.encoder, ev: holder.ev, encryptor, params: p }
   const localRefresh = (ct: Ct, i: Instr): Ct => {
     refresh.count++
     refresh.bytes += ctBytes(p.logN, evaluator.levelOf(i.args[0])) + ctBytes(p.logN, i.level)
-    return holder.refresh(ct, i.level, i.scale)
+    let round
+    try {
+      round = guard.open(ct, i, env)
+    } catch (e) {
+      throw e instanceof RefreshMaskError ? new CkksRunError(e.message) : e
+    }
+    try {
+      if (opts.onRefreshSlots) opts.onRefreshSlots(i, holder.decryptSlots(round.sent), holder.decryptImaginary(round.sent))
+      return round.close(holder.refresh(round.sent, i.level, i.scale))
+    } finally {
+      if (round.sent !== ct) round.sent.delete()
+    }
   }
   let heapAfter: number | undefined
   try {
@@ -125,6 +158,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
   } finally {
     heapAfter = sealHeapBytes()
     evaluator.dispose()
+    encryptor.delete()
     keys.rk?.delete()
     keys.gk?.delete()
     holder.dispose()

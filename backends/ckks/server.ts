@@ -6,28 +6,20 @@
  * output masked, flooded and re-randomized (privacy.ts). This module and everything it imports
  * create no secret key and no decryptor (test/backends/ckks/service.test.ts checks the import graph).
  */
-import { Channel, ProtocolError, serveSessions } from '../mpc/net.js'
+import { Channel, HELLO_BYTES, ProtocolError, serveSessions } from '../mpc/net.js'
+import { wireSizes } from './sizes.js'
+import { generateIdentity, type Identity } from '../mpc/tls.js'
 import { clientPartOf, type ClientPart } from './clientpart.js'
 import { planEvaluator, type Ct, type EvalKeys, type PlanEvaluator } from './evaluate.js'
 import { constIndex, type CkksPlan, type Instr } from './plan.js'
 import { DEFAULT_PRIVACY, protectOutput, type OutputPrivacy, type PrivacyEnv } from './privacy.js'
 import { loadSeal, makeContext, type SealContext, type SEALLibrary } from './seal.js'
+import { maskedRefreshGuard, NO_REFRESH_GUARD, RefreshMaskError, type RefreshGuard } from './refresh.js'
 import { CKKS_PROTOCOL, MAX_INFERENCES, outputMessage, refreshRequest, type CkksHello } from './wire.js'
 
 const DEFAULT_TIMEOUT = 30_000
 
-/**
- * Where a refresh's values could be hidden from the client (issue 12, item 3, not done): `mask` is
- * applied to the ciphertext before it is sent for refresh, `unmask` to the fresh one that comes back
- * (e.g. add a random r in every slot, subtract it after; a multiplicative mask needs a level). The
- * default does nothing: the client sees the intermediate values it refreshes.
- */
-export interface RefreshGuard {
-  mask(ct: Ct, instr: Instr, env: PrivacyEnv): Ct
-  unmask(ct: Ct, instr: Instr, env: PrivacyEnv): Ct
-}
-
-export const NO_REFRESH_GUARD: RefreshGuard = { mask: (ct) => ct, unmask: (ct) => ct }
+export { NO_REFRESH_GUARD, maskedRefreshGuard, type RefreshGuard } from './refresh.js'
 
 export interface CkksServeOptions {
   port: number
@@ -38,10 +30,18 @@ export interface CkksServeOptions {
   /** Output privacy (default: uniform mask, flooding 2^-10 per slot, re-randomization). Tests build the broken variant with it. */
   privacy?: OutputPrivacy
   refreshGuard?: RefreshGuard
+  /** The server's certificate (default: a fresh one, not stored; the CLI keeps one in its state directory). */
+  identity?: Identity
+  /** Plain TCP (debugging). */
+  insecurePlaintext?: boolean
+  /** Sessions served at once (default mpc/net.ts DEFAULT_MAX_SESSIONS); further connections are refused. */
+  maxSessions?: number
 }
 
 export interface CkksServerHandle {
   port: number
+  /** SHA-256 of the server's certificate (undefined in plaintext). */
+  fingerprint?: string
   /** The client part this server accepts (its fingerprint is checked in every hello). */
   clientPart: ClientPart
   sessions: Promise<Error | undefined>[]
@@ -59,6 +59,7 @@ interface Shared {
   outSlots: Int32Array[]
   privacy: OutputPrivacy
   guard: RefreshGuard
+  log: (msg: string) => void
 }
 
 /** Start serving a CKKS plan (constants attached) on host:port. */
@@ -78,12 +79,21 @@ export async function startCkksServer(plan: CkksPlan, opts: CkksServeOptions): P
     fingerprint: clientPart.fingerprint,
     outSlots: plan.outputs.map((o) => constIndex(plan.constants[o.slots])),
     privacy: opts.privacy ?? DEFAULT_PRIVACY,
-    guard: opts.refreshGuard ?? NO_REFRESH_GUARD,
+    guard: opts.refreshGuard ?? defaultGuard(plan),
+    log,
   }
+  if (plan.stats.bootstraps > 0) log(shared.guard.masked ? `refreshes masked: sigma = ${plan.refreshMask?.sigma ?? '?'}, |x| <= ${plan.refreshMask?.bound ?? '?'}` : UNMASKED_WARNING)
   log(`ckks plan ready: ${plan.keys.rotations.length} Galois key(s) expected, plaintexts encoded in ${shared.evaluator.setupMs.toFixed(0)} ms`)
-  const srv = await serveSessions(opts.port, opts.host ?? '127.0.0.1', timeoutMs, 'inference(s)', (ch) => serveSession(shared, ch), { log, onEnd: opts.onSessionEnd })
+  const identity = opts.insecurePlaintext ? undefined : (opts.identity ?? (await generateIdentity('pic server')))
+  const srv = await serveSessions(opts.port, opts.host ?? '127.0.0.1', timeoutMs, 'inference(s)', (ch) => serveSession(shared, ch), {
+    log,
+    onEnd: opts.onSessionEnd,
+    maxSessions: opts.maxSessions,
+    security: { insecurePlaintext: opts.insecurePlaintext, identity },
+  })
   return {
     port: srv.port,
+    fingerprint: identity?.fingerprint,
     clientPart,
     sessions: srv.sessions,
     close: () =>
@@ -94,6 +104,15 @@ export async function startCkksServer(plan: CkksPlan, opts: CkksServeOptions): P
         sc.context.delete()
       }),
   }
+}
+
+const UNMASKED_WARNING = 'warning: refreshes unmasked (--refresh-mask off): the client sees the intermediate activations it refreshes'
+
+/** The masked refresh of the plan's reserve; a plan with refreshes but no reserve is refused (compiled before masking, or without it). */
+function defaultGuard(plan: CkksPlan): RefreshGuard {
+  if (plan.stats.bootstraps === 0) return NO_REFRESH_GUARD
+  if (!plan.refreshMask) throw new RefreshMaskError('the plan has client-aided refreshes but no refresh reserve for masking them: recompile it, or serve with --refresh-mask off (the client then sees the intermediate activations)')
+  return maskedRefreshGuard(plan)
 }
 
 function parseHello(b: Buffer, peer: string): CkksHello {
@@ -137,31 +156,30 @@ function loadKey<T extends { loadArray: (c: SealContext['context'], a: Uint8Arra
 
 async function serveSession(s: Shared, ch: Channel): Promise<number> {
   const { plan, seal } = s
-  const hello = parseHello(await ch.recv('setup', 0, 'hello'), ch.peer)
+  const sizes = wireSizes(plan.params)
+  const hello = parseHello(await ch.recv('setup', 0, 'hello', { max: HELLO_BYTES }), ch.peer)
   if (hello.fingerprint !== s.fingerprint) throw new ProtocolError('the client part does not belong to the served plan (fingerprints differ)')
   ch.send('setup', 1, Buffer.from(JSON.stringify({ ok: true })))
-  const pk = loadKey(() => seal.PublicKey(), s, await ch.recv('setup', 2, 'public key'), 'public key')
+  const pk = loadKey(() => seal.PublicKey(), s, await ch.recv('setup', 2, 'public key', { max: sizes.publicKey }), 'public key')
   const keys: EvalKeys = {}
   let encryptor: ReturnType<SEALLibrary['Encryptor']> | undefined
   try {
-    if (plan.keys.relin) keys.rk = loadKey(() => seal.RelinKeys(), s, await ch.recv('setup', 3, 'relinearization keys'), 'relinearization keys')
-    if (plan.keys.rotations.length > 0) keys.gk = loadKey(() => seal.GaloisKeys(), s, await ch.recv('setup', 4, 'Galois keys'), 'Galois keys')
+    if (plan.keys.relin) keys.rk = loadKey(() => seal.RelinKeys(), s, await ch.recv('setup', 3, 'relinearization keys', { max: sizes.relinKeys }), 'relinearization keys')
+    if (plan.keys.rotations.length > 0) keys.gk = loadKey(() => seal.GaloisKeys(), s, await ch.recv('setup', 4, 'Galois keys', { max: sizes.galoisKeys(plan.keys.rotations.length) }), 'Galois keys')
     encryptor = seal.Encryptor(s.sc.context, pk)
     const env: PrivacyEnv = { seal, sc: s.sc, encoder: s.encoder, ev: s.ev, encryptor, params: plan.params }
     const inp = plan.inputs[0]
     for (let b = 0; b < hello.inferences; b++) {
       const tag = b & 0xffff
       const regs = new Map<number, Ct>()
-      for (let j = 0; j < inp.regs.length; j++) regs.set(inp.regs[j], loadCt(s, await ch.recv('online', tag, `input ciphertext ${j} of inference ${b}`), inp.levels[j], 'input ciphertext'))
+      for (let j = 0; j < inp.regs.length; j++) regs.set(inp.regs[j], loadCt(s, await ch.recv('online', tag, `input ciphertext ${j} of inference ${b}`, { max: sizes.ciphertext(inp.levels[j]) }), inp.levels[j], 'input ciphertext'))
+      if (b === 0 && plan.stats.bootstraps > 0 && !s.guard.masked) s.log(`${ch.peer}: ${UNMASKED_WARNING}`)
       const refresh = async (ct: Ct, i: Instr): Promise<Ct> => {
-        const masked = s.guard.mask(ct, i, env)
-        const sent = masked.saveArray(seal.ComprModeType.zstd)
-        if (masked !== ct) masked.delete()
+        const round = s.guard.open(ct, i, env)
+        const sent = round.sent.saveArray(seal.ComprModeType.zstd)
+        if (round.sent !== ct) round.sent.delete()
         ch.send('online', tag, refreshRequest(i.level, i.scale, sent))
-        const fresh = loadCt(s, await ch.recv('online', tag, 'a refreshed ciphertext'), i.level, 'refreshed ciphertext')
-        const r = s.guard.unmask(fresh, i, env)
-        if (r !== fresh) fresh.delete()
-        return r
+        return round.close(loadCt(s, await ch.recv('online', tag, 'a refreshed ciphertext', { max: sizes.ciphertext(i.level) }), i.level, 'refreshed ciphertext'))
       }
       const { outputs } = await s.evaluator.run(regs, keys, refresh)
       const done = new Set<Ct>()

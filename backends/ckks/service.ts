@@ -7,9 +7,11 @@
 import type { Tensor } from '../../ir/tensor.js'
 import { sizeOf } from '../../ir/tensor.js'
 import { connectChannel, parseEndpoint, ProtocolError, type Channel } from '../mpc/net.js'
+import type { Trust } from '../mpc/tls.js'
 import { KeyHolder, type KeyBytes } from './client.js'
 import { layoutView, type ClientPart } from './clientpart.js'
 import { loadSeal } from './seal.js'
+import { wireSizes } from './sizes.js'
 import { batchOf, groupInput, storeGroup } from './simulate.js'
 import { CKKS_PROTOCOL, MAX_INFERENCES, parseServerMessage, type CkksHello } from './wire.js'
 
@@ -28,6 +30,10 @@ export interface CkksQueryOptions {
   /** Every decrypted slot of every returned output ciphertext (inference, output index, slots): for tests. */
   onOutputSlots?: (inference: number, output: number, slots: Float64Array) => void
   log?: (msg: string) => void
+  /** How the server's certificate is checked (mpc/tls.ts `Trust`; default: any, with a warning in `log`). */
+  serverTrust?: Trust
+  /** Plain TCP (debugging; the server must run the same way). */
+  insecurePlaintext?: boolean
 }
 
 export interface CkksQueryReport {
@@ -67,7 +73,7 @@ export async function queryCkks(part: ClientPart, input: Tensor, o: CkksQueryOpt
   const refresh = o.refresh ?? 'client'
   if (part.refreshes > 0 && refresh !== 'client')
     throw new ProtocolError(`the plan needs ${part.refreshes} client-aided refresh(es) per inference; query with --refresh client (the client then sees those intermediate values)`)
-  if (part.refreshes > 0) log(`warning: the plan has ${part.refreshes} client-aided refresh(es) per inference: this client decrypts those intermediate activations (issue 12, item 3)`)
+  if (part.refreshes > 0) log(`note: the plan has ${part.refreshes} client-aided refresh(es) per inference: this client decrypts those intermediate values, masked by the server (statistical distance 2^-39 per slot) unless it serves with --refresh-mask off`)
   const B = input.shape[0]
   if (B < 1) throw new ProtocolError('input has no images')
   const K = batchOf(part)
@@ -76,15 +82,18 @@ export async function queryCkks(part: ClientPart, input: Tensor, o: CkksQueryOpt
   const t0 = performance.now()
   const seal = await loadSeal()
   const holder = new KeyHolder(seal, { ...view, keys: part.keys })
-  const ch = await connectChannel(parseEndpoint(o.connect), timeoutMs, 'server')
+  // the keys are made before connecting, so that no server session waits (and times out) meanwhile
+  const tk = performance.now()
+  const keys = holder.serializedKeys()
+  const keygen = holder.keygenMs + performance.now() - tk
+  const unseeded = o.compareSerialization ? holder.unseededKeyBytes() : undefined
+  const ch = await connectChannel(parseEndpoint(o.connect), timeoutMs, 'server', { insecurePlaintext: o.insecurePlaintext, trust: { log, ...o.serverTrust } })
   try {
-    const tk = performance.now()
-    const keys = holder.serializedKeys()
-    const keygen = holder.keygenMs + performance.now() - tk
-    const unseeded = o.compareSerialization ? holder.unseededKeyBytes() : undefined
     const hello: CkksHello = { protocol: CKKS_PROTOCOL, fingerprint: part.fingerprint, inferences }
+    // a refresh request or an output: a 13-byte head and a ciphertext at most at the top level
+    const serverMessageMax = 13 + wireSizes(part.params).ciphertext(part.params.primes.length - 2)
     ch.send('setup', 0, Buffer.from(JSON.stringify(hello)))
-    await ch.recv('setup', 1, 'session acceptance')
+    await ch.recv('setup', 1, 'session acceptance', { max: 1024 })
     const tu = performance.now()
     ch.send('setup', 2, Buffer.from(keys.publicKey))
     if (keys.relinKeys) ch.send('setup', 3, Buffer.from(keys.relinKeys))
@@ -113,7 +122,7 @@ export async function queryCkks(part: ClientPart, input: Tensor, o: CkksQueryOpt
       encrypt += performance.now() - te
       let got = 0
       while (got < part.outputs.length) {
-        const m = parseServerMessage(await ch.recv('online', tag, `the outputs of inference ${b}`))
+        const m = parseServerMessage(await ch.recv('online', tag, `the outputs of inference ${b}`, { max: serverMessageMax }))
         if (!m) throw new ProtocolError('the server sent a malformed message')
         if (m.kind === 'refresh') {
           if (refresh !== 'client') throw new ProtocolError('the server asked for a refresh')
@@ -138,7 +147,7 @@ export async function queryCkks(part: ClientPart, input: Tensor, o: CkksQueryOpt
         got++
       }
     }
-    const done = JSON.parse((await ch.recv('setup', 5, 'the end of the session')).toString('utf8')) as { served?: number }
+    const done = JSON.parse((await ch.recv('setup', 5, 'the end of the session', { max: 1024 })).toString('utf8')) as { served?: number }
     if (done.served !== inferences) throw new ProtocolError(`the server served ${String(done.served)} inferences, ${inferences} were asked`)
     const evalMs = performance.now() - tq
     const up = sent(ch) - up0

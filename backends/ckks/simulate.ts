@@ -5,7 +5,7 @@
  */
 import type { Tensor } from '../../ir/tensor.js'
 import { sizeOf } from '../../ir/tensor.js'
-import { constDense, constIndex, type CkksPlan } from './plan.js'
+import { constDense, constIndex, type CkksPlan, type Instr } from './plan.js'
 
 /** Pack one image's input into the plan's slot vectors (one per ciphertext). */
 export type LayoutOf = Pick<CkksPlan, 'inputs' | 'outputs' | 'params' | 'constants'>
@@ -59,9 +59,10 @@ export function simulatePlan(plan: CkksPlan, images: Tensor): Tensor[] {
 
 /**
  * The same, with every slot of every output register per inference (`slots[inference][output]`):
- * the noiseless values the server's output ciphertexts hold, non-output slots included.
+ * the noiseless values the server's output ciphertexts hold, non-output slots included. `observe`
+ * sees every instruction's result (the range check, ranges.ts).
  */
-export function simulateWithSlots(plan: CkksPlan, images: Tensor): { outputs: Tensor[]; slots: Float64Array[][] } {
+export function simulateWithSlots(plan: CkksPlan, images: Tensor, observe?: (instr: Instr, slots: Float64Array) => void): { outputs: Tensor[]; slots: Float64Array[][] } {
   const allSlots: Float64Array[][] = []
   const S = plan.params.slots
   const B = images.shape[0]
@@ -115,6 +116,7 @@ export function simulateWithSlots(plan: CkksPlan, images: Tensor): { outputs: Te
           r = a
       }
       regs.set(i.dst, r)
+      observe?.(i, r)
     }
     plan.outputs.forEach((o, k) => {
       storeGroup(outs[k], unpackOutput(plan, k, regs.get(o.reg)!), b, K, B)

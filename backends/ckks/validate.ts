@@ -10,6 +10,7 @@ import { PicError } from '../../ir/errors.js'
 import { memoryProblem, planMemory, SEAL_HEAP_BYTES, type PlanMemory } from './memory.js'
 import { checkSecure } from './params.js'
 import type { CkksPlan } from './plan.js'
+import { refreshBitsNeeded } from './refresh.js'
 
 export class CkksPlanError extends PicError {}
 
@@ -31,6 +32,7 @@ export function recomputeMemory(plan: CkksPlan, heapBytes = plan.stats.memory?.h
 /** Throws a CkksPlanError naming the layer at the peak when the plan cannot fit node-seal's heap. */
 export function validatePlan(plan: CkksPlan, g?: Graph, heapBytes?: number): PlanMemory {
   checkSecure(plan.params)
+  checkRefreshReserve(plan)
   const mem = recomputeMemory(plan, heapBytes)
   if (!mem.fits) {
     let layer = plan.stats.memory?.peakLayer
@@ -41,4 +43,25 @@ export function validatePlan(plan: CkksPlan, g?: Graph, heapBytes?: number): Pla
     throw new CkksPlanError(`${layer ? `${layer}: ` : ''}${memoryProblem(mem)}`)
   }
   return mem
+}
+
+/**
+ * A plan compiled for masked refreshes (refresh.ts) keeps its promise: every refresh reads a
+ * ciphertext at a level whose modulus holds value + mask (refreshBitsNeeded at that scale).
+ */
+export function checkRefreshReserve(plan: CkksPlan): void {
+  const m = plan.refreshMask
+  if (!m) return
+  const level = new Map<number, { level: number; scale: number }>()
+  plan.inputs.forEach((inp) => inp.regs.forEach((r, j) => level.set(r, { level: inp.levels[j], scale: inp.scale })))
+  for (const i of plan.instructions) {
+    if (i.op === 'refresh') {
+      const a = level.get(i.args[0])
+      if (!a) throw new CkksPlanError(`refresh of register ${i.args[0]}, which nothing defines`)
+      const bits = plan.params.primes.slice(0, a.level + 1).reduce((x, y) => x + y, 0)
+      const need = refreshBitsNeeded(plan.params.logN, Math.log2(a.scale), m.sigma, m.bound)
+      if (bits < need) throw new CkksPlanError(`a masked refresh reads level ${a.level} (${bits} bits of modulus), the mask (sigma = ${m.sigma}, |x| <= ${m.bound}) needs ${need.toFixed(1)}`)
+    }
+    level.set(i.dst, { level: i.level, scale: i.scale })
+  }
 }

@@ -34,7 +34,7 @@ export function defaultParams(over: Partial<Pick<MpcParams, 'fracBits' | 'weight
     gcBits: intBits + fracBits + weightFracBits + 1,
     kappa: 128,
     truncation:
-      'exact inside garbled circuits (wire shift); elsewhere SecureML local share truncation (error 1 ulp, failure probability below 2^-20 per value for |x| < 2^intBits)',
+      'exact inside garbled circuits (wire shift); elsewhere SecureML local share truncation: error 1 ulp, wrong by about 2^(64 - shift) with probability |x| / 2^64 per element (x in ring units); the schedule states the sum per inference (truncation)',
   }
 }
 

@@ -10,7 +10,7 @@ import { PIPELINES } from '../../passes/pipelines.js'
 import type { Backend } from '../backend.js'
 import { startDealer, type DealerHandle, type DealerOptions } from './dealer.js'
 import { parseEndpoint, ProtocolError } from './net.js'
-import { prepareServer, query, startServer, type QueryReport, type ServeOptions, type ServerHandle } from './party.js'
+import { prepareServer, query, startServer, type QueryOptions, type QueryReport, type ServeOptions, type ServerHandle } from './party.js'
 import { printSchedule } from './print.js'
 import { lowerMpc, type LowerOptions } from './schedule.js'
 import { MpcLowerError, type MpcSchedule } from './types.js'
@@ -20,7 +20,10 @@ export type { MpcSchedule, QueryReport, ServerHandle, DealerHandle }
 
 function lowerOptions(options: Readonly<Record<string, unknown>>): LowerOptions {
   const num = (k: string) => (typeof options[k] === 'number' ? (options[k] as number) : undefined)
-  return { fracBits: num('fracBits'), weightFracBits: num('weightFracBits'), intBits: num('intBits') }
+  return {
+    fracBits: num('fracBits'), weightFracBits: num('weightFracBits'), intBits: num('intBits'),
+    rangeMargin: num('rangeMargin'), truncationLimit: num('truncationLimit'),
+  }
 }
 
 /** The per-inference summary `pic compile --backend mpc --json` prints. */
@@ -36,6 +39,8 @@ export function scheduleSummary(s: MpcSchedule): Record<string, unknown> {
     offlineLatencyMs: s.offlineLatencyMs,
     params: s.params,
     trust: s.trust,
+    ranges: s.ranges,
+    truncation: s.truncation,
     layers: s.layers,
   }
 }
@@ -44,7 +49,7 @@ export const mpcBackend: Backend<MpcSchedule> = {
   name: 'mpc',
   doc: 'Delphi-style two-party schedule: linear layers on additive shares, ReLU and max pooling in garbled circuits, polynomials with Beaver squares',
   pipeline: (options) => PIPELINES.mpc(options),
-  lower: (g: Graph, cx: PassContext) => ({ plan: lowerMpc(g, lowerOptions(cx.options)) }),
+  lower: (g: Graph, cx: PassContext) => ({ plan: lowerMpc(g, { ...lowerOptions(cx.options), calib: cx.calib, accel: cx.accel, log: (m) => cx.log(m) }) }),
   print: (plan) => printSchedule(plan),
   summary: (plan) => scheduleSummary(plan),
   defaults: { keepRelu: true },
@@ -73,15 +78,15 @@ export async function runServe(graph: Graph, schedule: MpcSchedule, o: ServeComm
   return startServer(model, { ...o, dealer: parseEndpoint(o.dealer) })
 }
 
-export interface QueryCommand {
+export interface QueryCommand extends Omit<QueryOptions, 'server' | 'dealer'> {
   /** HOST:PORT of the server. */
   connect: string
   /** HOST:PORT of the dealer. */
   dealer: string
-  timeoutMs?: number
 }
 
 /** `pic query S --connect HOST:PORT --dealer HOST:PORT --input X.npy`: outputs and the JSON report. */
 export function runQuery(schedule: MpcSchedule, input: Tensor, o: QueryCommand): Promise<{ output: Tensor; report: QueryReport }> {
-  return query(schedule, input, { server: parseEndpoint(o.connect), dealer: parseEndpoint(o.dealer), timeoutMs: o.timeoutMs })
+  const { connect, dealer, ...rest } = o
+  return query(schedule, input, { ...rest, server: parseEndpoint(connect), dealer: parseEndpoint(dealer) })
 }

@@ -10,11 +10,12 @@ import type { Graph } from '../../ir/graph.js'
 import type { Tensor } from '../../ir/tensor.js'
 import { analyze } from './analyze.js'
 import { latencyMs, round3 } from './cost.js'
-import { dealerSpec, parseHello, type Hello } from './dealer.js'
+import { dealerSpec, materialBytes, parseHello, type Hello } from './dealer.js'
 import { operatorsToBytes, type RingOperator } from './linear.js'
-import { Channel, connectChannel, ProtocolError, serveSessions, type Endpoint } from './net.js'
+import { Channel, connectLink, HELLO_BYTES, ProtocolError, serveSessions, type Endpoint, type Link } from './net.js'
 import { ClientStreams, PROTOCOL, Reader, ServerStreams, type Leak } from './protocol.js'
 import { freshSeed } from './ring.js'
+import { DEALER_LINK_LABEL, exporterHex, generateIdentity, SESSION_LABEL, type Identity, type Trust } from './tls.js'
 import { scheduleOf } from './schedule.js'
 import { kindOf, sessionPlan, STEP_KINDS, type SessionPlan } from './steps/index.js'
 import type { ClientImage, ServerImage } from './steps/kind.js'
@@ -22,6 +23,8 @@ import { clientInput, clientOutput, clientSegments, quantizeSegments, serverInpu
 import type { MpcSchedule } from './types.js'
 
 const DEFAULT_TIMEOUT = 30_000
+/** The server's acceptance and session summary: a line of JSON. */
+const SMALL_BYTES = 1024
 
 /** Everything the server prepares once per model. */
 export interface ServerModel {
@@ -50,10 +53,20 @@ export interface ServeOptions {
   onSessionEnd?: (error: Error | undefined) => void
   /** TEST ONLY (protocol.ts `Leak`): never set by the CLI. */
   leak?: Leak
+  /** The server's certificate (default: a fresh one, not stored; the CLI keeps one in its state directory). */
+  identity?: Identity
+  /** How the dealer's certificate is checked (tls.ts `Trust`; default: any, with a warning in `log`). */
+  dealerTrust?: Trust
+  /** Plain TCP on both links (debugging; the dealer must run the same way). */
+  insecurePlaintext?: boolean
+  /** Sessions served at once (default net.ts DEFAULT_MAX_SESSIONS); further connections are refused. */
+  maxSessions?: number
 }
 
 export interface ServerHandle {
   port: number
+  /** SHA-256 of the server's certificate (undefined in plaintext). */
+  fingerprint?: string
   /** Settles when a session ends: undefined on success, the error otherwise. */
   sessions: Promise<Error | undefined>[]
   close(): Promise<void>
@@ -63,26 +76,58 @@ export interface ServerHandle {
 export async function startServer(model: ServerModel, opts: ServeOptions): Promise<ServerHandle> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT
   const log = opts.log ?? (() => {})
-  const srv = await serveSessions(opts.port, opts.host ?? '127.0.0.1', timeoutMs, 'image(s)', (ch) => serveSession(model, ch, opts.dealer, timeoutMs, opts.leak), { log, onEnd: opts.onSessionEnd })
-  return { port: srv.port, sessions: srv.sessions, close: () => srv.close() }
+  const identity = opts.insecurePlaintext ? undefined : (opts.identity ?? (await generateIdentity('pic server')))
+  const cx: SessionContext = { dealer: opts.dealer, timeoutMs, leak: opts.leak, identity, dealerTrust: { log, ...opts.dealerTrust }, plaintext: opts.insecurePlaintext === true }
+  const srv = await serveSessions(opts.port, opts.host ?? '127.0.0.1', timeoutMs, 'image(s)', (ch, link) => serveSession(model, ch, link, cx), {
+    log,
+    onEnd: opts.onSessionEnd,
+    maxSessions: opts.maxSessions,
+    security: { insecurePlaintext: opts.insecurePlaintext, identity },
+  })
+  return { port: srv.port, fingerprint: identity?.fingerprint, sessions: srv.sessions, close: () => srv.close() }
 }
 
-async function serveSession(model: ServerModel, ch: Channel, dealerEp: Endpoint, timeoutMs: number, leak: Leak | undefined): Promise<number> {
+interface SessionContext {
+  dealer: Endpoint
+  timeoutMs: number
+  leak: Leak | undefined
+  identity: Identity | undefined
+  dealerTrust: Trust
+  plaintext: boolean
+}
+
+const HEX128 = /^[0-9a-f]{32}$/
+
+/**
+ * One client session. Over TLS the session is bound to this connection: the client's session id must
+ * be this TLS connection's exporter (SESSION_LABEL), and the client names its own dealer link (its
+ * exporter for DEALER_LINK_LABEL), which the server passes to the dealer over its own authenticated
+ * link (it presents its certificate there): the dealer pairs this server only with that connection.
+ */
+async function serveSession(model: ServerModel, ch: Channel, link: Link, cx: SessionContext): Promise<number> {
   const s = model.schedule
-  const hello = parseHello(await ch.recv('setup', 0, 'hello'), ch.peer)
+  const hello = parseHello(await ch.recv('setup', 0, 'hello', { max: HELLO_BYTES }), ch.peer)
   if (hello.role !== 'client') throw new ProtocolError(`${ch.peer} is not a client`)
   if (hello.fingerprint !== s.fingerprint) throw new ProtocolError('client and server hold different schedules')
+  if (!cx.plaintext) {
+    if (!link.tls || hello.session !== exporterHex(link.tls, SESSION_LABEL)) throw new ProtocolError(`${ch.peer} sent a session id that does not come from this TLS connection`)
+    if (typeof hello.clientLink !== 'string' || !HEX128.test(hello.clientLink)) throw new ProtocolError(`${ch.peer} did not name its dealer link`)
+  }
   const plan = sessionPlan(s)
   const spec = dealerSpec(s, plan)
-  const dealer = await connectChannel(dealerEp, timeoutMs, 'dealer')
+  const dealer = (await connectLink(cx.dealer, cx.timeoutMs, 'dealer', { insecurePlaintext: cx.plaintext, trust: cx.dealerTrust, identity: cx.identity })).ch
+  const leak = cx.leak
   try {
-    const mine: Hello = { protocol: PROTOCOL, role: 'server', session: hello.session, fingerprint: s.fingerprint, images: hello.images, spec }
+    const mine: Hello = {
+      protocol: PROTOCOL, role: 'server', session: hello.session, fingerprint: s.fingerprint, images: hello.images, spec,
+      ...(cx.plaintext ? {} : { clientLink: hello.clientLink }),
+    }
     dealer.send('setup', 0, Buffer.from(JSON.stringify(mine)))
     dealer.send('setup', 1, operatorsToBytes(model.operators))
     ch.send('setup', 1, Buffer.from(JSON.stringify({ ok: true })))
     for (let img = 0; img < hello.images; img++) {
       dealer.send('offline', img, Buffer.alloc(0))
-      const seed = dealer.expect(await dealer.recv('offline', img, 'dealer seed'), 16, 'dealer seed')
+      const seed = await dealer.recv('offline', img, 'dealer seed', 16)
       await serverImage(model, plan, ch, img, new ServerStreams(seed), leak)
     }
     ch.send('setup', 2, Buffer.from(JSON.stringify({ dealerBytes: dealer.counters.received.offline + dealer.counters.sent.offline })))
@@ -103,7 +148,7 @@ async function serverImage(model: ServerModel, plan: SessionPlan, ch: Channel, i
   const masked: BigUint64Array[] = []
   const cx: ServerImage = { s, ch, img, ss, masked, share: (j) => serverShare(model.operators[j], masked, ss, j), tweak: img * 1024, leak }
   const steps = s.steps.map((st, k) => kindOf(st).server(cx, st, k, plan.layouts[k]))
-  const msg = new Reader(await ch.recv('offline', img, 'offline message'), 'offline message')
+  const msg = new Reader(await ch.recv('offline', img, 'offline message', steps.reduce((a, st) => a + st.bytes, 0)), 'offline message')
   for (const st of steps) st.read(msg)
   msg.end()
   for (const st of steps) await st.send?.()
@@ -118,6 +163,12 @@ export interface QueryOptions {
   server: Endpoint
   dealer: Endpoint
   timeoutMs?: number
+  /** How the server's and the dealer's certificates are checked (tls.ts `Trust`; default: any, with a warning in `log`). */
+  serverTrust?: Trust
+  dealerTrust?: Trust
+  /** Plain TCP on both links (debugging; server and dealer must run the same way). */
+  insecurePlaintext?: boolean
+  log?: (msg: string) => void
 }
 
 export interface QueryReport {
@@ -141,17 +192,26 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
   const images = input.shape[0]
   if (images < 1) throw new ProtocolError('input has no images')
   const t0 = performance.now()
-  const server = await connectChannel(opts.server, timeoutMs, 'server')
+  const plaintext = opts.insecurePlaintext === true
+  const log = opts.log ?? (() => {})
+  const serverLink = await connectLink(opts.server, timeoutMs, 'server', { insecurePlaintext: plaintext, trust: { log, ...opts.serverTrust } })
+  const server = serverLink.ch
   let dealer: Channel | undefined
   try {
     const plan = sessionPlan(s)
-    const hello: Hello = {
-      protocol: PROTOCOL, role: 'client', session: freshSeed().toString('hex'), fingerprint: s.fingerprint, images, spec: dealerSpec(s, plan),
+    const dealerLink = await connectLink(opts.dealer, timeoutMs, 'dealer', { insecurePlaintext: plaintext, trust: { log, ...opts.dealerTrust } })
+    dealer = dealerLink.ch
+    // over TLS: the session id is the client-server connection's exporter, the server learns this
+    // client's dealer link and the dealer the server certificate this client authenticated
+    const base: Hello = {
+      protocol: PROTOCOL, role: 'client', session: serverLink.tls ? exporterHex(serverLink.tls, SESSION_LABEL) : freshSeed().toString('hex'),
+      fingerprint: s.fingerprint, images, spec: dealerSpec(s, plan),
     }
-    server.send('setup', 0, Buffer.from(JSON.stringify(hello)))
-    dealer = await connectChannel(opts.dealer, timeoutMs, 'dealer')
-    dealer.send('setup', 0, Buffer.from(JSON.stringify(hello)))
-    await server.recv('setup', 1, 'session acceptance')
+    const toServer: Hello = dealerLink.tls ? { ...base, clientLink: exporterHex(dealerLink.tls, DEALER_LINK_LABEL) } : base
+    const toDealer: Hello = serverLink.peerCertificate ? { ...base, serverCert: serverLink.peerCertificate } : base
+    server.send('setup', 0, Buffer.from(JSON.stringify(toServer)))
+    dealer.send('setup', 0, Buffer.from(JSON.stringify(toDealer)))
+    await server.recv('setup', 1, 'session acceptance', { max: SMALL_BYTES })
     const outSize = s.outputs.reduce((a, o) => a + o.segment.size, 0)
     const out = new Float64Array(images * outSize)
     let online = 0
@@ -170,7 +230,7 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
       rounds += server.counters.onlineRounds.size
       server.counters.onlineRounds.clear()
     }
-    const summary = await server.recv('setup', 2, 'session summary')
+    const summary = await server.recv('setup', 2, 'session summary', { max: SMALL_BYTES })
     let stats: { dealerBytes?: unknown }
     try {
       stats = JSON.parse(summary.toString('utf8')) as { dealerBytes?: unknown }
@@ -215,7 +275,7 @@ function snapshot(server: Channel, dealer: Channel): { online: number; offline: 
 /** One image on the client: the dealer's material, the offline exchange, then online step by step. */
 async function clientImage(s: MpcSchedule, plan: SessionPlan, server: Channel, dealer: Channel, img: number, x: Float64Array): Promise<{ y: Float64Array; onlineMs: number }> {
   dealer.send('offline', img, Buffer.alloc(0))
-  const material = new Reader(await dealer.recv('offline', img, 'dealer material'), 'dealer material')
+  const material = new Reader(await dealer.recv('offline', img, 'dealer material', materialBytes(dealerSpec(s, plan))), 'dealer material')
   const cs = new ClientStreams(Buffer.from(material.take(16)))
   const r = s.sources.map((src) => cs.r(src.id, src.size))
   const cx: ClientImage = { s, ch: server, img, cs, r, yc: clientSegments(material, s), tweak: img * 1024 }
@@ -227,7 +287,7 @@ async function clientImage(s: MpcSchedule, plan: SessionPlan, server: Channel, d
   material.end()
   server.send('offline', img, Buffer.concat(steps.flatMap((st) => st.offline())))
   for (const st of steps) await st.receive?.()
-  server.expect(await server.recv('offline', img, 'end of garbled circuits'), 0, 'end of garbled circuits')
+  await server.recv('offline', img, 'end of garbled circuits', 0)
 
   const t0 = performance.now()
   clientInput(cx, x)

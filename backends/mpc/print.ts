@@ -9,6 +9,26 @@ function human(bytes: number): string {
   return `${bytes} B`
 }
 
+const pow2 = (x: number) => `2^${Math.log2(x).toFixed(1)}`
+
+/** The truncation failure probability per inference, with what its bounds rest on. */
+function truncationLine(s: MpcSchedule): string {
+  const t = s.truncation
+  const p = t.failureProbabilityPerInference
+  const what = t.bounds === 'calibrated' ? 'calibrated bounds' : `bounds assumed |x| < 2^${s.params.gcBits - 1} ring units (no calibration)`
+  if (p === 0) return `0 (no truncated element; ${what})`
+  return `${p.toExponential(2)} = 2^${t.log2!.toFixed(1)} over ${t.truncatedElements} truncated elements, worst ${t.worstNode} (${what}; accepted ${pow2(t.limit)})`
+}
+
+/** The range check: unchecked, or the tightest value against its headroom. */
+function rangesLine(s: MpcSchedule): string {
+  const r = s.ranges
+  if (r === 'unchecked') return 'unchecked (compile with --calib C.npy to check every value against the fixed-point headroom)'
+  const t = r.tightest
+  const widened = r.widened ? `; intBits widened ${r.widened.intBits.from} -> ${r.widened.intBits.to} for ${r.widened.node}` : ''
+  return `checked on ${r.samples} calibration samples, margin ${r.margin}x, ${r.values.length} values${t ? `; tightest ${t.node} (${t.what}) |x| <= ${t.bound} of ${pow2(t.headroom)}, ${t.spareBits.toFixed(1)} bits spare` : ''}${widened}`
+}
+
 /** Human-readable schedule: parameters, one line per layer, totals. */
 export function printSchedule(s: MpcSchedule): string {
   const p = s.params
@@ -16,6 +36,8 @@ export function printSchedule(s: MpcSchedule): string {
     `mpc schedule for ${s.model} (fingerprint ${s.fingerprint})`,
     `ring ${p.ring}, ${p.fracBits} fractional bits (weights ${p.weightFracBits}), garbled inputs ${p.gcBits} bits, labels ${p.kappa} bits`,
     `truncation: ${p.truncation}`,
+    `truncation failure per inference: ${truncationLine(s)}`,
+    `ranges: ${rangesLine(s)}`,
     `trust: ${s.trust}`,
     '',
     `${'layer'.padEnd(28)} ${'op'.padEnd(18)} ${'relus'.padStart(7)} ${'cmp'.padStart(6)} ${'triples'.padStart(7)} ${'ANDs'.padStart(9)} ${'rounds'.padStart(6)} ${'online'.padStart(11)} ${'offline'.padStart(11)}`,

@@ -87,7 +87,7 @@ export class Reader {
 
 /** Receive n ring elements, checking the length (the peer is told on a mismatch). */
 export async function recvRing(ch: Channel, phase: Phase, tag: number, n: number, what: string): Promise<BigUint64Array> {
-  return ringFromBytes(ch.expect(await ch.recv(phase, tag, what), n * 8, what), n, what)
+  return ringFromBytes(await ch.recv(phase, tag, what, n * 8), n, what)
 }
 
 /** The dealer: the client's share of x * y given the server's (a Beaver product). */
@@ -97,7 +97,11 @@ export function productShare(x: BigUint64Array, y: BigUint64Array, server: BigUi
   return out
 }
 
-/** Largest number of ring elements a session's offline material may describe per image. */
+/**
+ * Largest number of ring elements a session's offline specification may ask the dealer for per image
+ * (the sources' masks and the client's material, 512 MiB): checked before anything is allocated, and
+ * generated only once both parties agree, one segment or step at a time.
+ */
 export const MAX_ELEMENTS = 1 << 26
 
 /** A count read from the network: an integer from 0 to MAX_ELEMENTS. */

@@ -105,7 +105,9 @@ export function truncShareBig(x: BigUint64Array, bits: number, party: 0 | 1): Bi
 /**
  * SecureML local truncation of one party's share by `bits`: party 0 shifts its share, party 1
  * shifts the negation of its share and negates back. The reconstructed result is x >> bits up to
- * one unit in the last place, except with probability about 2^(k + 1 - 64) for |x| < 2^k.
+ * one unit in the last place, except when the integer x0 - x leaves [0, 2^64): with party 0's
+ * share x0 uniform, probability exactly |x| / 2^64 (ranges.ts derives it), and then it is off by
+ * about 2^(64 - bits).
  */
 export function truncShare(x: BigUint64Array, bits: number, party: 0 | 1): BigUint64Array {
   if (!Number.isInteger(bits) || bits < 0) return truncShareBig(x, bits, party)

@@ -6,9 +6,12 @@
  */
 import { createHash } from 'node:crypto'
 import type { Graph } from '../../ir/graph.js'
-import { sizeOf } from '../../ir/tensor.js'
+import type { Accelerator } from '../../ir/interpret.js'
+import { sizeOf, type Tensor } from '../../ir/tensor.js'
+import { valueRanges, type ValueRanges } from '../../passes/calibrate.js'
 import { analyze, type Analysis } from './analyze.js'
 import { defaultParams, latencyMs, offlineBytes, PRESETS, sumCost, type MsgCost } from './cost.js'
+import { checkRanges, elementwiseNodes } from './ranges.js'
 import { kindOf } from './steps/index.js'
 import { inputCost, outputCost, segmentsOf } from './steps/linear.js'
 import { MpcLowerError, TRUST_MODEL, type LayerRow, type MpcSchedule } from './types.js'
@@ -16,17 +19,45 @@ import { MpcLowerError, TRUST_MODEL, type LayerRow, type MpcSchedule } from './t
 export interface LowerOptions {
   fracBits?: number
   weightFracBits?: number
+  /** Bound 2^intBits of garbled inputs; given, it is never widened (a larger bound is refused). */
   intBits?: number
+  /** Calibration inputs: every value's range is measured on them and checked (ranges.ts). */
+  calib?: Tensor
+  /** Ranges already measured on this graph (instead of `calib`). */
+  ranges?: ValueRanges
+  /** Factor on the observed max |x| (default 2). */
+  rangeMargin?: number
+  /** Accepted truncation failure probability per inference (default 2^-12). */
+  truncationLimit?: number
+  accel?: Accelerator
+  log?: (message: string) => void
 }
 
-/** Lower a graph (batch bound to 1) to the two-party schedule with its cost model. */
+/**
+ * Lower a graph (batch bound to 1) to the two-party schedule with its cost model. With calibration
+ * data every value's range is checked against the fixed-point headroom (refused, or intBits widened);
+ * without, the schedule says `ranges: 'unchecked'` and a warning goes to `log`.
+ */
 export function lowerMpc(g: Graph, opts: LowerOptions = {}): MpcSchedule {
-  return scheduleOf(analyze(g), opts)
+  const an = analyze(g)
+  let ranges = opts.ranges
+  if (!ranges && opts.calib) {
+    const ew = elementwiseNodes(an)
+    ranges = valueRanges(g, opts.calib, { accel: opts.accel, log: opts.log, elementwise: (n) => ew.has(n) })
+  }
+  if (!ranges) opts.log?.('warning: no calibration data (--calib C.npy): value ranges are not checked against the fixed-point headroom (ranges: unchecked)')
+  return scheduleOf(an, { ...opts, ranges })
 }
 
-/** The schedule of an analyzed graph (the server analyzes once for the schedule check and its matrices). */
+/**
+ * The schedule of an analyzed graph (the server analyzes once for the schedule check and its
+ * matrices; it passes the schedule's own params and no ranges, which the fingerprint leaves out).
+ */
 export function scheduleOf(an: Analysis, opts: LowerOptions = {}): MpcSchedule {
-  const params = defaultParams(opts)
+  const checked = checkRanges(an, defaultParams(opts), { ranges: opts.ranges, margin: opts.rangeMargin, truncationLimit: opts.truncationLimit, fixedIntBits: opts.intBits !== undefined }, (intBits) =>
+    defaultParams({ ...opts, intBits }),
+  )
+  const params = checked.params
   const inputs = an.graph.nodes.filter((n) => n.op === 'Input')
   if (inputs.length !== 1) throw new MpcLowerError(`the mpc backend needs exactly one graph input, found ${inputs.length}`)
   const input = inputs[0]
@@ -66,6 +97,8 @@ export function scheduleOf(an: Analysis, opts: LowerOptions = {}): MpcSchedule {
     model: an.graph.name,
     fingerprint,
     trust: TRUST_MODEL,
+    ranges: checked.ranges,
+    truncation: checked.truncation,
     ...structure,
     ...counts,
     rounds: total.rounds,

@@ -109,6 +109,37 @@ export interface LayerRow extends CostCounts {
   kind: 'input' | 'gc' | 'poly' | 'output'
 }
 
+/**
+ * The value ranges checked against the fixed-point headroom (ranges.ts): 'unchecked' without
+ * calibration data; else the bounds (calibrated max |x| times the margin) of every value the ring
+ * holds, each with its headroom (the largest |x| its place holds), the tightest, and intBits when
+ * widened for a garbled input.
+ */
+export type RangeReport =
+  | 'unchecked'
+  | {
+      source: 'calibration'
+      samples: number
+      margin: number
+      tightest: { node: string; what: string; bound: number; headroom: number; spareBits: number } | null
+      widened?: { intBits: { from: number; to: number }; node: string }
+      values: { node: string; what: 'garbled input' | 'segment' | 'product'; bound: number; headroom: number }[]
+    }
+
+/**
+ * SecureML truncation per inference: the union bound sum_i |x_i| / 2^64 over every truncated element
+ * (ranges.ts derives it), from calibrated bounds or, unchecked, from the assumed |x| < 2^(gcBits - 1).
+ */
+export interface TruncationReport {
+  failureProbabilityPerInference: number
+  log2: number | null
+  truncatedElements: number
+  worstNode: string | null
+  bounds: 'calibrated' | 'assumed'
+  /** The accepted failure probability per inference (a calibrated schedule above it is refused). */
+  limit: number
+}
+
 export interface MpcSchedule extends CostCounts {
   format: 'pic.mpc.schedule/1'
   backend: 'mpc'
@@ -116,6 +147,8 @@ export interface MpcSchedule extends CostCounts {
   fingerprint: string
   params: MpcParams
   trust: string
+  ranges: RangeReport
+  truncation: TruncationReport
   input: { node: string; shape: number[]; source: number }
   sources: SourceSpec[]
   steps: Step[]

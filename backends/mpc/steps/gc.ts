@@ -174,7 +174,8 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
     key: 'ot',
     none: 0,
     spec: (L) => L.bBits,
-    check: (bits) => (isCount(bits) ? bits : undefined),
+    // one 16-byte label (two ring elements) per bit
+    check: (bits) => (isCount(bits) ? 2 * bits : undefined),
     deal(bits, k, cs, ss) {
       if (!bits) return []
       const c = cs.choice(k, bits)
@@ -191,6 +192,7 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
     let idVals: BigUint64Array
     let garbled: { gb: Garbled; u: BigUint64Array }[]
     return {
+      bytes: Math.ceil(L.bBits / 8) + L.identity.length * RING,
       read(msg) {
         e = unpackBits(Buffer.from(msg.take(Math.ceil(L.bBits / 8))), L.bBits, 'choice bits')
         idVals = msg.ring(L.identity.length)
@@ -263,13 +265,14 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
       async receive() {
         let bit = 0
         for (const g of L.groups) {
-          const sr = new Reader(await cx.ch.recv('offline', cx.img, 'garbled circuits'), 'garbled circuits')
           const n = g.outIdx.length
+          const nb = n * g.k * w
+          const bytes = GC_KEY + g.circuit.ands * n * 32 + n * p.ringBits * 16 + (n * p.ringBits) / 8 + nb * 32
+          const sr = new Reader(await cx.ch.recv('offline', cx.img, 'garbled circuits', bytes), 'garbled circuits')
           const hashKey = Buffer.from(sr.take(GC_KEY))
           const tables = sr.take(g.circuit.ands * n * 32)
           const labelsU = sr.take(n * p.ringBits * 16)
           const decode = unpackBits(Buffer.from(sr.take((n * p.ringBits) / 8)), n * p.ringBits, 'decoding bits')
-          const nb = n * g.k * w
           const ot = sr.take(nb * 32)
           sr.end()
           const labelsB = Buffer.alloc(nb * 16)
@@ -279,7 +282,7 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
       },
       async online(tag) {
         if (!L.instances) return
-        const la = new Reader(cx.ch.expect(await cx.ch.recv('online', tag, 'input labels'), L.inputs * w * 16, 'input labels'), 'input labels')
+        const la = new Reader(await cx.ch.recv('online', tag, 'input labels', L.inputs * w * 16), 'input labels')
         const back: BigUint64Array[] = []
         L.groups.forEach((g, gi) => {
           const n = g.outIdx.length

@@ -59,6 +59,8 @@ export interface ClientImage {
 }
 
 export interface ServerStep {
+  /** Bytes of this step's part of the client's offline message (the server receives it at exactly that size). */
+  bytes: number
   /** Offline: read this step's part of the client's offline message. */
   read(msg: Reader): void
   /** Offline, once the client's message is read: send this step's own offline frames (waiting for the socket to drain between them). */
@@ -87,7 +89,11 @@ export interface DealerPart<L, D> {
   key: string
   none: D
   spec(layout: L): D
-  /** Correlation elements an entry read from the network asks for; undefined if malformed. */
+  /**
+   * Ring elements (8 bytes each) of the client's material an entry read from the network asks for,
+   * exactly what `deal` yields (the client receives the material at that size; the dealer caps it);
+   * undefined if malformed.
+   */
   check(entry: unknown): number | undefined
   /** The client's correlations for step k (the server expands its halves from its seed). */
   deal(entry: D, k: number, cs: ClientStreams, ss: ServerStreams): Buffer[]

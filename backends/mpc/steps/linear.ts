@@ -80,10 +80,10 @@ export function checkLinearSpec(spec: Pick<DealerSpec, 'sources' | 'segments'>):
   return total
 }
 
-/** The dealer: M r - s for every segment. */
-export function dealSegments(spec: Pick<DealerSpec, 'sources' | 'segments'>, operators: RingOperator[], cs: ClientStreams, ss: ServerStreams): Buffer[] {
+/** The dealer: M r - s for every segment, one segment at a time (the sources' masks r are held throughout). */
+export function* dealSegments(spec: Pick<DealerSpec, 'sources' | 'segments'>, operators: RingOperator[], cs: ClientStreams, ss: ServerStreams): Generator<Buffer> {
   const r = spec.sources.map((n, id) => cs.r(id, n))
-  return spec.segments.map((seg, j) => ringToBytes(sub(applyRing(operators[j], (id) => r[id], false), ss.s(j, seg.size))))
+  for (const [j, seg] of spec.segments.entries()) yield ringToBytes(sub(applyRing(operators[j], (id) => r[id], false), ss.s(j, seg.size)))
 }
 
 // ---------------------------------------------------------------------------------------------

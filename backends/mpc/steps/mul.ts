@@ -53,6 +53,7 @@ export const mul: StepKind<MulStep, number, number> = {
     const p = cx.s.params
     let theirs: BigUint64Array
     return {
+      bytes: 2 * n * RING,
       read(msg) {
         theirs = msg.ring(2 * n)
       },

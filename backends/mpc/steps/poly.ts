@@ -163,7 +163,7 @@ export const poly: StepKind<PolyStep, PolyLayout, PolyLayout> = {
       let total = 0
       for (const lv of d.levels) {
         if (!lv || !Number.isInteger(lv.h) || typeof lv.square !== 'boolean' || !Array.isArray(lv.js) || lv.js.length > 64 || !lv.js.every((j) => Number.isInteger(j))) return undefined
-        total += d.m * (lv.js.length + 1)
+        total += d.m * (lv.js.length + (lv.square ? 1 : 0))
       }
       return total
     },
@@ -183,6 +183,7 @@ export const poly: StepKind<PolyStep, PolyLayout, PolyLayout> = {
     let pow1: BigUint64Array
     let ec: BigUint64Array
     return {
+      bytes: (st.segment.size + (levels.length ? m : 0)) * RING,
       read(msg) {
         pow1 = msg.ring(st.segment.size)
         ec = msg.ring(levels.length ? m : 0)

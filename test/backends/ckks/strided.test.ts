@@ -66,7 +66,8 @@ describe('ckks: tensors over several ciphertexts, strided maps', () => {
   })
 
   it('runs encrypted with node-seal: logits within 1% of the largest, top-1 equal', async () => {
-    const res = await runPlan(plan, x, { refresh: 'client' })
+    // the strided maps under test, not the refresh mask (its precision cost: test/backends/ckks/refresh.test.ts)
+    const res = await runPlan(plan, x, { refresh: 'client', refreshMask: 'off' })
     const scale = Math.max(1, ...Array.from(ref.data, Math.abs))
     expect(maxAbsDiff(res.outputs[0].data, ref.data)).toBeLessThanOrEqual(0.01 * scale)
     expect(argmax(res.outputs[0])).toEqual(argmax(ref))

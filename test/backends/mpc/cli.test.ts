@@ -1,6 +1,7 @@
 /**
  * The mpc commands end to end from the built CLI: compile --backend mpc --json, then dealer, serve
- * --once and query --json as three processes over loopback TCP; a bad schedule is one error line.
+ * --once and query --json as three processes over loopback TLS, each peer pinned by the fingerprint
+ * its process printed; a bad schedule is one error line.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -33,9 +34,14 @@ describe('pic dealer / serve / query', () => {
     const xs = path.join(tmp, 'x.npy')
     writeFileSync(xs, encodeNpy({ dtype: 'float32', shape: [2, 1, 8, 8], data: x.data.slice(0, 128) }))
     const dealer = await background('dealer', '--port', '0')
-    const server = await background('serve', model, '--schedule', sched, '--port', '0', '--dealer', `127.0.0.1:${dealer.port}`, '--once')
+    expect(dealer.fingerprint).toMatch(/^[0-9a-f]{64}$/)
+    const server = await background('serve', model, '--schedule', sched, '--port', '0', '--dealer', `127.0.0.1:${dealer.port}`, '--dealer-fingerprint', dealer.fingerprint!, '--once')
+    expect(server.fingerprint).toMatch(/^[0-9a-f]{64}$/)
     const ys = path.join(tmp, 'y.npy')
-    const r = await picAsync('query', sched, '--connect', `127.0.0.1:${server.port}`, '--dealer', `127.0.0.1:${dealer.port}`, '--input', xs, '--output', ys, '--json')
+    const r = await picAsync(
+      'query', sched, '--connect', `127.0.0.1:${server.port}`, '--server-fingerprint', server.fingerprint!,
+      '--dealer', `127.0.0.1:${dealer.port}`, '--dealer-fingerprint', dealer.fingerprint!, '--input', xs, '--output', ys, '--json',
+    )
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
     const out = JSON.parse(r.stdout)
@@ -46,6 +52,36 @@ describe('pic dealer / serve / query', () => {
     const y = readNpy(ys)
     const ref = readNpy(digits('ref_cnn_bn_relu_maxpool.npy'))
     for (let i = 0; i < 20; i++) expect(Math.abs(y.data[i] - ref.data[i])).toBeLessThan(0.05)
+    expect(await server.exit).toBe(0)
+    dealer.child.kill()
+    await dealer.exit
+  })
+
+  it('keeps the certificate across restarts; --insecure-plaintext runs and warns on every start', async () => {
+    const state = path.join(tmp, 'state')
+    const first = await background('dealer', '--port', '0', '--state-dir', state)
+    first.child.kill()
+    await first.exit
+    const again = await background('dealer', '--port', '0', '--state-dir', state)
+    again.child.kill()
+    await again.exit
+    expect(again.fingerprint).toMatch(/^[0-9a-f]{64}$/)
+    expect(again.fingerprint).toBe(first.fingerprint)
+
+    const model = digits('mlp_relu.onnx')
+    const sched = path.join(tmp, 'mlp.json')
+    expect(pic('compile', model, '--backend', 'mpc', '-o', sched, '--quiet').code).toBe(0)
+    const xs = path.join(tmp, 'x1.npy')
+    writeFileSync(xs, encodeNpy({ dtype: 'float32', shape: [1, 1, 8, 8], data: readNpy(digits('test_x.npy')).data.slice(0, 64) }))
+    const warn = /pic: warning: --insecure-plaintext: the (dealer|server|client)'s links are plain TCP, neither encrypted nor authenticated \(for debugging only\)\n/
+    const dealer = await background('dealer', '--port', '0', '--insecure-plaintext')
+    const server = await background('serve', model, '--schedule', sched, '--port', '0', '--dealer', `127.0.0.1:${dealer.port}`, '--once', '--insecure-plaintext')
+    expect(dealer.fingerprint).toBeUndefined()
+    expect(dealer.stderr()).toMatch(warn)
+    expect(server.stderr()).toMatch(warn)
+    const r = await picAsync('query', sched, '--connect', `127.0.0.1:${server.port}`, '--dealer', `127.0.0.1:${dealer.port}`, '--input', xs, '--json', '--quiet', '--insecure-plaintext')
+    expect(r.code).toBe(0)
+    expect(r.stderr).toMatch(new RegExp(`^${warn.source}$`)) // even with --quiet
     expect(await server.exit).toBe(0)
     dealer.child.kill()
     await dealer.exit

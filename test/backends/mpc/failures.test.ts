@@ -1,6 +1,8 @@
 /**
  * Misbehaving peers: garbage, stalls and disconnects end in a clean one-line error on the other side
  * within the timeout, never a hang; mismatched schedules and unreachable parties are refused.
+ * The framing is tested here over plain TCP (insecurePlaintext: the fake peers speak raw frames);
+ * the same cases over TLS are in tls.test.ts.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -57,13 +59,13 @@ describe('misbehaving peers', () => {
   beforeAll(async () => {
     g = compiled('mlp_relu')
     s = lowerMpc(g)
-    dealer = await runDealer({ port: 0, timeoutMs: T })
+    dealer = await runDealer({ port: 0, timeoutMs: T, insecurePlaintext: true })
   })
   afterAll(async () => {
     await dealer.close()
   })
   const ask = (port: number, timeoutMs = T, dealerPort = dealer.port) =>
-    runQuery(s, x, { connect: `127.0.0.1:${port}`, dealer: `127.0.0.1:${dealerPort}`, timeoutMs })
+    runQuery(s, x, { connect: `127.0.0.1:${port}`, dealer: `127.0.0.1:${dealerPort}`, timeoutMs, insecurePlaintext: true })
 
   it('a server that stalls: the client times out', async () => {
     const f = await fakePeer(() => {})
@@ -101,7 +103,7 @@ describe('misbehaving peers', () => {
   })
 
   it('a client that sends garbage, stalls or disconnects: the server session fails cleanly', async () => {
-    const p = await parties(g, s, T)
+    const p = await parties(g, s, T, { insecurePlaintext: true })
     try {
       const garbage = connect(p.server.port, '127.0.0.1')
       garbage.on('error', () => {})
@@ -127,7 +129,7 @@ describe('misbehaving peers', () => {
   })
 
   it('a connection cut in the middle of the protocol: both sides fail cleanly', async () => {
-    const p = await parties(g, s, T)
+    const p = await parties(g, s, T, { insecurePlaintext: true })
     const cut = await cuttingProxy(p.server.port, 20_000)
     try {
       await expect(ask(cut.port, T, p.dealer.port)).rejects.toThrow(/closed the connection/)
@@ -159,7 +161,7 @@ describe('misbehaving peers', () => {
     const base = { protocol: 'pic-mpc/1', role: 'client', session: 'ab'.repeat(16), fingerprint: 'f', images: 1 }
     expect(await reply({ ...base, spec: { sources: [2 ** 40], segments: [], poly: [], mul: [], ot: [] } })).toMatch(/sent a malformed offline specification/)
     expect(await reply({ ...base, session: 'cd'.repeat(16), spec: { sources: [4], segments: [], poly: [], mul: [], ot: [] } })).toMatch(
-      new RegExp(`timed out after ${T} ms waiting for the other party of session cdcdcdcd`),
+      new RegExp(`timed out after ${T} ms waiting for the other party of session [0-9a-f]{8}`),
     )
   })
 
@@ -167,11 +169,11 @@ describe('misbehaving peers', () => {
     const f = await fakePeer(() => {})
     const port = f.port
     await stop(f)
-    await expect(runQuery(s, x, { connect: `127.0.0.1:${port}`, dealer: `127.0.0.1:${dealer.port}`, timeoutMs: T })).rejects.toThrow(/cannot connect to server at 127\.0\.0\.1:\d+/)
+    await expect(runQuery(s, x, { connect: `127.0.0.1:${port}`, dealer: `127.0.0.1:${dealer.port}`, timeoutMs: T, insecurePlaintext: true })).rejects.toThrow(/cannot connect to server at 127\.0\.0\.1:\d+/)
   })
 
   it('a schedule compiled from another model is refused by the server', async () => {
-    await expect(runServe(compiled('cnn_square'), s, { port: 0, dealer: `127.0.0.1:${dealer.port}` })).rejects.toThrow(/schedule was not compiled from this model/)
+    await expect(runServe(compiled('cnn_square'), s, { port: 0, dealer: `127.0.0.1:${dealer.port}`, insecurePlaintext: true })).rejects.toThrow(/schedule was not compiled from this model/)
   })
 })
 

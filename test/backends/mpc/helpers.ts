@@ -30,9 +30,10 @@ export interface Parties {
   close(): Promise<void>
 }
 
-export async function parties(g: Graph, s: MpcSchedule, timeoutMs = 10_000): Promise<Parties> {
-  const dealer = await runDealer({ port: 0, timeoutMs })
-  const server = await runServe(g, s, { port: 0, dealer: `127.0.0.1:${dealer.port}`, timeoutMs })
+/** A dealer and a server over TLS 1.3 (the server pins the dealer), or plain TCP with `insecurePlaintext`. */
+export async function parties(g: Graph, s: MpcSchedule, timeoutMs = 10_000, o: { insecurePlaintext?: boolean } = {}): Promise<Parties> {
+  const dealer = await runDealer({ port: 0, timeoutMs, insecurePlaintext: o.insecurePlaintext })
+  const server = await runServe(g, s, { port: 0, dealer: `127.0.0.1:${dealer.port}`, timeoutMs, insecurePlaintext: o.insecurePlaintext, dealerTrust: { fingerprint: dealer.fingerprint } })
   return {
     dealer,
     server,

@@ -15,6 +15,9 @@
  *    (c) inside the client, the decoded garbled-circuit outputs Z = v + U (the client's shares,
  *        rebuilt from the client's own view: Z - r it sent plus r from its dealer seed) pass the same
  *        bit-frequency test: uniform, not small.
+ *    All parties run with insecurePlaintext here: the proxies must read the frames, and the masking
+ *    must hide the input and the weights from anyone who sees a link even without TLS (TLS 1.3, the
+ *    default, encrypts on top; tls.test.ts).
  *    Excluded, explicitly: the 8-byte frame headers (parsed, never compared), setup-phase frames
  *    (hello JSON, the server's operators to the trusted dealer, session acceptance and summary: public
  *    or fixed by design) and empty frames (requests, end markers). Every other frame must be
@@ -94,11 +97,11 @@ describe('bytes on the wire', () => {
     const name = 'cnn_bn_relu_maxpool'
     const g = compiled(name)
     const s = lowerMpc(g)
-    const p = await parties(g, s)
+    const p = await parties(g, s, 10_000, { insecurePlaintext: true })
     const px = await proxy(p.server.port)
     try {
       const { x, ref } = images(2, 40)
-      const { output } = await runQuery(s, x, { connect: `127.0.0.1:${px.port}`, dealer: `127.0.0.1:${p.dealer.port}` })
+      const { output } = await runQuery(s, x, { connect: `127.0.0.1:${px.port}`, dealer: `127.0.0.1:${p.dealer.port}`, insecurePlaintext: true })
       expect(argmax(output.data, 0, 10)).toBe(argmax(ref(name).data, 40 * 10, 10))
       const up = Buffer.concat(px.rec.up)
       const down = Buffer.concat(px.rec.down)
@@ -348,15 +351,15 @@ function wireViolations(runs: Run[]): string[] {
 
 /** Dealer and server (optionally leaky) behind recording proxies; one session per image list. */
 async function record(g: Graph, s: MpcSchedule, sessions: number[], leak?: Leak): Promise<Run[]> {
-  const dealer = await runDealer({ port: 0, timeoutMs: 10_000, leak })
+  const dealer = await runDealer({ port: 0, timeoutMs: 10_000, leak, insecurePlaintext: true })
   const dpx = await proxy(dealer.port)
-  const server = await runServe(g, s, { port: 0, dealer: `127.0.0.1:${dpx.port}`, timeoutMs: 10_000, leak })
+  const server = await runServe(g, s, { port: 0, dealer: `127.0.0.1:${dpx.port}`, timeoutMs: 10_000, leak, insecurePlaintext: true })
   const spx = await proxy(server.port)
   try {
     const runs: Run[] = []
     for (const [i, img] of sessions.entries()) {
       const { x } = images(1, img)
-      await runQuery(s, x, { connect: `127.0.0.1:${spx.port}`, dealer: `127.0.0.1:${dpx.port}`, timeoutMs: 10_000 })
+      await runQuery(s, x, { connect: `127.0.0.1:${spx.port}`, dealer: `127.0.0.1:${dpx.port}`, timeoutMs: 10_000, insecurePlaintext: true })
       expect(await server.sessions[i]).toBeUndefined()
       runs.push(classify(s, spx.conns[i], dpx.conns.slice(2 * i, 2 * i + 2)))
     }
