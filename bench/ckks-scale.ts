@@ -16,7 +16,7 @@
  * divides by ACE's figure for the ResNet-20 rows and by cryptonets28 measured in this run otherwise.
  *
  *   npx vite-node bench/ckks-scale.ts [-- --models a,b --images K --json]
- *     --models   resnet20_aespa, pkn, resnet20 (hermite:2), cryptonets28, cnn_square, cnn_square_b8
+ *     --models   resnet20_aespa, pkn, resnet20 (chebyshev:2; hermite:2 diverges and is refused at compile time), cryptonets28, cnn_square, cnn_square_b8
  *                (8 images per inference; estimated and measured columns are per image) (default: all)
  *     --images   images per model (default 5)
  *     --json     also write bench/out/ckks-scale.json
@@ -48,7 +48,7 @@ interface ModelSpec {
 const MODELS: Record<string, ModelSpec> = {
   resnet20_aespa: { name: 'resnet20_aespa', dir: 'fmnist32', onnx: 'resnet20_aespa.onnx', ref: 'ref_resnet20_aespa.npy' },
   pkn: { name: 'pkn', dir: 'fmnist32', onnx: 'pkn.onnx', ref: 'ref_pkn.npy' },
-  resnet20: { name: 'resnet20 hermite:2', dir: 'fmnist32', onnx: 'resnet20.onnx', approx: 'hermite:2' },
+  resnet20: { name: 'resnet20 chebyshev:2', dir: 'fmnist32', onnx: 'resnet20.onnx', approx: 'chebyshev:2' },
   cryptonets28: { name: 'cryptonets28', dir: 'digits28', onnx: 'cryptonets28.onnx' },
   cnn_square: { name: 'cnn_square', dir: 'digits', onnx: 'cnn_square.onnx' },
   cnn_square_b8: { name: 'cnn_square --batch 8', dir: 'digits', onnx: 'cnn_square.onnx', batch: 8 },

@@ -8,9 +8,10 @@ import type { Graph } from '../ir/graph.js'
 import type { Accelerator } from '../ir/interpret.js'
 import { printGraph } from '../ir/print.js'
 import type { Tensor } from '../ir/tensor.js'
+import { parseApprox } from '../passes/approximate.js'
 import { passContext, runPipeline, type Pass, type PassContext } from '../passes/pass.js'
 import { PicError } from './errors.js'
-import { readNpy } from './npy.js'
+import { readFiniteNpy } from './npy.js'
 import { ortAccelerator } from './ort.js'
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>[string] & { help: string; arg?: string }
@@ -36,21 +37,58 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 }
 
-/** Options of the commands that compile a model (approximation and its calibration data). */
-export const COMPILE_OPTIONS: Record<string, OptionSpec> = {
+/**
+ * Options of every command that compiles a model (infer, eval, export, compile, serve): the
+ * approximation and its calibration data.
+ */
+export const APPROX_OPTIONS: Record<string, OptionSpec> = {
   approx: { type: 'string', arg: 'SPEC', help: "activation approximation: none (default), hermite:D, chebyshev:D, minimax:D, wls:D, ola[:BUDGET]; D may be a list D1,D2,... (one degree per layer)" },
   calib: { type: 'string', arg: 'C.npy', help: "calibration inputs for --approx and --relu-budget; also every value's range, checked against the mpc fixed-point and CKKS modulus headroom" },
-  'range-margin': { type: 'string', arg: 'X', help: 'factor on the calibrated max |x| of every value for the headroom checks (default 2)' },
-  'truncation-limit': { type: 'string', arg: 'P', help: "mpc: largest accepted truncation failure probability per inference, a number or 2^-K (default 2^-12)" },
   maxpool: { type: 'string', arg: 'MODE', help: "MaxPool under --approx: 'poly' (polynomial max, default) or 'avg' (average pooling; changes semantics)" },
   'keep-relu': { type: 'boolean', help: 'approximate every activation except ReLU, which stays for garbled circuits (default for --backend mpc)' },
-  'approx-relu': { type: 'boolean', help: 'with --backend mpc: approximate ReLUs too (Beaver triples instead of garbled circuits)' },
   'relu-budget': { type: 'string', arg: 'N', help: 'SENet ReLU budget: a count or a fraction (0..1) of the ReLUs to keep' },
   trace: { type: 'boolean', help: 'print the IR after each pass on stderr' },
+  exact: { type: 'boolean', help: "calibration, OLA and eval in float64 throughout (default: onnxruntime-node's float32 Conv, Gemm and MatMul where it is installed)" },
+}
+
+/** Options only a backend reads (pic compile, pic serve): mpc, CKKS or both. */
+export const BACKEND_OPTIONS: Record<string, OptionSpec> = {
+  'range-margin': { type: 'string', arg: 'X', help: 'factor on the calibrated max |x| of every value for the headroom checks (default 2)' },
+  'truncation-limit': { type: 'string', arg: 'P', help: "mpc: largest accepted truncation failure probability per inference, a number or 2^-K (default 2^-12)" },
+  'approx-relu': { type: 'boolean', help: 'with --backend mpc and --approx: approximate ReLUs too (Beaver triples instead of garbled circuits)' },
   security: { type: 'string', arg: 'BITS', help: 'CKKS security level: 128 (default), 192 or 256' },
   refresh: { type: 'string', arg: 'MODE', help: "CKKS: 'client' (default: client-aided refreshes where the depth needs them) or 'none' (leveled only: the plan runs without interaction, or is refused)" },
-  exact: { type: 'boolean', help: "calibration, OLA and eval in float64 throughout (default: onnxruntime-node's float32 Conv, Gemm and MatMul where it is installed)" },
   'refresh-at': { type: 'string', arg: 'WHERE', help: "CKKS refreshes: 'cost' (default: where the modelled latency of the whole plan is lowest) or 'latest' (only where a step would overrun the chain)" },
+}
+
+/** Everything pic compile takes besides its own options. */
+export const COMPILE_OPTIONS: Record<string, OptionSpec> = { ...APPROX_OPTIONS, ...BACKEND_OPTIONS }
+
+/** Which built-in backends read each backend option (a plugin gets them all, unchecked). */
+const OPTION_BACKENDS: Record<string, readonly string[]> = {
+  'range-margin': ['ckks', 'mpc'],
+  'truncation-limit': ['mpc'],
+  'approx-relu': ['mpc'],
+  security: ['ckks'],
+  refresh: ['ckks'],
+  'refresh-at': ['ckks'],
+  'keep-relu': ['mpc', 'ir'],
+}
+
+/**
+ * Refuse (usage error) compile options the built-in `backend` would ignore or contradict:
+ * a CKKS-only option with mpc or ir, an mpc-only one with ckks or ir, --keep-relu with ckks (CKKS
+ * cannot evaluate an exact ReLU), --approx-relu without --approx or with --keep-relu.
+ */
+export function checkCompileOptions(args: ParsedArgs, backend: string, cmd: Command): void {
+  if (flag(args, 'approx-relu') && (str(args, 'approx') ?? 'none') === 'none') throw new UsageError('--approx-relu approximates ReLUs with the --approx fit: give --approx SPEC --calib C.npy too', cmd)
+  if (flag(args, 'approx-relu') && flag(args, 'keep-relu')) throw new UsageError('--approx-relu and --keep-relu contradict each other: give one', cmd)
+  if (!['ir', 'ckks', 'mpc'].includes(backend)) return
+  for (const [name, takers] of Object.entries(OPTION_BACKENDS)) {
+    if (args.values[name] === undefined || takers.includes(backend)) continue
+    if (name === 'keep-relu') throw new UsageError('--keep-relu keeps ReLUs exact for garbled circuits, which --backend ckks cannot evaluate: drop it (CKKS approximates every activation under --approx)', cmd)
+    throw new UsageError(`--${name} is for --backend ${takers.join(' or ')}; --backend ${backend} does not use it`, cmd)
+  }
 }
 
 export function parse(cmd: Command, argv: string[]): ParsedArgs {
@@ -61,8 +99,43 @@ export function parse(cmd: Command, argv: string[]): ParsedArgs {
     const { values, positionals } = parseArgs({ args: argv, options: options as ParseArgsConfig['options'], allowPositionals: true, strict: true })
     return { values: values as ParsedArgs['values'], positionals }
   } catch (e) {
-    throw new UsageError(`${(e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, '')}`, cmd)
+    const err = e as Error & { code?: string }
+    const unknown = /^Unknown option '([^']+)'/.exec(err.message)
+    if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && unknown) {
+      const known = Object.entries(options).flatMap(([k, v]) => [`--${k}`, ...(v.short ? [`-${v.short}`] : [])])
+      const name = unknown[1].startsWith('--') ? unknown[1].split('=')[0] : unknown[1]
+      throw new UsageError(`unknown option '${name}'${didYouMean(name, known.filter((k) => k.startsWith('--') === name.startsWith('--')))}`, cmd)
+    }
+    throw new UsageError(err.message.replace(/^TypeError \[[A-Z_]+\]: /, ''), cmd)
   }
+}
+
+/** Levenshtein distance (insertions, deletions, substitutions each cost 1). */
+export function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i]
+    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1)))
+    prev = cur
+  }
+  return prev[b.length]
+}
+
+/**
+ * The near miss of `word` among `candidates`, as " (did you mean 'X'?)" or '': the candidate at the
+ * smallest edit distance if that is at most 2 and at most half the word's length (dashes aside), else the only
+ * candidate that starts with the word (at least 2 characters, dashes aside) or that the word starts with.
+ */
+export function didYouMean(word: string, candidates: readonly string[]): string {
+  let best: string | undefined
+  let bestD = Infinity
+  for (const c of candidates) {
+    const d = editDistance(word, c)
+    if (d < bestD) [best, bestD] = [c, d]
+  }
+  if (best !== undefined && bestD <= Math.min(2, Math.floor(word.replace(/^-+/, '').length / 2))) return ` (did you mean '${best}'?)`
+  const prefix = candidates.filter((c) => (word.replace(/^-+/, '').length >= 2 && c.startsWith(word)) || (c.replace(/^-+/, '').length >= 2 && word.startsWith(c)))
+  return prefix.length === 1 ? ` (did you mean '${prefix[0]}'?)` : ''
 }
 
 export class UsageError extends PicError {
@@ -127,11 +200,19 @@ export function printJSON(obj: unknown): void {
  */
 function compileContext(args: ParsedArgs, backend: Pick<Backend, 'defaults'>): PassContext {
   const approx = str(args, 'approx') ?? 'none'
+  // a malformed --approx or --maxpool is a usage error (exit 2), found before any work
+  try {
+    parseApprox(approx)
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
+  const mp = str(args, 'maxpool')
+  if (mp !== undefined && mp !== 'poly' && mp !== 'avg') throw new UsageError(`--maxpool '${mp}': expected poly or avg`)
   const calibFile = str(args, 'calib')
   const budget = str(args, 'relu-budget')
   const needsCalib = approx !== 'none' || budget !== undefined
-  if (needsCalib && !calibFile) throw new PicError(`--calib C.npy is required with ${approx !== 'none' ? `--approx ${approx}` : '--relu-budget'}`)
-  const calib: Tensor | undefined = calibFile ? readNpy(calibFile) : undefined
+  if (needsCalib && !calibFile) throw new UsageError(`--calib C.npy is required with ${approx !== 'none' ? `--approx ${approx}` : '--relu-budget'}`)
+  const calib: Tensor | undefined = calibFile ? readFiniteNpy(calibFile) : undefined
   const margin = str(args, 'range-margin')
   const limit = str(args, 'truncation-limit')
   const rangeMargin = margin === undefined ? undefined : Number(margin)
@@ -162,13 +243,19 @@ function compileContext(args: ParsedArgs, backend: Pick<Backend, 'defaults'>): P
 export function compileFor(g: Graph, backend: Pick<Backend, 'pipeline' | 'defaults'>, args: ParsedArgs, extra: readonly Pass[] = []): { compiled: Graph; cx: PassContext } {
   const cx = compileContext(args, backend)
   const trace = flag(args, 'trace') ? (p: Pass, h: Graph) => process.stderr.write(`--- after ${p.name}\n${printGraph(h)}`) : undefined
-  return { compiled: runPipeline(g, [...backend.pipeline(cx.options), ...extra], cx, { trace }), cx }
+  const compiled = runPipeline(g, [...backend.pipeline(cx.options), ...extra], cx, { trace })
+  // mpc keeps ReLUs (and MaxPool) for garbled circuits: an --approx that then fits nothing is said so
+  const approx = str(args, 'approx') ?? 'none'
+  if (approx !== 'none' && cx.options.keepRelu === true && !(cx.report.layers as unknown[] | undefined)?.length)
+    logger(args)(`note: --approx ${approx} approximated no activation: ReLU and MaxPool stay exact (garbled circuits)${flag(args, 'keep-relu') ? '' : '; add --approx-relu to approximate them too'}`)
+  return { compiled, cx }
 }
 
 export function helpText(cmd: Command): string {
   const opts = Object.entries({ ...cmd.options, ...GLOBAL_OPTIONS })
-  const width = Math.max(...opts.map(([k, v]) => k.length + (v.arg ? v.arg.length + 1 : 0))) + 4
+  const label = (k: string, v: OptionSpec) => `${v.short ? `-${v.short}, ` : '    '}--${k}${v.arg ? ` ${v.arg}` : ''}`
+  const width = Math.max(...opts.map(([k, v]) => label(k, v).length)) + 2
   const lines = [`usage: ${cmd.usage}`, '', cmd.summary, '', 'options:']
-  for (const [k, v] of opts) lines.push(`  ${`--${k}${v.arg ? ` ${v.arg}` : ''}`.padEnd(width)}${v.help}`)
+  for (const [k, v] of opts) lines.push(`  ${label(k, v).padEnd(width)}${v.help}`)
   return lines.join('\n') + '\n'
 }

@@ -10,15 +10,15 @@
  * first use (STATE_DIR/known_hosts). --insecure-plaintext turns TLS off and warns on every start.
  */
 import { mpcBackend, parseSchedule, runDealer, runQuery, runServe } from '../backends/mpc/index.js'
-import { COMPILE_OPTIONS, compileFor, flag, logger, need, onePositional, printJSON, str, UsageError, type Command, type ParsedArgs } from './cli-kit.js'
+import { APPROX_OPTIONS, BACKEND_OPTIONS, checkCompileOptions, compileFor, flag, logger, need, onePositional, printJSON, str, UsageError, type Command, type ParsedArgs } from './cli-kit.js'
 import { loadModel, readJSONFile } from './model.js'
 import { queryCkksCommand, serveCkks } from './cmd-ckks.js'
 import type { CkksPlanFile } from '../backends/ckks/index.js'
 import { CLIENT_FORMAT } from '../backends/ckks/clientpart.js'
-import { readNpy, writeNpy } from './npy.js'
+import { readFiniteNpy, writeNpy } from './npy.js'
 import type { ConnectSecurity, ListenSecurity } from '../backends/mpc/net.js'
 import { defaultStateDir, knownHostsIn, loadIdentity, parseFingerprint, plaintextWarning, type Trust } from '../backends/mpc/tls.js'
-import { PicError } from './errors.js'
+import { checkWritable, PicError } from './errors.js'
 
 const NET_OPTIONS = {
   timeout: { type: 'string' as const, arg: 'MS', help: 'give up on a silent peer after this many milliseconds (default 30000)' },
@@ -138,6 +138,23 @@ export const dealer: Command = {
   },
 }
 
+/**
+ * Why a schedule does not match the model as serve compiled it: the compile options that change the
+ * graph (--approx with its --calib, --approx-relu, --keep-relu, --relu-budget, --maxpool) must be
+ * those of `pic compile`; what the schedule records of them (approximated layers, calibration) is said.
+ */
+function scheduleMismatch(file: string, model: string, json: unknown, args: ParsedArgs): string {
+  const s = json as { ranges?: { source?: string; samples?: number }; reluCount?: number; layers?: { kind?: string; name?: string }[] }
+  const poly = (s.layers ?? []).filter((l) => l.kind === 'poly').length
+  const hints: string[] = []
+  if (s.ranges?.source === 'calibration' && str(args, 'calib') === undefined) hints.push(`it was compiled with --calib (${s.ranges.samples} samples), this serve has none`)
+  if (poly > 0 && str(args, 'approx') === undefined) hints.push(`it has approximated layers, this serve has no --approx`)
+  const polyRelu = (s.layers ?? []).some((l) => l.kind === 'poly' && /relu/i.test(l.name ?? ''))
+  if (polyRelu && s.reluCount === 0 && !flag(args, 'approx-relu')) hints.push('its ReLUs are polynomials (compiled with --approx-relu), this serve has no --approx-relu')
+  if ((s.reluCount ?? 0) > 0 && flag(args, 'approx-relu')) hints.push(`it keeps ${s.reluCount} ReLUs for garbled circuits (compiled without --approx-relu), this serve has --approx-relu`)
+  return `${file}: the schedule does not match ${model} as compiled now: pic serve compiles the model again and needs the options the schedule was compiled with (--approx and --calib, --approx-relu, --keep-relu, --relu-budget, --maxpool)${hints.length ? `; ${hints.join('; ')}` : ''}`
+}
+
 export const serve: Command = {
   name: 'serve',
   summary: 'Run the server of private inference (an mpc schedule or a CKKS plan): holds the model, answers pic query sessions.',
@@ -150,7 +167,9 @@ export const serve: Command = {
     once: { type: 'boolean', help: 'exit after the first session (status 1 if it failed)' },
     'refresh-mask': { type: 'string', arg: 'on|off', help: "CKKS plans with refreshes: 'on' (default: the client decrypts masked values: statistical distance 2^-39 per slot) or 'off' (the client sees the intermediate activations; warned at every session)" },
     'max-sessions': { type: 'string', arg: 'N', help: 'sessions served at once (default 4); further connections get an error and are closed' },
-    ...COMPILE_OPTIONS,
+    // mpc: the options that shape the graph serve compiles again (the schedule's own params are used)
+    ...APPROX_OPTIONS,
+    'approx-relu': BACKEND_OPTIONS['approx-relu'],
   },
   async run(args) {
     const model = onePositional(args, serve, 'MODEL')
@@ -164,11 +183,19 @@ export const serve: Command = {
     const on: ListenOn = { ...(await listenOn(args, serve, 'server')), ...(ms !== undefined ? { maxSessions: Number(ms) } : {}) }
     if ((json as { format?: unknown }).format === 'pic-ckks-plan') return serveCkks(args, serve, model, file, json as CkksPlanFile, on)
     const schedule = parseSchedule(json, file)
+    checkCompileOptions(args, 'mpc', serve)
     const { compiled: g } = compileFor(loadModel(model), mpcBackend, args)
     let ended: (e: Error | undefined) => void = () => {}
     const firstEnd = new Promise<Error | undefined>((resolve) => (ended = resolve))
     const dealerTrust = trustOf(args, serve, 'dealer')
-    const h = await runServe(g, schedule, { ...on, dealer: need(args, 'dealer', serve), dealerTrust, log, onSessionEnd: (e) => ended(e) })
+    let h: Awaited<ReturnType<typeof runServe>>
+    try {
+      h = await runServe(g, schedule, { ...on, dealer: need(args, 'dealer', serve), dealerTrust, log, onSessionEnd: (e) => ended(e) })
+    } catch (e) {
+      // serve compiles MODEL again: a different graph than the schedule's means different compile options
+      if (e instanceof Error && /fingerprints differ/.test(e.message)) throw new PicError(scheduleMismatch(file, model, json, args))
+      throw e
+    }
     announce(args, 'server', h.fingerprint, h.port)
     const failed = flag(args, 'once') ? await Promise.race([firstEnd, interrupted().then(() => undefined)]) : await interrupted().then(() => undefined)
     await h.close()
@@ -193,12 +220,16 @@ export const query: Command = {
   async run(args) {
     const file = onePositional(args, query, 'S (the schedule) or PLAN.client.json')
     const json = readJSONFile(file, 'schedule')
-    if ((json as { format?: unknown }).format === CLIENT_FORMAT) return queryCkksCommand(args, query, file, json, timeout(args, query), connectSecurity(args, query, 'client'))
-    const schedule = parseSchedule(json, file)
-    const x = readNpy(need(args, 'input', query))
+    const ckks = (json as { format?: unknown }).format === CLIENT_FORMAT
+    const schedule = ckks ? undefined : parseSchedule(json, file)
+    // before any connection: the inputs are finite, the output can be written
+    const x = readFiniteNpy(need(args, 'input', query))
+    const out = str(args, 'output')
+    if (out) checkWritable(out)
+    else if (!flag(args, 'json')) logger(args)('note: no --output: the outputs are not written, only the summary')
+    if (!schedule) return queryCkksCommand(args, query, file, json, timeout(args, query), connectSecurity(args, query, 'client'))
     const sec = connectSecurity(args, query, 'client')
     const { output, report } = await runQuery(schedule, x, { connect: need(args, 'connect', query), dealer: need(args, 'dealer', query), timeoutMs: timeout(args, query), ...sec, log: logger(args) })
-    const out = str(args, 'output')
     if (out) writeNpy(out, output)
     if (flag(args, 'json')) printJSON({ backend: 'mpc', schedule: file, ...report })
     else

@@ -11,8 +11,8 @@ import { maxAbsDiff } from '../ir/tensor.js'
 import { top1Agreement } from '../passes/ola.js'
 import { flag, logger, need, onePositional, printJSON, str, UsageError, type Command } from './cli-kit.js'
 import { readJSONFile, sidecarPath } from './model.js'
-import { PicError } from './errors.js'
-import { readNpy, writeNpy } from './npy.js'
+import { checkWritable, PicError } from './errors.js'
+import { readFiniteNpy, writeNpy } from './npy.js'
 
 export const run: Command = {
   name: 'run',
@@ -33,6 +33,7 @@ export const run: Command = {
     const refreshMask = str(args, 'refresh-mask') ?? 'on'
     if (refreshMask !== 'on' && refreshMask !== 'off') throw new UsageError(`--refresh-mask must be 'on' or 'off', got '${refreshMask}'`, run)
     const log = logger(args)
+    if (outFile) checkWritable(outFile)
     const written = readJSONFile(file, 'plan') as CkksPlanFile
     if (written.format !== 'pic-ckks-plan') throw new PicError(`${file}: not a CKKS plan (format '${String((written as { format?: unknown }).format)}'); pic run executes plans from pic compile --backend ckks`)
     try {
@@ -41,7 +42,8 @@ export const run: Command = {
     } catch (e) {
       throw new PicError(`${file}: ${(e as Error).message}`)
     }
-    const x = readNpy(inFile)
+    const x = readFiniteNpy(inFile)
+    if (!outFile && !flag(args, 'json')) log('note: no --output: the decrypted outputs are not written, only the summary')
     const side = sidecarPath(file)
     let ref: ReturnType<typeof referenceGraph>
     let plan: CkksPlanFile

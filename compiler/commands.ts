@@ -2,26 +2,27 @@
  * The command table and the model commands: inspect, infer, eval and compile. Other commands live in
  * their own cmd-*.ts files and are listed here.
  */
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, statSync, unlinkSync } from 'node:fs'
 import path from 'node:path'
-import { loadBackend } from '../backends/index.js'
+import { BACKENDS, loadBackend } from '../backends/index.js'
 import { irBackend } from '../backends/ir/index.js'
 import { symbolicShapes, withBatchSize } from '../ir/builder.js'
+import type { Sidecar } from '../ir/serialize.js'
 import { graphInputs, inputDims, type Graph } from '../ir/graph.js'
 import { batchSize, bindInputs, interpret, runBatched } from '../ir/interpret.js'
 import { activationCounts, opCounts, parameterCount } from '../ir/stats.js'
 import { argmax, top1Agreement } from '../passes/ola.js'
 import { maxAbsDiff, type Tensor } from '../ir/tensor.js'
 import {
-  accelFor, COMPILE_OPTIONS, compileFor, flag, logger, need, onePositional, printJSON, str, UsageError,
+  accelFor, APPROX_OPTIONS, checkCompileOptions, COMPILE_OPTIONS, compileFor, didYouMean, flag, logger, need, onePositional, printJSON, str, UsageError,
   type Command, type ParsedArgs,
 } from './cli-kit.js'
 import { exportCommand } from './cmd-export.js'
 import { dealer, query, serve } from './cmd-mpc.js'
-import { writeCompanions } from './cmd-ckks.js'
+import { clientPartPath, writeCompanions } from './cmd-ckks.js'
 import { run } from './cmd-run.js'
-import { PicError } from './errors.js'
-import { readNpy, writeNpy } from './npy.js'
+import { cannotWrite, checkWritable, PicError, writeUserFile } from './errors.js'
+import { checkFinite, readFiniteNpy, readNpy, writeNpy } from './npy.js'
 import { bindable, inputNamesOf, loadModel, needsBinding, readTensorFile, sidecarPath, writeChunks } from './model.js'
 
 function modelArg(args: ParsedArgs, cmd: Command): string {
@@ -97,7 +98,7 @@ const infer: Command = {
     input: { type: 'string', multiple: true, arg: '[NAME=]FILE', help: 'an input as .npy or ONNX TensorProto .pb, in graph order or by name' },
     output: { type: 'string', arg: 'Y.npy', help: 'write the first output here' },
     'output-dir': { type: 'string', arg: 'DIR', help: 'write every output as DIR/NAME.npy' },
-    ...COMPILE_OPTIONS,
+    ...APPROX_OPTIONS,
   },
   async run(args) {
     const file = modelArg(args, infer)
@@ -105,6 +106,7 @@ const infer: Command = {
     const out = str(args, 'output')
     const outDir = str(args, 'output-dir')
     if (!out === !outDir) throw new UsageError('give exactly one of --output and --output-dir', infer)
+    if (out) checkWritable(out)
     const all = inputNamesOf(file)
     if (specs.length === 0 && all.length > 0) throw new UsageError(`the model takes ${all.length} input${all.length > 1 ? 's' : ''}: give ${all.length > 1 ? 'them' : 'it'} with --input`, infer)
     const given = new Map<string, Tensor>()
@@ -113,7 +115,8 @@ const infer: Command = {
       const named = eq > 0 && all.includes(s.slice(0, eq))
       const name = named ? s.slice(0, eq) : all[i]
       if (name === undefined) throw new PicError(`${file}: the model takes ${all.length} inputs, got ${specs.length}`)
-      given.set(name, readTensorFile(named ? s.slice(eq + 1) : s))
+      const f = named ? s.slice(eq + 1) : s
+      given.set(name, checkFinite(readTensorFile(f), f))
     })
     let probe: Graph
     try {
@@ -146,7 +149,11 @@ const infer: Command = {
     }
     if (out) writeNpy(out, outputs[0])
     else {
-      mkdirSync(outDir!, { recursive: true })
+      try {
+        mkdirSync(outDir!, { recursive: true })
+      } catch (e) {
+        throw cannotWrite(outDir!, e)
+      }
       probe.outputs.forEach((o, k) => writeNpy(path.join(outDir!, `${o.replace(/[^A-Za-z0-9_.-]/g, '_')}.npy`), outputs[k]))
     }
     if (flag(args, 'json')) printJSON({ outputs: probe.outputs.map((o, k) => ({ name: o, dtype: outputs[k].dtype, shape: outputs[k].shape })) })
@@ -161,11 +168,11 @@ const evaluate: Command = {
   options: {
     data: { type: 'string', arg: 'X.npy', help: 'inputs, batch on axis 0' },
     labels: { type: 'string', arg: 'y.npy', help: 'integer labels, one per input' },
-    ...COMPILE_OPTIONS,
+    ...APPROX_OPTIONS,
   },
   async run(args) {
     const file = modelArg(args, evaluate)
-    const x = readNpy(need(args, 'data', evaluate))
+    const x = readFiniteNpy(need(args, 'data', evaluate))
     const labelsFile = need(args, 'labels', evaluate)
     const y = readNpy(labelsFile)
     const n = x.shape[0]
@@ -196,6 +203,39 @@ const evaluate: Command = {
   },
 }
 
+/**
+ * Write the plan (`-o FILE`), its sidecar (FILE.bin) and companions (CKKS: FILE.client.json), each
+ * whole (writeUserFile); returns the files with their sizes. If one fails, those already written are
+ * removed again, so a failed -o leaves none of them; the failure is one line `cannot write FILE (CODE)`.
+ */
+function writePlan(out: string, backend: string, plan: unknown, sidecar: Sidecar | undefined): { file: string; bytes: number }[] {
+  const done: string[] = []
+  const step = (file: string, write: () => void) => {
+    try {
+      write()
+    } catch (e) {
+      // writeCompanions writes in place: a failure may leave its file truncated
+      for (const f of [...done, ...(file === clientPartPath(out) ? [file] : [])]) removeFile(f)
+      if (e instanceof PicError) throw e
+      throw cannotWrite(file, e)
+    }
+    done.push(file)
+  }
+  step(out, () => writeUserFile(out, JSON.stringify(plan, null, 1) + '\n'))
+  if (sidecar && sidecar.length > 0) step(sidecarPath(out), () => writeChunks(sidecarPath(out), sidecar))
+  if (backend === 'ckks') step(clientPartPath(out), () => writeCompanions(backend, out, plan, sidecar))
+  return done.map((file) => ({ file, bytes: statSync(file).size }))
+}
+
+/** Remove a file if there is one (not a directory). */
+function removeFile(f: string): void {
+  try {
+    if (statSync(f).isFile()) unlinkSync(f)
+  } catch {
+    // none there
+  }
+}
+
 const compile: Command = {
   name: 'compile',
   summary: 'Compile a model for a backend (ir, ckks, mpc or a plugin module) and write or print the plan.',
@@ -209,7 +249,14 @@ const compile: Command = {
   },
   async run(args) {
     const file = modelArg(args, compile)
-    const backend = await loadBackend(need(args, 'backend', compile))
+    const spec = need(args, 'backend', compile)
+    // a name that is neither built in nor a module path is a usage error (a near miss gets a suggestion)
+    if (!BACKENDS[spec] && !spec.includes('/') && !spec.includes('\\') && !/\.(m?js|ts)$/.test(spec))
+      throw new UsageError(`unknown backend '${spec}'${didYouMean(spec, Object.keys(BACKENDS)) || ` (built in: ${Object.keys(BACKENDS).join(', ')}; or a plugin module path)`}`, compile)
+    checkCompileOptions(args, spec, compile)
+    const out = str(args, 'output')
+    if (out) checkWritable(out)
+    const backend = await loadBackend(spec)
     const log = logger(args)
     const t0 = performance.now()
     const binds = new Map<string, Tensor>()
@@ -230,11 +277,9 @@ const compile: Command = {
     }
     const { plan, sidecar } = lowered
     log(`compiled ${file} for ${backend.name} in ${(performance.now() - t0).toFixed(0)} ms`)
-    const out = str(args, 'output')
     if (out) {
-      writeFileSync(out, JSON.stringify(plan, null, 1) + '\n')
-      if (sidecar && sidecar.length > 0) writeChunks(sidecarPath(out), sidecar)
-      writeCompanions(backend.name, out, plan, sidecar)
+      const written = writePlan(out, backend.name, plan, sidecar)
+      if (!flag(args, 'json')) process.stdout.write(`wrote ${written.map((w) => `${w.file} (${w.bytes} bytes)`).join(', ')}\n`)
     }
     if (flag(args, 'json')) printJSON({ backend: backend.name, ...backend.summary(plan, compiled) })
     else if (!out) process.stdout.write(backend.print(plan, sidecar))

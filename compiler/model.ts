@@ -1,9 +1,9 @@
 /** Loading models and input tensors from files for the CLI, with PicErrors that name the file. */
-import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import path from 'node:path'
 import type { Graph } from '../ir/graph.js'
 import { dtypeOfElemType, isFloat, type Tensor } from '../ir/tensor.js'
-import { cannotRead, PicError, readUserFile } from './errors.js'
+import { cannotRead, PicError, readUserFile, writeUserFile } from './errors.js'
 import { readNpy } from './npy.js'
 import { importModel } from './onnx-import.js'
 import { elemTypeName, onnx, readTensorPb, tensorToProto } from './onnx-tensor.js'
@@ -104,12 +104,7 @@ export function sidecarPath(planFile: string): string {
 
 /** Write byte chunks to one file in order, without joining them in memory first. */
 export function writeChunks(file: string, chunks: readonly Uint8Array[]): void {
-  const fd = openSync(file, 'w')
-  try {
-    for (const c of chunks) for (let at = 0; at < c.length; ) at += writeSync(fd, c, at, c.length - at)
-  } finally {
-    closeSync(fd)
-  }
+  writeUserFile(file, chunks)
 }
 
 /** A JSON file (a plan or schedule), with PicErrors that say which file and what is wrong. */

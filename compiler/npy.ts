@@ -5,10 +5,14 @@
  * 2^53 - 1, which float64 does not hold exactly, are refused both ways. NumPy has no bfloat16, so a
  * bfloat16 tensor is written as float32 ('<f4'), which holds every bfloat16 value exactly (it reads
  * back as float32).
+ *
+ * Integer dtypes are read as their values (exact below 2^53): an int32 or uint8 array of pixels is a
+ * valid model input and is taken as those numbers, the model's float input type notwithstanding.
+ * `readFiniteNpy` (every input, calibration and data file of the CLI) also refuses NaN and
+ * infinities, naming the first one's flat element, image (axis 0) and index within the image.
  */
-import { writeFileSync } from 'node:fs'
 import { exactUint64, halfValue, MAX_ELEMENTS, sizeOf, tensor, tensorBytes, type DType, type Tensor } from '../ir/tensor.js'
-import { PicError, readUserFile } from './errors.js'
+import { PicError, readUserFile, writeUserFile } from './errors.js'
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]
 
@@ -88,6 +92,23 @@ export function readNpy(file: string): Tensor {
   return parseNpy(readUserFile(file), file)
 }
 
+/** Refuse a tensor holding NaN or an infinity: "FILE: element 12 (image 0, index 12) is NaN". */
+export function checkFinite(t: Tensor, file: string): Tensor {
+  const d = t.data
+  for (let i = 0; i < d.length; i++) {
+    if (Number.isFinite(d[i])) continue
+    const per = t.shape.length > 1 ? d.length / t.shape[0] : 0
+    const where = per > 0 ? ` (image ${Math.floor(i / per)}, index ${i % per})` : ''
+    throw new PicError(`${file}: element ${i}${where} is ${Number.isNaN(d[i]) ? 'NaN' : d[i] > 0 ? 'infinite (+Infinity)' : 'infinite (-Infinity)'}`)
+  }
+  return t
+}
+
+/** readNpy, then checkFinite: the inputs, calibration and evaluation data the CLI reads. */
+export function readFiniteNpy(file: string): Tensor {
+  return checkFinite(readNpy(file), file)
+}
+
 export function encodeNpy(t: Tensor): Buffer {
   const descr = CODE[t.dtype]
   const n = sizeOf(t.shape)
@@ -106,6 +127,7 @@ export function encodeNpy(t: Tensor): Buffer {
   return Buffer.concat([head, Buffer.from(header, 'latin1'), body])
 }
 
+/** Write a .npy file whole or not at all (errors.ts writeUserFile). */
 export function writeNpy(file: string, t: Tensor): void {
-  writeFileSync(file, encodeNpy(t))
+  writeUserFile(file, encodeNpy(t))
 }

@@ -7,14 +7,18 @@
  * Abs (from the MaxPool lowering) becomes x * p(x) with p a polynomial sign; PartialRelu keeps its
  * mask and gets `poly` for the masked positions only. The per-layer report (`cx.report.layers`) gives
  * method, degree, interval or statistics and the measured error on the calibration values.
+ * A fit is refused (PassError naming the node, method and degree) when its coefficients are not
+ * finite, or when the approximated graph, run on the calibration data, gives NaN or an infinity at
+ * an approximated activation (a high degree whose values explode off its interval, often fed by an
+ * earlier fit that already did).
  */
-import type { Graph, Node } from '../ir/graph.js'
+import { describeNode, type Graph, type Node } from '../ir/graph.js'
 import { applyPoly, polyDegree, polyDepth, type PolyAttrs } from '../ir/ops/pi.js'
 import { rewrite, type Rule } from '../ir/rewrite.js'
 import { nonPolynomialNodes, secretValues } from '../ir/stats.js'
-import { tensor } from '../ir/tensor.js'
+import { tensor, type Tensor } from '../ir/tensor.js'
 import { activations, RELU_OPS, type Activation } from './activations.js'
-import { calibrate, type ActivationStats } from './calibrate.js'
+import { calibrate, valueRanges, type ActivationStats } from './calibrate.js'
 import { chebyshevFit, fitInterval, hermiteFit, remezFit } from './fit.js'
 import { ola, olaPoly, type CostModel } from './ola.js'
 import { PassError, type Pass, type PassContext } from './pass.js'
@@ -176,6 +180,11 @@ export function fitActivations(g: Graph, cx: PassContext, spec: Exclude<ApproxSp
       fits.set(act.node.name, spec.method === 'hermite' ? hermitePoly(act, st, d) : spec.method === 'wls' ? olaPoly(act, st, d) : rangePoly(act, st, d, spec.method))
     }
   }
+  for (const act of acts) {
+    const p = fits.get(act.node.name)!
+    if (![...p.coeffs.flat(), ...p.shift, ...p.scale].every(Number.isFinite))
+      throw new PassError(`${describeNode(act.node)}: the ${spec.method} fit of degree ${polyDegree(p)} has NaN or infinite coefficients; use a lower degree`)
+  }
   const layers: LayerReport[] = acts.map((act) => {
     const st = stats.get(act.node.name)!
     const p = fits.get(act.node.name)!
@@ -197,6 +206,27 @@ export function fitActivations(g: Graph, cx: PassContext, spec: Exclude<ApproxSp
   return { fits, layers }
 }
 
+/**
+ * Run the approximated graph on the calibration data; the first approximated activation (graph
+ * order) whose value holds NaN or an infinity is refused, with its fit and its input's range.
+ */
+function refuseNonFinite(out: Graph, calib: Tensor, acts: readonly Activation[], layers: readonly LayerReport[], cx: PassContext): void {
+  const { maxAbs } = valueRanges(out, calib, { accel: cx.accel })
+  const byName = new Map(out.nodes.map((n) => [n.name, n]))
+  for (const [i, act] of acts.entries()) {
+    if (Number.isFinite(maxAbs.get(act.node.name) ?? 0)) continue
+    const l = layers[i]
+    const input = maxAbs.get(byName.get(act.node.name)?.inputs[0] ?? '')
+    const range = l.interval ? `fitted on [${l.interval.map((v) => v.toPrecision(3)).join(', ')}]` : 'fitted'
+    // an input already out of all proportion: name the earlier fit whose values grew most
+    const earlier = acts.slice(0, i).map((a, k) => ({ a, k, m: maxAbs.get(a.node.name) ?? 0 })).sort((x, y) => y.m - x.m)[0]
+    const cause = earlier && !(input !== undefined && input <= 1e6) ? `, after ${describeNode(earlier.a.node)} (${layers[earlier.k].method} degree ${layers[earlier.k].degree}) reached |y| = ${earlier.m.toPrecision(3)}` : ''
+    throw new PassError(
+      `${describeNode(act.node)}: the ${l.method} fit of degree ${l.degree} gives NaN or infinite values on the calibration data (${range}; its input reaches |x| = ${input === undefined ? '?' : input.toPrecision(3)}${cause}); use a lower degree${l.method === 'hermite' ? ' or a fit over the calibrated range (chebyshev:D, minimax:D, ola)' : ''}`,
+    )
+  }
+}
+
 export const approximate: Pass = {
   name: 'approximate',
   doc: 'Replace non-polynomial activations by fitted polynomials (--approx hermite:D | chebyshev:D | minimax:D | wls:D | ola[:BUDGET]; --keep-relu keeps ReLU).',
@@ -209,6 +239,7 @@ export const approximate: Pass = {
     const { fits, layers } = fitActivations(g, cx, spec, acts)
     cx.report.layers = layers
     const out = rewrite(g, [replacementRule(fits, acts.map((a) => a.node.op))])
+    if (cx.calib) refuseNonFinite(out, cx.calib, acts, layers, cx)
     const left = nonPolynomialNodes(out).filter((n) => !(keepRelu && (RELU_OPS.has(n.op) || n.op === 'MaxPool')))
     if (left.length) cx.log(`approximate: left non-polynomial: ${left.map((n) => `${n.origin?.name || n.name} (${n.op})`).join(', ')}`)
     return out

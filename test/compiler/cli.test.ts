@@ -130,8 +130,8 @@ describe('pic compile --backend ir', () => {
 
   it('refuses an unknown backend in one line', () => {
     const r = pic('compile', digits('resnet8.onnx'), '--backend', 'tpu')
-    expect(r.code).toBe(1)
-    expect(r.stderr).toMatch(/^pic: error: unknown backend 'tpu' \(built in: ir[^)]*; or a plugin module path\)\n$/)
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^pic: error: unknown backend 'tpu' \(built in: ir[^)]*; or a plugin module path\)\nusage: pic compile /)
   })
 })
 
