@@ -5,6 +5,9 @@
  * down against the ciphertexts' raw size (2 N (level + 1) 8 bytes each, as `pic run` counts them), and the
  * service's latency per image against `pic run`'s one-process evaluation of the same plan and images.
  * Outputs are checked against the float64 interpreter of the compiled model (top-1, max logit error).
+ * The link is TLS 1.3 with the server's certificate pinned, as `pic query --server-fingerprint` does;
+ * plans with refreshes mask them with bounds measured on the fixture's calibration images, as
+ * `pic compile --calib` does (backends/ckks/refresh.ts).
  *
  * Run: npx vite-node bench/ckks-service.ts [--images N] [--models a,b] [--json]
  *   models: cnn_square, aespa_cnn, cryptonets28 (digits28), pkn (fmnist32, client-aided refreshes)
@@ -15,6 +18,7 @@ import { readFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { compileCkks, runPlan } from '../backends/ckks/index.js'
+import { calibrateRefreshBounds } from '../backends/ckks/refresh.js'
 import { queryCkks, startCkksServer } from '../backends/ckks/service.js'
 import { parseNpy } from '../compiler/npy.js'
 import { importModel } from '../compiler/onnx-import.js'
@@ -38,8 +42,8 @@ const CASES: Record<string, { dir: string; file: string }> = {
 }
 const models = (opt('--models') ?? Object.keys(CASES).join(',')).split(',')
 
-function images(dir: string, n: number): Tensor {
-  const x = parseNpy(readFileSync(join(FIX, dir, 'test_x.npy')))
+function images(dir: string, n: number, file = 'test_x.npy'): Tensor {
+  const x = parseNpy(readFileSync(join(FIX, dir, file)))
   const per = x.data.length / x.shape[0]
   return { dtype: x.dtype, shape: [n, ...x.shape.slice(1)], data: x.data.slice(0, n * per) }
 }
@@ -55,13 +59,16 @@ async function main(): Promise<void> {
     const t0 = performance.now()
     const g = runPipeline(importModel(readFileSync(join(FIX, c.dir, `${c.file}.onnx`)), { file: c.file }), PIPELINES.ckks({}), passContext({}, {}))
     const plan = compileCkks(g, { model: name })
+    if (plan.refreshMask) calibrateRefreshBounds(plan, images(c.dir, 8, 'calib_x.npy'))
     const compileMs = performance.now() - t0
     const x = images(c.dir, nImages)
     const ref = interpret(g, [x]).get(g.outputs[0])!
     const server = await startCkksServer(plan, { port: 0 })
     let q
     try {
-      q = await queryCkks(server.clientPart, x, { connect: `127.0.0.1:${server.port}`, compareSerialization: true, timeoutMs: 600_000 })
+      q = await queryCkks(server.clientPart, x, {
+        connect: `127.0.0.1:${server.port}`, compareSerialization: true, timeoutMs: 600_000, serverTrust: { fingerprint: server.fingerprint },
+      })
     } finally {
       await server.close()
     }
@@ -99,7 +106,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify({ images: nImages, rows }, null, 1) + '\n')
     return
   }
-  console.log(`CKKS service over loopback, ${nImages} image(s) per model; plain keys = the same keys serialized without seeds or compression (this run); plain up/down = raw ciphertexts, 2 N (level+1) 8 B each`)
+  console.log(`CKKS service over loopback (TLS 1.3, pinned certificate; refreshes masked with calibrated bounds), ${nImages} image(s) per model; plain keys = the same keys serialized without seeds or compression (this run); plain up/down = raw ciphertexts, 2 N (level+1) 8 B each`)
   const cols = ['model', 'logN', 'galoisKeys', 'refreshes', 'keysMB', 'plainKeysMB', 'keysRatio', 'upKB', 'plainUpKB', 'upRatio', 'downKB', 'plainDownKB', 'serviceMsPerImage', 'runMsPerImage', 'latencyRatio', 'top1', 'maxAbsError', 'load1']
   console.log('| ' + cols.join(' | ') + ' |')
   console.log('|' + cols.map(() => '---').join('|') + '|')

@@ -165,7 +165,7 @@ export const serve: Command = {
     ...LISTEN_OPTIONS,
     ...DEALER_OPTION,
     once: { type: 'boolean', help: 'exit after the first session (status 1 if it failed)' },
-    'refresh-mask': { type: 'string', arg: 'on|off', help: "CKKS plans with refreshes: 'on' (default: the client decrypts masked values: statistical distance 2^-39 per slot) or 'off' (the client sees the intermediate activations; warned at every session)" },
+    'refresh-mask': { type: 'string', arg: 'on|off', help: "CKKS plans with refreshes: 'on' (default: the client decrypts masked values: statistical distance at most 2^-40 per refresh) or 'off' (the client sees the intermediate activations; warned at every session)" },
     'max-sessions': { type: 'string', arg: 'N', help: 'sessions served at once (default 4); further connections get an error and are closed' },
     // mpc: the options that shape the graph serve compiles again (the schedule's own params are used)
     ...APPROX_OPTIONS,

@@ -22,7 +22,7 @@ export const run: Command = {
     input: { type: 'string', arg: 'X.npy', help: 'inputs, batch first; each image is one inference' },
     output: { type: 'string', short: 'o', arg: 'Y.npy', help: 'decrypted outputs' },
     refresh: { type: 'string', arg: 'MODE', help: "bootstraps: 'none' (refuse plans that need them, default) or 'client' (client-aided refresh)" },
-    'refresh-mask': { type: 'string', arg: 'on|off', help: "client-aided refreshes: 'on' (default: the values the key holder decrypts are masked: statistical distance 2^-39 per slot) or 'off' (the key holder sees the intermediate activations; warned on every run)" },
+    'refresh-mask': { type: 'string', arg: 'on|off', help: "client-aided refreshes: 'on' (default: the values the key holder decrypts are masked: statistical distance at most 2^-40 per refresh) or 'off' (the key holder sees the intermediate activations; warned on every run)" },
   },
   async run(args) {
     const file = onePositional(args, run, 'PLAN')

@@ -2,7 +2,8 @@
  * The key holder's side of a CKKS plan, shared by `pic run` (one process) and `pic query` (the client):
  * key generation (exactly the Galois steps and relinearization the plan lists), packing and
  * encryption of an input, decryption and decoding of the outputs, and the client-aided refresh
- * (decrypt, decode, encode and encrypt at the level and scale asked for). Evaluation keys can be
+ * (decrypt to the plaintext's integer coefficients, rescale them exactly to the scale asked for and
+ * encrypt them at the level asked for: refresh.ts, `liftCoefficients`; no float64 decode/encode). Evaluation keys can be
  * serialized seeded (SEAL replaces the uniform half of every key by the seed of its PRNG) and
  * compressed, the form `pic query` uploads; inputs and refreshed values are encrypted with the secret
  * key (symmetric encryption, also seeded: half the bytes of a public-key encryption).
@@ -12,7 +13,7 @@ import type { ClientPart } from './clientpart.js'
 import { encodeAt, type Ct, type Evaluator, type Encoder } from './evaluate.js'
 import { makeContext, type SealContext, type SEALLibrary } from './seal.js'
 import { packInput, unpackOutput, type LayoutOf } from './simulate.js'
-import { imaginaryUnit } from './refresh.js'
+import { coefficientsOf, liftCoefficients, plaintextOf, type RnsEnv } from './refresh.js'
 
 type KeyGen = ReturnType<SEALLibrary['KeyGenerator']>
 type Serial = ReturnType<KeyGen['createPublicKeySerializable']>
@@ -136,18 +137,25 @@ export class KeyHolder {
   }
 
   /**
-   * The imaginary parts of every slot (node-seal decodes real parts only): the real parts of
-   * X^(N/2) ct, whose slots are i times ct's, negated. For tests and measurements of what a key
-   * holder can read beside the real parts.
+   * The centered integer coefficients of the plaintext `ct` decrypts to (exact: inverse NTT and CRT).
+   * What the key holder sees at a refresh; for tests and measurements.
    */
-  decryptImaginary(ct: Ct): Float64Array {
-    const level = ct.coeffModulusSize - 1
-    const t = this.ev.multiplyPlain(ct, imaginaryUnit({ seal: this.seal, sc: this.sc, encoder: this.encoder, ev: this.ev, params: this.layout.params }, level))!
+  decryptCoefficients(ct: Ct): bigint[] {
+    const dec = this.decryptor.decrypt(ct)!
     try {
-      return this.decryptSlots(t).map((v) => -v)
+      return coefficientsOf(this.rnsEnv, ct.coeffModulusSize - 1, dec)
     } finally {
-      t.delete()
+      dec.delete()
     }
+  }
+
+  private get rnsEnv(): RnsEnv {
+    return { seal: this.seal, sc: this.sc, ev: this.ev, encoder: this.encoder, encryptor: this.symmetric, params: this.layout.params }
+  }
+
+  /** The refreshed plaintext: round(Re(v) scale / ct.scale) at `level`, v = ct's decrypted coefficients. */
+  private lifted(ct: Ct, level: number, scale: number): ReturnType<typeof plaintextOf> {
+    return plaintextOf(this.rnsEnv, level, liftCoefficients(this.decryptCoefficients(ct), ct.scale, scale), scale)
   }
 
   /** Output k's elements from its ciphertext. */
@@ -163,23 +171,32 @@ export class KeyHolder {
 
   /**
    * A client-aided refresh: the real parts of `ct`'s slots re-encrypted fresh at `level` and
-   * `scale`. The key holder sees what it decrypts: the server masks it first (refresh.ts, the
-   * default), unless run with --refresh-mask off.
+   * `scale`, exactly in the coefficient domain (refresh.ts). The key holder sees what it decrypts:
+   * the server masks it first (refresh.ts, the default), unless run with --refresh-mask off.
    */
   refresh(ct: Ct, level: number, scale: number): Ct {
-    const v = this.decryptSlots(ct)
-    const pt = encodeAt(this.sc, this.encoder, this.ev, v, scale, level)
-    const r = this.symmetric.encryptSymmetric(pt)!
-    pt.delete()
-    return r
+    const pt = this.lifted(ct, level, scale)
+    try {
+      return this.symmetric.encryptSymmetric(pt)!
+    } finally {
+      pt.delete()
+    }
   }
 
   /** The refresh on serialized ciphertexts (the client's answer to a server's request). */
   refreshBytes(bytes: Uint8Array, level: number, scale: number): Uint8Array {
     const ct = this.loadCiphertext(bytes)
+    let pt: ReturnType<typeof plaintextOf> | undefined
     try {
-      return this.encryptBytes(this.decryptSlots(ct), scale, level)
+      pt = this.lifted(ct, level, scale)
+      const s = this.symmetric.encryptSymmetricSerializable(pt)
+      try {
+        return s.saveArray(this.seal.ComprModeType.zstd)
+      } finally {
+        s.delete()
+      }
     } finally {
+      pt?.delete()
       ct.delete()
     }
   }

@@ -13,7 +13,7 @@ import type { CkksPlan, Instr, ParamChoice } from './plan.js'
 import { gib, planMemory, SEAL_HEAP_BYTES, usableHeap, type PlaintextMode, type PlanMemory } from './memory.js'
 import { validatePlan } from './validate.js'
 import { RefreshModel, type PlacementResult } from './placement.js'
-import { DEFAULT_REFRESH_BOUND, REFRESH_SIGMA, refreshReserve, type RefreshMask } from './refresh.js'
+import { DEFAULT_REFRESH_BOUND, REFRESH_SIGMA, refreshReserve, withInferenceDistance, type RefreshMask } from './refresh.js'
 
 export interface CompileOptions {
   security?: SecurityLevel
@@ -430,8 +430,8 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   if (choices.length > 1) extraNotes.push(describeChoices(choices, params, chosen.mask?.level))
   const plan = finish(g, opts, params, primeValues, lowered, fitted.lv, depth, extraNotes, fitted.mode, fitted.memory, choices)
   if (plan.stats.bootstraps > 0 && chosen.mask) {
-    plan.refreshMask = chosen.mask
-    plan.stats.notes.push(`refreshes masked (sigma = ${chosen.mask.sigma}, |x| <= ${chosen.mask.bound} at every refresh): the client decrypts at level ${chosen.mask.level}, ${chosen.mask.level} level(s) below each refresh and q0 = ${params.primes[0]} bits reserved for it (${chosen.mask.bits} bits needed)`)
+    const m = (plan.refreshMask = withInferenceDistance(chosen.mask, plan.stats.bootstraps))
+    plan.stats.notes.push(`refreshes masked in the coefficient domain (statistical distance 2^-${m.sigma} per refresh, 2^${m.distancePerInferenceLog2} per inference; masks 2^${m.maskLog2} ceil(scale |x|), |x| <= ${m.bound} at every refresh): the client decrypts at level ${m.level}, ${m.level} level(s) below each refresh and q0 = ${params.primes[0]} bits reserved for it (${m.bits} bits needed)`)
   }
   validatePlan(plan, g)
   return plan

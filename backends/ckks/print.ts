@@ -31,7 +31,9 @@ export function interaction(plan: CkksPlan): string {
   const n = plan.stats.bootstraps
   return n === 0
     ? 'none: leveled, the server evaluates without the client'
-    : `${n} client-aided refresh(es) per image (pic run --refresh client): each a round trip to the key holder, who sees the values refreshed`
+    : `${n} client-aided refresh(es) per image (pic run --refresh client): each a round trip to the key holder, who ${
+        plan.refreshMask ? `decrypts them masked (statistical distance 2^-${plan.refreshMask.sigma} per refresh${plan.refreshMask.distancePerInferenceLog2 !== undefined ? `, 2^${plan.refreshMask.distancePerInferenceLog2} per inference` : ''}; unmasked with --refresh-mask off)` : 'sees the values refreshed (the plan has no reserve for masking them)'
+      }`
 }
 
 /** The range check: unchecked, or the bits of margin below the modulus at the tightest point. */

@@ -26,8 +26,8 @@ export interface RunOptions {
    * sees the intermediate values; the run logs a warning).
    */
   refreshMask?: 'on' | 'off'
-  /** What the key holder decrypts at each refresh (every slot, real and imaginary parts), in order: for tests. */
-  onRefreshSlots?: (instr: Instr, real: Float64Array, imaginary: Float64Array) => void
+  /** What the key holder decrypts at each refresh (the plaintext's centered integer coefficients), in order: for tests. */
+  onRefreshView?: (instr: Instr, coefficients: bigint[]) => void
   /** Progress messages. */
   log?: (msg: string) => void
   /** Warnings that must not be silenced (unmasked refreshes); default `log`. */
@@ -123,7 +123,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
       throw e instanceof RefreshMaskError ? new CkksRunError(e.message) : e
     }
     try {
-      if (opts.onRefreshSlots) opts.onRefreshSlots(i, holder.decryptSlots(round.sent), holder.decryptImaginary(round.sent))
+      if (opts.onRefreshView) opts.onRefreshView(i, holder.decryptCoefficients(round.sent))
       return round.close(holder.refresh(round.sent, i.level, i.scale))
     } finally {
       if (round.sent !== ct) round.sent.delete()

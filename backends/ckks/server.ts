@@ -82,7 +82,7 @@ export async function startCkksServer(plan: CkksPlan, opts: CkksServeOptions): P
     guard: opts.refreshGuard ?? defaultGuard(plan),
     log,
   }
-  if (plan.stats.bootstraps > 0) log(shared.guard.masked ? `refreshes masked: sigma = ${plan.refreshMask?.sigma ?? '?'}, |x| <= ${plan.refreshMask?.bound ?? '?'}` : UNMASKED_WARNING)
+  if (plan.stats.bootstraps > 0) log(shared.guard.masked ? `refreshes masked in the coefficient domain: statistical distance 2^-${plan.refreshMask?.sigma ?? '?'} per refresh, |x| <= ${plan.refreshMask?.bound ?? '?'}` : UNMASKED_WARNING)
   log(`ckks plan ready: ${plan.keys.rotations.length} Galois key(s) expected, plaintexts encoded in ${shared.evaluator.setupMs.toFixed(0)} ms`)
   const identity = opts.insecurePlaintext ? undefined : (opts.identity ?? (await generateIdentity('pic server')))
   const srv = await serveSessions(opts.port, opts.host ?? '127.0.0.1', timeoutMs, 'inference(s)', (ch) => serveSession(shared, ch), {

@@ -73,7 +73,7 @@ export async function queryCkks(part: ClientPart, input: Tensor, o: CkksQueryOpt
   const refresh = o.refresh ?? 'client'
   if (part.refreshes > 0 && refresh !== 'client')
     throw new ProtocolError(`the plan needs ${part.refreshes} client-aided refresh(es) per inference; query with --refresh client (the client then sees those intermediate values)`)
-  if (part.refreshes > 0) log(`note: the plan has ${part.refreshes} client-aided refresh(es) per inference: this client decrypts those intermediate values, masked by the server (statistical distance 2^-39 per slot) unless it serves with --refresh-mask off`)
+  if (part.refreshes > 0) log(`note: the plan has ${part.refreshes} client-aided refresh(es) per inference: this client decrypts those intermediate values, masked by the server (statistical distance at most 2^-40 per refresh) unless it serves with --refresh-mask off`)
   const B = input.shape[0]
   if (B < 1) throw new ProtocolError('input has no images')
   const K = batchOf(part)

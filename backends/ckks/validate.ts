@@ -10,7 +10,7 @@ import { PicError } from '../../ir/errors.js'
 import { memoryProblem, planMemory, SEAL_HEAP_BYTES, type PlanMemory } from './memory.js'
 import { checkSecure } from './params.js'
 import type { CkksPlan } from './plan.js'
-import { refreshBitsNeeded } from './refresh.js'
+import { bitLength, maskLog2, modulusAt, refreshBitsNeeded, refreshModulusHolds } from './refresh.js'
 
 export class CkksPlanError extends PicError {}
 
@@ -47,20 +47,25 @@ export function validatePlan(plan: CkksPlan, g?: Graph, heapBytes?: number): Pla
 
 /**
  * A plan compiled for masked refreshes (refresh.ts) keeps its promise: every refresh reads a
- * ciphertext at a level whose modulus holds value + mask (refreshBitsNeeded at that scale).
+ * ciphertext at a level whose modulus holds value + mask without wrapping (`refreshModulusHolds`:
+ * 2 (A_c + 2 B_c) < Q_l with the plan's own primes, A_c = 2^sigma ceil(sqrt N) B_c, B_c = ceil(scale B)).
  */
 export function checkRefreshReserve(plan: CkksPlan): void {
   const m = plan.refreshMask
   if (!m) return
+  if (m.domain !== 'coefficient' || m.maskLog2 !== maskLog2(plan.params.logN, m.sigma))
+    throw new CkksPlanError('the plan records the slot-domain refresh masks of before (or a mask inconsistent with its ring): recompile it')
   const level = new Map<number, { level: number; scale: number }>()
   plan.inputs.forEach((inp) => inp.regs.forEach((r, j) => level.set(r, { level: inp.levels[j], scale: inp.scale })))
   for (const i of plan.instructions) {
     if (i.op === 'refresh') {
       const a = level.get(i.args[0])
       if (!a) throw new CkksPlanError(`refresh of register ${i.args[0]}, which nothing defines`)
-      const bits = plan.params.primes.slice(0, a.level + 1).reduce((x, y) => x + y, 0)
-      const need = refreshBitsNeeded(plan.params.logN, Math.log2(a.scale), m.sigma, m.bound)
-      if (bits < need) throw new CkksPlanError(`a masked refresh reads level ${a.level} (${bits} bits of modulus), the mask (sigma = ${m.sigma}, |x| <= ${m.bound}) needs ${need.toFixed(1)}`)
+      const Q = modulusAt(plan.params.primeValues, a.level)
+      if (!refreshModulusHolds(Q, a.scale, plan.params.logN, m.sigma, m.bound)) {
+        const need = refreshBitsNeeded(plan.params.logN, Math.log2(a.scale), m.sigma, m.bound)
+        throw new CkksPlanError(`a masked refresh reads level ${a.level} (${bitLength(Q)} bits of modulus), the mask (2^-${m.sigma} per refresh, |x| <= ${m.bound}) needs ${need.toFixed(1)}`)
+      }
     }
     level.set(i.dst, { level: i.level, scale: i.scale })
   }
