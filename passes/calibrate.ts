@@ -160,6 +160,23 @@ export function channelCount(shape: readonly number[]): number {
   return shape.length >= 2 ? shape[1] : 1
 }
 
+/**
+ * Run `g` over the calibration set in chunks of `opts.batch` (default 100; a model with a fixed batch
+ * size takes chunks of exactly that size and drops the remainder); `onValue(node, value, rows, total)`
+ * sees every value of every chunk of `rows` images. Logs `LABEL: DONE/TOTAL samples`; returns the total.
+ */
+function overCalibration(g: Graph, calib: Tensor, opts: Pick<CalibrateOptions, 'batch' | 'log' | 'accel'>, label: string, onValue: (n: Node, v: Tensor, rows: number, total: number) => void): number {
+  const fixed = graphInputs(g)[0] ? inputDims(graphInputs(g)[0])[0] : undefined
+  const batch = typeof fixed === 'number' ? fixed : (opts.batch ?? 100)
+  const total = typeof fixed === 'number' ? calib.shape[0] - (calib.shape[0] % fixed) : calib.shape[0]
+  for (let from = 0; from < total; from += batch) {
+    const to = Math.min(total, from + batch)
+    interpret(g, [rows(calib, from, to)], { accel: opts.accel, onValue: (n, v) => onValue(n, v, to - from, total) })
+    if (total > batch) opts.log?.(`${label}: ${to}/${total} samples`)
+  }
+  return total
+}
+
 /** Measure the inputs of the given (default: all activation) nodes on the calibration data. */
 export function calibrate(g: Graph, calib: Tensor, opts: CalibrateOptions = {}): Map<string, ActivationStats> {
   const names = new Set(opts.nodes ?? activations(g).map((a) => a.node.name))
@@ -171,24 +188,13 @@ export function calibrate(g: Graph, calib: Tensor, opts: CalibrateOptions = {}):
     watch.set(n.inputs[0], [...(watch.get(n.inputs[0]) ?? []), n])
   }
   const acc = new Map<string, Accumulator>()
-  const fixed = (graphInputs(g)[0] ? inputDims(graphInputs(g)[0])[0] : undefined)
-  // a model with a fixed batch size takes the data in chunks of exactly that size
-  const batch = typeof fixed === 'number' ? fixed : (opts.batch ?? 100)
-  const total = typeof fixed === 'number' ? calib.shape[0] - (calib.shape[0] % fixed) : calib.shape[0]
-  for (let from = 0; from < total; from += batch) {
-    const to = Math.min(total, from + batch)
-    interpret(g, [rows(calib, from, to)], {
-      accel: opts.accel,
-      onValue: (n, v) => {
-        for (const a of watch.get(n.name) ?? []) {
-          let st = acc.get(a.name)
-          if (!st) acc.set(a.name, (st = new Accumulator(a, channelCount(v.shape))))
-          st.add(v, total)
-        }
-      },
-    })
-    if (total > batch) opts.log?.(`calibrate: ${to}/${total} samples`)
-  }
+  overCalibration(g, calib, opts, 'calibrate', (n, v, _rows, total) => {
+    for (const a of watch.get(n.name) ?? []) {
+      let st = acc.get(a.name)
+      if (!st) acc.set(a.name, (st = new Accumulator(a, channelCount(v.shape))))
+      st.add(v, total)
+    }
+  })
   const out = new Map<string, ActivationStats>()
   for (const name of names) {
     const a = acc.get(name)
@@ -213,36 +219,25 @@ export interface ValueRanges {
 export function valueRanges(g: Graph, calib: Tensor, opts: Pick<CalibrateOptions, 'batch' | 'log' | 'accel'> & { elementwise?: (node: string) => boolean } = {}): ValueRanges {
   const maxAbs = new Map<string, number>()
   const elements = new Map<string, { min: Float64Array; max: Float64Array }>()
-  const fixed = graphInputs(g)[0] ? inputDims(graphInputs(g)[0])[0] : undefined
-  const batch = typeof fixed === 'number' ? fixed : (opts.batch ?? 100)
-  const total = typeof fixed === 'number' ? calib.shape[0] - (calib.shape[0] % fixed) : calib.shape[0]
-  for (let from = 0; from < total; from += batch) {
-    const to = Math.min(total, from + batch)
-    interpret(g, [rows(calib, from, to)], {
-      accel: opts.accel,
-      onValue: (n, v) => {
-        let m = maxAbs.get(n.name) ?? 0
-        const d = v.data
-        // a NaN counts as unbounded
-        for (let i = 0; i < d.length; i++) {
-          const a = Math.abs(d[i])
-          if (!(a <= m)) m = Number.isNaN(a) ? Infinity : a
-        }
-        maxAbs.set(n.name, m)
-        if (!opts.elementwise?.(n.name)) return
-        // element i of image b is at b * per + i when the value keeps the batch as its first axis
-        const rowsIn = typeof fixed === 'number' ? fixed : to - from
-        const per = v.shape.length > 0 && v.shape[0] === rowsIn ? d.length / rowsIn : d.length
-        let e = elements.get(n.name)
-        if (!e) elements.set(n.name, (e = { min: new Float64Array(per).fill(Infinity), max: new Float64Array(per).fill(-Infinity) }))
-        for (let i = 0; i < d.length; i++) {
-          const k = i % per
-          if (d[i] < e.min[k]) e.min[k] = d[i]
-          if (d[i] > e.max[k]) e.max[k] = d[i]
-        }
-      },
-    })
-    if (total > batch) opts.log?.(`ranges: ${to}/${total} samples`)
-  }
+  const total = overCalibration(g, calib, opts, 'ranges', (n, v, rowsIn) => {
+    let m = maxAbs.get(n.name) ?? 0
+    const d = v.data
+    // a NaN counts as unbounded
+    for (let i = 0; i < d.length; i++) {
+      const a = Math.abs(d[i])
+      if (!(a <= m)) m = Number.isNaN(a) ? Infinity : a
+    }
+    maxAbs.set(n.name, m)
+    if (!opts.elementwise?.(n.name)) return
+    // element i of image b is at b * per + i when the value keeps the batch as its first axis
+    const per = v.shape.length > 0 && v.shape[0] === rowsIn ? d.length / rowsIn : d.length
+    let e = elements.get(n.name)
+    if (!e) elements.set(n.name, (e = { min: new Float64Array(per).fill(Infinity), max: new Float64Array(per).fill(-Infinity) }))
+    for (let i = 0; i < d.length; i++) {
+      const k = i % per
+      if (d[i] < e.min[k]) e.min[k] = d[i]
+      if (d[i] > e.max[k]) e.max[k] = d[i]
+    }
+  })
   return { samples: total, maxAbs, elements }
 }

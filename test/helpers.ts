@@ -4,6 +4,8 @@ import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { Graph } from '../ir/graph.js'
+import type { Tensor } from '../ir/tensor.js'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 export const DIGITS = path.join(ROOT, 'test/fixtures/digits')
@@ -83,4 +85,16 @@ export function picAsync(...args: string[]): Promise<{ code: number; stdout: str
     c.stderr.on('data', (d) => (stderr += d))
     c.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
   })
+}
+
+/** The graph with the values of the constants `names` multiplied by `k` (range tests: a layer made to overflow). */
+export function scaled(g: Graph, names: string[], k: number): Graph {
+  return {
+    ...g,
+    nodes: g.nodes.map((n) => {
+      if (!names.includes(n.name)) return n
+      const v = (n.attrs as { value: Tensor }).value
+      return { ...n, attrs: { ...n.attrs, value: { ...v, data: v.data.map((a) => a * k) } } }
+    }),
+  }
 }

@@ -45,8 +45,8 @@
 import { randomBytes } from 'node:crypto'
 import { PicError } from '../../ir/errors.js'
 import { encodeAt, type Ct, type Pt } from './evaluate.js'
-import { constDense, type CkksPlan, type Instr } from './plan.js'
-import { groupInput, packInput, batchOf } from './simulate.js'
+import type { CkksPlan, Instr } from './plan.js'
+import { batchOf, simulateWithSlots } from './simulate.js'
 import type { Tensor } from '../../ir/tensor.js'
 import type { PrivacyEnv } from './privacy.js'
 import type { SealContext } from './seal.js'
@@ -457,57 +457,17 @@ export function refreshValueMaxima(plan: CkksPlan, images: Tensor, maxImages = I
   return maxima
 }
 
-/** The plan run noiselessly on `images` (as simulate.ts runs it): `visit(k, inference, slots)` at every refresh k. */
+/** The plan run noiselessly on `images` (simulate.ts): `visit(k, inference, slots)` at every refresh k of every inference. */
 export function simulateRefreshes(plan: CkksPlan, images: Tensor, visit: (k: number, inference: number, slots: Float64Array) => void, maxImages = Infinity): void {
-  const S = plan.params.slots
-  const K = batchOf(plan)
-  const dense = new Map<string, Float64Array>()
-  const pt = (id: string) => {
-    let v = dense.get(id)
-    if (!v) dense.set(id, (v = constDense(plan.constants[id], S)))
-    return v
-  }
-  const groups = Math.min(maxImages, Math.ceil(images.shape[0] / K))
-  for (let b = 0; b < groups; b++) {
-    const regs = new Map<number, Float64Array>()
-    packInput(plan, 0, groupInput(images, b, K)).forEach((v, j) => regs.set(plan.inputs[0].regs[j], v))
-    let k = 0
-    for (const i of plan.instructions) {
-      const a = regs.get(i.args[0])!
-      let r = a
-      const c = i.args.length > 1 ? regs.get(i.args[1])! : a
-      switch (i.op) {
-        case 'rotate':
-          r = new Float64Array(S)
-          for (let s = 0; s < S; s++) r[s] = a[(s + i.step!) % S]
-          break
-        case 'mulPlain': {
-          const p = pt(i.pt!)
-          r = a.map((v, s) => v * p[s])
-          break
-        }
-        case 'addPlain': {
-          const p = pt(i.pt!)
-          r = a.map((v, s) => v + p[s])
-          break
-        }
-        case 'add':
-          r = a.map((v, s) => v + c[s])
-          break
-        case 'mul':
-          r = a.map((v, s) => v * c[s])
-          break
-        case 'square':
-          r = a.map((v) => v * v)
-          break
-        case 'negate':
-          r = a.map((v) => -v)
-          break
-        case 'refresh':
-          visit(k++, b, a)
-          break
-      }
-      regs.set(i.dst, r)
-    }
-  }
+  const R = plan.instructions.filter((i) => i.op === 'refresh').length
+  if (R === 0) return
+  const n = Math.min(images.shape[0], maxImages * batchOf(plan))
+  const per = images.data.length / images.shape[0]
+  const x: Tensor = n === images.shape[0] ? images : { ...images, shape: [n, ...images.shape.slice(1)], data: images.data.slice(0, n * per) }
+  let seen = 0
+  simulateWithSlots(plan, x, (i, slots) => {
+    if (i.op !== 'refresh') return
+    visit(seen % R, Math.floor(seen / R), slots)
+    seen++
+  })
 }

@@ -12,26 +12,14 @@ import { parseNpy } from '../../../compiler/npy.js'
 import { checkPlanRanges, compileCkks, runPlan } from '../../../backends/ckks/index.js'
 import { printPlan } from '../../../backends/ckks/print.js'
 import type { CkksRangeReport } from '../../../backends/ckks/plan.js'
-import type { Graph } from '../../../ir/graph.js'
 import type { Tensor } from '../../../ir/tensor.js'
 import { compiledGraph, FIXTURES, reference, testImages } from './helpers.js'
+import { scaled } from '../../helpers.js'
 
 const calib = parseNpy(readFileSync(join(FIXTURES, 'digits', 'calib_x.npy')))
 /** The first 60 calibration images: enough for the scaled models, a fifth of the simulation time. */
 const few: Tensor = { ...calib, shape: [60, ...calib.shape.slice(1)], data: calib.data.slice(0, 60 * 64) }
 const maxAbs = (t: Tensor) => t.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0)
-
-/** The graph with constants' values multiplied by `k`. */
-function scaled(g: Graph, names: string[], k: number): Graph {
-  return {
-    ...g,
-    nodes: g.nodes.map((n) => {
-      if (!names.includes(n.name)) return n
-      const v = (n.attrs as { value: Tensor }).value
-      return { ...n, attrs: { ...n.attrs, value: { ...v, data: v.data.map((a) => a * k) } } }
-    }),
-  }
-}
 
 const report = (r: unknown) => {
   if (!r || r === 'unchecked') throw new Error('unchecked')

@@ -13,7 +13,7 @@ import { interpret } from '../../../ir/interpret.js'
 import { tensor, type Tensor } from '../../../ir/tensor.js'
 import { lowerMpc, MpcLowerError, printSchedule, runQuery, type MpcSchedule } from '../../../backends/mpc/index.js'
 import { truncShare } from '../../../backends/mpc/ring.js'
-import { xorshift32 } from '../../helpers.js'
+import { scaled, xorshift32 } from '../../helpers.js'
 import { compiled, DIGITS, images, parties } from './helpers.js'
 
 const calib = readNpy(`${DIGITS}/calib_x.npy`)
@@ -29,18 +29,6 @@ function oracleMax(g: Graph, x: Tensor): Map<string, number> {
 const checked = (s: MpcSchedule) => {
   if (s.ranges === 'unchecked') throw new Error('unchecked')
   return s.ranges
-}
-
-/** The graph with a constant's value multiplied by `k`. */
-function scaled(g: Graph, names: string[], k: number): Graph {
-  return {
-    ...g,
-    nodes: g.nodes.map((n) => {
-      if (!names.includes(n.name)) return n
-      const v = (n.attrs as { value: Tensor }).value
-      return { ...n, attrs: { ...n.attrs, value: { ...v, data: v.data.map((a) => a * k) } } }
-    }),
-  }
 }
 
 async function twoParty(g: Graph, s: MpcSchedule, x: Tensor): Promise<Tensor> {
