@@ -11,6 +11,7 @@
 import { sizeOf, type Tensor } from '../../ir/tensor.js'
 import type { ClientPart } from './clientpart.js'
 import { encodeAt, type Ct, type Evaluator, type Encoder } from './evaluate.js'
+import { galoisGroups } from './wire.js'
 import { makeContext, type SealContext, type SEALLibrary } from './seal.js'
 import { packInput, unpackOutput, type LayoutOf } from './simulate.js'
 import { coefficientsOf, liftCoefficients, plaintextOf, type RnsEnv } from './refresh.js'
@@ -21,7 +22,8 @@ type Serial = ReturnType<KeyGen['createPublicKeySerializable']>
 export interface SerializedKeys {
   publicKey: Uint8Array
   relinKeys?: Uint8Array
-  galoisKeys?: Uint8Array
+  /** One blob per group of steps (wire.ts galoisGroups). */
+  galoisKeys?: Uint8Array[]
 }
 
 export interface KeyBytes {
@@ -84,19 +86,24 @@ export class KeyHolder {
     return {
       publicKey: save(this.kg.createPublicKeySerializable()),
       relinKeys: relin ? save(this.kg.createRelinKeysSerializable()) : undefined,
-      galoisKeys: rotations.length > 0 ? save(this.kg.createGaloisKeysSerializable(Int32Array.from(rotations))) : undefined,
+      galoisKeys: rotations.length > 0 ? galoisGroups(rotations).map((g) => save(this.kg.createGaloisKeysSerializable(Int32Array.from(g)))) : undefined,
     }
   }
 
   /** Bytes of the keys as plain (not seeded, not compressed) serializations, for comparison. */
   unseededKeyBytes(): KeyBytes {
     const n = this.seal.ComprModeType.none
-    const k = this.evaluationKeys()
-    const publicKey = k.pk.saveArray(n).length
-    const relinKeys = k.rk ? k.rk.saveArray(n).length : 0
-    const galoisKeys = k.gk ? k.gk.saveArray(n).length : 0
-    k.rk?.delete()
-    k.gk?.delete()
+    const publicKey = this.pk.saveArray(n).length
+    const rk = this.layout.keys.relin ? this.kg.createRelinKeys() : undefined
+    const relinKeys = rk ? rk.saveArray(n).length : 0
+    rk?.delete()
+    // group by group, as uploaded: all of them at once need twice the heap
+    let galoisKeys = 0
+    for (const g of galoisGroups(this.layout.keys.rotations)) {
+      const gk = this.kg.createGaloisKeys(Int32Array.from(g))
+      galoisKeys += gk.saveArray(n).length
+      gk.delete()
+    }
     return { publicKey, relinKeys, galoisKeys, total: publicKey + relinKeys + galoisKeys }
   }
 

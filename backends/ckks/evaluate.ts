@@ -59,7 +59,10 @@ export interface PlanEvaluator {
 }
 
 export interface EvalKeys {
+  /** All Galois keys in one object (pic run) ... */
   gk?: GaloisKeys
+  /** ... or one object per upload group, by step (the service, wire.ts galoisGroups). */
+  gkByStep?: Map<number, GaloisKeys>
   rk?: RelinKeys
 }
 
@@ -108,7 +111,7 @@ export function planEvaluator(plan: CkksPlan, sc: SealContext, encoder: Encoder,
         const ti = performance.now()
         switch (i.op) {
           case 'rotate':
-            r = ev.rotateVector(a, i.step!, gk!)!
+            r = ev.rotateVector(a, i.step!, keys.gkByStep?.get(i.step!) ?? gk!)!
             break
           case 'mulPlain': {
             const pt = ptFor(i)

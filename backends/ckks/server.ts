@@ -10,12 +10,12 @@ import { Channel, HELLO_BYTES, ProtocolError, serveSessions } from '../mpc/net.j
 import { wireSizes } from './sizes.js'
 import { generateIdentity, type Identity } from '../mpc/tls.js'
 import { clientPartOf, type ClientPart } from './clientpart.js'
-import { planEvaluator, type Ct, type EvalKeys, type PlanEvaluator } from './evaluate.js'
+import { planEvaluator, type Ct, type EvalKeys, type GaloisKeys as GaloisKeysObject, type PlanEvaluator } from './evaluate.js'
 import { constIndex, type CkksPlan, type Instr } from './plan.js'
 import { DEFAULT_PRIVACY, protectOutput, type OutputPrivacy, type PrivacyEnv } from './privacy.js'
 import { loadSeal, makeContext, type SealContext, type SEALLibrary } from './seal.js'
 import { maskedRefreshGuard, NO_REFRESH_GUARD, RefreshMaskError, type RefreshGuard } from './refresh.js'
-import { CKKS_PROTOCOL, MAX_INFERENCES, outputMessage, refreshRequest, type CkksHello } from './wire.js'
+import { CKKS_PROTOCOL, galoisGroups, MAX_INFERENCES, outputMessage, refreshRequest, type CkksHello } from './wire.js'
 
 const DEFAULT_TIMEOUT = 30_000
 
@@ -162,10 +162,17 @@ async function serveSession(s: Shared, ch: Channel): Promise<number> {
   ch.send('setup', 1, Buffer.from(JSON.stringify({ ok: true })))
   const pk = loadKey(() => seal.PublicKey(), s, await ch.recv('setup', 2, 'public key', { max: sizes.publicKey }), 'public key')
   const keys: EvalKeys = {}
+  const gkGroups: GaloisKeysObject[] = []
   let encryptor: ReturnType<SEALLibrary['Encryptor']> | undefined
   try {
     if (plan.keys.relin) keys.rk = loadKey(() => seal.RelinKeys(), s, await ch.recv('setup', 3, 'relinearization keys', { max: sizes.relinKeys }), 'relinearization keys')
-    if (plan.keys.rotations.length > 0) keys.gk = loadKey(() => seal.GaloisKeys(), s, await ch.recv('setup', 4, 'Galois keys', { max: sizes.galoisKeys(plan.keys.rotations.length) }), 'Galois keys')
+    const groups = galoisGroups(plan.keys.rotations)
+    if (groups.length > 0) keys.gkByStep = new Map()
+    for (const [k, g] of groups.entries()) {
+      const gk = loadKey(() => seal.GaloisKeys(), s, await ch.recv('setup', 4, `Galois keys (group ${k + 1} of ${groups.length})`, { max: sizes.galoisKeys(g.length) }), 'Galois keys')
+      gkGroups.push(gk)
+      for (const step of g) keys.gkByStep!.set(step, gk)
+    }
     encryptor = seal.Encryptor(s.sc.context, pk)
     const env: PrivacyEnv = { seal, sc: s.sc, encoder: s.encoder, ev: s.ev, encryptor, params: plan.params }
     const inp = plan.inputs[0]
@@ -199,7 +206,7 @@ async function serveSession(s: Shared, ch: Channel): Promise<number> {
     encryptor?.delete()
     pk.delete()
     keys.rk?.delete()
-    keys.gk?.delete()
+    for (const gk of gkGroups) gk.delete()
     ch.close()
   }
 }

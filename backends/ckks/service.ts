@@ -97,14 +97,18 @@ export async function queryCkks(part: ClientPart, input: Tensor, o: CkksQueryOpt
     const tu = performance.now()
     ch.send('setup', 2, Buffer.from(keys.publicKey))
     if (keys.relinKeys) ch.send('setup', 3, Buffer.from(keys.relinKeys))
-    if (keys.galoisKeys) ch.send('setup', 4, Buffer.from(keys.galoisKeys))
+    for (const g of keys.galoisKeys ?? []) {
+      ch.send('setup', 4, Buffer.from(g))
+      await ch.drained()
+    }
     await ch.drained()
     const keyUpload = performance.now() - tu
+    const galoisBytes = (keys.galoisKeys ?? []).reduce((n, g) => n + g.length, 0)
     const keyBytes: KeyBytes = {
       publicKey: keys.publicKey.length,
       relinKeys: keys.relinKeys?.length ?? 0,
-      galoisKeys: keys.galoisKeys?.length ?? 0,
-      total: keys.publicKey.length + (keys.relinKeys?.length ?? 0) + (keys.galoisKeys?.length ?? 0),
+      galoisKeys: galoisBytes,
+      total: keys.publicKey.length + (keys.relinKeys?.length ?? 0) + galoisBytes,
     }
     log(`keys uploaded: ${keyBytes.total} B (${keygen.toFixed(0)} ms to generate)`)
     const up0 = sent(ch)

@@ -7,7 +7,8 @@
  *   server -> client  setup 1   {ok: true} (or an ERROR frame: other plan, too many inferences)
  *   client -> server  setup 2   public key (seeded, zstd), for re-randomizing the outputs
  *                     setup 3   relinearization keys (seeded, zstd), when the plan multiplies
- *                     setup 4   Galois keys of exactly the plan's steps (seeded, zstd), when it rotates
+ *                     setup 4   Galois keys of exactly the plan's steps (seeded, zstd), when it rotates:
+                               one frame per group of GALOIS_GROUP steps in plan order (galoisGroups)
  *   per inference b (tag b mod 2^16):
  *   client -> server  online b  one frame per input ciphertext (seeded symmetric encryption, zstd)
  *   server -> client  online b  REFRESH [u8 1][u32 level][f64 scale][ciphertext]  (0 or more)
@@ -18,6 +19,20 @@
 export const CKKS_PROTOCOL = 'pic-ckks/1'
 export const MSG_REFRESH = 1
 export const MSG_OUTPUT = 2
+/**
+ * Galois keys travel in groups of this many steps, each generated, serialized and loaded on its own:
+ * one blob of every key does not fit node-seal's 4 GB heap beside its serialization (fmnist32/pkn:
+ * 154 keys of 15.7 MB at N = 32768 and 6 primes, 2.4 GB).
+ */
+export const GALOIS_GROUP = 16
+
+/** The plan's rotation steps cut into upload groups (plan order). */
+export function galoisGroups(rotations: readonly number[]): number[][] {
+  const out: number[][] = []
+  for (let k = 0; k < rotations.length; k += GALOIS_GROUP) out.push(rotations.slice(k, k + GALOIS_GROUP))
+  return out
+}
+
 /** Most inferences one session may ask for. */
 export const MAX_INFERENCES = 65536
 
