@@ -100,6 +100,7 @@ async function viaCli(c: (typeof CASES)[string], x: Tensor): Promise<Measured> {
     if (r.status !== 0) throw new Error(`pic ${args[0]} exited ${r.status}: ${r.stderr}`)
     return r.stdout
   }
+  let child: ReturnType<typeof spawn> | undefined
   try {
     const onnx = join(FIX, c.dir, `${c.file}.onnx`)
     const calib = join(FIX, c.dir, 'calib_x.npy')
@@ -108,11 +109,12 @@ async function viaCli(c: (typeof CASES)[string], x: Tensor): Promise<Measured> {
     const plan = JSON.parse(readFileSync(planFile, 'utf8')) as { params: { logN: number }; keys: { rotations: unknown[] }; stats: { bootstraps: number } }
     const xFile = join(dir, 'x.npy')
     writeNpy(xFile, x)
-    const child = spawn(process.execPath, [BIN, 'serve', onnx, '--plan', planFile, '--port', '0', '--once'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
-    const exit = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)))
+    child = spawn(process.execPath, [BIN, 'serve', onnx, '--plan', planFile, '--port', '0', '--once'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+    const server = child
+    const exit = new Promise<number>((resolve) => server.on('exit', (code) => resolve(code ?? -1)))
     const { port, fingerprint } = await new Promise<{ port: number; fingerprint: string }>((resolve, reject) => {
       let err = ''
-      child.stderr.on('data', (d) => {
+      server.stderr!.on('data', (d) => {
         err += d
         const m = /listening on [^\s]+:(\d+)/.exec(err)
         const f = /certificate sha256 ([0-9a-f]{64})/.exec(err)
@@ -126,6 +128,8 @@ async function viaCli(c: (typeof CASES)[string], x: Tensor): Promise<Measured> {
     const local = JSON.parse(pic(['run', planFile, '--input', xFile, '--refresh', 'client', '--json'])) as { perImageEvaluateMs: number; ciphertextBytes: { upload: number; download: number } }
     return { logN: plan.params.logN, galoisKeys: plan.keys.rotations.length, refreshes: plan.stats.bootstraps, ...q, runMsPerImage: local.perImageEvaluateMs, ciphertextBytes: local.ciphertextBytes }
   } finally {
+    // a failed client leaves the server waiting for its session
+    if (child && child.exitCode === null) child.kill()
     rmSync(dir, { recursive: true, force: true })
   }
 }
