@@ -1,7 +1,10 @@
 /**
  * The backend interface. A backend names the pipeline it needs, lowers the compiled graph to a plan
  * (plain JSON data plus optional binary sidecar), prints the plan for people and summarizes it for
- * `--json`. Plugins are ES modules whose default export (or `backend` export) is a Backend.
+ * `--json`. Plugins are ES modules whose default export (or `backend` export) is a Backend, loaded
+ * by `pic compile MODEL --backend ./PLUGIN.js` and by the API's `compile(graph, './PLUGIN.js')`
+ * (compiler/api.ts); examples/plugin-backend.js is a small complete one. The package root exports
+ * this type as `Backend`.
  */
 import type { Graph } from '../ir/graph.js'
 import type { Sidecar } from '../ir/serialize.js'

@@ -1,6 +1,7 @@
 /**
  * The backend table, and plugins: `--backend ./path/to/plugin.js` loads an ES module whose default
- * export (or export named `backend`) implements Backend.
+ * export (or export named `backend`) implements Backend (see backend.ts; examples/plugin-backend.js).
+ * A path is resolved against the working directory. The package root exports BACKENDS and loadBackend.
  */
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'

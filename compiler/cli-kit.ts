@@ -9,7 +9,8 @@ import type { Accelerator } from '../ir/interpret.js'
 import { printGraph } from '../ir/print.js'
 import type { Tensor } from '../ir/tensor.js'
 import { parseApprox } from '../passes/approximate.js'
-import { passContext, runPipeline, type Pass, type PassContext } from '../passes/pass.js'
+import type { Pass, PassContext } from '../passes/pass.js'
+import { compileGraph, type CompileOptions } from './api.js'
 import { PicError } from './errors.js'
 import { readFiniteNpy } from './npy.js'
 import { ortAccelerator } from './ort.js'
@@ -194,13 +195,11 @@ export function printJSON(obj: unknown): void {
 }
 
 /**
- * The pass options the compile options set, with the calibration tensor loaded, over the backend's
- * defaults: a backend that keeps ReLUs exact (MPC: garbled circuits are what it is for) does so
- * unless --approx-relu is given, and OLA prices degrees with the backend's cost model.
+ * The compile options the flags set, with the calibration tensor loaded (compiler/api.ts
+ * `CompileOptions`); malformed values are usage errors (exit 2), found before any work.
  */
-function compileContext(args: ParsedArgs, backend: Pick<Backend, 'defaults'>): PassContext {
+export function compileOptionsOf(args: ParsedArgs): CompileOptions {
   const approx = str(args, 'approx') ?? 'none'
-  // a malformed --approx or --maxpool is a usage error (exit 2), found before any work
   try {
     parseApprox(approx)
   } catch (e) {
@@ -220,35 +219,33 @@ function compileContext(args: ParsedArgs, backend: Pick<Backend, 'defaults'>): P
   const pow = limit?.match(/^2\^(-?\d+(?:\.\d+)?)$/)
   const truncationLimit = limit === undefined ? undefined : pow ? 2 ** Number(pow[1]) : Number(limit)
   if (truncationLimit !== undefined && !(truncationLimit > 0 && truncationLimit <= 1)) throw new UsageError(`--truncation-limit must be a probability in (0, 1] or 2^-K, got '${limit}'`)
-  const options = {
+  const batch = str(args, 'batch')
+  return {
     approx,
-    maxpool: str(args, 'maxpool') ?? 'poly',
-    keepRelu: flag(args, 'keep-relu') || (backend.defaults?.keepRelu === true && !flag(args, 'approx-relu')),
+    maxpool: mp as CompileOptions['maxpool'],
+    keepRelu: flag(args, 'keep-relu'),
+    approxRelu: flag(args, 'approx-relu'),
     reluBudget: budget,
-    security: str(args, 'security'),
-    refresh: str(args, 'refresh'),
-    refreshAt: str(args, 'refresh-at'),
-    batch: str(args, 'batch'),
-    costModel: backend.defaults?.costModel,
+    // checked by the backend that reads them (CKKS: one line naming the flag)
+    security: str(args, 'security') as CompileOptions['security'],
+    refresh: str(args, 'refresh') as CompileOptions['refresh'],
+    refreshAt: str(args, 'refresh-at') as CompileOptions['refreshAt'],
+    batch: batch === undefined || batch === 'auto' ? batch : Number(batch),
     rangeMargin,
     truncationLimit,
+    calib,
+    log: logger(args),
+    accel: calib ? accelFor(args) : undefined,
+    trace: flag(args, 'trace') ? (p: Pass, h: Graph) => process.stderr.write(`--- after ${p.name}\n${printGraph(h)}`) : undefined,
   }
-  return passContext(options, { calib, log: logger(args), accel: calib ? accelFor(args) : undefined })
 }
 
 /**
- * Compile `g` with the backend's pipeline (then `extra` passes) under the compile options, with
- * --trace support; the context carries the options and the passes' reports.
+ * Compile `g` with the backend's pipeline (then `extra` passes) under the compile flags, with
+ * --trace support: compiler/api.ts `compileGraph`, the path the programmatic `compile` takes.
  */
 export function compileFor(g: Graph, backend: Pick<Backend, 'pipeline' | 'defaults'>, args: ParsedArgs, extra: readonly Pass[] = []): { compiled: Graph; cx: PassContext } {
-  const cx = compileContext(args, backend)
-  const trace = flag(args, 'trace') ? (p: Pass, h: Graph) => process.stderr.write(`--- after ${p.name}\n${printGraph(h)}`) : undefined
-  const compiled = runPipeline(g, [...backend.pipeline(cx.options), ...extra], cx, { trace })
-  // mpc keeps ReLUs (and MaxPool) for garbled circuits: an --approx that then fits nothing is said so
-  const approx = str(args, 'approx') ?? 'none'
-  if (approx !== 'none' && cx.options.keepRelu === true && !(cx.report.layers as unknown[] | undefined)?.length)
-    logger(args)(`note: --approx ${approx} approximated no activation: ReLU and MaxPool stay exact (garbled circuits)${flag(args, 'keep-relu') ? '' : '; add --approx-relu to approximate them too'}`)
-  return { compiled, cx }
+  return compileGraph(g, backend, { ...compileOptionsOf(args), extra })
 }
 
 export function helpText(cmd: Command): string {

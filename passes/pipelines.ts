@@ -39,8 +39,14 @@ export const standard: readonly Pass[] = [...common, ...approximation]
 
 export type Options = Readonly<Record<string, unknown>>
 
+/**
+ * One pipeline per backend, as a function of the pass options so a backend can choose passes by
+ * option. Today none does: every entry returns `standard` whatever `options` holds, because the
+ * passes read their options from the PassContext (`passContext(options, { calib })`), and the
+ * approximation passes do nothing unless those ask for them. Pass the same options to both.
+ */
 export const PIPELINES: Readonly<Record<string, (options: Options) => readonly Pass[]>> = {
-  ir: () => standard,
-  ckks: () => standard,
-  mpc: () => standard,
+  ir: (_options) => standard,
+  ckks: (_options) => standard,
+  mpc: (_options) => standard,
 }
