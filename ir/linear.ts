@@ -347,7 +347,7 @@ export function primMacs(p: Prim): number {
     case 'scale':
       return sizeOf(p.out)
     case 'conv':
-      return (sizeOf(p.out) / p.geom.m) * (p.geom.c / p.geom.group) * p.geom.kh * p.geom.kw
+      return sizeOf(p.out) * (p.geom.c / p.geom.group) * p.geom.kh * p.geom.kw
     case 'dense':
       return (sizeOf(p.in) / p.k) * p.k * p.n
     case 'sumpool':

@@ -10,7 +10,7 @@ import { GraphBuilder, instantiate } from '../../ir/builder.js'
 import type { Graph } from '../../ir/graph.js'
 import { interpret } from '../../ir/interpret.js'
 import {
-  affineMacs, applyAffine, applyAffineT, applyChain, denseOfChain, LinearAnalysis, LinearError, simplifyChain, sourceAffine, weightedPrims, type Affine,
+  affineMacs, applyAffine, primMacs, applyAffineT, applyChain, denseOfChain, LinearAnalysis, LinearError, simplifyChain, sourceAffine, weightedPrims, type Affine,
 } from '../../ir/linear.js'
 import { sizeOf, tensor, type Tensor } from '../../ir/tensor.js'
 import { common } from '../../passes/pipelines.js'
@@ -80,6 +80,14 @@ describe('linear operators from declared forms', () => {
     const a = an.affine(last)
     for (const t of a.terms) expect(weightedPrims(simplifyChain(t.prims)).length).toBeLessThanOrEqual(1)
     expect(affineMacs(a)).toBeGreaterThan(0)
+  })
+
+  it('counts a convolution\'s multiply-adds as output elements times C/group times kh kw', () => {
+    // closed forms: 2 images, 8 output channels of 6x6 from 4 input channels, 3x3 taps; then 2 groups
+    const geom = { c: 4, h: 8, w: 8, m: 8, oh: 6, ow: 6, kh: 3, kw: 3, strides: [1, 1] as [number, number], pads: [0, 0, 0, 0] as [number, number, number, number], dilations: [1, 1] as [number, number], group: 1 }
+    const conv = (group: number) => ({ kind: 'conv' as const, in: [2, 4, 8, 8], out: [2, 8, 6, 6], geom: { ...geom, group }, weight: new Float64Array((8 * 4 * 9) / group) })
+    expect(primMacs(conv(1))).toBe(2 * 8 * 6 * 6 * 4 * 9)
+    expect(primMacs(conv(2))).toBe(2 * 8 * 6 * 6 * 2 * 9)
   })
 
   it('the transpose is the adjoint: <A x, y> = <x, A^T y> on every affine value of resnet8', () => {
