@@ -14,6 +14,7 @@ import { PicError } from './errors.js'
 import { loadModel, readJSONFile, sidecarPath } from './model.js'
 import { readNpy, writeNpy } from './npy.js'
 import { announce, type ListenOn } from './cmd-mpc.js'
+import { accuracyText, labelAccuracy, readLabels } from './cmd-run.js'
 import type { Trust } from '../backends/mpc/tls.js'
 
 /** plan.json -> plan.client.json */
@@ -51,6 +52,7 @@ function interrupted(): Promise<void> {
 /** `pic serve MODEL --plan PLAN` with a CKKS plan. */
 export async function serveCkks(args: ParsedArgs, cmd: Command, model: string, file: string, written: CkksPlanFile, listen: ListenOn): Promise<number> {
   const log = logger(args)
+  log(`loading the plan ${file} and its constants...`)
   const plan = readCkksPlan(file, written)
   // the plan is the server's compiled model; MODEL must be the model it was compiled from
   const g = loadModel(model)
@@ -64,6 +66,7 @@ export async function serveCkks(args: ParsedArgs, cmd: Command, model: string, f
   if (refreshMask !== 'on' && refreshMask !== 'off') throw new UsageError(`--refresh-mask must be 'on' or 'off', got '${refreshMask}'`, cmd)
   // unmasked refreshes are announced on stderr whatever --quiet says: at start and at every session
   const warn = (m: string) => (m.includes('refreshes unmasked') ? process.stderr.write(`pic: ${m}\n`) : log(m))
+  log(`preparing the server: ${Object.keys(plan.constants).length} constant(s), ${plan.plaintexts === 'on demand' ? 'plaintexts encoded on demand' : 'encoding the plaintexts (weights and masks) once'}, ${plan.instructions.length} instructions per inference...`)
   const h = await startCkksServer(plan, { ...listen, log: warn, onSessionEnd: (e) => ended(e), ...(refreshMask === 'off' ? { refreshGuard: NO_REFRESH_GUARD } : {}) })
   log(`client part fingerprint ${h.clientPart.fingerprint}`)
   announce(args, 'ckks server', h.fingerprint, h.port)
@@ -84,15 +87,17 @@ export async function queryCkksCommand(args: ParsedArgs, cmd: Command, file: str
   const refresh = str(args, 'refresh') ?? 'client'
   if (refresh !== 'client' && refresh !== 'none') throw new UsageError(`--refresh must be 'client' or 'none', got '${refresh}'`, cmd)
   const x = readNpy(need(args, 'input', cmd))
+  const labels = readLabels(str(args, 'labels'), x.shape[0])
   const log = logger(args)
   if (str(args, 'dealer-fingerprint') !== undefined) log('note: --dealer-fingerprint is ignored for CKKS client parts (no dealer)')
   const { output, report } = await queryCkks(part, x, { connect: need(args, 'connect', cmd), timeoutMs, refresh, log, compareSerialization: flag(args, 'key-sizes'), insecurePlaintext: sec.insecurePlaintext, serverTrust: sec.serverTrust })
   const out = str(args, 'output')
   if (out) writeNpy(out, output)
-  if (flag(args, 'json')) printJSON({ backend: 'ckks', clientPart: file, ...report })
+  const acc = labels ? labelAccuracy(output, labels) : undefined
+  if (flag(args, 'json')) printJSON({ backend: 'ckks', clientPart: file, ...report, ...(acc ? { accuracy: acc.accuracy, correct: acc.correct } : {}) })
   else
     log(
-      `${report.images} image(s): keys ${report.bytes.keys.total} B once, ${report.bytes.perImage.up} B up and ${report.bytes.perImage.down} B down per image, ${report.latencyMs.perImage} ms per image${report.bytes.refreshes ? `, ${report.bytes.refreshes} refresh(es)` : ''}`,
+      `${report.images} image(s): keys ${report.bytes.keys.total} B once, ${report.bytes.perImage.up} B up and ${report.bytes.perImage.down} B down per image, ${report.latencyMs.perImage} ms per image${report.bytes.refreshes ? `, ${report.bytes.refreshes} refresh(es)` : ''}${accuracyText(acc)}`,
     )
 }
 

@@ -19,6 +19,7 @@ import { readFiniteNpy, writeNpy } from './npy.js'
 import type { ConnectSecurity, ListenSecurity } from '../backends/mpc/net.js'
 import { defaultStateDir, knownHostsIn, loadIdentity, parseFingerprint, plaintextWarning, type Trust } from '../backends/mpc/tls.js'
 import { checkWritable, PicError } from './errors.js'
+import { accuracyText, labelAccuracy, LABELS_OPTION, readLabels } from './cmd-run.js'
 
 const NET_OPTIONS = {
   timeout: { type: 'string' as const, arg: 'MS', help: 'give up on a silent peer after this many milliseconds (default 30000)' },
@@ -184,11 +185,13 @@ export const serve: Command = {
     if ((json as { format?: unknown }).format === 'pic-ckks-plan') return serveCkks(args, serve, model, file, json as CkksPlanFile, on)
     const schedule = parseSchedule(json, file)
     checkCompileOptions(args, 'mpc', serve)
+    log(`compiling ${model} again (the server holds the weights; the schedule fixes the protocol)...`)
     const { compiled: g } = compileFor(loadModel(model), mpcBackend, args)
     let ended: (e: Error | undefined) => void = () => {}
     const firstEnd = new Promise<Error | undefined>((resolve) => (ended = resolve))
     const dealerTrust = trustOf(args, serve, 'dealer')
     let h: Awaited<ReturnType<typeof runServe>>
+    log(`preparing ${schedule.steps.length + schedule.outputs.length + schedule.steps.filter((st) => st.kind === "mul").length} linear operator(s) in the ring (checking the schedule against the model, quantizing the weights)...`)
     try {
       h = await runServe(g, schedule, { ...on, dealer: need(args, 'dealer', serve), dealerTrust, log, onSessionEnd: (e) => ended(e) })
     } catch (e) {
@@ -206,13 +209,14 @@ export const serve: Command = {
 export const query: Command = {
   name: 'query',
   summary: 'Run the client of private inference (an mpc schedule or a CKKS client part) on every image of X and write the outputs.',
-  usage: 'pic query (S --dealer HOST:PORT [--dealer-fingerprint HEX] | PLAN.client.json [--refresh client|none] [--key-sizes]) --connect HOST:PORT [--server-fingerprint HEX] --input X.npy [--output Y.npy] [--json] [--state-dir DIR] [--insecure-plaintext]',
+  usage: 'pic query (S --dealer HOST:PORT [--dealer-fingerprint HEX] | PLAN.client.json [--refresh client|none] [--key-sizes]) --connect HOST:PORT [--server-fingerprint HEX] --input X.npy [--output Y.npy] [--labels Y.npy] [--json] [--state-dir DIR] [--insecure-plaintext]',
   options: {
     connect: { type: 'string', arg: 'HOST:PORT', help: 'the server' },
     'server-fingerprint': { type: 'string', arg: 'HEX', help: "pin the server's certificate (SHA-256 that pic serve prints); without it the first one seen is recorded in STATE_DIR/known_hosts" },
     ...DEALER_OPTION,
     input: { type: 'string', arg: 'X.npy', help: 'inputs, batch first; each image is one inference' },
     output: { type: 'string', short: 'o', arg: 'Y.npy', help: 'outputs (logits)' },
+    ...LABELS_OPTION,
     refresh: { type: 'string', arg: 'MODE', help: "CKKS: 'client' (default: answer the plan's refresh requests, seeing those intermediate values) or 'none' (refuse plans with refreshes)" },
     'key-sizes': { type: 'boolean', help: 'CKKS: also measure the keys as plain (unseeded) serializations for the report (one more key generation)' },
     ...NET_OPTIONS,
@@ -224,6 +228,7 @@ export const query: Command = {
     const schedule = ckks ? undefined : parseSchedule(json, file)
     // before any connection: the inputs are finite, the output can be written
     const x = readFiniteNpy(need(args, 'input', query))
+    const labels = readLabels(str(args, 'labels'), x.shape[0])
     const out = str(args, 'output')
     if (out) checkWritable(out)
     else if (!flag(args, 'json')) logger(args)('note: no --output: the outputs are not written, only the summary')
@@ -231,10 +236,11 @@ export const query: Command = {
     const sec = connectSecurity(args, query, 'client')
     const { output, report } = await runQuery(schedule, x, { connect: need(args, 'connect', query), dealer: need(args, 'dealer', query), timeoutMs: timeout(args, query), ...sec, log: logger(args) })
     if (out) writeNpy(out, output)
-    if (flag(args, 'json')) printJSON({ backend: 'mpc', schedule: file, ...report })
+    const acc = labels ? labelAccuracy(output, labels) : undefined
+    if (flag(args, 'json')) printJSON({ backend: 'mpc', schedule: file, ...report, ...(acc ? { accuracy: acc.accuracy, correct: acc.correct } : {}) })
     else
       logger(args)(
-        `${report.images} image(s): online ${report.perImage.bytes.online} B and ${report.perImage.rounds} rounds per image (predicted ${report.predicted.bytes.online} B, ${report.predicted.rounds}), offline ${report.perImage.bytes.offline} B, ${report.latencyMs.perImage} ms per image`,
+        `${report.images} image(s): online ${report.perImage.bytes.online} B and ${report.perImage.rounds} rounds per image (predicted ${report.predicted.bytes.online} B, ${report.predicted.rounds}), offline ${report.perImage.bytes.offline} B, ${report.latencyMs.perImage} ms per image${accuracyText(acc)}`,
       )
   },
 }

@@ -1,7 +1,8 @@
 /**
- * `pic run PLAN --input X.npy --output Y.npy [--json] [--refresh client [--refresh-mask off]]`: executes a compiled plan on
+ * `pic run PLAN --input X.npy --output Y.npy [--labels Y.npy] [--json] [--refresh client [--refresh-mask off]]`: executes a compiled plan on
  * every image of X. CKKS plans run with node-seal (key generation, encryption, evaluation,
- * decryption); the compiled graph stored beside the plan gives maxAbsErrorVsPlain.
+ * decryption); the compiled graph stored beside the plan gives maxAbsErrorVsPlain. With --labels,
+ * accuracy = #{i : argmax(y_i) = label_i} / images (labelAccuracy, shared with pic query).
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { attachSidecar, checkRunnable, referenceGraph, runPlan, validatePlan, type CkksPlanFile } from '../backends/ckks/index.js'
@@ -12,15 +13,46 @@ import { top1Agreement } from '../passes/ola.js'
 import { flag, logger, need, onePositional, printJSON, str, UsageError, type Command } from './cli-kit.js'
 import { readJSONFile, sidecarPath } from './model.js'
 import { checkWritable, PicError } from './errors.js'
-import { readFiniteNpy, writeNpy } from './npy.js'
+import { readFiniteNpy, readNpy, writeNpy } from './npy.js'
+import type { Tensor } from '../ir/tensor.js'
+import { argmax } from '../passes/ola.js'
+
+/** The --labels option of pic run and pic query. */
+export const LABELS_OPTION = { labels: { type: 'string' as const, arg: 'Y.npy', help: 'integer labels, one per image: report the accuracy (argmax of the decrypted outputs)' } }
+
+/**
+ * Read --labels (if given) for `images` inputs: one integer label per image, else a one-line error.
+ * Read before any work, so a wrong file fails fast.
+ */
+export function readLabels(file: string | undefined, images: number): Float64Array | undefined {
+  if (file === undefined) return undefined
+  const y = readNpy(file)
+  if (y.data.length !== images) throw new PicError(`${file}: ${y.data.length} labels for ${images} images`)
+  const bad = y.data.findIndex((v) => !Number.isInteger(v) || v < 0)
+  if (bad >= 0) throw new PicError(`${file}: label ${bad} is ${y.data[bad]}, not a class index (a non-negative integer)`)
+  return y.data
+}
+
+/** Top-1 accuracy of `out` (batch first) against `labels`: argmax per image, compared. */
+export function labelAccuracy(out: Tensor, labels: Float64Array): { accuracy: number; correct: number; images: number } {
+  const pred = argmax(out)
+  const correct = pred.filter((v, i) => v === labels[i]).length
+  return { accuracy: correct / Math.max(1, labels.length), correct, images: labels.length }
+}
+
+/** ", accuracy 97.00% (97/100)" for a text summary, or '' without labels. */
+export function accuracyText(a: { accuracy: number; correct: number; images: number } | undefined): string {
+  return a ? `, accuracy ${(100 * a.accuracy).toFixed(2)}% (${a.correct}/${a.images})` : ''
+}
 
 export const run: Command = {
   name: 'run',
   summary: 'Run a compiled CKKS plan on encrypted inputs (keygen, encrypt, evaluate, decrypt) and write the outputs.',
-  usage: 'pic run PLAN.json --input X.npy --output Y.npy [--refresh client [--refresh-mask on|off]] [--json]',
+  usage: 'pic run PLAN.json --input X.npy --output Y.npy [--labels Y.npy] [--refresh client [--refresh-mask on|off]] [--json]',
   options: {
     input: { type: 'string', arg: 'X.npy', help: 'inputs, batch first; each image is one inference' },
     output: { type: 'string', short: 'o', arg: 'Y.npy', help: 'decrypted outputs' },
+    ...LABELS_OPTION,
     refresh: { type: 'string', arg: 'MODE', help: "bootstraps: 'none' (refuse plans that need them, default) or 'client' (client-aided refresh)" },
     'refresh-mask': { type: 'string', arg: 'on|off', help: "client-aided refreshes: 'on' (default: the values the key holder decrypts are masked: statistical distance at most 2^-40 per refresh) or 'off' (the key holder sees the intermediate activations; warned on every run)" },
   },
@@ -43,6 +75,7 @@ export const run: Command = {
       throw new PicError(`${file}: ${(e as Error).message}`)
     }
     const x = readFiniteNpy(inFile)
+    const labels = readLabels(str(args, 'labels'), x.shape[0])
     if (!outFile && !flag(args, 'json')) log('note: no --output: the decrypted outputs are not written, only the summary')
     const side = sidecarPath(file)
     let ref: ReturnType<typeof referenceGraph>
@@ -82,6 +115,7 @@ export const run: Command = {
       }
     }
     const round = (v: number) => Math.round(v * 100) / 100
+    const acc = labels ? labelAccuracy(y, labels) : undefined
     const summary = {
       backend: 'ckks',
       plan: file,
@@ -100,6 +134,7 @@ export const run: Command = {
       counts: res.counts,
       maxAbsErrorVsPlain,
       top1AgreementVsPlain,
+      ...(acc ? { accuracy: acc.accuracy, correct: acc.correct } : {}),
       plaintextFinite,
       refresh: res.refresh,
       refreshMask: plan.stats.bootstraps === 0 ? null : refreshMask === 'off' ? 'off' : plan.refreshMask,
@@ -111,7 +146,7 @@ export const run: Command = {
     if (flag(args, 'json')) printJSON(summary)
     else
       log(
-        `ran ${res.images} image(s)${res.imagesPerInference > 1 ? ` in ${res.inferences} inference(s) of ${res.imagesPerInference}` : ''}: evaluate ${round(res.perImageEvaluateMs)} ms per image (keygen ${round(res.latencyMs.keygen)} ms, encrypt ${round(res.latencyMs.encrypt)} ms, decrypt ${round(res.latencyMs.decrypt)} ms in total)${maxAbsErrorVsPlain !== null ? `, max |error| vs plaintext ${maxAbsErrorVsPlain.toExponential(2)}` : ''}`,
+        `ran ${res.images} image(s)${res.imagesPerInference > 1 ? ` in ${res.inferences} inference(s) of ${res.imagesPerInference}` : ''}: evaluate ${round(res.perImageEvaluateMs)} ms per image (keygen ${round(res.latencyMs.keygen)} ms, encrypt ${round(res.latencyMs.encrypt)} ms, decrypt ${round(res.latencyMs.decrypt)} ms in total)${maxAbsErrorVsPlain !== null ? `, max |error| vs plaintext ${maxAbsErrorVsPlain.toExponential(2)}` : ''}${accuracyText(acc)}`,
       )
   },
 }

@@ -5,6 +5,11 @@
 import { mkdirSync, statSync, unlinkSync } from 'node:fs'
 import path from 'node:path'
 import { BACKENDS, loadBackend } from '../backends/index.js'
+import type { Backend } from '../backends/backend.js'
+import { attachSidecar, ckksBackend, type CkksPlanFile } from '../backends/ckks/index.js'
+import { batchOf, simulatePlan } from '../backends/ckks/simulate.js'
+import { mpcBackend, type MpcSchedule } from '../backends/mpc/index.js'
+import { simulateSchedule } from '../backends/mpc/simulate.js'
 import { irBackend } from '../backends/ir/index.js'
 import { symbolicShapes, withBatchSize } from '../ir/builder.js'
 import type { Sidecar } from '../ir/serialize.js'
@@ -161,17 +166,78 @@ const infer: Command = {
   },
 }
 
+/**
+ * `pic eval --simulate ckks|mpc`: the model compiled for that backend (its pipeline, then its
+ * lowering), and the plan's arithmetic run without encryption on every input: for CKKS the noiseless
+ * slot simulator with the plan's layout, rotations and plaintext products (backends/ckks/simulate.ts;
+ * the encrypted run adds CKKS noise on top), for mpc the schedule's fixed-point ring arithmetic on one
+ * party's view (backends/mpc/simulate.ts; the two-party run differs by local truncation units).
+ * Returns the compiled graph (batch as lowered) and the simulated outputs.
+ */
+function simulateBackend(which: 'ckks' | 'mpc', original: Graph, file: string, x: Tensor, args: ParsedArgs): { compiled: Graph; report: Record<string, unknown>; outputs: Tensor; notes: string[] } {
+  const log = logger(args)
+  const backend = which === 'ckks' ? ckksBackend : mpcBackend
+  checkCompileOptions(args, which, evaluate)
+  const { compiled, cx } = compileFor(original, backend as Backend, args)
+  let lowered: { plan: unknown; sidecar?: Sidecar }
+  try {
+    lowered = (backend as Backend).lower(compiled, cx)
+  } catch (e) {
+    if (e instanceof PicError && !e.message.startsWith(`${file}: `)) throw new PicError(`${file}: ${e.message}`)
+    throw e
+  }
+  const n = x.shape[0]
+  // progress: `image i/n`, the first after two seconds, then at most one a second; none for the last image
+  let lastLine = performance.now() + 1000
+  const progress = (done: number) => {
+    if (done < n && performance.now() - lastLine >= 1000) {
+      lastLine = performance.now()
+      log(`simulate ${which}: image ${done}/${n}`)
+    }
+  }
+  if (which === 'mpc') {
+    const schedule = lowered.plan as MpcSchedule
+    log(`simulate mpc: the schedule's ring arithmetic (${schedule.params.fracBits} fractional bits, weights ${schedule.params.weightFracBits}) on ${n} image(s)`)
+    return { compiled, report: cx.report, outputs: simulateSchedule(compiled, schedule, x, (d) => progress(d)), notes: [] }
+  }
+  const chunks = (lowered.sidecar ?? []) as Uint8Array[]
+  const { plan } = attachSidecar(lowered.plan as CkksPlanFile, chunks.length ? Buffer.concat(chunks) : undefined)
+  const K = batchOf(plan)
+  log(`simulate ckks: the plan's slot arithmetic without encryption (N = ${2 ** plan.params.logN}, ${plan.instructions.length} instructions${K > 1 ? `, ${K} images per inference` : ''}) on ${n} image(s)`)
+  const notes = plan.stats.bootstraps > 0 ? [`the plan has ${plan.stats.bootstraps} client-aided refresh(es) per inference: simulated as exact (noiseless)`] : []
+  // one inference (K images) at a time, for progress
+  const per = x.data.length / Math.max(1, n)
+  const outs: Tensor[] = []
+  for (let from = 0; from < n; from += K) {
+    const m = Math.min(K, n - from)
+    outs.push(simulatePlan(plan, { ...x, shape: [m, ...x.shape.slice(1)], data: x.data.subarray(from * per, (from + m) * per) })[0])
+    progress(from + m)
+  }
+  const row = outs[0].data.length / Math.max(1, outs[0].shape[0])
+  const data = new Float64Array(n * row)
+  let at = 0
+  for (const o of outs) {
+    data.set(o.data, at)
+    at += o.data.length
+  }
+  // the reference graph the plan was lowered from (its batch may be K): run on the same inputs below
+  return { compiled, report: cx.report, outputs: { dtype: 'float64', shape: [n, ...outs[0].shape.slice(1)], data }, notes }
+}
+
 const evaluate: Command = {
   name: 'eval',
-  summary: 'Top-1 accuracy of the original and the compiled (approximated) model on labelled data.',
-  usage: 'pic eval MODEL --data X.npy --labels y.npy [--approx SPEC --calib C.npy] [--json]',
+  summary: 'Top-1 accuracy of the original and the compiled (approximated) model on labelled data; --simulate runs a backend\'s plan arithmetic without encryption.',
+  usage: 'pic eval MODEL --data X.npy --labels y.npy [--approx SPEC --calib C.npy] [--simulate ckks|mpc] [--json]',
   options: {
     data: { type: 'string', arg: 'X.npy', help: 'inputs, batch on axis 0' },
     labels: { type: 'string', arg: 'y.npy', help: 'integer labels, one per input' },
+    simulate: { type: 'string', arg: 'ckks|mpc', help: "compile for that backend and run its plan's arithmetic without encryption (CKKS: the noiseless slot simulator; mpc: the schedule's fixed-point ring arithmetic): accuracy and error against the plaintext model" },
     ...APPROX_OPTIONS,
   },
   async run(args) {
     const file = modelArg(args, evaluate)
+    const sim = str(args, 'simulate')
+    if (sim !== undefined && sim !== 'ckks' && sim !== 'mpc') throw new UsageError(`--simulate must be 'ckks' or 'mpc', got '${sim}'${didYouMean(sim, ['ckks', 'mpc'])}`, evaluate)
     const x = readFiniteNpy(need(args, 'data', evaluate))
     const labelsFile = need(args, 'labels', evaluate)
     const y = readNpy(labelsFile)
@@ -180,25 +246,46 @@ const evaluate: Command = {
     const original = loadModel(file)
     const log = logger(args)
     const t0 = performance.now()
-    const { compiled, report } = compiledFor(original, batchSize(original, n), args)
+    const simulated = sim ? simulateBackend(sim, original, file, x, args) : undefined
+    const { compiled, report } = simulated ?? compiledFor(original, batchSize(original, n), args)
     const accel = accelFor(args)
     const [refOut] = runBatched(original, x, { accel })
     const [outC] = runBatched(compiled, x, { accel })
     const acc = (out: Tensor) => argmax(out).filter((v, i) => v === y.data[i]).length / n
+    const simOut = simulated?.outputs
     const result = {
-      accuracy: { original: acc(refOut), compiled: acc(outC) },
+      accuracy: { original: acc(refOut), compiled: acc(outC), ...(simOut ? { simulated: acc(simOut) } : {}) },
       agreement: top1Agreement(refOut, outC),
       maxAbsError: maxAbsDiff(refOut, outC),
       samples: n,
+      ...(simOut
+        ? {
+            simulate: {
+              backend: sim,
+              accuracy: acc(simOut),
+              correct: Math.round(acc(simOut) * n),
+              agreementVsOriginal: top1Agreement(refOut, simOut),
+              maxAbsErrorVsOriginal: maxAbsDiff(refOut, simOut),
+              agreementVsCompiled: top1Agreement(outC, simOut),
+              maxAbsErrorVsCompiled: maxAbsDiff(outC, simOut),
+              notes: simulated!.notes,
+            },
+          }
+        : {}),
       ...(report.layers ? { layers: report.layers } : {}),
       ...(report.ola ? { ola: report.ola } : {}),
       ...(report.reluBudget ? { reluBudget: report.reluBudget } : {}),
     }
     log(`evaluated ${n} samples in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+    for (const note of simulated?.notes ?? []) log(`note: ${note}`)
     if (flag(args, 'json')) return printJSON(result)
+    const s = result.simulate
     process.stdout.write(
-      `accuracy: original ${(100 * result.accuracy.original).toFixed(2)}%, compiled ${(100 * result.accuracy.compiled).toFixed(2)}%\n` +
-        `agreement: ${(100 * result.agreement).toFixed(2)}%, max abs logit error ${result.maxAbsError.toExponential(3)}, ${n} samples\n`,
+      `accuracy: original ${(100 * result.accuracy.original).toFixed(2)}%, compiled ${(100 * result.accuracy.compiled).toFixed(2)}%${s ? `, simulated ${sim} ${(100 * s.accuracy).toFixed(2)}%` : ''}\n` +
+        `agreement: ${(100 * result.agreement).toFixed(2)}%, max abs logit error ${result.maxAbsError.toExponential(3)}, ${n} samples\n` +
+        (s
+          ? `simulated ${sim}: agreement ${(100 * s.agreementVsOriginal).toFixed(2)}% with the original, max abs logit error ${s.maxAbsErrorVsOriginal.toExponential(3)} vs the original, ${s.maxAbsErrorVsCompiled.toExponential(3)} vs the compiled model\n`
+          : ''),
     )
   },
 }

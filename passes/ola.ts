@@ -456,6 +456,7 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     return best!
   }
   const options: Cand[][] = []
+  const walkStart = performance.now()
   for (const [l, { act }] of layers.entries()) {
     const elements = sizeOf(act.node.type.shape.slice(1))
     const cands: Cand[] = []
@@ -474,7 +475,17 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
       if (stale >= PLATEAU) break
     }
     options.push(cands)
-    opts.log?.(`ola: layer ${l + 1}/${layers.length} ${act.node.name}: ${cands.map((c) => `d${c.degree}:${c.loss.toFixed(2)}/${c.consumption.toFixed(2)}`).join(' ')}`)
+    // one line per layer, in words: the cheapest degree whose loss (calibration samples whose top-1
+    // flips when only this layer is approximated, weighted) is within the budget, and the degrees tried
+    const elapsed = (performance.now() - walkStart) / 1000
+    const left = layers.length - l - 1
+    const ok = cands.find((c) => within(c.loss))
+    const lowest = cands.reduce((b, c) => (c.loss < b.loss ? c : b), cands[0])
+    opts.log?.(
+      `ola: layer ${l + 1} of ${layers.length} (${act.node.name}, ${elements} elements): ` +
+        (ok ? `lowest degree within the budget ${ok.degree} (loss ${ok.loss.toFixed(2)} of ${allowed.toFixed(2)} samples allowed)` : `no degree within the budget (least loss: degree ${lowest.degree}, ${lowest.loss.toFixed(2)} of ${allowed.toFixed(2)} samples allowed)`) +
+        `; degrees tried ${cands.map((c) => c.degree).join(',')}; ${elapsed.toFixed(1)} s so far${left > 0 ? `, est. ${((elapsed / (l + 1)) * left).toFixed(1)} s for the ${left} layer(s) left` : ''}`,
+    )
   }
   const out = g.outputs[0]
   const replacing = (chosen: readonly { poly: PolyAttrs }[]) => new Map(layers.map(({ act }, l) => [act.node.name, replaceWith(act, chosen[l].poly)]))
@@ -505,7 +516,7 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     // (the joint values are not kept per rung: on fmnist32/resnet20 one run's values take hundreds of MB)
     const r = { chosen, joint: jointRun(chosen)!.j }
     tried.set(k, r)
-    opts.log?.(`ola: lambda ${LADDER[k]}: degrees ${chosen.map((c) => c.degree).join(',')}, cost ${chosen.reduce((s, c) => s + c.cost, 0).toFixed(0)}, summed consumption ${chosen.reduce((s, c) => s + c.consumption, 0).toFixed(2)}, joint loss ${r.joint.toFixed(2)} of ${jointAllowed.toFixed(2)}`)
+    opts.log?.(`ola: selection at lambda ${LADDER[k]} (weight of consumption against cost): degrees ${chosen.map((c) => c.degree).join(',')}, cost ${chosen.reduce((s, c) => s + c.cost, 0).toFixed(0)} (${cost === depthMulCost ? 'depth and multiplications' : 'backend cost model'}), summed consumption ${chosen.reduce((s, c) => s + c.consumption, 0).toFixed(2)}, joint loss ${r.joint.toFixed(2)} of ${jointAllowed.toFixed(2)} samples allowed`)
     return r
   }
   // the cheapest rung (lambda 0: the plain knapsack) whose joint loss is within budget, by bisection
@@ -547,7 +558,7 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
     chosen = chosen.map((o, k) => (k === best!.l ? best!.c : o))
     jointValues = best.values
     joint = best.j
-    opts.log?.(`ola: raised ${layers[best.l].act.node.name} to degree ${best.c.degree}: joint ${joint.toFixed(2)}`)
+    opts.log?.(`ola: raised ${layers[best.l].act.node.name} to degree ${best.c.degree}: joint loss ${joint.toFixed(2)} of ${jointAllowed.toFixed(2)} samples allowed`)
   }
   // The knapsack sums the layers' errors, which overstates the joint error when their flips fall on
   // the same samples: lower layers to cheaper measured candidates, the largest possible saving first
@@ -568,7 +579,7 @@ export function ola(g: Graph, layers: readonly { act: Activation; stats: Activat
           continue
         }
         const { values, j } = r
-        opts.log?.(`ola: lowered ${layers[l].act.node.name} to degree ${c.degree}: joint ${j.toFixed(2)}`)
+        opts.log?.(`ola: lowered ${layers[l].act.node.name} to degree ${c.degree}: joint loss ${j.toFixed(2)} of ${jointAllowed.toFixed(2)} samples allowed`)
         chosen = next
         jointValues = values
         joint = j

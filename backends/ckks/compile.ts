@@ -347,6 +347,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   if (!leveled && opts.leveledOnly)
     throw new CkksCompileError(`depth ${depth} fits no leveled CKKS parameter set at ${security}-bit security within node-seal's memory, so the plan would need refreshes; compile with --refresh client (the default) for client-aided refreshes`)
   if (leveled) {
+    if (leveled.logN !== logNs[0]) log(`ckks: leveled parameters at N = ${2 ** leveled.logN} (${leveled.primes.length} primes): lowering again at that ring (${secs()} s)`)
     const lowered = leveled.logN === logNs[0] ? probe : lowerAt(g, leveled.logN, Infinity, opts, cache, multiCt)
     chosen = { params: leveled, lowered, budget: Infinity }
   } else {
@@ -354,6 +355,7 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
     // stages applied: plaintexts on demand, key chains); the cheapest that fits is kept (within 3%, the one with the smaller heap peak)
     let best: { c: Candidate; fitted: Fitted; est: number } | undefined
     let tooShort: LowerError | undefined
+    log(`ckks: depth ${depth} needs client-aided refreshes: placing them and pricing each ring and chain length (one line per candidate)`)
     for (const logN of logNs) {
       // the ring's lowering without refreshes: what the placement model prices
       const free = opts.refreshPlacement === 'latest' ? undefined : logN === logNs[0] ? probe : lowerAt(g, logN, Infinity, opts, cache, multiCt)
@@ -428,12 +430,14 @@ export function compileCkks(g: Graph, opts: CompileOptions = {}): CkksPlan {
   if (chosen.notes) extraNotes.push(...chosen.notes)
   const fitted = preFitted ?? fitMemory(lv0, lowered, params, opts, extraNotes)
   if (choices.length > 1) extraNotes.push(describeChoices(choices, params, chosen.mask?.level))
+  log(`ckks: finishing the plan at N = ${2 ** params.logN}, ${params.primes.length} primes: constants, keys and estimates (${secs()} s)`)
   const plan = finish(g, opts, params, primeValues, lowered, fitted.lv, depth, extraNotes, fitted.mode, fitted.memory, choices)
   if (plan.stats.bootstraps > 0 && chosen.mask) {
     const m = (plan.refreshMask = withInferenceDistance(chosen.mask, plan.stats.bootstraps))
     plan.stats.notes.push(`refreshes masked in the coefficient domain (statistical distance 2^-${m.sigma} per refresh, 2^${m.distancePerInferenceLog2} per inference; masks 2^${m.maskLog2} ceil(scale |x|), |x| <= ${m.bound} at every refresh): the client decrypts at level ${m.level}, ${m.level} level(s) below each refresh and q0 = ${params.primes[0]} bits reserved for it (${m.bits} bits needed)`)
   }
   validatePlan(plan, g)
+  log(`ckks: plan validated, ${plan.instructions.length} instructions, ${plan.keys.rotations.length} rotation key(s) (${secs()} s)`)
   return plan
 }
 

@@ -58,6 +58,21 @@ export interface RunResult {
   memory: { sealHeapBytes: number | null; predictedPeakBytes: number; plaintexts: 'resident' | 'on demand' }
 }
 
+/**
+ * Progress per image on `log`: `image i/n` (and a note) when image i is done, the first once two
+ * seconds have passed since the start, then at most one line per second (so never more than one per
+ * image); none for the last image (the summary follows) nor in a run shorter than two seconds.
+ */
+export function imageProgress(log: (msg: string) => void, total: number, unit = 'image'): (done: number, note?: string) => void {
+  let last = performance.now() + 1000
+  return (done, note) => {
+    const now = performance.now()
+    if (done >= total || now - last < 1000) return
+    last = now
+    log(`${unit} ${done}/${total}${note ? ` ${note}` : ''}`)
+  }
+}
+
 /** Refuse a plan that needs bootstraps unless client refresh is allowed. */
 export function checkRunnable(plan: CkksPlan, opts: RunOptions = {}): void {
   if (plan.stats.bootstraps > 0 && opts.refresh !== 'client')
@@ -89,12 +104,14 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
   const log = opts.log ?? (() => {})
   const rss0 = process.memoryUsage().rss
   // the key holder (client side) and the evaluator (server side), the same code pic query and pic serve run, in one process
+  log(`generating keys: ${plan.keys.rotations.length} rotation key(s)${plan.keys.relin ? ' + relinearization' : ''} at logN ${p.logN} (${plan.params.primes.length} primes)...`)
   const holder = new KeyHolder(seal, plan)
   const t0 = performance.now()
   const keys = holder.evaluationKeys()
   const keygen = holder.keygenMs + performance.now() - t0
   log(`keys: ${plan.keys.rotations.length} rotation key(s)${keys.rk ? ' + relinearization' : ''} in ${keygen.toFixed(0)} ms`)
   const sc = holder.sc
+  if (plan.plaintexts !== 'on demand') log('encoding the plan\'s plaintexts (weights and masks)...')
   const evaluator = planEvaluator(plan, sc, holder.encoder, holder.ev)
   const heap = Math.max(0, process.memoryUsage().rss - rss0)
 
@@ -130,6 +147,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
     }
   }
   let heapAfter: number | undefined
+  const progress = imageProgress(log, Math.ceil(B / K), K > 1 ? 'inference' : 'image')
   try {
     for (let b = 0; b < Math.ceil(B / K); b++) {
       const regs = new Map<number, Ct>()
@@ -154,6 +172,7 @@ export async function runPlan(plan: CkksPlan, images: Tensor, opts: RunOptions =
       })
       for (const ct of new Set(outputs)) ct.delete()
       lat.decrypt += performance.now() - td
+      progress(b + 1, `(evaluate ${stats.evaluateMs.toFixed(0)} ms)`)
     }
   } finally {
     heapAfter = sealHeapBytes()

@@ -13,6 +13,7 @@ import { layoutView, type ClientPart } from './clientpart.js'
 import { loadSeal } from './seal.js'
 import { wireSizes } from './sizes.js'
 import { batchOf, groupInput, storeGroup } from './simulate.js'
+import { imageProgress } from './runtime.js'
 import { CKKS_PROTOCOL, MAX_INFERENCES, parseServerMessage, type CkksHello } from './wire.js'
 
 export { startCkksServer, NO_REFRESH_GUARD, type CkksServeOptions, type CkksServerHandle, type RefreshGuard } from './server.js'
@@ -81,6 +82,7 @@ export async function queryCkks(part: ClientPart, input: Tensor, o: CkksQueryOpt
   if (inferences > MAX_INFERENCES) throw new ProtocolError(`${inferences} inferences in one session (at most ${MAX_INFERENCES})`)
   const t0 = performance.now()
   const seal = await loadSeal()
+  log(`generating keys: ${part.keys.rotations.length} rotation key(s)${part.keys.relin ? ' + relinearization' : ''} at logN ${part.params.logN}...`)
   const holder = new KeyHolder(seal, { ...view, keys: part.keys })
   // the keys are made before connecting, so that no server session waits (and times out) meanwhile
   const tk = performance.now()
@@ -119,6 +121,7 @@ export async function queryCkks(part: ClientPart, input: Tensor, o: CkksQueryOpt
     let refreshMs = 0
     let refreshes = 0
     const tq = performance.now()
+    const progress = imageProgress(log, inferences, K > 1 ? 'inference' : 'image')
     for (let b = 0; b < inferences; b++) {
       const tag = b & 0xffff
       const te = performance.now()
@@ -150,6 +153,7 @@ export async function queryCkks(part: ClientPart, input: Tensor, o: CkksQueryOpt
         decrypt += performance.now() - td
         got++
       }
+      progress(b + 1)
     }
     const done = JSON.parse((await ch.recv('setup', 5, 'the end of the session', { max: 1024 })).toString('utf8')) as { served?: number }
     if (done.served !== inferences) throw new ProtocolError(`the server served ${String(done.served)} inferences, ${inferences} were asked`)

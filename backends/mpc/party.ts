@@ -218,6 +218,8 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
     let offline = 0
     let rounds = 0
     let onlineMs = 0
+    // progress: `image i/n`, the first after two seconds, then at most one a second; none for the last image
+    let lastLine = performance.now() + 1000
     for (let img = 0; img < images; img++) {
       const before = snapshot(server, dealer)
       const x = input.data.subarray(img * per, (img + 1) * per)
@@ -229,6 +231,10 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
       offline += after.offline - before.offline
       rounds += server.counters.onlineRounds.size
       server.counters.onlineRounds.clear()
+      if (img + 1 < images && performance.now() - lastLine >= 1000) {
+        lastLine = performance.now()
+        log(`image ${img + 1}/${images}`)
+      }
     }
     const summary = await server.recv('setup', 2, 'session summary', { max: SMALL_BYTES })
     let stats: { dealerBytes?: unknown }
