@@ -3,41 +3,14 @@
  * the accuracy in --json and in the summary against the digits labels, counted here from the outputs
  * the query writes, and for mpc also from PyTorch's reference logits of the same images.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { encodeNpy, readNpy } from '../../compiler/npy.js'
+import { describe, expect, it } from 'vitest'
+import { readNpy } from '../../compiler/npy.js'
 import type { Tensor } from '../../ir/tensor.js'
-import { argmax } from '../../passes/ola.js'
-import { background, pic, picAsync, ROOT, started } from '../helpers.js'
+import { background, pic, picAsync } from '../helpers.js'
+import { accuracySetup, correct, fx } from './accuracy-setup.js'
 
-const tmp = mkdtempSync(path.join(tmpdir(), 'pic-accuracy-query-'))
-const fx = (...p: string[]) => path.join(ROOT, 'test', 'fixtures', ...p)
-const N = 8
-const xs = path.join(tmp, 'x.npy')
-const ys = path.join(tmp, 'labels.npy')
-const short = path.join(tmp, 'labels7.npy')
-const labels = readNpy(fx('digits', 'test_y.npy'))
-const plan = path.join(tmp, 'cnn.json')
-const model = fx('digits', 'cnn_square.onnx')
-
-/** Images whose argmax matches the label, counted here from a written output file. */
-function correct(out: Tensor, y: ArrayLike<number>): number {
-  return Array.from(argmax(out)).filter((v, i) => v === y[i]).length
-}
-
-beforeAll(() => {
-  const x = readNpy(fx('digits', 'test_x.npy'))
-  writeFileSync(xs, encodeNpy({ dtype: x.dtype, shape: [N, 1, 8, 8], data: x.data.slice(0, N * 64) }))
-  writeFileSync(ys, encodeNpy({ dtype: labels.dtype, shape: [N], data: labels.data.slice(0, N) }))
-  writeFileSync(short, encodeNpy({ dtype: labels.dtype, shape: [N - 1], data: labels.data.slice(0, N - 1) }))
-  const c = pic('compile', model, '--backend', 'ckks', '-o', plan, '--quiet')
-  expect(c.code).toBe(0)
-})
-afterAll(() => {
-  for (const c of started) c.kill()
-})
+const { tmp, N, xs, ys, short, labels, plan, model } = accuracySetup('pic-accuracy-query-')
 
 describe('pic query --labels', () => {
   it('pic query (mpc schedule): accuracy counted from the outputs; a wrong count fails before connecting', async () => {

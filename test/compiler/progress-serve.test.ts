@@ -11,6 +11,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeNpy, readNpy } from '../../compiler/npy.js'
 import { background, pic, picAsync, ROOT, started } from '../helpers.js'
+import { lineOf, pureJSON } from './progress-util.js'
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'pic-progress-serve-'))
 const fx = (...p: string[]) => path.join(ROOT, 'test', 'fixtures', ...p)
@@ -18,20 +19,6 @@ const xs = path.join(tmp, 'x.npy')
 const xm = path.join(tmp, 'x100.npy')
 const plan = path.join(tmp, 'cnn.json')
 const model = fx('digits', 'cnn_square.onnx')
-
-/** stdout is one JSON object and nothing else. */
-function pureJSON(stdout: string): Record<string, unknown> {
-  expect(stdout.startsWith('{')).toBe(true)
-  expect(stdout.endsWith('}\n')).toBe(true)
-  return JSON.parse(stdout) as Record<string, unknown>
-}
-
-/** The index of the first stderr line matching `re` (fails if none). */
-function lineOf(stderr: string, re: RegExp): number {
-  const i = stderr.split('\n').findIndex((l) => re.test(l))
-  expect(i, `no line matching ${re} in:\n${stderr}`).toBeGreaterThanOrEqual(0)
-  return i
-}
 
 beforeAll(() => {
   const x = readNpy(fx('digits', 'test_x.npy'))
