@@ -23,6 +23,7 @@ import {
   type Command, type ParsedArgs,
 } from './cli-kit.js'
 import { exportCommand } from './cmd-export.js'
+import { reportCommand } from './cmd-report.js'
 import { dealer, query, serve } from './cmd-mpc.js'
 import { clientPartPath, writeCompanions } from './cmd-ckks.js'
 import { run } from './cmd-run.js'
@@ -374,4 +375,4 @@ const compile: Command = {
 }
 
 
-export const COMMANDS: readonly Command[] = [inspect, infer, evaluate, compile, exportCommand, run, dealer, serve, query]
+export const COMMANDS: readonly Command[] = [inspect, infer, evaluate, compile, exportCommand, reportCommand, run, dealer, serve, query]
