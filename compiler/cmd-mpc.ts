@@ -1,8 +1,11 @@
 /**
  * The two-party runtime commands of the mpc backend:
  *   pic dealer --port P                                   trusted dealer for the offline phase
- *   pic serve MODEL --schedule S --port P --dealer H:P    the server party (holds the weights)
- *   pic query S --connect H:P --dealer H:P --input X.npy [--output Y.npy] [--json]   the client party
+ *   pic serve MODEL --schedule S --port P [--dealer H:P]  the server party (holds the weights)
+ *   pic query S --connect H:P [--dealer H:P] --input X.npy [--output Y.npy] [--json]   the client party
+ * Without --dealer the two parties run the offline phase themselves (backends/mpc/offline.ts: HE for
+ * the linear layers, OT extension for the circuits' inputs and the Beaver products); with it the
+ * dealer supplies the correlations (the trusted-third-party model), and both parties must agree.
  * dealer and serve run until interrupted (serve --once: until the first session ends).
  * Every link is TLS 1.3 (backends/mpc/tls.ts): dealer and serve present a certificate (--cert/--key,
  * else generated once in the state directory) and print `certificate sha256 HEX` once listening; a
@@ -95,7 +98,7 @@ export function connectSecurity(args: ParsedArgs, cmd: Command, what: string): {
 }
 
 const DEALER_OPTION = {
-  dealer: { type: 'string' as const, arg: 'HOST:PORT', help: 'the dealer' },
+  dealer: { type: 'string' as const, arg: 'HOST:PORT', help: 'the trusted dealer of the offline phase (without it the two parties run it themselves; both must agree)' },
   'dealer-fingerprint': { type: 'string' as const, arg: 'HEX', help: "pin the dealer's certificate (SHA-256 that pic dealer prints)" },
 }
 export type { ConnectSecurity }
@@ -159,7 +162,7 @@ function scheduleMismatch(file: string, model: string, json: unknown, args: Pars
 export const serve: Command = {
   name: 'serve',
   summary: 'Run the server of private inference (an mpc schedule or a CKKS plan): holds the model, answers pic query sessions.',
-  usage: 'pic serve MODEL (--schedule S --dealer HOST:PORT [--dealer-fingerprint HEX] | --plan PLAN) --port P [--cert FILE --key FILE] [--state-dir DIR] [--insecure-plaintext] [--approx SPEC --calib C.npy] [--once]',
+  usage: 'pic serve MODEL (--schedule S [--dealer HOST:PORT [--dealer-fingerprint HEX]] | --plan PLAN) --port P [--cert FILE --key FILE] [--state-dir DIR] [--insecure-plaintext] [--approx SPEC --calib C.npy] [--once]',
   options: {
     schedule: { type: 'string', arg: 'S', help: 'the schedule from pic compile MODEL --backend mpc -o S (same options)' },
     plan: { type: 'string', arg: 'PLAN', help: 'a CKKS plan from pic compile MODEL --backend ckks -o PLAN, or an mpc schedule (detected by its format)' },
@@ -193,7 +196,9 @@ export const serve: Command = {
     let h: Awaited<ReturnType<typeof runServe>>
     log(`preparing ${schedule.steps.length + schedule.outputs.length + schedule.steps.filter((st) => st.kind === "mul").length} linear operator(s) in the ring (checking the schedule against the model, quantizing the weights)...`)
     try {
-      h = await runServe(g, schedule, { ...on, dealer: need(args, 'dealer', serve), dealerTrust, log, onSessionEnd: (e) => ended(e) })
+      const dealerAt = str(args, 'dealer')
+      if (dealerAt === undefined) log('offline phase: two-party (no dealer): HE for the linear layers, OT extension for the circuits and products')
+      h = await runServe(g, schedule, { ...on, dealer: dealerAt, dealerTrust, log, onSessionEnd: (e) => ended(e) })
     } catch (e) {
       // serve compiles MODEL again: a different graph than the schedule's means different compile options
       if (e instanceof Error && /fingerprints differ/.test(e.message)) throw new PicError(scheduleMismatch(file, model, json, args))
@@ -209,7 +214,7 @@ export const serve: Command = {
 export const query: Command = {
   name: 'query',
   summary: 'Run the client of private inference (an mpc schedule or a CKKS client part) on every image of X and write the outputs.',
-  usage: 'pic query (S --dealer HOST:PORT [--dealer-fingerprint HEX] | PLAN.client.json [--refresh client|none] [--key-sizes]) --connect HOST:PORT [--server-fingerprint HEX] --input X.npy [--output Y.npy] [--labels Y.npy] [--json] [--state-dir DIR] [--insecure-plaintext]',
+  usage: 'pic query (S [--dealer HOST:PORT [--dealer-fingerprint HEX]] | PLAN.client.json [--refresh client|none] [--key-sizes]) --connect HOST:PORT [--server-fingerprint HEX] --input X.npy [--output Y.npy] [--labels Y.npy] [--json] [--state-dir DIR] [--insecure-plaintext]',
   options: {
     connect: { type: 'string', arg: 'HOST:PORT', help: 'the server' },
     'server-fingerprint': { type: 'string', arg: 'HEX', help: "pin the server's certificate (SHA-256 that pic serve prints); without it the first one seen is recorded in STATE_DIR/known_hosts" },
@@ -234,7 +239,7 @@ export const query: Command = {
     else if (!flag(args, 'json')) logger(args)('note: no --output: the outputs are not written, only the summary')
     if (!schedule) return queryCkksCommand(args, query, file, json, timeout(args, query), connectSecurity(args, query, 'client'))
     const sec = connectSecurity(args, query, 'client')
-    const { output, report } = await runQuery(schedule, x, { connect: need(args, 'connect', query), dealer: need(args, 'dealer', query), timeoutMs: timeout(args, query), ...sec, log: logger(args) })
+    const { output, report } = await runQuery(schedule, x, { connect: need(args, 'connect', query), dealer: str(args, 'dealer'), timeoutMs: timeout(args, query), ...sec, log: logger(args) })
     if (out) writeNpy(out, output)
     const acc = labels ? labelAccuracy(output, labels) : undefined
     if (flag(args, 'json')) printJSON({ backend: 'mpc', schedule: file, ...report, ...(acc ? { accuracy: acc.accuracy, correct: acc.correct } : {}) })

@@ -292,7 +292,7 @@ export function liftCoefficients(v: readonly bigint[], scaleIn: number, scaleOut
 }
 
 /** The RNS data of one level: primes, CRT constants, and verified serialization templates. */
-interface RnsLevel {
+export interface RnsLevel {
   N: number
   primes: bigint[]
   Q: bigint
@@ -313,7 +313,7 @@ const RNS = new WeakMap<SealContext, Map<number, RnsLevel>>()
 const CT_NTT = 16 + 32
 const CT_DATA = CT_NTT + 1 + 8 * 5 + 16 + 8
 const PT_SCALE = 16 + 32 + 8
-const PT_DATA = PT_SCALE + 8 + 16 + 8
+export const PT_DATA = PT_SCALE + 8 + 16 + 8
 
 function u64(b: Uint8Array, off: number): bigint {
   return new DataView(b.buffer, b.byteOffset, b.byteLength).getBigUint64(off, true)
@@ -325,7 +325,7 @@ function ctLayout(b: Uint8Array, N: number, k: number): void {
   if (!ok) throw new RefreshMaskError(`internal: unexpected SEAL ciphertext serialization (${b.length} bytes for 2 x ${N} x ${k} words)`)
 }
 
-function ptLayout(b: Uint8Array, N: number, k: number): void {
+export function ptLayout(b: Uint8Array, N: number, k: number): void {
   const ok = b.length === PT_DATA + 8 * N * k && u64(b, 8) === BigInt(b.length) && u64(b, 48) === BigInt(N * k) && u64(b, PT_DATA - 8) === BigInt(N * k)
   if (!ok) throw new RefreshMaskError(`internal: unexpected SEAL plaintext serialization (${b.length} bytes for ${N} x ${k} words)`)
 }
@@ -340,7 +340,7 @@ function modInverse(a: bigint, m: bigint): bigint {
   return ((s0 % m) + m) % m
 }
 
-function rnsAt(env: RnsEnv, level: number): RnsLevel {
+export function rnsAt(env: RnsEnv, level: number): RnsLevel {
   let byLevel = RNS.get(env.sc)
   if (!byLevel) RNS.set(env.sc, (byLevel = new Map()))
   let r = byLevel.get(level)
@@ -366,7 +366,7 @@ function rnsAt(env: RnsEnv, level: number): RnsLevel {
 }
 
 /** A polynomial's residues (prime-major, N words per prime) through SEAL's NTT (toNtt) or its inverse. */
-function transform(env: RnsEnv, lv: RnsLevel, words: BigUint64Array, toNtt: boolean): BigUint64Array {
+export function transform(env: RnsEnv, lv: RnsLevel, words: BigUint64Array, toNtt: boolean): BigUint64Array {
   const b = Uint8Array.from(lv.ct)
   b[CT_NTT] = toNtt ? 0 : 1
   const n = words.length

@@ -51,6 +51,8 @@ export interface Hello {
   clientLink?: string
   /** Over TLS only, from the client to the dealer: SHA-256 of the server certificate the client authenticated. */
   serverCert?: string
+  /** From the client to the server: 'two-party' when the client runs the offline phase without a dealer (absent: the dealer's). */
+  offline?: 'dealer' | 'two-party'
 }
 
 const MAX_IMAGES = 1 << 20
@@ -105,6 +107,7 @@ export function parseHello(b: Buffer, peer: string): Hello {
   if (typeof h.fingerprint !== 'string') throw new ProtocolError(`${peer} sent no schedule fingerprint`)
   if (!Number.isInteger(h.images) || h.images < 1 || h.images > MAX_IMAGES) throw new ProtocolError(`${peer} asked for ${h.images} images`)
   if (!validSpec(h.spec)) throw new ProtocolError(`${peer} sent a malformed offline specification`)
+  if (h.offline !== undefined && h.offline !== 'dealer' && h.offline !== 'two-party') throw new ProtocolError(`${peer} asked for an unknown offline phase`)
   return h
 }
 

@@ -37,6 +37,7 @@ export function scheduleSummary(s: MpcSchedule): Record<string, unknown> {
     bytes: s.bytes,
     latencyMs: s.latencyMs,
     offlineLatencyMs: s.offlineLatencyMs,
+    twoParty: s.twoParty,
     params: s.params,
     trust: s.trust,
     ranges: s.ranges,
@@ -66,8 +67,8 @@ export function parseSchedule(json: unknown, file = 'schedule'): MpcSchedule {
 /** `pic dealer --port P`: serve offline correlations until closed. */
 export const runDealer: (o: DealerOptions) => Promise<DealerHandle> = startDealer
 
-/** What `pic serve` takes: the server's options with the dealer as HOST:PORT. */
-export type ServeCommand = Omit<ServeOptions, 'dealer'> & { dealer: string }
+/** What `pic serve` takes: the server's options with the dealer as HOST:PORT (none: the two-party offline phase). */
+export type ServeCommand = Omit<ServeOptions, 'dealer'> & { dealer?: string }
 
 /**
  * `pic serve MODEL --schedule S --port P --dealer HOST:PORT`: `graph` is the model after the same
@@ -75,18 +76,18 @@ export type ServeCommand = Omit<ServeOptions, 'dealer'> & { dealer: string }
  */
 export async function runServe(graph: Graph, schedule: MpcSchedule, o: ServeCommand): Promise<ServerHandle> {
   const model = prepareServer(graph, schedule)
-  return startServer(model, { ...o, dealer: parseEndpoint(o.dealer) })
+  return startServer(model, { ...o, dealer: o.dealer === undefined ? undefined : parseEndpoint(o.dealer) })
 }
 
 export interface QueryCommand extends Omit<QueryOptions, 'server' | 'dealer'> {
   /** HOST:PORT of the server. */
   connect: string
-  /** HOST:PORT of the dealer. */
-  dealer: string
+  /** HOST:PORT of the dealer (none: the two-party offline phase). */
+  dealer?: string
 }
 
 /** `pic query S --connect HOST:PORT --dealer HOST:PORT --input X.npy`: outputs and the JSON report. */
 export function runQuery(schedule: MpcSchedule, input: Tensor, o: QueryCommand): Promise<{ output: Tensor; report: QueryReport }> {
   const { connect, dealer, ...rest } = o
-  return query(schedule, input, { ...rest, server: parseEndpoint(connect), dealer: parseEndpoint(dealer) })
+  return query(schedule, input, { ...rest, server: parseEndpoint(connect), dealer: dealer === undefined ? undefined : parseEndpoint(dealer) })
 }

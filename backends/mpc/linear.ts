@@ -20,7 +20,11 @@ import { MpcLowerError } from './types.js'
 /** A quantized segment: integer primitives per term, the bias at fracBits + weightFracBits. */
 export interface RingOperator {
   size: number
-  terms: { source: number; prims: Prim[] }[]
+  /**
+   * `exact`: the term has no weighted primitive, so its chain (layout ops and the public scale
+   * 2^weightFracBits) is public: without a dealer the client applies it to its mask itself.
+   */
+  terms: { source: number; prims: Prim[]; exact?: boolean }[]
   bias: BigUint64Array
   /** Limb width: every partial sum of a limb's image stays below 2^53. */
   limbBits: number
@@ -118,7 +122,7 @@ export function quantize(a: Affine, frac: number, weightFrac: number, where: str
       weighted.length === 0
         ? [...prims, { kind: 'scale', in: a.shape, out: a.shape, f: new Float64Array(size).fill(2 ** weightFrac) } as Prim]
         : prims.map((p) => (p === weighted[0] ? quantizePrim(p, 2 ** weightFrac, where) : p))
-    return { source: t.source, prims: out }
+    return weighted.length === 0 ? { source: t.source, prims: out, exact: true } : { source: t.source, prims: out }
   })
   const bias = new BigUint64Array(size)
   for (let i = 0; i < size; i++) bias[i] = encode(a.bias[i], frac + weightFrac)
@@ -149,6 +153,22 @@ export function applyRing(op: RingOperator, source: (id: number) => BigUint64Arr
   return withBias ? add(r, op.bias) : r
 }
 
+/** A chain of public primitives (layout ops, sums, a public scale) applied to one vector over Z_2^64. */
+export function applyPublic(prims: readonly Prim[], x: BigUint64Array): BigUint64Array {
+  if (prims.length === 0) return x
+  const terms = [{ source: 0, prims: [...prims] }]
+  const limbBits = limbBitsFor(terms)
+  if (!limbBits) throw new Error('internal: a public chain too large for exact ring arithmetic')
+  const size = sizeOf(prims[prims.length - 1].out)
+  return applyRing({ size, terms, bias: new BigUint64Array(size), limbBits }, () => x, false)
+}
+
+/** The weighted primitive of a term (conv, dense or a secret scale), its position; -1 for an exact term. */
+export function weightedAt(t: RingOperator['terms'][number]): number {
+  if (t.exact) return -1
+  return t.prims.findIndex((p) => p.kind === 'conv' || p.kind === 'dense' || p.kind === 'scale')
+}
+
 // ---------------------------------------------------------------------------------------------
 // the wire form (server -> dealer), checked before anything is allocated from it
 
@@ -164,8 +184,16 @@ interface PrimHead {
 interface OpHead {
   size: number
   limbBits: number
-  terms: { source: number; prims: PrimHead[] }[]
+  terms: { source: number; prims: PrimHead[]; exact?: boolean }[]
 }
+
+/**
+ * The wire forms: `dealer` (the server's operators with their weights, to the dealer) and `public`
+ * (to the client when there is no dealer: the same structure without the weights, so the client can
+ * apply a term's layout ops to its mask and knows each weighted primitive's geometry; the factors of
+ * an exact term's public scale are included, a secret scale's are not).
+ */
+export type OperatorForm = 'dealer' | 'public'
 
 function arrayOf(p: Prim): Float64Array | Int32Array | undefined {
   if (p.kind === 'index' || p.kind === 'segsum') return p.map
@@ -174,17 +202,19 @@ function arrayOf(p: Prim): Float64Array | Int32Array | undefined {
   return undefined
 }
 
-export function operatorsToBytes(ops: readonly RingOperator[]): Buffer {
+export function operatorsToBytes(ops: readonly RingOperator[], form: OperatorForm = 'dealer'): Buffer {
+  const pub = form === 'public'
   const blobs: Buffer[] = []
   const heads: OpHead[] = ops.map((op) => {
-    blobs.push(Buffer.from(op.bias.buffer, op.bias.byteOffset, op.bias.byteLength))
+    if (!pub) blobs.push(Buffer.from(op.bias.buffer, op.bias.byteOffset, op.bias.byteLength))
     return {
       size: op.size,
       limbBits: op.limbBits,
       terms: op.terms.map((t) => ({
         source: t.source,
+        ...(pub && t.exact ? { exact: true } : {}),
         prims: t.prims.map((p) => {
-          const arr = arrayOf(p)
+          const arr = pub && !t.exact && (p.kind === 'conv' || p.kind === 'dense' || p.kind === 'scale') ? undefined : arrayOf(p)
           if (arr) blobs.push(Buffer.from(arr.buffer, arr.byteOffset, arr.byteLength))
           const h: PrimHead = { kind: p.kind, in: [...p.in], out: [...p.out] }
           if (p.kind === 'conv' || p.kind === 'sumpool') h.geom = p.geom
@@ -224,7 +254,8 @@ function geomOk(g: ConvGeom | undefined, inSize: number, outSize: number, kind: 
  * sizes of its sources by id). Every shape, index, geometry, weight and limb width is checked; a
  * malformed or oversized description is a ProtocolError, never an allocation beyond the frame.
  */
-export function operatorsFromBytes(buf: Buffer, segments: readonly { size: number; sources: readonly number[] }[], sourceSize: (id: number) => number): RingOperator[] {
+export function operatorsFromBytes(buf: Buffer, segments: readonly { size: number; sources: readonly number[] }[], sourceSize: (id: number) => number, form: OperatorForm = 'dealer'): RingOperator[] {
+  const pub = form === 'public'
   const bad = (why: string) => new ProtocolError(`malformed linear operators: ${why}`)
   if (buf.length < 4) throw bad('too short')
   const jl = buf.readUInt32LE(0)
@@ -257,10 +288,13 @@ export function operatorsFromBytes(buf: Buffer, segments: readonly { size: numbe
   const ops = heads.map((h, j) => {
     const seg = segments[j]
     if (!h || typeof h !== 'object' || h.size !== seg.size || !Array.isArray(h.terms) || h.terms.length > 64 || !count(h.limbBits, 8, 32)) throw bad(`segment ${j}`)
-    const bias = new BigUint64Array(seg.size)
-    Buffer.from(bias.buffer).set(take(8 * seg.size))
+    const bias = new BigUint64Array(pub ? 0 : seg.size)
+    if (!pub) Buffer.from(bias.buffer).set(take(8 * seg.size))
     const terms = h.terms.map((t) => {
       if (!t || !seg.sources.includes(t.source) || !Array.isArray(t.prims) || t.prims.length > 16) throw bad(`segment ${j}: term`)
+      if (t.exact !== undefined && (!pub || t.exact !== true)) throw bad(`segment ${j}: term`)
+      // public form: the weights of a term that has them stay with the server (empty arrays here)
+      const secret = pub && !t.exact
       let size = sourceSize(t.source)
       const prims = t.prims.map((p): Prim => {
         if (!p || !shapeOk(p.in) || !shapeOk(p.out) || sizeOf(p.in) !== size) throw bad(`segment ${j}: primitive shapes`)
@@ -287,7 +321,7 @@ export function operatorsFromBytes(buf: Buffer, segments: readonly { size: numbe
           }
           case 'scale': {
             if (nIn !== nOut) throw bad(`segment ${j}: scale`)
-            const f = f64(nOut)
+            const f = secret ? new Float64Array(0) : f64(nOut)
             if (!f.every((v) => !isNum(v) || (Number.isInteger(v) && Math.abs(v) <= MAX_WEIGHT))) throw bad(`segment ${j}: scale factors`)
             prim = { kind: 'scale', in: p.in, out: p.out, f }
             break
@@ -298,7 +332,7 @@ export function operatorsFromBytes(buf: Buffer, segments: readonly { size: numbe
             const g = p.geom!
             if (p.kind === 'sumpool') prim = { kind: 'sumpool', in: p.in, out: p.out, geom: g }
             else {
-              const weight = f64(g.m * (g.c / g.group) * g.kh * g.kw)
+              const weight = secret ? new Float64Array(0) : f64(g.m * (g.c / g.group) * g.kh * g.kw)
               if (!weight.every((v) => Number.isInteger(v) && Math.abs(v) <= MAX_WEIGHT)) throw bad(`segment ${j}: conv weights`)
               prim = { kind: 'conv', in: p.in, out: p.out, geom: g, weight }
             }
@@ -306,7 +340,7 @@ export function operatorsFromBytes(buf: Buffer, segments: readonly { size: numbe
           }
           case 'dense': {
             if (!count(p.k) || !count(p.n) || nIn % p.k !== 0 || (nIn / p.k) * p.n !== nOut || p.k * p.n > MAX_ELEMENTS) throw bad(`segment ${j}: dense shape`)
-            const weight = f64(p.k * p.n)
+            const weight = secret ? new Float64Array(0) : f64(p.k * p.n)
             if (!weight.every((v) => Number.isInteger(v) && Math.abs(v) <= MAX_WEIGHT)) throw bad(`segment ${j}: dense weights`)
             prim = { kind: 'dense', in: p.in, out: p.out, k: p.k, n: p.n, weight }
             break
@@ -319,9 +353,10 @@ export function operatorsFromBytes(buf: Buffer, segments: readonly { size: numbe
         return prim
       })
       if (size !== seg.size) throw bad(`segment ${j}: the chain does not end at the segment`)
-      return { source: t.source, prims }
+      if (t.exact && !prims.every((p) => p.kind !== 'conv' && p.kind !== 'dense')) throw bad(`segment ${j}: an exact term with weights`)
+      return t.exact ? { source: t.source, prims, exact: true } : { source: t.source, prims }
     })
-    if (limbBitsFor(terms) < h.limbBits) throw bad(`segment ${j}: limbs too wide for exact arithmetic`)
+    if (!pub && limbBitsFor(terms) < h.limbBits) throw bad(`segment ${j}: limbs too wide for exact arithmetic`)
     return { size: seg.size, terms, bias, limbBits: h.limbBits }
   })
   if (o !== buf.length) throw bad('trailing bytes')

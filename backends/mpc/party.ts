@@ -18,8 +18,9 @@ import { freshSeed } from './ring.js'
 import { DEALER_LINK_LABEL, exporterHex, generateIdentity, SESSION_LABEL, type Identity, type Trust } from './tls.js'
 import { scheduleOf } from './schedule.js'
 import { kindOf, sessionPlan, STEP_KINDS, type SessionPlan } from './steps/index.js'
+import { clientImageOffline, clientSetup, serverImageOffline, serverSetup } from './offline.js'
 import type { ClientImage, ServerImage } from './steps/kind.js'
-import { clientInput, clientOutput, clientSegments, quantizeSegments, serverInput, serverOutput, serverShare } from './steps/linear.js'
+import { clientInput, clientOutput, clientSegments, quantizeSegments, segmentsOf, serverInput, serverOutput, serverShare } from './steps/linear.js'
 import type { MpcSchedule } from './types.js'
 
 const DEFAULT_TIMEOUT = 30_000
@@ -46,7 +47,8 @@ export function prepareServer(graph: Graph, schedule: MpcSchedule): ServerModel 
 export interface ServeOptions {
   port: number
   host?: string
-  dealer: Endpoint
+  /** The trusted dealer of the offline phase; without one the two parties run it themselves (offline.ts). */
+  dealer?: Endpoint
   timeoutMs?: number
   log?: (msg: string) => void
   /** Called when a session ends, with its error if it failed. */
@@ -88,7 +90,7 @@ export async function startServer(model: ServerModel, opts: ServeOptions): Promi
 }
 
 interface SessionContext {
-  dealer: Endpoint
+  dealer: Endpoint | undefined
   timeoutMs: number
   leak: Leak | undefined
   identity: Identity | undefined
@@ -109,11 +111,15 @@ async function serveSession(model: ServerModel, ch: Channel, link: Link, cx: Ses
   const hello = parseHello(await ch.recv('setup', 0, 'hello', { max: HELLO_BYTES }), ch.peer)
   if (hello.role !== 'client') throw new ProtocolError(`${ch.peer} is not a client`)
   if (hello.fingerprint !== s.fingerprint) throw new ProtocolError('client and server hold different schedules')
+  const mode = cx.dealer ? 'dealer' : 'two-party'
+  if ((hello.offline ?? 'dealer') !== mode)
+    throw new ProtocolError(mode === 'dealer' ? 'this server takes its offline correlations from a dealer: query it with --dealer HOST:PORT' : 'this server runs the offline phase without a dealer: query it without --dealer')
   if (!cx.plaintext) {
     if (!link.tls || hello.session !== exporterHex(link.tls, SESSION_LABEL)) throw new ProtocolError(`${ch.peer} sent a session id that does not come from this TLS connection`)
-    if (typeof hello.clientLink !== 'string' || !HEX128.test(hello.clientLink)) throw new ProtocolError(`${ch.peer} did not name its dealer link`)
+    if (cx.dealer && (typeof hello.clientLink !== 'string' || !HEX128.test(hello.clientLink))) throw new ProtocolError(`${ch.peer} did not name its dealer link`)
   }
   const plan = sessionPlan(s)
+  if (!cx.dealer) return serveTwoParty(model, plan, ch, hello.images, cx.leak)
   const spec = dealerSpec(s, plan)
   const dealer = (await connectLink(cx.dealer, cx.timeoutMs, 'dealer', { insecurePlaintext: cx.plaintext, trust: cx.dealerTrust, identity: cx.identity })).ch
   const leak = cx.leak
@@ -142,6 +148,33 @@ async function serveSession(model: ServerModel, ch: Channel, link: Link, cx: Ses
   }
 }
 
+/** A session without a dealer: the two-party offline phase (offline.ts) before each image. */
+async function serveTwoParty(model: ServerModel, plan: SessionPlan, ch: Channel, images: number, leak: Leak | undefined): Promise<number> {
+  const s = model.schedule
+  try {
+    ch.send('setup', 1, Buffer.from(JSON.stringify({ ok: true })))
+    const segs = segmentsOf(s)
+    const off = await serverSetup(ch, model.operators, (j) => `segment ${j} (into ${segs[j].node})`)
+    try {
+      for (let img = 0; img < images; img++) {
+        const ss = new ServerStreams(freshSeed())
+        await serverImageOffline(off, s, plan, ch, img, ss)
+        await serverImage(model, plan, ch, img, ss, leak)
+      }
+    } finally {
+      for (const p of off.prepared) p.delete()
+      off.he.delete()
+    }
+    ch.send('setup', 2, Buffer.from(JSON.stringify({ dealerBytes: 0 })))
+    return images
+  } catch (e) {
+    ch.abort((e as Error).message)
+    throw e
+  } finally {
+    ch.close()
+  }
+}
+
 /** One image on the server: the client's offline message, each step's offline frames, then online step by step. */
 async function serverImage(model: ServerModel, plan: SessionPlan, ch: Channel, img: number, ss: ServerStreams, leak: Leak | undefined): Promise<void> {
   const s = model.schedule
@@ -161,7 +194,8 @@ async function serverImage(model: ServerModel, plan: SessionPlan, ch: Channel, i
 
 export interface QueryOptions {
   server: Endpoint
-  dealer: Endpoint
+  /** The trusted dealer; without one the offline phase runs between the two parties (offline.ts). */
+  dealer?: Endpoint
   timeoutMs?: number
   /** How the server's and the dealer's certificates are checked (tls.ts `Trust`; default: any, with a warning in `log`). */
   serverTrust?: Trust
@@ -176,7 +210,9 @@ export interface QueryReport {
   bytes: { online: number; offline: number; setup: number }
   rounds: number
   perImage: { bytes: { online: number; offline: number }; rounds: number }
-  latencyMs: { total: number; perImage: number; onlinePerImage: number }
+  latencyMs: { total: number; perImage: number; onlinePerImage: number; offlinePerImage: number; setup: number }
+  /** Where the offline correlations came from. */
+  offline: 'dealer' | 'two-party'
   predicted: { bytes: { online: number; offline: number }; rounds: number; latencyMs: Record<string, number> }
   reluCount: number
   triples: number
@@ -199,33 +235,40 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
   let dealer: Channel | undefined
   try {
     const plan = sessionPlan(s)
-    const dealerLink = await connectLink(opts.dealer, timeoutMs, 'dealer', { insecurePlaintext: plaintext, trust: { log, ...opts.dealerTrust } })
-    dealer = dealerLink.ch
+    const dealerLink = opts.dealer ? await connectLink(opts.dealer, timeoutMs, 'dealer', { insecurePlaintext: plaintext, trust: { log, ...opts.dealerTrust } }) : undefined
+    dealer = dealerLink?.ch
     // over TLS: the session id is the client-server connection's exporter, the server learns this
     // client's dealer link and the dealer the server certificate this client authenticated
     const base: Hello = {
       protocol: PROTOCOL, role: 'client', session: serverLink.tls ? exporterHex(serverLink.tls, SESSION_LABEL) : freshSeed().toString('hex'),
-      fingerprint: s.fingerprint, images, spec: dealerSpec(s, plan),
+      fingerprint: s.fingerprint, images, spec: dealerSpec(s, plan), ...(dealer ? {} : { offline: 'two-party' as const }),
     }
-    const toServer: Hello = dealerLink.tls ? { ...base, clientLink: exporterHex(dealerLink.tls, DEALER_LINK_LABEL) } : base
+    const toServer: Hello = dealerLink?.tls ? { ...base, clientLink: exporterHex(dealerLink.tls, DEALER_LINK_LABEL) } : base
     const toDealer: Hello = serverLink.peerCertificate ? { ...base, serverCert: serverLink.peerCertificate } : base
     server.send('setup', 0, Buffer.from(JSON.stringify(toServer)))
-    dealer.send('setup', 0, Buffer.from(JSON.stringify(toDealer)))
+    dealer?.send('setup', 0, Buffer.from(JSON.stringify(toDealer)))
     await server.recv('setup', 1, 'session acceptance', { max: SMALL_BYTES })
+    const t1 = performance.now()
+    const twoParty = dealer ? undefined : await clientSetup(server, s)
+    const setupMs = performance.now() - t1
     const outSize = s.outputs.reduce((a, o) => a + o.segment.size, 0)
     const out = new Float64Array(images * outSize)
     let online = 0
     let offline = 0
     let rounds = 0
     let onlineMs = 0
+    let offlineMs = 0
     // progress: `image i/n`, the first after two seconds, then at most one a second; none for the last image
     let lastLine = performance.now() + 1000
     for (let img = 0; img < images; img++) {
       const before = snapshot(server, dealer)
       const x = input.data.subarray(img * per, (img + 1) * per)
-      const r = await clientImage(s, plan, server, dealer, img, x)
+      const t2 = performance.now()
+      const material = twoParty ? await clientImageOffline(twoParty, s, plan, server, img) : await dealtMaterial(s, plan, dealer!, img)
+      const r = await clientImage(s, plan, server, new Reader(material, twoParty ? 'offline material' : 'dealer material'), img, x)
       out.set(r.y, img * outSize)
       onlineMs += r.onlineMs
+      offlineMs += performance.now() - t2 - r.onlineMs
       const after = snapshot(server, dealer)
       online += after.online - before.online
       offline += after.offline - before.offline
@@ -245,7 +288,8 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
     }
     offline += typeof stats.dealerBytes === 'number' && Number.isFinite(stats.dealerBytes) ? stats.dealerBytes : 0
     const total = performance.now() - t0
-    const setup = server.counters.sent.setup + server.counters.received.setup + dealer.counters.sent.setup
+    twoParty?.he.delete()
+    const setup = server.counters.sent.setup + server.counters.received.setup + (dealer?.counters.sent.setup ?? 0)
     const oShape = s.outputs.length === 1 ? [images, ...s.outputs[0].shape.slice(1)] : [images, outSize]
     return {
       output: { dtype: 'float32', shape: oShape, data: out },
@@ -254,7 +298,8 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
         bytes: { online, offline, setup },
         rounds,
         perImage: { bytes: { online: online / images, offline: offline / images }, rounds: rounds / images },
-        latencyMs: { total: round3(total), perImage: round3(total / images), onlinePerImage: round3(onlineMs / images) },
+        latencyMs: { total: round3(total), perImage: round3(total / images), onlinePerImage: round3(onlineMs / images), offlinePerImage: round3(offlineMs / images), setup: round3(setupMs) },
+        offline: dealer ? 'dealer' : 'two-party',
         predicted: { bytes: s.bytes, rounds: s.rounds, latencyMs: latencyMs(s.bytes.online, s.rounds) },
         reluCount: s.reluCount,
         triples: s.triples,
@@ -270,18 +315,22 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
   }
 }
 
-function snapshot(server: Channel, dealer: Channel): { online: number; offline: number } {
+function snapshot(server: Channel, dealer: Channel | undefined): { online: number; offline: number } {
   const c = server.counters
   return {
     online: c.sent.online + c.received.online,
-    offline: c.sent.offline + c.received.offline + dealer.counters.received.offline + dealer.counters.sent.offline,
+    offline: c.sent.offline + c.received.offline + (dealer ? dealer.counters.received.offline + dealer.counters.sent.offline : 0),
   }
 }
 
-/** One image on the client: the dealer's material, the offline exchange, then online step by step. */
-async function clientImage(s: MpcSchedule, plan: SessionPlan, server: Channel, dealer: Channel, img: number, x: Float64Array): Promise<{ y: Float64Array; onlineMs: number }> {
+/** The dealer's material for one image. */
+async function dealtMaterial(s: MpcSchedule, plan: SessionPlan, dealer: Channel, img: number): Promise<Buffer> {
   dealer.send('offline', img, Buffer.alloc(0))
-  const material = new Reader(await dealer.recv('offline', img, 'dealer material', materialBytes(dealerSpec(s, plan))), 'dealer material')
+  return dealer.recv('offline', img, 'dealer material', materialBytes(dealerSpec(s, plan)))
+}
+
+/** One image on the client: its offline material (the dealer's or the two-party phase's), the offline exchange, then online step by step. */
+async function clientImage(s: MpcSchedule, plan: SessionPlan, server: Channel, material: Reader, img: number, x: Float64Array): Promise<{ y: Float64Array; onlineMs: number }> {
   const cs = new ClientStreams(Buffer.from(material.take(16)))
   const r = s.sources.map((src) => cs.r(src.id, src.size))
   const cx: ClientImage = { s, ch: server, img, cs, r, yc: clientSegments(material, s), tweak: img * 1024 }

@@ -39,27 +39,46 @@ export class ClientStreams {
   }
 }
 
-/** The per-image streams the server derives from its dealer seed. */
+/**
+ * The per-image streams the server derives from its seed. With the dealer, every stream comes from the
+ * seed the dealer sent. Without one (offline.ts), the server draws the seed itself, and the values
+ * that the two-party offline phase produces jointly (segment masks summed over the HE terms,
+ * random-OT pairs, the server's Beaver shares) are set under the same names before the steps read them.
+ */
 export class ServerStreams {
+  private readonly fixed = new Map<string, BigUint64Array | Buffer>()
   constructor(private readonly seed: Buffer) {}
+  /** Set the stream `name` (as the getters below name theirs) to values made jointly with the client. */
+  set(name: string, v: BigUint64Array | Buffer): void {
+    this.fixed.set(name, v)
+  }
+  private ringOf(name: string, m: number): BigUint64Array {
+    const v = this.fixed.get(name)
+    if (v === undefined) return new Prg(this.seed, name).ring(m)
+    if (!(v instanceof BigUint64Array) || v.length !== m) throw new Error(`internal: stream ${name} holds ${v.length} values, ${m} asked for`)
+    return v
+  }
   s(segment: number, size: number): BigUint64Array {
-    return new Prg(this.seed, `s/${segment}`).ring(size)
+    return this.ringOf(`s/${segment}`, size)
   }
   a(step: number, level: number, m: number): BigUint64Array {
-    return new Prg(this.seed, `a/${step}/${level}`).ring(m)
+    return this.ringOf(`a/${step}/${level}`, m)
   }
   b(step: number, level: number, j: number, m: number): BigUint64Array {
-    return new Prg(this.seed, `b/${step}/${level}/${j}`).ring(m)
+    return this.ringOf(`b/${step}/${level}/${j}`, m)
   }
   q(step: number, level: number, m: number): BigUint64Array {
-    return new Prg(this.seed, `q/${step}/${level}`).ring(m)
+    return this.ringOf(`q/${step}/${level}`, m)
   }
   c(step: number, level: number, j: number, m: number): BigUint64Array {
-    return new Prg(this.seed, `c/${step}/${level}/${j}`).ring(m)
+    return this.ringOf(`c/${step}/${level}/${j}`, m)
   }
   /** Random-OT message pairs: bit j's m0 at bytes 32j, m1 at 32j + 16. */
   ot(step: number, bits: number): Buffer {
-    return new Prg(this.seed, `ot/${step}`).bytes(bits * 32)
+    const v = this.fixed.get(`ot/${step}`)
+    if (v === undefined) return new Prg(this.seed, `ot/${step}`).bytes(bits * 32)
+    if (!Buffer.isBuffer(v) || v.length !== bits * 32) throw new Error(`internal: stream ot/${step} holds ${v.length} bytes, ${bits * 32} asked for`)
+    return v
   }
 }
 

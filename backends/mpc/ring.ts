@@ -82,6 +82,13 @@ export function add(a: BigUint64Array, b: BigUint64Array): BigUint64Array {
   return out
 }
 
+/** a * b elementwise, mod 2^64 (a lowered BigInt loop, see add). */
+export function mul(a: BigUint64Array, b: BigUint64Array): BigUint64Array {
+  const out = new BigUint64Array(a.length)
+  for (let i = 0; i < a.length; i++) out[i] = a[i] * b[i]
+  return out
+}
+
 /** a - b elementwise (a lowered BigInt loop, see add). */
 export function sub(a: BigUint64Array, b: BigUint64Array): BigUint64Array {
   const out = new BigUint64Array(a.length)

@@ -13,7 +13,10 @@ import { analyze, type Analysis } from './analyze.js'
 import { defaultParams, latencyMs, offlineBytes, PRESETS, sumCost, type MsgCost } from './cost.js'
 import { checkRanges, elementwiseNodes } from './ranges.js'
 import { kindOf } from './steps/index.js'
-import { inputCost, outputCost, segmentsOf } from './steps/linear.js'
+import { inputCost, outputCost, quantizeSegments, segmentsOf } from './steps/linear.js'
+import { sessionPlan } from './steps/index.js'
+import { twoPartyCost } from './offline.js'
+import { ProtocolError } from './net.js'
 import { MpcLowerError, TRUST_MODEL, type LayerRow, type MpcSchedule } from './types.js'
 
 export interface LowerOptions {
@@ -46,7 +49,24 @@ export function lowerMpc(g: Graph, opts: LowerOptions = {}): MpcSchedule {
     ranges = valueRanges(g, opts.calib, { accel: opts.accel, log: opts.log, elementwise: (n) => ew.has(n) })
   }
   if (!ranges) opts.log?.('warning: no calibration data (--calib C.npy): value ranges are not checked against the fixed-point headroom (ranges: unchecked)')
-  return scheduleOf(an, { ...opts, ranges })
+  const s = scheduleOf(an, { ...opts, ranges })
+  // the offline phase without a dealer: its packing comes from the quantized operators (the weights' shapes)
+  try {
+    s.twoParty = twoPartyCost(quantizeSegments(an, s), s, sessionPlan(s), exchangedOffline(s))
+  } catch (e) {
+    if (!(e instanceof ProtocolError)) throw e
+    s.twoParty = { unavailable: e.message }
+  }
+  return s
+}
+
+/** Offline bytes per image the two parties exchange in either mode (garbled tables, derandomization, openings, framing). */
+export function exchangedOffline(s: MpcSchedule): number {
+  const inCost = inputCost(sizeOf(s.input.shape), 0)
+  return s.steps.reduce((t, st) => {
+    const c = kindOf(st).cost(s.params, st).msg
+    return t + c.offlineC2S + c.offlineS2C
+  }, inCost.offlineC2S + inCost.offlineS2C)
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import { PicError } from '../../ir/errors.js'
 import type { MpcParams } from './cost.js'
+import type { TwoPartyCost } from './offline.js'
 
 export class MpcLowerError extends PicError {}
 
@@ -154,9 +155,14 @@ export interface MpcSchedule extends CostCounts {
   steps: Step[]
   outputs: OutputSpec[]
   offlineLatencyMs: Record<string, number>
+  /**
+   * The offline phase without a dealer (offline.ts): predicted bytes, flights, HE and OT counts, time;
+   * `unavailable` says why a schedule can only run with a dealer. Not in the fingerprint.
+   */
+  twoParty?: TwoPartyCost | { unavailable: string }
   presets: { name: string; bandwidthBitsPerSecond: number; delayMsPerRound: number }[]
   layers: LayerRow[]
 }
 
 export const TRUST_MODEL =
-  'semi-honest client and server; the offline correlations (linear-layer masks M r - s, Beaver squares, random oblivious transfers) come from a trusted dealer that sees the weights but never the input, the labels or the online messages'
+  'semi-honest client and server; by default the two parties make the offline correlations themselves (linear-layer masks M r - s by RLWE encryption under the client\'s key with flooding, random oblivious transfers and Beaver products by IKNP OT extension): nobody else takes part; with --dealer a trusted dealer makes them instead and sees the weights and all masks, never the input, the labels or the online messages'

@@ -186,6 +186,15 @@ export const gc: StepKind<GcStep, GcLayout, number> = {
     },
   },
 
+  // without a dealer: the same random OTs from OT extension (the derandomization below is unchanged)
+  twoParty: {
+    needs: (bits) => ({ ots: bits, products: [] }),
+    client: async (bits, k, cs, corr) => (bits ? [await corr.randomOts(cs.choice(k, bits))] : []),
+    async server(bits, k, ss, corr) {
+      if (bits) ss.set(`ot/${k}`, await corr.randomOts(bits))
+    },
+  },
+
   server(cx, st, k, L) {
     const p = cx.s.params
     let e: Uint8Array

@@ -15,6 +15,7 @@
  */
 import type { MpcParams, MsgCost } from '../cost.js'
 import type { Channel } from '../net.js'
+import type { ClientCorrelations, ServerCorrelations } from '../offline.js'
 import type { ClientStreams, Leak, Reader, ServerStreams } from '../protocol.js'
 import type { MpcSchedule, Step } from '../types.js'
 
@@ -99,6 +100,18 @@ export interface DealerPart<L, D> {
   deal(entry: D, k: number, cs: ClientStreams, ss: ServerStreams): Buffer[]
 }
 
+/**
+ * Without a dealer (offline.ts): the same material, made by the two parties with oblivious transfer.
+ * `client` returns exactly the bytes `dealer.deal` would have given the client for this entry;
+ * `server` sets the server's streams (ServerStreams.set) that the dealer's deal assumed.
+ */
+export interface TwoPartyPart<D> {
+  /** Random OTs, and the sizes of the Gilboa product calls in order, the entry takes per image. */
+  needs(entry: D): { ots: number; products: number[] }
+  client(entry: D, k: number, cs: ClientStreams, corr: ClientCorrelations): Promise<Buffer[]>
+  server(entry: D, k: number, ss: ServerStreams, corr: ServerCorrelations): Promise<void>
+}
+
 export interface StepKind<S extends Step = Step, L = unknown, D = unknown> {
   kind: S['kind']
   /** The layer row's kind in the schedule. */
@@ -110,6 +123,7 @@ export interface StepKind<S extends Step = Step, L = unknown, D = unknown> {
   /** Online rounds (consecutive round tags) the step takes. */
   rounds(layout: L): number
   dealer: DealerPart<L, D>
+  twoParty: TwoPartyPart<D>
   server(cx: ServerImage, st: S, k: number, layout: L): ServerStep
   client(cx: ClientImage, st: S, k: number, layout: L): ClientStep
 }

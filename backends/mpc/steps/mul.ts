@@ -12,7 +12,7 @@
 import { RING, type MsgCost } from '../cost.js'
 import { HEADER_BYTES } from '../net.js'
 import { isCount, productShare, recvRing } from '../protocol.js'
-import { add, concatRing, ringToBytes, sub, truncShare } from '../ring.js'
+import { add, concatRing, mul as mulRing, ringToBytes, sub, truncShare } from '../ring.js'
 import type { MulStep } from '../types.js'
 import type { StepKind } from './kind.js'
 import { secondSegment } from './linear.js'
@@ -46,6 +46,28 @@ export const mul: StepKind<MulStep, number, number> = {
     deal(n, k, cs, ss) {
       if (!n) return []
       return [ringToBytes(productShare(add(cs.a(k, 0, n), ss.a(k, 0, n)), add(cs.b(k, 0, 0, n), ss.b(k, 0, 0, n)), ss.c(k, 0, 0, n)))]
+    },
+  },
+
+  // without a dealer: a b = a_c b_c + a_s b_s + a_c b_s + b_c a_s, the cross terms by Gilboa products;
+  // the server's share c is a_s b_s plus its shares of the cross terms
+  twoParty: {
+    needs: (n) => ({ ots: 0, products: n ? [n, n] : [] }),
+    async client(n, k, cs, corr) {
+      if (!n) return []
+      const a = cs.a(k, 0, n)
+      const b = cs.b(k, 0, 0, n)
+      const g1 = await corr.products(a)
+      const g2 = await corr.products(b)
+      return [ringToBytes(add(add(mulRing(a, b), g1), g2))]
+    },
+    async server(n, k, ss, corr) {
+      if (!n) return
+      const a = ss.a(k, 0, n)
+      const b = ss.b(k, 0, 0, n)
+      const h1 = await corr.products(b)
+      const h2 = await corr.products(a)
+      ss.set(`c/${k}/0/0`, add(add(mulRing(a, b), h1), h2))
     },
   },
 

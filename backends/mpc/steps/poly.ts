@@ -14,7 +14,7 @@
 import { RING, type MsgCost } from '../cost.js'
 import { HEADER_BYTES } from '../net.js'
 import { isCount, productShare, recvRing } from '../protocol.js'
-import { add, concatRing, gather, ringToBytes, sub, truncShare } from '../ring.js'
+import { add, concatRing, gather, mul, ringToBytes, sub, truncShare } from '../ring.js'
 import type { PolyStep } from '../types.js'
 import type { StepKind } from './kind.js'
 
@@ -175,6 +175,38 @@ export const poly: StepKind<PolyStep, PolyLayout, PolyLayout> = {
         for (const j of lv.js) parts.push(ringToBytes(productShare(a, add(cs.b(k, L, j, m), ss.b(k, L, j, m)), ss.c(k, L, j, m))))
       })
       return parts
+    },
+  },
+
+  // without a dealer, per level as the dealer deals: a^2 = a_c^2 + a_s^2 + a_c (2 a_s) and
+  // a b_j = a_c b_c + a_s b_s + a_c b_s + b_c a_s, cross terms by Gilboa products (client's factor first)
+  twoParty: {
+    needs: ({ m, levels }) => ({ ots: 0, products: levels.flatMap((lv) => [...(lv.square ? [m] : []), ...lv.js.flatMap(() => [m, m])]) }),
+    async client({ m, levels }, k, cs, corr) {
+      const parts: Buffer[] = []
+      for (const [L, lv] of levels.entries()) {
+        const a = cs.a(k, L, m)
+        if (lv.square) parts.push(ringToBytes(add(mul(a, a), await corr.products(a))))
+        for (const j of lv.js) {
+          const b = cs.b(k, L, j, m)
+          const g1 = await corr.products(a)
+          const g2 = await corr.products(b)
+          parts.push(ringToBytes(add(add(mul(a, b), g1), g2)))
+        }
+      }
+      return parts
+    },
+    async server({ m, levels }, k, ss, corr) {
+      for (const [L, lv] of levels.entries()) {
+        const a = ss.a(k, L, m)
+        if (lv.square) ss.set(`q/${k}/${L}`, add(mul(a, a), await corr.products(add(a, a))))
+        for (const j of lv.js) {
+          const b = ss.b(k, L, j, m)
+          const h1 = await corr.products(b)
+          const h2 = await corr.products(a)
+          ss.set(`c/${k}/${L}/${j}`, add(add(mul(a, b), h1), h2))
+        }
+      }
     },
   },
 
