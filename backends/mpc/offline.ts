@@ -31,7 +31,7 @@ import { applyPublic, operatorsFromBytes, operatorsToBytes, weightedAt, type Rin
 import { HEADER_BYTES, ProtocolError, type Channel } from './net.js'
 import { PRESETS, round3 } from './cost.js'
 import { BaseOtReceiver, BaseOtSender, choiceBitsOf, gilboaReceiver, gilboaSender, IknpReceiver, IknpSender, iknpMessageBytes, BASE_OT_FIRST_BYTES, BASE_OT_REPLY_BYTES, MAX_EXTEND } from './ot.js'
-import { ClientStreams, ServerStreams } from './protocol.js'
+import { ClientStreams, ServerStreams, type Leak } from './protocol.js'
 import { add, freshSeed, Prg, ringToBytes } from './ring.js'
 import { STEP_KINDS, type SessionPlan } from './steps/index.js'
 import { segmentsOf } from './steps/linear.js'
@@ -224,7 +224,7 @@ export async function serverSetup(ch: Channel, operators: readonly RingOperator[
 }
 
 /** One image's offline correlations on the server: fills `ss` with the jointly made streams. */
-export async function serverImageOffline(x: ServerOffline, s: MpcSchedule, plan: SessionPlan, ch: Channel, img: number, ss: ServerStreams): Promise<void> {
+export async function serverImageOffline(x: ServerOffline, s: MpcSchedule, plan: SessionPlan, ch: Channel, img: number, ss: ServerStreams, leak?: Leak): Promise<void> {
   const segs = segmentsOf(s)
   const masks: (BigUint64Array | undefined)[] = segs.map(() => undefined)
   const rnd = new Prg(freshSeed(), 'segment masks')
@@ -253,7 +253,7 @@ export async function serverImageOffline(x: ServerOffline, s: MpcSchedule, plan:
     randomOts,
     products: async (y) => {
       const { msg, share } = gilboaSender(await randomOts(64 * y.length), y)
-      ch.send('offline', img, msg)
+      ch.send('offline', img, leak?.unmaskedProducts ? unmaskedCorrections(y) : msg)
       await ch.drained()
       return share
     },
@@ -261,6 +261,13 @@ export async function serverImageOffline(x: ServerOffline, s: MpcSchedule, plan:
   for (const K of STEP_KINDS)
     for (const [k, st] of s.steps.entries())
       if (st.kind === K.kind && K.twoParty) await K.twoParty.server(K.dealer.spec(plan.layouts[k]), k, ss, corr)
+}
+
+/** TEST ONLY (Leak.unmaskedProducts): the corrections y_e 2^j without the OT masks w0 - w1. */
+function unmaskedCorrections(y: BigUint64Array): Buffer {
+  const d = new BigUint64Array(64 * y.length)
+  for (let e = 0; e < y.length; e++) for (let j = 0; j < 64; j++) d[64 * e + j] = y[e] << BigInt(j)
+  return ringToBytes(d)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -286,8 +293,8 @@ export async function clientSetup(ch: Channel, s: MpcSchedule): Promise<ClientOf
 }
 
 /** One image's offline correlations on the client: the material, laid out as the dealer's. */
-export async function clientImageOffline(x: ClientOffline, s: MpcSchedule, plan: SessionPlan, ch: Channel, img: number): Promise<Buffer> {
-  const seed = freshSeed()
+export async function clientImageOffline(x: ClientOffline, s: MpcSchedule, plan: SessionPlan, ch: Channel, img: number, leak?: Leak): Promise<Buffer> {
+  const seed = leak?.zeroClientSeed ? Buffer.alloc(16) : freshSeed()
   const cs = new ClientStreams(seed)
   const r = s.sources.map((src) => cs.r(src.id, src.size))
   const shares: BigUint64Array[] = x.ops.map((op) => {

@@ -158,7 +158,7 @@ async function serveTwoParty(model: ServerModel, plan: SessionPlan, ch: Channel,
     try {
       for (let img = 0; img < images; img++) {
         const ss = new ServerStreams(freshSeed())
-        await serverImageOffline(off, s, plan, ch, img, ss)
+        await serverImageOffline(off, s, plan, ch, img, ss, leak)
         await serverImage(model, plan, ch, img, ss, leak)
       }
     } finally {
@@ -203,6 +203,8 @@ export interface QueryOptions {
   /** Plain TCP on both links (debugging; server and dealer must run the same way). */
   insecurePlaintext?: boolean
   log?: (msg: string) => void
+  /** TEST ONLY (protocol.ts `Leak`, without a dealer: the client's own seed): never set by the CLI. */
+  leak?: Leak
 }
 
 export interface QueryReport {
@@ -264,7 +266,7 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
       const before = snapshot(server, dealer)
       const x = input.data.subarray(img * per, (img + 1) * per)
       const t2 = performance.now()
-      const material = twoParty ? await clientImageOffline(twoParty, s, plan, server, img) : await dealtMaterial(s, plan, dealer!, img)
+      const material = twoParty ? await clientImageOffline(twoParty, s, plan, server, img, opts.leak) : await dealtMaterial(s, plan, dealer!, img)
       const r = await clientImage(s, plan, server, new Reader(material, twoParty ? 'offline material' : 'dealer material'), img, x)
       out.set(r.y, img * outSize)
       onlineMs += r.onlineMs

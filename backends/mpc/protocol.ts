@@ -14,12 +14,14 @@ export const PROTOCOL = 'pic-mpc/1'
  * CLI never does. Absent (the default), the protocol is unchanged.
  */
 export interface Leak {
-  /** The dealer derives the client's masks from the public all-zero seed. */
+  /** The dealer (without a dealer: the client itself) derives the client's masks from the public all-zero seed. */
   zeroClientSeed?: boolean
   /** The server's garbled-circuit output masks U are zero (the client decodes v itself). */
   zeroOutputMask?: boolean
   /** The server garbles every chunk from the same all-zero seed. */
   fixedGarbleSeed?: boolean
+  /** Without a dealer: the server's Gilboa corrections are y 2^j itself, unmasked by its OT messages. */
+  unmaskedProducts?: boolean
 }
 
 /** The per-image streams the client derives from its dealer seed. */

@@ -15,6 +15,12 @@
  *    (c) inside the client, the decoded garbled-circuit outputs Z = v + U (the client's shares,
  *        rebuilt from the client's own view: Z - r it sent plus r from its dealer seed) pass the same
  *        bit-frequency test: uniform, not small.
+ *    Without a dealer (offline.ts) the client-server link also carries the two-party offline phase,
+ *    and its messages are classified and checked the same way: the client's RLWE ciphertexts (their
+ *    c0 residues; the seed that stands for c1 too), the server's evaluated ciphertexts (c0 and c1),
+ *    the IKNP columns u and the Gilboa corrections. Residues live below 60-bit primes, so their bit
+ *    test covers bits 0..59 (bits 60..63 are zero by construction). (c) needs the client's seed,
+ *    which no longer crosses any link: it is checked in the dealer runs only.
  *    All parties run with insecurePlaintext here: the proxies must read the frames, and the masking
  *    must hide the input and the weights from anyone who sees a link even without TLS (TLS 1.3, the
  *    default, encrypts on top; tls.test.ts).
@@ -35,6 +41,10 @@ import type { GcLayout } from '../../../backends/mpc/steps/gc.js'
 import type { Graph } from '../../../ir/graph.js'
 import type { Tensor } from '../../../ir/tensor.js'
 import { argmax, compiled, images, loadModel, parties } from './helpers.js'
+import { heTerms } from '../../../backends/mpc/offline.js'
+import { MAX_EXTEND } from '../../../backends/mpc/ot.js'
+import { STEP_KINDS } from '../../../backends/mpc/steps/index.js'
+import { HE_N } from '../../../backends/mpc/he.js'
 
 interface Recording {
   up: Buffer[]
@@ -208,7 +218,49 @@ function words(b: Buffer): BigUint64Array {
  * Classify every frame of one session's three links. Setup frames and empty frames are the only ones
  * left out (see the file header); any other frame that matches no message of the schedule fails.
  */
-function classify(s: MpcSchedule, cs: Recording, dealerConns: Recording[]): Run {
+/** The two-party offline frames of one image: HE terms, then OT-extension messages up and Gilboa corrections down. */
+interface TwoPartyFrames {
+  heTerms: number
+  otUp: number
+  gilboaDown: number
+}
+
+function twoPartyFrames(g: Graph, s: MpcSchedule): TwoPartyFrames {
+  const plan = sessionPlan(s)
+  const terms = heTerms(prepareServer(g, s).operators, (j) => `segment ${j}`).length
+  let otUp = 0
+  let gilboaDown = 0
+  for (const K of STEP_KINDS)
+    s.steps.forEach((st, k) => {
+      if (st.kind !== K.kind) return
+      const need = K.twoParty.needs(K.dealer.spec(plan.layouts[k]))
+      otUp += Math.ceil(need.ots / MAX_EXTEND)
+      for (const m of need.products) {
+        otUp += Math.ceil((64 * m) / MAX_EXTEND)
+        gilboaDown++
+      }
+    })
+  return { heTerms: terms, otUp, gilboaDown }
+}
+
+/** The ciphertexts of an HE frame (offline.ts packBuffers): c0 residues (input, seeded) or c0 and c1 (output). */
+function heResidues(f: RawFrame, input: boolean): Buffer[] {
+  const b = f.payload
+  const n = b.readUInt32LE(0)
+  const out: Buffer[] = []
+  let o = 4 + 4 * n
+  for (let i = 0; i < n; i++) {
+    const len = b.readUInt32LE(4 + 4 * i)
+    // SEAL's uncompressed layout: 113 bytes of header and members, then the residues (refresh.ts CT_DATA)
+    const data = b.subarray(o + 113, o + 113 + (input ? 1 : 2) * 8 * 3 * HE_N)
+    for (const w of words(data)) expect(w < 1n << 60n).toBe(true)
+    out.push(data)
+    o += len
+  }
+  return out
+}
+
+function classify(s: MpcSchedule, cs: Recording, dealerConns: Recording[], two?: TwoPartyFrames): Run {
   const plan = sessionPlan(s)
   const pieces: Piece[] = []
   const add = (key: string, kind: string, bytes: Buffer) => pieces.push({ key, kind, bytes })
@@ -217,7 +269,20 @@ function classify(s: MpcSchedule, cs: Recording, dealerConns: Recording[]): Run 
   const masked = (f: RawFrame) => f.phase !== SETUP && f.payload.length > 0
 
   // client -> server
-  const up = frames(cs.up).filter(masked)
+  let up = frames(cs.up).filter(masked)
+  let downAll = frames(cs.down).filter(masked)
+  if (two) {
+    const heUp = up.slice(0, two.heTerms)
+    const otUp = up.slice(two.heTerms, two.heTerms + two.otUp)
+    const heDown = downAll.slice(0, two.heTerms)
+    const gilboa = downAll.slice(two.heTerms, two.heTerms + two.gilboaDown)
+    heUp.forEach((f, i) => heResidues(f, true).forEach((d, c) => add(`HE in #${i}.${c}`, 'HE client ciphertexts (c0 residues)', d)))
+    heDown.forEach((f, i) => heResidues(f, false).forEach((d, c) => add(`HE out #${i}.${c}`, 'HE evaluated ciphertexts (c0, c1 residues)', d)))
+    otUp.forEach((f, i) => add(`OT extension #${i}`, 'IKNP columns u', f.payload))
+    gilboa.forEach((f, i) => add(`Gilboa #${i}`, 'Gilboa corrections', f.payload))
+    up = up.slice(two.heTerms + two.otUp)
+    downAll = downAll.slice(two.heTerms + two.gilboaDown)
+  }
   const zr = new Map<number, Buffer>()
   up.forEach((f, i) => {
     const key = `client->server #${i}`
@@ -229,7 +294,7 @@ function classify(s: MpcSchedule, cs: Recording, dealerConns: Recording[]): Run 
     } else add(key, 'client openings and masked results', f.payload)
   })
   // server -> client: per garbled chunk hash key, tables, labels of U, decoding bits, OT messages
-  const down = frames(cs.down).filter(masked)
+  const down = downAll
   const chunks = gcSteps.flatMap((k) => (plan.layouts[k] as GcLayout).groups)
   let c = 0
   down.forEach((f, i) => {
@@ -257,6 +322,10 @@ function classify(s: MpcSchedule, cs: Recording, dealerConns: Recording[]): Run 
   })
   expect(c).toBe(chunks.length)
 
+  if (two) {
+    expect(dealerConns.length).toBe(0)
+    return { pieces, decoded: [] }
+  }
   // dealer links: tell the client's from the server's by the role in its hello
   let seedC: Buffer | undefined
   expect(dealerConns.length).toBe(2)
@@ -292,8 +361,8 @@ function classify(s: MpcSchedule, cs: Recording, dealerConns: Recording[]): Run 
   return { pieces, decoded }
 }
 
-/** Bit positions (0..63) whose frequency of ones over `w` is more than 5 sigma from 1/2. */
-function skewedBits(w: BigUint64Array): { bit: number; p: number }[] {
+/** Bit positions (0..bits-1) whose frequency of ones over `w` is more than 5 sigma from 1/2. */
+function skewedBits(w: BigUint64Array, bits = 64): { bit: number; p: number }[] {
   const n = w.length
   if (n === 0) return []
   const ones = new Float64Array(64)
@@ -305,7 +374,7 @@ function skewedBits(w: BigUint64Array): { bit: number; p: number }[] {
     }
   const bound = 5 * (0.5 / Math.sqrt(n))
   const out: { bit: number; p: number }[] = []
-  for (let j = 0; j < 64; j++) if (Math.abs(ones[j] / n - 0.5) >= bound) out.push({ bit: j, p: ones[j] / n })
+  for (let j = 0; j < bits; j++) if (Math.abs(ones[j] / n - 0.5) >= bound) out.push({ bit: j, p: ones[j] / n })
   return out
 }
 
@@ -342,11 +411,32 @@ function wireViolations(runs: Run[]): string[] {
       all.set(w, o)
       o += w.length
     }
-    const bad = skewedBits(all)
+    const bits = kind.startsWith('HE ') ? 60 : 64
+    const bad = skewedBits(all, bits)
     if (bad.length)
-      v.push(`'${kind}': ${bad.length} of 64 bit positions skewed over ${all.length} words (${bad.slice(0, 4).map((b) => `bit ${b.bit}: ${b.p.toFixed(3)}`).join(', ')})`)
+      v.push(`'${kind}': ${bad.length} of ${bits} bit positions skewed over ${all.length} words (${bad.slice(0, 4).map((b) => `bit ${b.bit}: ${b.p.toFixed(3)}`).join(', ')})`)
   }
   return v
+}
+
+/** Without a dealer: the server (optionally leaky, as is the client) behind a recording proxy; one session per image. */
+async function recordTwoParty(g: Graph, s: MpcSchedule, sessions: number[], leak?: Leak): Promise<Run[]> {
+  const server = await runServe(g, s, { port: 0, timeoutMs: 30_000, leak, insecurePlaintext: true })
+  const spx = await proxy(server.port)
+  const two = twoPartyFrames(g, s)
+  try {
+    const runs: Run[] = []
+    for (const [i, img] of sessions.entries()) {
+      const { x } = images(1, img)
+      await runQuery(s, x, { connect: `127.0.0.1:${spx.port}`, timeoutMs: 30_000, insecurePlaintext: true, leak })
+      expect(await server.sessions[i]).toBeUndefined()
+      runs.push(classify(s, spx.conns[i], [], two))
+    }
+    return runs
+  } finally {
+    spx.srv.close()
+    await server.close()
+  }
 }
 
 /** Dealer and server (optionally leaky) behind recording proxies; one session per image list. */
@@ -412,5 +502,38 @@ describe('differential wire test: image A, image A again, image B', () => {
     const v = wireViolations(await record(g, s, [A, A, B], { fixedGarbleSeed: true }))
     expect(v.some((m) => m.includes("of 'labels of the server share'"))).toBe(true)
     expect(v.some((m) => m.includes("of 'labels of U'"))).toBe(true)
+  })
+})
+
+describe('differential wire test without a dealer: the two-party offline messages too', () => {
+  const A = 7
+  const B = 21
+  const gp = compiled('cnn_square')
+  const sp = lowerMpc(gp)
+  const gc = compiled('cnn_bn_relu_maxpool')
+  const sc = lowerMpc(gc)
+
+  it('garbled circuits: HE ciphertexts and IKNP columns differ between runs and look uniform, with every online message', { timeout: 120_000 }, async () => {
+    const runs = await recordTwoParty(gc, sc, [A, A, B])
+    const kinds = new Set(runs[0].pieces.map((p) => p.kind))
+    for (const k of ['HE client ciphertexts (c0 residues)', 'HE evaluated ciphertexts (c0, c1 residues)', 'IKNP columns u', 'x - r', 'Z - r', 'garbled tables', 'OT messages (masked input labels)'])
+      expect(kinds, k).toContain(k)
+    expect(wireViolations(runs)).toEqual([])
+  })
+
+  it('polynomial steps: the Gilboa corrections differ between runs and look uniform', { timeout: 120_000 }, async () => {
+    const runs = await recordTwoParty(gp, sp, [A, A, B])
+    expect(new Set(runs[0].pieces.map((p) => p.kind))).toContain('Gilboa corrections')
+    expect(wireViolations(runs)).toEqual([])
+  })
+
+  it('catches a client that draws its masks from a zero seed (x - r repeats for the same image)', { timeout: 120_000 }, async () => {
+    const v = wireViolations(await recordTwoParty(gc, sc, [A, A, B], { zeroClientSeed: true }))
+    expect(v.some((m) => m.startsWith('runs 0 and 1:') && m.includes("of 'x - r'"))).toBe(true)
+  })
+
+  it('catches Gilboa corrections sent without their OT masks (y 2^j has skewed low bits)', { timeout: 120_000 }, async () => {
+    const v = wireViolations(await recordTwoParty(gp, sp, [A, A, B], { unmaskedProducts: true }))
+    expect(v.some((m) => m.startsWith("'Gilboa corrections'"))).toBe(true)
   })
 })
