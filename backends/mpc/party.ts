@@ -215,7 +215,8 @@ export interface QueryReport {
   latencyMs: { total: number; perImage: number; onlinePerImage: number; offlinePerImage: number; setup: number }
   /** Where the offline correlations came from. */
   offline: 'dealer' | 'two-party'
-  predicted: { bytes: { online: number; offline: number }; rounds: number; latencyMs: Record<string, number> }
+  /** The schedule's prediction; offline bytes (and offlineLatencyMs, modelled) are those of the mode run (two-party: `twoParty`). */
+  predicted: { bytes: { online: number; offline: number }; rounds: number; latencyMs: Record<string, number>; offlineLatencyMs?: Record<string, number> }
   reluCount: number
   triples: number
 }
@@ -302,7 +303,12 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
         perImage: { bytes: { online: online / images, offline: offline / images }, rounds: rounds / images },
         latencyMs: { total: round3(total), perImage: round3(total / images), onlinePerImage: round3(onlineMs / images), offlinePerImage: round3(offlineMs / images), setup: round3(setupMs) },
         offline: dealer ? 'dealer' : 'two-party',
-        predicted: { bytes: s.bytes, rounds: s.rounds, latencyMs: latencyMs(s.bytes.online, s.rounds) },
+        predicted: {
+          bytes: { online: s.bytes.online, offline: twoParty && s.twoParty && 'bytes' in s.twoParty ? s.twoParty.bytes.total : s.bytes.offline },
+          rounds: s.rounds,
+          latencyMs: latencyMs(s.bytes.online, s.rounds),
+          ...(twoParty && s.twoParty && 'bytes' in s.twoParty ? { offlineLatencyMs: s.twoParty.latencyMs } : {}),
+        },
         reluCount: s.reluCount,
         triples: s.triples,
       },

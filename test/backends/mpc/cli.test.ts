@@ -57,6 +57,30 @@ describe('pic dealer / serve / query', () => {
     await dealer.exit
   })
 
+  it('without --dealer, serve and query run the offline phase between themselves (HE and OT) and report it', { timeout: 120_000 }, async () => {
+    const model = digits('mlp_relu.onnx')
+    const sched = path.join(tmp, 'mlp.json')
+    expect(pic('compile', model, '--backend', 'mpc', '-o', sched, '--quiet').code).toBe(0)
+    const x = readNpy(digits('test_x.npy'))
+    const xs = path.join(tmp, 'x3.npy')
+    writeFileSync(xs, encodeNpy({ dtype: 'float32', shape: [3, 1, 8, 8], data: x.data.slice(0, 192) }))
+    const server = await background('serve', model, '--schedule', sched, '--port', '0', '--once')
+    expect(server.stderr()).toContain('offline phase: two-party (no dealer)')
+    const ys = path.join(tmp, 'y3.npy')
+    const r = await picAsync('query', sched, '--connect', `127.0.0.1:${server.port}`, '--server-fingerprint', server.fingerprint!, '--input', xs, '--output', ys, '--json')
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const out = JSON.parse(r.stdout)
+    expect(out.offline).toBe('two-party')
+    expect(out.perImage.bytes.online).toBe(out.predicted.bytes.online)
+    expect(out.perImage.bytes.offline).toBe(out.predicted.bytes.offline)
+    expect(out.latencyMs.offlinePerImage).toBeGreaterThan(0)
+    const y = readNpy(ys)
+    const ref = readNpy(digits('ref_mlp_relu.npy'))
+    for (let i = 0; i < 30; i++) expect(Math.abs(y.data[i] - ref.data[i])).toBeLessThan(0.05)
+    expect(await server.exit).toBe(0)
+  })
+
   it('keeps the certificate across restarts; --insecure-plaintext runs and warns on every start', async () => {
     const state = path.join(tmp, 'state')
     const first = await background('dealer', '--port', '0', '--state-dir', state)
