@@ -1,8 +1,10 @@
-// Compile the digits CNN for two-party MPC, then run the dealer, the server (holds the weights) and
-// the client (holds the images) in this one process over TLS on loopback. Run: node examples/mpc.mjs
+// Compile the digits CNN for two-party MPC, then run the server (holds the weights) and the client
+// (holds the images) in this one process over TLS on loopback; they make the offline correlations
+// themselves (HE and OT: no dealer; pass `dealer: 'HOST:PORT'` to both for a trusted dealer, startMpcDealer).
+// Run: node examples/mpc.mjs
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { compile, importModel, queryMpc, readNpy, startMpcDealer, startMpcServer } from '@pic-compiler/pic'
+import { compile, importModel, queryMpc, readNpy, startMpcServer } from '@pic-compiler/pic'
 
 const here = (name) => fileURLToPath(new URL(name, import.meta.url))
 const model = importModel(readFileSync(here('cnn_square.onnx')), { file: 'cnn_square.onnx' })
@@ -10,11 +12,9 @@ const images = readNpy(here('digits_x.npy'))
 const labels = readNpy(here('digits_y.npy'))
 
 const { graph, plan: schedule } = await compile(model, 'mpc', { calib: readNpy(here('digits_calib.npy')) })
-const dealer = await startMpcDealer({ port: 0 }) // port 0: any free port
-const server = await startMpcServer(graph, schedule, { port: 0, dealer: `127.0.0.1:${dealer.port}`, dealerTrust: { fingerprint: dealer.fingerprint } })
-const trust = { serverTrust: { fingerprint: server.fingerprint }, dealerTrust: { fingerprint: dealer.fingerprint } }
-const { output, report } = await queryMpc(schedule, images, { connect: `127.0.0.1:${server.port}`, dealer: `127.0.0.1:${dealer.port}`, ...trust })
-await Promise.all([server.close(), dealer.close()])
+const server = await startMpcServer(graph, schedule, { port: 0 }) // port 0: any free port
+const { output, report } = await queryMpc(schedule, images, { connect: `127.0.0.1:${server.port}`, serverTrust: { fingerprint: server.fingerprint } })
+await server.close()
 const argmax = (i) => output.data.subarray(10 * i, 10 * i + 10).reduce((b, v, k, row) => (v > row[b] ? k : b), 0)
 let correct = 0
 for (let i = 0; i < labels.shape[0]; i++) if (argmax(i) === labels.data[i]) correct++

@@ -33,7 +33,7 @@ describe('API examples', () => {
     expect(r.stdout).toMatch(new RegExp(`^CKKS logN 1[1-5]: ${oracle.correct}/${oracle.images} correct \\(${pct.replace('.', '\\.')}%\\), \\d+ ms per image\n$`))
   })
 
-  it('examples/mpc.mjs runs dealer, server and client in one process and prints the plaintext accuracy', () => {
+  it('examples/mpc.mjs runs server and client in one process (no dealer) and prints the plaintext accuracy', () => {
     const r = run('mpc.mjs')
     expect(r.status, r.stderr).toBe(0)
     expect(r.stdout).toMatch(new RegExp(`^MPC: ${oracle.correct}/${oracle.images} correct, \\d+ B online per image, \\d+ ms per image\n$`))
