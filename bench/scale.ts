@@ -2,18 +2,33 @@
  * MPC at scale: one row per model, every party a separate `node bin/pic.js` process over loopback TCP
  * (listening on 127.0.0.1 only), from the built CLI in dist/ (build with `npx tsc -p tsconfig.json`).
  *
- * Per model: `pic compile MODEL --backend mpc -o S.json` (wall time of the child process), then
- * `pic dealer --port 0` and `pic serve MODEL --schedule S --port 0` (start-up = spawn until the
- * process prints `listening on 127.0.0.1:PORT`, which is also how the port is found: port 0 lets
- * the OS pick a free one), then `pic query S ... --json` on K images. Columns: ReLUs and AND gates
- * (schedule), online and offline bytes and rounds per image, predicted (schedule) and measured
- * (query --json; `=` when equal to the prediction), online and total latency per image on loopback
- * (query's latencyMs; total includes the offline phase and session set-up), peak RSS of the dealer,
- * server and client, online bytes and microseconds per garbled ReLU against Delphi's ResNet-32 on
- * CIFAR (7.65 s and 361.6 MB online for 303,104 ReLUs: 25.2 us and 1,193 B per ReLU), and the outputs
- * against a reference: PyTorch's logits (ref_NAME.npy) for the trained fixtures, the interpreter
- * (`pic infer`) for the random-weight CIFAR models (`vs` says which): top-1 agreement and the largest
- * logit error relative to max(1, max |reference logit|).
+ * Per model and offline mode: `pic compile MODEL --backend mpc -o S.json` (wall time of the child
+ * process), then, with `--offline dealer`, `pic dealer --port 0`, and `pic serve MODEL --schedule S
+ * --port 0` (start-up = spawn until the process prints `listening on 127.0.0.1:PORT`, which is also
+ * how the port is found: port 0 lets the OS pick a free one), then `pic query S ... --json` on K
+ * images. In two-party mode (the default) no dealer is started and neither serve nor query gets
+ * `--dealer`: the parties make the offline material between them (backends/mpc/offline.ts).
+ *
+ * First table (online), per row: ReLUs and AND gates (schedule), online and offline bytes and rounds
+ * per image, predicted (schedule; offline: `twoParty.bytes.total` in two-party mode, `bytes.offline`
+ * with the dealer) and measured (query --json; `=` when equal to the prediction), online and total
+ * latency per image on loopback (query's latencyMs; total includes the offline phase and session
+ * set-up), peak RSS of the dealer (two-party: none), server and client, online bytes and
+ * microseconds per garbled ReLU against Delphi's ResNet-32 on CIFAR (7.65 s and 361.6 MB online for
+ * 303,104 ReLUs: 25.2 us and 1,193 B per ReLU), and the outputs against a reference: PyTorch's logits
+ * (ref_NAME.npy) for the trained fixtures, the interpreter (`pic infer`) for the random-weight CIFAR
+ * models (`vs` says which): top-1 agreement and the largest logit error relative to
+ * max(1, max |reference logit|).
+ *
+ * Second table (offline), per row: offline bytes per image predicted and measured, offline seconds
+ * per image measured (query's latencyMs.offlinePerImage: each image's wall time less its online part)
+ * and modelled (two-party: the schedule's twoParty.latencyMs.LAN, computation included), the session
+ * set-up (two-party: public operators, RLWE key, base OTs; query's latencyMs.setup and bytes.setup,
+ * against twoParty.setupBytes, which leaves out the hello, acceptance and summary messages), offline
+ * KB (10^3 B) and microseconds per ReLU, and their ratio to Delphi's published offline cost per ReLU
+ * (DELPHI_OFFLINE: ResNet-32, 58.3 s and 6.04 GB for 303,104 ReLUs; ResNet-18, 332 s and 11.0 GB,
+ * taken at the 557,056 ReLUs of this bench's 32x32 ResNet-18), with the two Delphi rows printed
+ * beneath; ratios > 1 mean PIC costs more.
  *
  * Peak RSS: the dealer and server run until the bench stops them; `VmHWM` in /proc/PID/status is
  * polled every 100 ms and read once more just before SIGTERM. The client (and compile) run under
@@ -33,9 +48,10 @@
  *     --timeout-min M       per-model limit in minutes (default 30; fractions allowed): every child is killed, the row
  *                           records the error and the bench goes on
  *     --peer-timeout MS     the parties' silent-peer timeout (pic --timeout; default 600000)
+ *     --offline MODE        two-party (default), dealer, or both (each model once per mode)
  *     --json                also write bench/out/scale.json
  *
- * Progress goes to stderr, the table to stdout. Every child is killed on exit, error or interrupt.
+ * Progress goes to stderr, the tables to stdout. Every child is killed on exit, error or interrupt.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -56,6 +72,15 @@ const CIFAR_MODELS = ['resnet20_cifar', 'resnet18_cifar']
 const DEFAULT_MODELS = ['resnet20', 'resnet20_senet', 'resnet20_cifar', 'resnet18_cifar']
 /** Delphi (Mishra et al. 2020), ResNet-32 on CIFAR-100: online 7.65 s and 361.6 MB for 303,104 ReLUs. */
 const DELPHI = { usPerRelu: (7.65e6 / 303_104), bytesPerRelu: 361.6e6 / 303_104 }
+/**
+ * Delphi's published offline (preprocessing) cost, whole network per inference: ResNet-32 on CIFAR,
+ * 58.3 s and 6.04 GB for 303,104 ReLUs; ResNet-18, 332 s and 11.0 GB, per ReLU at the 557,056 ReLUs
+ * a 32x32 ResNet-18 has (the count this bench's resnet18_cifar schedule reports; checked at run time).
+ */
+const DELPHI_OFFLINE = [
+  { name: 'Delphi ResNet-32', relus: 303_104, seconds: 58.3, bytes: 6.04e9 },
+  { name: 'Delphi ResNet-18', relus: 557_056, seconds: 332, bytes: 11.0e9 },
+].map((d) => ({ ...d, usPerRelu: (d.seconds * 1e6) / d.relus, bytesPerRelu: d.bytes / d.relus }))
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined
 
 // ---------------------------------------------------------------- options
@@ -78,6 +103,10 @@ const cifarImages = numOpt('--cifar-images', opt('--images') !== undefined ? ima
 const modelTimeoutMs = Math.round(numOpt('--timeout-min', 30, false) * 60_000)
 const peerTimeoutMs = numOpt('--peer-timeout', 600_000)
 const models = (opt('--models') ?? DEFAULT_MODELS.join(',')).split(',').map((s) => s.trim()).filter(Boolean)
+type Mode = 'two-party' | 'dealer'
+const offlineOpt = opt('--offline') ?? 'two-party'
+if (!['two-party', 'dealer', 'both'].includes(offlineOpt)) throw new Error(`--offline must be two-party, dealer or both, not '${offlineOpt}'`)
+const modes: Mode[] = offlineOpt === 'both' ? ['two-party', 'dealer'] : [offlineOpt as Mode]
 
 const say = (msg: string) => process.stderr.write(`scale: ${msg}\n`)
 
@@ -241,7 +270,18 @@ function firstImages(file: string, k: number, tmp: string, name: string): string
   return out
 }
 
+/** `prepare` once per model: with `--offline both` the second mode reuses the images and references. */
+function once<A, T>(f: (a: A) => Promise<T>): (a: A) => Promise<T> {
+  let p: Promise<T> | undefined
+  return (a) => (p ??= f(a))
+}
+
 function spec(name: string): Spec {
+  const s = specOf(name)
+  return { ...s, prepare: once(s.prepare) }
+}
+
+function specOf(name: string): Spec {
   if (FMNIST_MODELS.includes(name))
     return {
       name, family: 'fmnist32', file: path.join(FMNIST, `${name}.onnx`), images,
@@ -282,9 +322,18 @@ interface Costs {
   rounds: number
 }
 
+/** The part of the schedule's two-party prediction the bench reads (offline.ts TwoPartyCost). */
+interface TwoPartyPrediction {
+  bytes: { heUp: number; heDown: number; ot: number; exchanged: number; total: number }
+  setupBytes: number
+  latencyMs: Record<string, number>
+  computeMs: number
+}
+
 interface Row {
   model: string
   family: string
+  offline: Mode
   images: number
   error?: string
   /** What the run was doing when it failed, and for how many seconds it had been at it. */
@@ -301,8 +350,19 @@ interface Row {
   measured?: Costs
   onlineMsPerImage?: number
   totalMsPerImage?: number
-  rssMiB?: { dealer: number; server: number; client: number }
+  rssMiB?: { dealer?: number; server: number; client: number }
   perRelu?: { onlineBytes: number; onlineUs: number; bytesVsDelphi: number; usVsDelphi: number }
+  /** The offline phase: prediction (bytes per image for this mode; two-party: modelled LAN ms and set-up bytes), measurement, per ReLU. */
+  offlineCost?: {
+    predictedBytes: number
+    modelledMs?: number
+    predictedSetupBytes?: number
+    measuredBytes: number
+    ms: number
+    setupMs: number
+    setupBytes: number
+    perRelu?: { bytes: number; us: number; vsDelphi: { bytes: number; us: number }[] }
+  }
   accuracy?: { vs: string; top1Agree: number; maxRelError: number; maxAbsError: number }
 }
 
@@ -332,8 +392,25 @@ function enter(name: string): void {
   phase = { name, t0: performance.now() }
 }
 
-async function runModel(s: Spec, tmp: string, row: Row): Promise<void> {
-  const t = (p: string) => path.join(tmp, `${s.name}_${p}`)
+interface Schedule {
+  reluCount: number
+  andGates: number
+  rounds: number
+  bytes: { online: number; offline: number }
+  latencyMs: Record<string, number>
+  twoParty?: TwoPartyPrediction | { unavailable: string }
+}
+
+interface QueryJson {
+  images: number
+  offline: Mode
+  bytes: { setup: number }
+  perImage: { bytes: { online: number; offline: number }; rounds: number }
+  latencyMs: { perImage: number; onlinePerImage: number; offlinePerImage: number; setup: number }
+}
+
+async function runModel(s: Spec, mode: Mode, tmp: string, row: Row): Promise<void> {
+  const t = (p: string) => path.join(tmp, `${s.name}_${mode}_${p}`)
   enter('preparing inputs and references')
   const { x, ref, vs } = await s.prepare(tmp)
   const sched = t('schedule.json')
@@ -344,49 +421,72 @@ async function runModel(s: Spec, tmp: string, row: Row): Promise<void> {
   const c = await run(`${s.name}-compile`, ['compile', s.file, '--backend', 'mpc', '-o', sched, '--quiet'], tmp, true)
   row.compileS = c.seconds
   row.compileRssMiB = c.proc.hwmKiB / 1024
-  const schedule = JSON.parse(readFileSync(sched, 'utf8')) as { reluCount: number; andGates: number; rounds: number; bytes: { online: number; offline: number }; latencyMs: Record<string, number> }
+  const schedule = JSON.parse(readFileSync(sched, 'utf8')) as Schedule
   row.reluCount = schedule.reluCount
   row.andGates = schedule.andGates
-  row.predicted = { online: schedule.bytes.online, offline: schedule.bytes.offline, rounds: schedule.rounds, latencyMs: schedule.latencyMs }
-  say(`${s.name}: compiled in ${c.seconds.toFixed(2)} s (${schedule.reluCount} ReLUs, ${schedule.andGates} AND gates); starting the dealer and the server`)
+  const twoParty = schedule.twoParty && 'bytes' in schedule.twoParty ? schedule.twoParty : undefined
+  if (mode === 'two-party' && !twoParty)
+    throw new Error(`the schedule has no two-party offline phase: ${schedule.twoParty && 'unavailable' in schedule.twoParty ? schedule.twoParty.unavailable : 'no twoParty entry'}`)
+  // the offline bytes this mode should move: the dealer's correlations plus the exchange, or the two-party phase's
+  const offlinePredicted = mode === 'two-party' ? twoParty!.bytes.total : schedule.bytes.offline
+  row.predicted = { online: schedule.bytes.online, offline: offlinePredicted, rounds: schedule.rounds, latencyMs: schedule.latencyMs }
+  say(`${s.name}: compiled in ${c.seconds.toFixed(2)} s (${schedule.reluCount} ReLUs, ${schedule.andGates} AND gates); offline: ${mode}`)
 
-  enter('dealer start-up')
-  const dealer = await listen(`${s.name}-dealer`, ['dealer', '--host', '127.0.0.1', '--port', '0', ...peer], tmp)
-  row.dealerStartS = dealer.seconds
+  let dealer: { proc: Proc; port: number } | undefined
+  if (mode === 'dealer') {
+    enter('dealer start-up')
+    const d = await listen(`${s.name}-dealer`, ['dealer', '--host', '127.0.0.1', '--port', '0', ...peer], tmp)
+    row.dealerStartS = d.seconds
+    dealer = d
+  }
+  const viaDealer = dealer ? ['--dealer', `127.0.0.1:${dealer.port}`] : []
   enter('server start-up (pic serve until listening)')
-  const server = await listen(`${s.name}-server`, ['serve', s.file, '--schedule', sched, '--host', '127.0.0.1', '--port', '0', '--dealer', `127.0.0.1:${dealer.port}`, ...peer], tmp)
+  const server = await listen(`${s.name}-server`, ['serve', s.file, '--schedule', sched, '--host', '127.0.0.1', '--port', '0', ...viaDealer, ...peer], tmp)
   row.serverStartS = server.seconds
-  say(`${s.name}: server listening on 127.0.0.1:${server.port} after ${server.seconds.toFixed(2)} s (dealer on ${dealer.port}); querying ${s.images} image(s)`)
+  say(`${s.name}: server listening on 127.0.0.1:${server.port} after ${server.seconds.toFixed(2)} s${dealer ? ` (dealer on ${dealer.port})` : ''}; querying ${s.images} image(s)`)
 
   const y = t('y.npy')
-  enter('pic query')
-  const q = await run(`${s.name}-client`, ['query', sched, '--connect', `127.0.0.1:${server.port}`, '--dealer', `127.0.0.1:${dealer.port}`, '--input', x, '--output', y, '--json', ...peer], tmp, true)
+  enter(`pic query (${mode} offline phase)`)
+  const q = await run(`${s.name}-client`, ['query', sched, '--connect', `127.0.0.1:${server.port}`, ...viaDealer, '--input', x, '--output', y, '--json', ...peer], tmp, true)
   await stop(server.proc)
-  await stop(dealer.proc)
-  const report = JSON.parse(q.proc.stdout) as { images: number; perImage: { bytes: { online: number; offline: number }; rounds: number }; latencyMs: { perImage: number; onlinePerImage: number } }
+  if (dealer) await stop(dealer.proc)
+  const report = JSON.parse(q.proc.stdout) as QueryJson
+  if (report.offline !== mode) throw new Error(`pic query ran the ${report.offline} offline phase, the bench asked for ${mode}`)
   row.measured = { online: report.perImage.bytes.online, offline: report.perImage.bytes.offline, rounds: report.perImage.rounds }
   row.onlineMsPerImage = report.latencyMs.onlinePerImage
   row.totalMsPerImage = report.latencyMs.perImage
-  row.rssMiB = { dealer: dealer.proc.hwmKiB / 1024, server: server.proc.hwmKiB / 1024, client: q.proc.hwmKiB / 1024 }
+  row.rssMiB = { dealer: dealer ? dealer.proc.hwmKiB / 1024 : undefined, server: server.proc.hwmKiB / 1024, client: q.proc.hwmKiB / 1024 }
+  row.offlineCost = {
+    predictedBytes: offlinePredicted,
+    modelledMs: mode === 'two-party' ? twoParty!.latencyMs.LAN : undefined,
+    predictedSetupBytes: mode === 'two-party' ? twoParty!.setupBytes : undefined,
+    measuredBytes: report.perImage.bytes.offline,
+    ms: report.latencyMs.offlinePerImage,
+    setupMs: report.latencyMs.setup,
+    setupBytes: report.bytes.setup,
+  }
   if (row.reluCount > 0) {
     const onlineBytes = row.measured.online / row.reluCount
     const onlineUs = (row.onlineMsPerImage * 1000) / row.reluCount
     row.perRelu = { onlineBytes, onlineUs, bytesVsDelphi: onlineBytes / DELPHI.bytesPerRelu, usVsDelphi: onlineUs / DELPHI.usPerRelu }
+    const bytes = row.offlineCost.measuredBytes / row.reluCount
+    const us = (row.offlineCost.ms * 1000) / row.reluCount
+    row.offlineCost.perRelu = { bytes, us, vsDelphi: DELPHI_OFFLINE.map((d) => ({ bytes: bytes / d.bytesPerRelu, us: us / d.usPerRelu })) }
   }
   row.accuracy = { vs, ...compare(readNpy(y), readNpy(ref), s.images) }
-  say(`${s.name}: done (online ${row.onlineMsPerImage.toFixed(1)} ms per image, top-1 ${row.accuracy.top1Agree}/${s.images} against ${vs})`)
+  say(`${s.name}: done (${mode}: offline ${(row.offlineCost.ms / 1000).toFixed(2)} s and online ${row.onlineMsPerImage.toFixed(1)} ms per image, top-1 ${row.accuracy.top1Agree}/${s.images} against ${vs})`)
 }
 
 /** One model under the per-model time limit: on timeout or error every child of the run is killed. */
-async function bounded(s: Spec, tmp: string): Promise<Row> {
-  const row: Row = { model: s.name, family: s.family, images: s.images }
+async function bounded(s: Spec, mode: Mode, tmp: string): Promise<Row> {
+  const row: Row = { model: s.name, family: s.family, offline: mode, images: s.images }
   const before = new Set(live)
   let timer: NodeJS.Timeout | undefined
   const limit = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`timed out after ${modelTimeoutMs / 60_000} min`)), modelTimeoutMs)
   })
   try {
-    await Promise.race([runModel(s, tmp, row), limit])
+    await Promise.race([runModel(s, mode, tmp, row), limit])
   } catch (e) {
     row.error = (e as Error).message
     row.failedIn = { phase: phase.name, seconds: (performance.now() - phase.t0) / 1000 }
@@ -419,22 +519,38 @@ function human(b: number | undefined): string {
   return `${v >= 100 || u === 0 ? v.toFixed(0) : v.toFixed(1)} ${units[u]}`
 }
 
+type Column = [string, number, (r: Row) => string]
+
+/** Columns padded to their widths (the first left-aligned), then any failures with their phase and RSS. */
+function render(cols: Column[], rows: Row[], extra: string[][] = []): string {
+  const pad = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(cols[i][1]) : c.padStart(cols[i][1]))).join(' ').trimEnd()
+  const head = pad(cols.map(([h]) => h))
+  const lines = rows.map((r) => pad(cols.map(([, , f]) => f(r))))
+  const rss = (r: Row) => (r.rssAtFailureMiB ? `; peak RSS then: ${Object.entries(r.rssAtFailureMiB).map(([k, v]) => `${k} ${v.toFixed(0)} MiB`).join(', ')}` : '')
+  const errors = rows.filter((r) => r.error).map((r) => `${r.model} (${r.offline}): ${r.error!.split('\n').join('\n    ')}${rss(r)}`)
+  return [head, ...lines, ...extra.map(pad), ...(errors.length ? ['', 'failed:', ...errors] : [])].join('\n')
+}
+
+const same = (measured: number | undefined, predicted: number | undefined) =>
+  measured === undefined ? '-' : measured === predicted ? '=' : human(measured)
+
 function table(rows: Row[]): string {
-  const cols: [string, number, (r: Row) => string][] = [
+  const cols: Column[] = [
     ['model', 20, (r) => r.model],
+    ['offline', 9, (r) => r.offline],
     ['compile s', 9, (r) => r.compileS?.toFixed(2) ?? '-'],
     ['start s', 8, (r) => r.serverStartS?.toFixed(2) ?? '-'],
     ['ReLUs', 8, (r) => r.reluCount?.toString() ?? '-'],
     ['ANDs', 10, (r) => r.andGates?.toString() ?? '-'],
     ['online pred', 11, (r) => human(r.predicted?.online)],
-    ['meas', 11, (r) => (r.measured ? (r.measured.online === r.predicted!.online ? '=' : human(r.measured.online)) : '-')],
+    ['meas', 11, (r) => same(r.measured?.online, r.predicted?.online)],
     ['offline pred', 12, (r) => human(r.predicted?.offline)],
-    ['meas', 11, (r) => (r.measured ? (r.measured.offline === r.predicted!.offline ? '=' : human(r.measured.offline)) : '-')],
+    ['meas', 11, (r) => same(r.measured?.offline, r.predicted?.offline)],
     ['rnd', 4, (r) => r.predicted?.rounds.toString() ?? '-'],
     ['meas', 5, (r) => (r.measured ? (r.measured.rounds === r.predicted!.rounds ? '=' : String(r.measured.rounds)) : '-')],
     ['on ms/img', 10, (r) => r.onlineMsPerImage?.toFixed(1) ?? '-'],
     ['tot ms/img', 10, (r) => r.totalMsPerImage?.toFixed(1) ?? '-'],
-    ['RSS MiB d/s/c', 15, (r) => (r.rssMiB ? `${r.rssMiB.dealer.toFixed(0)}/${r.rssMiB.server.toFixed(0)}/${r.rssMiB.client.toFixed(0)}` : '-')],
+    ['RSS MiB d/s/c', 15, (r) => (r.rssMiB ? `${r.rssMiB.dealer?.toFixed(0) ?? '-'}/${r.rssMiB.server.toFixed(0)}/${r.rssMiB.client.toFixed(0)}` : '-')],
     ['B/ReLU', 7, (r) => r.perRelu?.onlineBytes.toFixed(0) ?? '-'],
     ['xDelphi', 7, (r) => (r.perRelu ? r.perRelu.bytesVsDelphi.toFixed(2) : '-')],
     ['us/ReLU', 8, (r) => r.perRelu?.onlineUs.toFixed(2) ?? '-'],
@@ -443,11 +559,47 @@ function table(rows: Row[]): string {
     ['max err', 8, (r) => r.accuracy?.maxRelError.toExponential(1) ?? '-'],
     ['vs', 11, (r) => r.accuracy?.vs ?? '-'],
   ]
-  const head = cols.map(([h, w], i) => (i === 0 ? h.padEnd(w) : h.padStart(w))).join(' ')
-  const lines = rows.map((r) => cols.map(([, w, f], i) => (i === 0 ? f(r).padEnd(w) : f(r).padStart(w))).join(' '))
-  const rss = (r: Row) => (r.rssAtFailureMiB ? `; peak RSS then: ${Object.entries(r.rssAtFailureMiB).map(([k, v]) => `${k} ${v.toFixed(0)} MiB`).join(', ')}` : '')
-  const errors = rows.filter((r) => r.error).map((r) => `${r.model}: ${r.error!.split('\n').join('\n    ')}${rss(r)}`)
-  return [head, ...lines, ...(errors.length ? ['', 'failed:', ...errors] : [])].join('\n')
+  return render(cols, rows)
+}
+
+/**
+ * The offline phase: per row the mode's predicted and measured bytes per image, measured and
+ * modelled seconds per image, the session set-up, and per ReLU against each Delphi row (our cost per
+ * ReLU over Delphi's; > 1: PIC costs more). The Delphi rows follow with their published figures.
+ */
+function offlineTable(rows: Row[]): string {
+  const o = (r: Row) => r.offlineCost
+  const kb = (b: number | undefined) => (b === undefined ? '-' : (b / 1000).toFixed(2))
+  const x = (v: number | undefined) => (v === undefined ? '-' : v.toFixed(2))
+  const cols: Column[] = [
+    ['model', 20, (r) => r.model],
+    ['offline', 9, (r) => r.offline],
+    ['ReLUs', 8, (r) => r.reluCount?.toString() ?? '-'],
+    ['bytes pred', 10, (r) => human(o(r)?.predictedBytes)],
+    ['meas', 10, (r) => same(o(r)?.measuredBytes, o(r)?.predictedBytes)],
+    ['s/img', 7, (r) => (o(r) ? (o(r)!.ms / 1000).toFixed(2) : '-')],
+    ['model LAN', 9, (r) => (o(r)?.modelledMs !== undefined ? (o(r)!.modelledMs! / 1000).toFixed(2) : '-')],
+    ['setup ms', 8, (r) => o(r)?.setupMs.toFixed(0) ?? '-'],
+    ['setup B', 10, (r) => o(r)?.setupBytes.toString() ?? '-'],
+    ['pred', 10, (r) => o(r)?.predictedSetupBytes?.toString() ?? '-'],
+    ['KB/ReLU', 7, (r) => kb(o(r)?.perRelu?.bytes)],
+    ['xD32', 5, (r) => x(o(r)?.perRelu?.vsDelphi[0].bytes)],
+    ['xD18', 5, (r) => x(o(r)?.perRelu?.vsDelphi[1].bytes)],
+    ['us/ReLU', 7, (r) => o(r)?.perRelu?.us.toFixed(1) ?? '-'],
+    ['xD32', 5, (r) => x(o(r)?.perRelu?.vsDelphi[0].us)],
+    ['xD18', 5, (r) => x(o(r)?.perRelu?.vsDelphi[1].us)],
+    ['top-1', 7, (r) => (r.accuracy ? `${r.accuracy.top1Agree}/${r.images}` : '-')],
+    ['max err', 8, (r) => r.accuracy?.maxRelError.toExponential(1) ?? '-'],
+    ['vs', 11, (r) => r.accuracy?.vs ?? '-'],
+  ]
+  // Delphi's rows under the same columns: published totals, their per-ReLU figures, nothing measured here
+  const delphi = DELPHI_OFFLINE.map((d) =>
+    cols.map(([h], i) => {
+      if (i === 0) return d.name
+      return { offline: 'published', ReLUs: String(d.relus), meas: `${(d.bytes / 1e9).toFixed(2)} GB`, 's/img': d.seconds.toFixed(2), 'KB/ReLU': kb(d.bytesPerRelu), 'us/ReLU': d.usPerRelu.toFixed(1) }[h] ?? ''
+    }),
+  )
+  return render(cols, rows, delphi)
 }
 
 // ---------------------------------------------------------------- main
@@ -460,25 +612,35 @@ async function main(): Promise<void> {
   const rows: Row[] = []
   const t0 = performance.now()
   try {
-    for (const s of specs) {
-      say(`${s.name} (${s.family}, ${s.images} image(s), limit ${modelTimeoutMs / 60_000} min)`)
-      rows.push(await bounded(s, tmp))
-    }
+    for (const s of specs)
+      for (const mode of modes) {
+        say(`${s.name} (${s.family}, ${s.images} image(s), offline ${mode}, limit ${modelTimeoutMs / 60_000} min)`)
+        rows.push(await bounded(s, mode, tmp))
+      }
   } finally {
     rmSync(tmp, { recursive: true, force: true })
   }
   console.log(
-    `MPC at scale: dealer, server and client as separate pic processes on loopback TCP (127.0.0.1), Node ${process.version}; per image; ` +
-      `bytes and rounds predicted by the schedule and measured by pic query ('=' when equal); start s = pic serve until listening; ` +
+    `MPC at scale: server and client (and with --offline dealer the dealer) as separate pic processes on loopback TCP (127.0.0.1), Node ${process.version}; per image; ` +
+      `bytes and rounds predicted by the schedule and measured by pic query ('=' when equal; offline predicted for the row's mode); start s = pic serve until listening; ` +
       `RSS = peak of dealer/server/client; per garbled ReLU against Delphi's ResNet-32 (${DELPHI.bytesPerRelu.toFixed(0)} B, ${DELPHI.usPerRelu.toFixed(1)} us online); ` +
       `max err = largest logit error / max(1, max |reference|)\n`,
   )
   console.log(table(rows))
+  console.log(
+    `\nOffline phase per image: bytes predicted (two-party: schedule twoParty.bytes.total; dealer: bytes.offline) and measured ('=' when equal); ` +
+      `s/img measured (latencyMs.offlinePerImage) and modelled (twoParty.latencyMs.LAN); session setup (latencyMs.setup, bytes.setup; pred = twoParty.setupBytes, without hello/acceptance/summary); ` +
+      `per ReLU: KB = 1000 B, x = ours / Delphi's per ReLU (D32: ResNet-32, D18: ResNet-18, both rows below)\n`,
+  )
+  console.log(offlineTable(rows))
+  const r18 = rows.find((r) => r.model === 'resnet18_cifar' && r.reluCount !== undefined)
+  if (r18 && r18.reluCount !== DELPHI_OFFLINE[1].relus)
+    console.log(`\nnote: resnet18_cifar has ${r18.reluCount} ReLUs, Delphi's ResNet-18 row is taken at ${DELPHI_OFFLINE[1].relus}`)
   say(`finished in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
   if (args.includes('--json')) {
     mkdirSync(OUT, { recursive: true })
     const file = path.join(OUT, 'scale.json')
-    writeFileSync(file, JSON.stringify({ images, cifarImages, delphi: DELPHI, rows }, null, 1) + '\n')
+    writeFileSync(file, JSON.stringify({ images, cifarImages, offline: modes, delphi: DELPHI, delphiOffline: DELPHI_OFFLINE, rows }, null, 1) + '\n')
     console.log(`\nwrote ${path.relative(ROOT, file)}`)
   }
   if (rows.some((r) => r.error)) process.exitCode = 1

@@ -264,8 +264,8 @@ export class Channel {
    * `{ max }`); `what` names it in errors. A frame whose header announces another size is refused
    * before its payload is read (the peer is told, and the receive throws).
    */
-  async recv(phase: Phase, tag: number, what: string, size: Size): Promise<Buffer> {
-    const f = await this.next(what, size)
+  async recv(phase: Phase, tag: number, what: string, size: Size, timeoutMs = this.timeoutMs): Promise<Buffer> {
+    const f = await this.next(what, size, timeoutMs)
     if (f.phase !== PHASES.indexOf(phase) || f.tag !== (tag & 0xffff)) {
       const e = new ProtocolError(`${this.peer} sent an unexpected message while waiting for ${what}`)
       this.fail(e, true)
@@ -281,7 +281,7 @@ export class Channel {
     return f.payload
   }
 
-  private next(what: string, size: Size): Promise<Frame> {
+  private next(what: string, size: Size, timeoutMs: number): Promise<Frame> {
     const f = this.frames.shift()
     if (f) {
       this.queued -= HEADER_BYTES + f.payload.length
@@ -292,10 +292,10 @@ export class Channel {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiter = undefined
-        const e = new ProtocolError(`timed out after ${this.timeoutMs} ms waiting for ${what} from ${this.peer}`)
+        const e = new ProtocolError(`timed out after ${timeoutMs} ms waiting for ${what} from ${this.peer}`)
         this.fail(e, true)
         reject(e)
-      }, this.timeoutMs)
+      }, timeoutMs)
       this.waiter = {
         what,
         size,

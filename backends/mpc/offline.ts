@@ -37,6 +37,19 @@ import { STEP_KINDS, type SessionPlan } from './steps/index.js'
 import { segmentsOf } from './steps/linear.js'
 import type { MpcSchedule } from './types.js'
 
+/**
+ * Kernel plaintexts (products x 196,608 B each) the server keeps across a session's images; the terms
+ * past the budget are encoded again for every image (node-seal's heap is 4 GiB, and ResNet-18's 15,179
+ * products would take 3 GB of it).
+ */
+export const KERNEL_BUDGET_BYTES = 1 << 30
+const KERNEL_BYTES = 8 * 3 * 8192
+/**
+ * How long the client waits for an evaluated term beyond the session's timeout: the server's work
+ * grows with the term's products (0.45 ms each measured on one core; 20 ms allowed, for a loaded machine).
+ */
+const WAIT_PER_PRODUCT_MS = 20
+
 /** Largest public-operator upload the client accepts (the same bound the dealer uses for the weighted form). */
 const MAX_PUBLIC_OPERATOR_BYTES = 1 << 28
 /** Largest public key plus base-OT message the server accepts. */
@@ -205,13 +218,15 @@ export function twoPartyCost(ops: readonly RingOperator[], s: MpcSchedule, plan:
 /** What the server holds for one client session. */
 export interface ServerOffline {
   he: HeServer
-  prepared: Prepared[]
+  /** Per term its kernels, kept across images within KERNEL_BUDGET_BYTES (undefined: encoded per image). */
+  prepared: (Prepared | undefined)[]
+  operators: readonly RingOperator[]
   terms: HeTerm[]
   ot: IknpSender
 }
 
 /** Session setup on the server: the public operators out, the client's key and base OTs in. */
-export async function serverSetup(ch: Channel, operators: readonly RingOperator[], where: (j: number) => string): Promise<ServerOffline> {
+export async function serverSetup(ch: Channel, operators: readonly RingOperator[], where: (j: number) => string, kernelBudget = KERNEL_BUDGET_BYTES): Promise<ServerOffline> {
   const terms = heTerms(operators, where)
   ch.send('setup', 3, operatorsToBytes(operators, 'public'))
   const [pk, first] = unpackBuffers(await ch.recv('setup', 4, 'public key and base OTs', { max: MAX_KEY_BYTES }), 2, MAX_KEY_BYTES, 'public key and base OTs')
@@ -219,8 +234,16 @@ export async function serverSetup(ch: Channel, operators: readonly RingOperator[
   const base = new BaseOtReceiver()
   ch.send('setup', 5, base.reply(first))
   const he = await HeServer.create(pk)
-  const prepared = terms.map((t) => he.prepare(t.plan, operators[t.segment].terms[t.term].prims[t.pre.length]))
-  return { he, prepared, terms, ot: new IknpSender(base) }
+  let kept = 0
+  const prepared = terms.map((t) => {
+    kept += termCost(t.plan).products * KERNEL_BYTES
+    return kept <= kernelBudget ? prepareTerm(he, operators, t) : undefined
+  })
+  return { he, prepared, operators, terms, ot: new IknpSender(base) }
+}
+
+function prepareTerm(he: HeServer, operators: readonly RingOperator[], t: HeTerm): Prepared {
+  return he.prepare(t.plan, operators[t.segment].terms[t.term].prims[t.pre.length], `segment ${t.segment}, term ${t.term}`)
 }
 
 /** One image's offline correlations on the server: fills `ss` with the jointly made streams. */
@@ -232,7 +255,13 @@ export async function serverImageOffline(x: ServerOffline, s: MpcSchedule, plan:
     const c = termCost(t.plan)
     const cts = unpackBuffers(await ch.recv('offline', img, 'encrypted masks', { max: framed(c.inCts, c.inCtBytes) }), c.inCts, c.inCtBytes, 'encrypted masks')
     const st = rnd.ring(t.outSize)
-    const out = x.he.evaluate(x.prepared[i], cts, st)
+    const prep = x.prepared[i] ?? prepareTerm(x.he, x.operators, t)
+    let out: Buffer[]
+    try {
+      out = x.he.evaluate(prep, cts, st)
+    } finally {
+      if (!x.prepared[i]) prep.delete()
+    }
     ch.send('offline', img, packBuffers(out))
     await ch.drained()
     const part = applyPublic(t.post, st)
@@ -275,13 +304,15 @@ function unmaskedCorrections(y: BigUint64Array): Buffer {
 
 export interface ClientOffline {
   he: HeClient
+  /** The session's receive timeout (an evaluated term may take longer: WAIT_PER_PRODUCT_MS). */
+  timeoutMs: number
   ops: RingOperator[]
   terms: HeTerm[]
   ot: IknpReceiver
 }
 
 /** Session setup on the client: the server's public operators in, the key and base OTs out. */
-export async function clientSetup(ch: Channel, s: MpcSchedule): Promise<ClientOffline> {
+export async function clientSetup(ch: Channel, s: MpcSchedule, timeoutMs: number): Promise<ClientOffline> {
   const segs = segmentsOf(s)
   const ops = operatorsFromBytes(await ch.recv('setup', 3, 'public operators', { max: MAX_PUBLIC_OPERATOR_BYTES }), segs, (id) => s.sources[id].size, 'public')
   const terms = heTerms(ops, (j) => `segment ${j}`)
@@ -289,7 +320,7 @@ export async function clientSetup(ch: Channel, s: MpcSchedule): Promise<ClientOf
   const base = new BaseOtSender()
   ch.send('setup', 4, packBuffers([he.publicKey(), base.first()]))
   base.finish(await ch.recv('setup', 5, 'base OT reply', BASE_OT_REPLY_BYTES))
-  return { he, ops, terms, ot: new IknpReceiver(base) }
+  return { he, timeoutMs, ops, terms, ot: new IknpReceiver(base) }
 }
 
 /** One image's offline correlations on the client: the material, laid out as the dealer's. */
@@ -305,7 +336,8 @@ export async function clientImageOffline(x: ClientOffline, s: MpcSchedule, plan:
   for (const t of x.terms) {
     ch.send('offline', img, packBuffers(x.he.encrypt(t.plan, applyPublic(t.pre, r[t.source]))))
     const c = termCost(t.plan)
-    const out = unpackBuffers(await ch.recv('offline', img, 'evaluated masks', { max: framed(c.outCts, c.outCtBytes) }), c.outCts, c.outCtBytes, 'evaluated masks')
+    const wait = x.timeoutMs + WAIT_PER_PRODUCT_MS * c.products
+    const out = unpackBuffers(await ch.recv('offline', img, 'evaluated masks', { max: framed(c.outCts, c.outCtBytes) }, wait), c.outCts, c.outCtBytes, 'evaluated masks')
     shares[t.segment] = add(shares[t.segment], applyPublic(t.post, x.he.decrypt(t.plan, out)))
   }
   const randomOts = async (choices: Uint8Array): Promise<Buffer> => {

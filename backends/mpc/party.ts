@@ -63,6 +63,8 @@ export interface ServeOptions {
   insecurePlaintext?: boolean
   /** Sessions served at once (default net.ts DEFAULT_MAX_SESSIONS); further connections are refused. */
   maxSessions?: number
+  /** Without a dealer: bytes of kernel plaintexts kept across a session's images (default offline.ts KERNEL_BUDGET_BYTES, 1 GiB); the rest are encoded per image. */
+  kernelBudgetBytes?: number
 }
 
 export interface ServerHandle {
@@ -79,7 +81,7 @@ export async function startServer(model: ServerModel, opts: ServeOptions): Promi
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT
   const log = opts.log ?? (() => {})
   const identity = opts.insecurePlaintext ? undefined : (opts.identity ?? (await generateIdentity('pic server')))
-  const cx: SessionContext = { dealer: opts.dealer, timeoutMs, leak: opts.leak, identity, dealerTrust: { log, ...opts.dealerTrust }, plaintext: opts.insecurePlaintext === true }
+  const cx: SessionContext = { dealer: opts.dealer, kernelBudgetBytes: opts.kernelBudgetBytes, timeoutMs, leak: opts.leak, identity, dealerTrust: { log, ...opts.dealerTrust }, plaintext: opts.insecurePlaintext === true }
   const srv = await serveSessions(opts.port, opts.host ?? '127.0.0.1', timeoutMs, 'image(s)', (ch, link) => serveSession(model, ch, link, cx), {
     log,
     onEnd: opts.onSessionEnd,
@@ -91,6 +93,7 @@ export async function startServer(model: ServerModel, opts: ServeOptions): Promi
 
 interface SessionContext {
   dealer: Endpoint | undefined
+  kernelBudgetBytes: number | undefined
   timeoutMs: number
   leak: Leak | undefined
   identity: Identity | undefined
@@ -119,7 +122,7 @@ async function serveSession(model: ServerModel, ch: Channel, link: Link, cx: Ses
     if (cx.dealer && (typeof hello.clientLink !== 'string' || !HEX128.test(hello.clientLink))) throw new ProtocolError(`${ch.peer} did not name its dealer link`)
   }
   const plan = sessionPlan(s)
-  if (!cx.dealer) return serveTwoParty(model, plan, ch, hello.images, cx.leak)
+  if (!cx.dealer) return serveTwoParty(model, plan, ch, hello.images, cx)
   const spec = dealerSpec(s, plan)
   const dealer = (await connectLink(cx.dealer, cx.timeoutMs, 'dealer', { insecurePlaintext: cx.plaintext, trust: cx.dealerTrust, identity: cx.identity })).ch
   const leak = cx.leak
@@ -149,20 +152,20 @@ async function serveSession(model: ServerModel, ch: Channel, link: Link, cx: Ses
 }
 
 /** A session without a dealer: the two-party offline phase (offline.ts) before each image. */
-async function serveTwoParty(model: ServerModel, plan: SessionPlan, ch: Channel, images: number, leak: Leak | undefined): Promise<number> {
+async function serveTwoParty(model: ServerModel, plan: SessionPlan, ch: Channel, images: number, cx: SessionContext): Promise<number> {
   const s = model.schedule
   try {
     ch.send('setup', 1, Buffer.from(JSON.stringify({ ok: true })))
     const segs = segmentsOf(s)
-    const off = await serverSetup(ch, model.operators, (j) => `segment ${j} (into ${segs[j].node})`)
+    const off = await serverSetup(ch, model.operators, (j) => `segment ${j} (into ${segs[j].node})`, cx.kernelBudgetBytes)
     try {
       for (let img = 0; img < images; img++) {
         const ss = new ServerStreams(freshSeed())
-        await serverImageOffline(off, s, plan, ch, img, ss, leak)
-        await serverImage(model, plan, ch, img, ss, leak)
+        await serverImageOffline(off, s, plan, ch, img, ss, cx.leak)
+        await serverImage(model, plan, ch, img, ss, cx.leak)
       }
     } finally {
-      for (const p of off.prepared) p.delete()
+      for (const p of off.prepared) p?.delete()
       off.he.delete()
     }
     ch.send('setup', 2, Buffer.from(JSON.stringify({ dealerBytes: 0 })))
@@ -252,7 +255,7 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
     dealer?.send('setup', 0, Buffer.from(JSON.stringify(toDealer)))
     await server.recv('setup', 1, 'session acceptance', { max: SMALL_BYTES })
     const t1 = performance.now()
-    const twoParty = dealer ? undefined : await clientSetup(server, s)
+    const twoParty = dealer ? undefined : await clientSetup(server, s, timeoutMs)
     const setupMs = performance.now() - t1
     const outSize = s.outputs.reduce((a, o) => a + o.segment.size, 0)
     const out = new Float64Array(images * outSize)

@@ -63,6 +63,23 @@ describe('two parties, no dealer', () => {
       expect(two.report.bytes.setup).toBeGreaterThanOrEqual(tp.setupBytes)
     })
 
+  it('kernels encoded per image (a server with no kernel budget) give the same outputs bit for bit', { timeout: 120_000 }, async () => {
+    const g = compiled('resnet8')
+    const s = lowerMpc(g)
+    const { x } = images(2, 40)
+    const run = async (kernelBudgetBytes?: number) => {
+      const server = await runServe(g, s, { port: 0, timeoutMs: 60_000, kernelBudgetBytes })
+      try {
+        return (await runQuery(s, x, { connect: `127.0.0.1:${server.port}`, timeoutMs: 60_000 })).output
+      } finally {
+        await server.close()
+      }
+    }
+    const kept = await run()
+    const fresh = await run(0)
+    expect(Array.from(fresh.data)).toEqual(Array.from(kept.data))
+  })
+
   it('a client and a server that disagree on the offline phase stop with one clear line', { timeout: 60_000 }, async () => {
     const g = compiled('mlp_relu')
     const s = lowerMpc(g)
