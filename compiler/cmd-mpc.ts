@@ -128,7 +128,7 @@ function interrupted(): Promise<void> {
 
 export const dealer: Command = {
   name: 'dealer',
-  summary: 'Run the trusted dealer that supplies the offline correlations of two-party (mpc) sessions.',
+  summary: 'Run the optional trusted dealer that supplies the offline correlations of two-party (mpc) sessions started with --dealer (without it, serve and query make them themselves).',
   usage: 'pic dealer --port P [--host H] [--timeout MS] [--cert FILE --key FILE] [--state-dir DIR] [--insecure-plaintext]',
   options: {
     ...LISTEN_OPTIONS,
