@@ -22,11 +22,16 @@ import type { Accelerator } from '../ir/interpret.js'
 import type { GraphJSON, Sidecar } from '../ir/serialize.js'
 import type { Tensor } from '../ir/tensor.js'
 import { parseApprox } from '../passes/approximate.js'
+import { parseNormSpec, parseSoftmaxSpec } from '../passes/approximate-normalizations.js'
 import { passContext, runPipeline, type Pass, type PassContext } from '../passes/pass.js'
 
 export interface CompileOptions {
   /** --approx: 'none' (default), 'hermite:D', 'chebyshev:D', 'minimax:D', 'wls:D', 'ola[:BUDGET]'. */
   approx?: string
+  /** --approx-norm: LayerNorm by 'newton:D,K' (default newton:3,3 under `approx`) or 'none'. */
+  approxNorm?: string
+  /** --approx-softmax: 'exp:K' | 'poly:D' | '2quad[:C]' | 'thex' [+newton:D,K] (default exp:12+newton:0,30 under `approx`) or 'none'. */
+  approxSoftmax?: string
   /** --calib: calibration inputs (batch first); needed by `approx` and `reluBudget`, and checks value ranges. */
   calib?: Tensor
   /** --maxpool under `approx`: 'poly' (default) or 'avg'. */
@@ -67,10 +72,16 @@ export interface CompileOptions {
 export function compileGraph(g: Graph, backend: Pick<Backend, 'pipeline' | 'defaults'>, o: CompileOptions = {}): { compiled: Graph; cx: PassContext } {
   const approx = o.approx ?? 'none'
   parseApprox(approx)
-  if ((approx !== 'none' || o.reluBudget !== undefined) && !o.calib) throw new PicError(`calibration data (calib) is required with ${approx !== 'none' ? `approx '${approx}'` : 'reluBudget'}`)
+  if (o.approxNorm !== undefined) parseNormSpec(o.approxNorm)
+  if (o.approxSoftmax !== undefined) parseSoftmaxSpec(o.approxSoftmax)
+  const norms = [o.approxNorm, o.approxSoftmax].some((s) => s !== undefined && s !== 'none')
+  if ((approx !== 'none' || o.reluBudget !== undefined || norms) && !o.calib)
+    throw new PicError(`calibration data (calib) is required with ${approx !== 'none' ? `approx '${approx}'` : norms ? 'approxNorm or approxSoftmax' : 'reluBudget'}`)
   const options = {
     ...o.backendOptions,
     approx,
+    approxNorm: o.approxNorm,
+    approxSoftmax: o.approxSoftmax,
     maxpool: o.maxpool ?? 'poly',
     keepRelu: o.keepRelu === true || (backend.defaults?.keepRelu === true && o.approxRelu !== true),
     reluBudget: o.reluBudget === undefined ? undefined : String(o.reluBudget),

@@ -9,6 +9,7 @@ import type { Accelerator } from '../ir/interpret.js'
 import { printGraph } from '../ir/print.js'
 import type { Tensor } from '../ir/tensor.js'
 import { parseApprox } from '../passes/approximate.js'
+import { DEFAULT_NORM, DEFAULT_SOFTMAX, parseNormSpec, parseSoftmaxSpec } from '../passes/approximate-normalizations.js'
 import type { Pass, PassContext } from '../passes/pass.js'
 import { compileGraph, type CompileOptions } from './api.js'
 import { PicError } from './errors.js'
@@ -44,6 +45,8 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
  */
 export const APPROX_OPTIONS: Record<string, OptionSpec> = {
   approx: { type: 'string', arg: 'SPEC', help: "activation approximation: none (default), hermite:D, chebyshev:D, minimax:D, wls:D, ola[:BUDGET]; D may be a list D1,D2,... (one degree per layer)" },
+  'approx-norm': { type: 'string', arg: 'SPEC', help: `LayerNorm on a secret: newton:D,K (initial guess of degree D for 1/sqrt(var + eps) over the calibrated range, K Newton steps) or none; default ${DEFAULT_NORM} under --approx` },
+  'approx-softmax': { type: 'string', arg: 'SPEC', help: `Softmax on a secret: exp:K ((1 + z/2^K)^(2^K)), poly:D (fitted exp), 2quad[:C] (MPCFormer), thex (ReLU attention) or none, each optionally +newton:D,K for the reciprocal of the sum; default ${DEFAULT_SOFTMAX} under --approx` },
   calib: { type: 'string', arg: 'C.npy', help: "calibration inputs for --approx and --relu-budget; also every value's range, checked against the mpc fixed-point and CKKS modulus headroom" },
   maxpool: { type: 'string', arg: 'MODE', help: "MaxPool under --approx: 'poly' (polynomial max, default) or 'avg' (average pooling; changes semantics)" },
   'keep-relu': { type: 'boolean', help: 'approximate every activation except ReLU, which stays for garbled circuits (default for --backend mpc)' },
@@ -205,12 +208,22 @@ export function compileOptionsOf(args: ParsedArgs): CompileOptions {
   } catch (e) {
     throw new UsageError((e as Error).message)
   }
+  const approxNorm = str(args, 'approx-norm')
+  const approxSoftmax = str(args, 'approx-softmax')
+  try {
+    if (approxNorm !== undefined) parseNormSpec(approxNorm)
+    if (approxSoftmax !== undefined) parseSoftmaxSpec(approxSoftmax)
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
   const mp = str(args, 'maxpool')
   if (mp !== undefined && mp !== 'poly' && mp !== 'avg') throw new UsageError(`--maxpool '${mp}': expected poly or avg`)
   const calibFile = str(args, 'calib')
   const budget = str(args, 'relu-budget')
-  const needsCalib = approx !== 'none' || budget !== undefined
-  if (needsCalib && !calibFile) throw new UsageError(`--calib C.npy is required with ${approx !== 'none' ? `--approx ${approx}` : '--relu-budget'}`)
+  const norms = [approxNorm, approxSoftmax].filter((s) => s !== undefined && s !== 'none')
+  const needsCalib = approx !== 'none' || budget !== undefined || norms.length > 0
+  const needer = approx !== 'none' ? `--approx ${approx}` : approxNorm && approxNorm !== 'none' ? `--approx-norm ${approxNorm}` : norms.length ? `--approx-softmax ${approxSoftmax}` : '--relu-budget'
+  if (needsCalib && !calibFile) throw new UsageError(`--calib C.npy is required with ${needer}`)
   const calib: Tensor | undefined = calibFile ? readFiniteNpy(calibFile) : undefined
   const margin = str(args, 'range-margin')
   const limit = str(args, 'truncation-limit')
@@ -222,6 +235,8 @@ export function compileOptionsOf(args: ParsedArgs): CompileOptions {
   const batch = str(args, 'batch')
   return {
     approx,
+    approxNorm,
+    approxSoftmax,
     maxpool: mp as CompileOptions['maxpool'],
     keepRelu: flag(args, 'keep-relu'),
     approxRelu: flag(args, 'approx-relu'),

@@ -275,6 +275,7 @@ const evaluate: Command = {
         : {}),
       ...(report.layers ? { layers: report.layers } : {}),
       ...(report.ola ? { ola: report.ola } : {}),
+      ...(report.normalizations ? { normalizations: report.normalizations } : {}),
       ...(report.reluBudget ? { reluBudget: report.reluBudget } : {}),
     }
     log(`evaluated ${n} samples in ${((performance.now() - t0) / 1000).toFixed(1)} s`)

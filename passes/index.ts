@@ -12,8 +12,10 @@ import { removeNoops } from './remove-noops.js'
 import { approximate } from './approximate.js'
 import { lowerMaxpool } from './lower-maxpool.js'
 import { reluBudget } from './relu-budget.js'
+import { approximateNormalizations } from './approximate-normalizations.js'
 
-export { eliminateDeadCode, foldBatchnorm, foldConstants, foldPolynomials, fuseBias, lowerForExport, recognizeActivations, recognizeNormalizations, removeNoops, approximate, lowerMaxpool, reluBudget }
+export { eliminateDeadCode, foldBatchnorm, foldConstants, foldPolynomials, fuseBias, lowerForExport, recognizeActivations, recognizeNormalizations, removeNoops, approximate, lowerMaxpool, reluBudget, approximateNormalizations }
+export { parseNormSpec, parseSoftmaxSpec, type NormSpec, type SoftmaxSpec, type NormalizationReport } from './approximate-normalizations.js'
 export { calibrate, type ActivationStats } from './calibrate.js'
 export { parseApprox, type ApproxSpec, type LayerReport } from './approximate.js'
 export { ola, depthMulCost, type CostModel } from './ola.js'
@@ -21,5 +23,5 @@ export { passContext, PassError, runPipeline, type Pass, type PassContext, type 
 export { approximation, common, PIPELINES, standard } from './pipelines.js'
 
 export const PASSES: Readonly<Record<string, Pass>> = Object.fromEntries(
-  [foldConstants, removeNoops, foldBatchnorm, fuseBias, recognizeActivations, recognizeNormalizations, foldPolynomials, eliminateDeadCode, lowerForExport, reluBudget, lowerMaxpool, approximate].map((p) => [p.name, p]),
+  [foldConstants, removeNoops, foldBatchnorm, fuseBias, recognizeActivations, recognizeNormalizations, foldPolynomials, eliminateDeadCode, lowerForExport, reluBudget, lowerMaxpool, approximate, approximateNormalizations].map((p) => [p.name, p]),
 )

@@ -16,6 +16,7 @@ import type { Pass } from './pass.js'
 import { recognizeActivations } from './recognize-activations.js'
 import { recognizeNormalizations } from './recognize-normalizations.js'
 import { approximate } from './approximate.js'
+import { approximateNormalizations } from './approximate-normalizations.js'
 import { lowerMaxpool } from './lower-maxpool.js'
 import { reluBudget } from './relu-budget.js'
 import { removeNoops } from './remove-noops.js'
@@ -31,8 +32,11 @@ export const common: readonly Pass[] = [
   eliminateDeadCode,
 ]
 
-/** ReLU budget, MaxPool lowering and activation fitting; each does nothing unless its option is set. */
-export const approximation: readonly Pass[] = [reluBudget, lowerMaxpool, approximate]
+/**
+ * ReLU budget, MaxPool lowering, activation fitting, then LayerNorm and Softmax (calibrated on the graph
+ * with its activations approximated); each does nothing unless its option is set.
+ */
+export const approximation: readonly Pass[] = [reluBudget, lowerMaxpool, approximate, approximateNormalizations]
 
 /** What every backend runs today. */
 export const standard: readonly Pass[] = [...common, ...approximation]
