@@ -1,7 +1,8 @@
 /**
  * The two parties' sessions. The server (`pic serve`) holds the model; the client (`pic query`)
- * holds the input and evaluates the garbled circuits. This file only sequences: setup (hello, the
- * server's operators to the dealer), then per image the dealer's material, the offline exchange and
+ * holds the input and evaluates the garbled circuits. This file only sequences: setup (hello; with a
+ * dealer the server's operators to it, without one offline.ts's session setup), then per image the
+ * offline material (the dealer's, or made by the two parties in offline.ts), the offline exchange and
  * the online phase, dispatching every step to its kind (steps/*.ts, order in steps/kind.ts) and the
  * input, segment shares and outputs to steps/linear.ts. Every receive is checked for size and
  * bounded by a timeout.
