@@ -26,7 +26,7 @@
  * states its size (exact, or a bound from the public plan).
  */
 import { sizeOf } from '../../ir/tensor.js'
-import { HE_PUBLIC_KEY_BYTES, HeClient, HeServer, planPrim, termCost, type HeTermPlan, type Prepared } from './he.js'
+import { HE_N, HE_PRIME_BITS, HE_PUBLIC_KEY_BYTES, HeClient, HeServer, planPrim, termCost, type HeTermPlan, type Prepared } from './he.js'
 import { applyPublic, operatorsFromBytes, operatorsToBytes, weightedAt, type RingOperator } from './linear.js'
 import { HEADER_BYTES, ProtocolError, type Channel } from './net.js'
 import { PRESETS, round3 } from './cost.js'
@@ -43,7 +43,7 @@ import type { MpcSchedule } from './types.js'
  * products would take 3 GB of it).
  */
 export const KERNEL_BUDGET_BYTES = 1 << 30
-const KERNEL_BYTES = 8 * 3 * 8192
+const KERNEL_BYTES = 8 * HE_N * (HE_PRIME_BITS.length - 1)
 /**
  * How long the client waits for an evaluated term beyond the session's timeout: the server's work
  * grows with the term's products (0.45 ms each measured on one core; 20 ms allowed, for a loaded machine).
@@ -226,9 +226,9 @@ export interface ServerOffline {
 }
 
 /** Session setup on the server: the public operators out, the client's key and base OTs in. */
-export async function serverSetup(ch: Channel, operators: readonly RingOperator[], where: (j: number) => string, kernelBudget = KERNEL_BUDGET_BYTES): Promise<ServerOffline> {
+export async function serverSetup(ch: Channel, operators: readonly RingOperator[], where: (j: number) => string, kernelBudget = KERNEL_BUDGET_BYTES, leak?: Leak): Promise<ServerOffline> {
   const terms = heTerms(operators, where)
-  ch.send('setup', 3, operatorsToBytes(operators, 'public'))
+  ch.send('setup', 3, operatorsToBytes(operators, leak?.weightedOperatorsToClient ? 'dealer' : 'public'))
   const [pk, first] = unpackBuffers(await ch.recv('setup', 4, 'public key and base OTs', { max: MAX_KEY_BYTES }), 2, MAX_KEY_BYTES, 'public key and base OTs')
   if (first.length !== BASE_OT_FIRST_BYTES) throw new ProtocolError(`malformed base OT message: ${first.length} bytes`)
   const base = new BaseOtReceiver()
@@ -289,7 +289,7 @@ export async function serverImageOffline(x: ServerOffline, s: MpcSchedule, plan:
   }
   for (const K of STEP_KINDS)
     for (const [k, st] of s.steps.entries())
-      if (st.kind === K.kind && K.twoParty) await K.twoParty.server(K.dealer.spec(plan.layouts[k]), k, ss, corr)
+      if (st.kind === K.kind) await K.twoParty.server(K.dealer.spec(plan.layouts[k]), k, ss, corr)
 }
 
 /** TEST ONLY (Leak.unmaskedProducts): the corrections y_e 2^j without the OT masks w0 - w1. */
@@ -360,6 +360,6 @@ export async function clientImageOffline(x: ClientOffline, s: MpcSchedule, plan:
   const parts: Buffer[] = [seed, ...shares.map(ringToBytes)]
   for (const K of STEP_KINDS)
     for (const [k, st] of s.steps.entries())
-      if (st.kind === K.kind && K.twoParty) parts.push(...(await K.twoParty.client(K.dealer.spec(plan.layouts[k]), k, cs, corr)))
+      if (st.kind === K.kind) parts.push(...(await K.twoParty.client(K.dealer.spec(plan.layouts[k]), k, cs, corr)))
   return Buffer.concat(parts)
 }

@@ -158,7 +158,7 @@ async function serveTwoParty(model: ServerModel, plan: SessionPlan, ch: Channel,
   try {
     ch.send('setup', 1, Buffer.from(JSON.stringify({ ok: true })))
     const segs = segmentsOf(s)
-    const off = await serverSetup(ch, model.operators, (j) => `segment ${j} (into ${segs[j].node})`, cx.kernelBudgetBytes)
+    const off = await serverSetup(ch, model.operators, (j) => `segment ${j} (into ${segs[j].node})`, cx.kernelBudgetBytes, cx.leak)
     try {
       for (let img = 0; img < images; img++) {
         const ss = new ServerStreams(freshSeed())
@@ -240,6 +240,7 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
   const serverLink = await connectLink(opts.server, timeoutMs, 'server', { insecurePlaintext: plaintext, trust: { log, ...opts.serverTrust } })
   const server = serverLink.ch
   let dealer: Channel | undefined
+  let twoParty: Awaited<ReturnType<typeof clientSetup>> | undefined
   try {
     const plan = sessionPlan(s)
     const dealerLink = opts.dealer ? await connectLink(opts.dealer, timeoutMs, 'dealer', { insecurePlaintext: plaintext, trust: { log, ...opts.dealerTrust } }) : undefined
@@ -256,7 +257,7 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
     dealer?.send('setup', 0, Buffer.from(JSON.stringify(toDealer)))
     await server.recv('setup', 1, 'session acceptance', { max: SMALL_BYTES })
     const t1 = performance.now()
-    const twoParty = dealer ? undefined : await clientSetup(server, s, timeoutMs)
+    twoParty = dealer ? undefined : await clientSetup(server, s, timeoutMs)
     const setupMs = performance.now() - t1
     const outSize = s.outputs.reduce((a, o) => a + o.segment.size, 0)
     const out = new Float64Array(images * outSize)
@@ -295,7 +296,6 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
     }
     offline += typeof stats.dealerBytes === 'number' && Number.isFinite(stats.dealerBytes) ? stats.dealerBytes : 0
     const total = performance.now() - t0
-    twoParty?.he.delete()
     const setup = server.counters.sent.setup + server.counters.received.setup + (dealer?.counters.sent.setup ?? 0)
     const oShape = s.outputs.length === 1 ? [images, ...s.outputs[0].shape.slice(1)] : [images, outSize]
     return {
@@ -322,6 +322,7 @@ export async function query(s: MpcSchedule, input: Tensor, opts: QueryOptions): 
     dealer?.abort((e as Error).message)
     throw e
   } finally {
+    twoParty?.he.delete()
     dealer?.close()
     server.close()
   }

@@ -22,6 +22,8 @@ export interface Leak {
   fixedGarbleSeed?: boolean
   /** Without a dealer: the server's Gilboa corrections are y 2^j itself, unmasked by its OT messages. */
   unmaskedProducts?: boolean
+  /** Without a dealer: the server sends the client its operators in the dealer's form, weights included. */
+  weightedOperatorsToClient?: boolean
 }
 
 /** The per-image streams the client derives from its dealer seed. */

@@ -2,7 +2,10 @@
  * What crosses the wire.
  *
  * 1. A recording proxy between client and server shows that the client's input never leaves the
- *    client in any encoding, and that neither the ONNX weights nor their fixed-point form reach it.
+ *    client in any encoding, and that neither the ONNX weights nor their fixed-point form (as ring
+ *    elements, or as the float64 integers of the operators' wire form) reach it, with the dealer and
+ *    without (then the public operators, RLWE and OT messages cross this link too); a server that
+ *    sends the client its operators in the dealer's form (a test-only leak) is caught.
  * 2. A differential test: every frame on the three real TCP links (client-server, client-dealer,
  *    server-dealer; real bytes over loopback, recorded by proxies) for three sessions: image A, image
  *    A again, image B. `wireViolations` checks that
@@ -102,66 +105,109 @@ function u64(v: bigint): Buffer {
   return b
 }
 
-describe('bytes on the wire', () => {
-  it('carry neither the client input nor the weights', async () => {
-    const name = 'cnn_bn_relu_maxpool'
-    const g = compiled(name)
-    const s = lowerMpc(g)
-    const p = await parties(g, s, 10_000, { insecurePlaintext: true })
-    const px = await proxy(p.server.port)
-    try {
-      const { x, ref } = images(2, 40)
-      const { output } = await runQuery(s, x, { connect: `127.0.0.1:${px.port}`, dealer: `127.0.0.1:${p.dealer.port}`, insecurePlaintext: true })
-      expect(argmax(output.data, 0, 10)).toBe(argmax(ref(name).data, 40 * 10, 10))
-      const up = Buffer.concat(px.rec.up)
-      const down = Buffer.concat(px.rec.down)
-      expect(up.length).toBeGreaterThan(1000)
-      expect(down.length).toBeGreaterThan(100_000)
+const powerOfTwo = (v: number) => v !== 0 && 2 ** Math.round(Math.log2(Math.abs(v))) === Math.abs(v)
 
-      const f = s.params.fracBits
-      const pixels = Array.from(x.data).filter((v) => v > 0.05)
-      expect(pixels.length).toBeGreaterThan(20)
-      const inputPatterns: Buffer[] = []
-      for (const v of pixels) {
-        inputPatterns.push(u64(encode(v, f)))
-        const d = Buffer.alloc(8)
-        d.writeDoubleLE(v)
-        inputPatterns.push(d)
-      }
-      const f32 = Buffer.from(new Float32Array(x.data).buffer)
-      for (let i = 0; i + 12 <= f32.length; i += 4) if (f32.readFloatLE(i) !== 0) inputPatterns.push(f32.subarray(i, i + 12))
-      expect(findAny(up, [Buffer.from('nothing here'), Buffer.from(s.fingerprint)])).toEqual(Buffer.from(s.fingerprint))
-      expect(findAny(up, inputPatterns)).toBeUndefined()
-      expect(findAny(down, inputPatterns)).toBeUndefined()
+/**
+ * The input's encodings a leak would show: fixed point, float64 and runs of float32. Pixels that are
+ * powers of two are left out: 1.0 at 13 fractional bits is 8192, SEAL's N in every ciphertext header,
+ * and 1.0 as a double is a ciphertext's scale.
+ */
+function inputPatterns(x: Tensor, s: MpcSchedule, fixedPoint = true): Buffer[] {
+  const pixels = Array.from(x.data).filter((v) => v > 0.05 && !powerOfTwo(v))
+  expect(pixels.length).toBeGreaterThan(20)
+  const out: Buffer[] = []
+  for (const v of pixels) {
+    if (fixedPoint) out.push(u64(encode(v, s.params.fracBits)))
+    const d = Buffer.alloc(8)
+    d.writeDoubleLE(v)
+    out.push(d)
+  }
+  const f32 = Buffer.from(new Float32Array(x.data).buffer)
+  for (let i = 0; i + 12 <= f32.length; i += 4) if (f32.readFloatLE(i) !== 0) out.push(f32.subarray(i, i + 12))
+  return out
+}
 
-      const weights: Tensor[] = loadModel(name)
-        .nodes.filter((n) => n.op === 'Constant')
-        .map((n) => (n.attrs as { value: Tensor }).value)
-        .filter((t) => t.data.length >= 16)
-      expect(weights.length).toBeGreaterThan(3)
-      const weightPatterns: Buffer[] = []
-      for (const w of weights) {
-        const b32 = Buffer.from(new Float32Array(w.data).buffer)
-        for (let i = 0; i + 12 <= b32.length; i += 4) weightPatterns.push(b32.subarray(i, i + 12))
-      }
-      const model = prepareServer(g, s)
-      let checked = 0
-      for (const op of model.operators)
-        for (const t of op.terms)
-          for (const p of t.prims) {
-            if (p.kind !== 'conv' && p.kind !== 'dense') continue
-            for (const q of p.weight)
-              if (Math.abs(q) > 4096) {
-                checked++
-                weightPatterns.push(u64(BigInt(q)))
-              }
+/**
+ * The weights' encodings: runs of the ONNX float32 data, and every larger quantized weight as a ring
+ * element and as the float64 the operators' wire form holds, but powers of two (8192 is also N in
+ * every SEAL ciphertext header).
+ */
+function weightPatterns(name: string, g: Graph, s: MpcSchedule): Buffer[] {
+  const weights: Tensor[] = loadModel(name)
+    .nodes.filter((n) => n.op === 'Constant')
+    .map((n) => (n.attrs as { value: Tensor }).value)
+    .filter((t) => t.data.length >= 16)
+  expect(weights.length).toBeGreaterThan(3)
+  const out: Buffer[] = []
+  for (const w of weights) {
+    const b32 = Buffer.from(new Float32Array(w.data).buffer)
+    for (let i = 0; i + 12 <= b32.length; i += 4) out.push(b32.subarray(i, i + 12))
+  }
+  let checked = 0
+  for (const op of prepareServer(g, s).operators)
+    for (const t of op.terms)
+      for (const p of t.prims) {
+        if (p.kind !== 'conv' && p.kind !== 'dense') continue
+        for (const q of p.weight)
+          if (Math.abs(q) > 4096 && !powerOfTwo(q)) {
+            checked++
+            out.push(u64(BigInt(q)))
+            const d = Buffer.alloc(8)
+            d.writeDoubleLE(q)
+            out.push(d)
           }
-      expect(findAny(down, weightPatterns)).toBeUndefined()
-      expect(checked).toBeGreaterThan(100)
+      }
+  expect(checked).toBeGreaterThan(100)
+  return out
+}
+
+describe('bytes on the wire', () => {
+  const name = 'cnn_bn_relu_maxpool'
+  const g = compiled(name)
+  const s = lowerMpc(g)
+
+  /** One session of two images behind a recording proxy (with the dealer, or without: the two-party offline phase). */
+  async function recordSession(dealer: boolean, leak?: Leak): Promise<{ up: Buffer; down: Buffer; x: Tensor; error?: Error }> {
+    const { x, ref } = images(2, 40)
+    const p = dealer ? await parties(g, s, 10_000, { insecurePlaintext: true }) : undefined
+    const server = p?.server ?? (await runServe(g, s, { port: 0, timeoutMs: 10_000, insecurePlaintext: true, leak }))
+    const px = await proxy(server.port)
+    try {
+      const via = p ? { dealer: `127.0.0.1:${p.dealer.port}` } : {}
+      let error: Error | undefined
+      try {
+        const { output } = await runQuery(s, x, { connect: `127.0.0.1:${px.port}`, ...via, insecurePlaintext: true, timeoutMs: 10_000 })
+        expect(argmax(output.data, 0, 10)).toBe(argmax(ref(name).data, 40 * 10, 10))
+      } catch (e) {
+        error = e as Error
+      }
+      return { up: Buffer.concat(px.rec.up), down: Buffer.concat(px.rec.down), x, error }
     } finally {
       px.srv.close()
-      await p.close()
+      if (p) await p.close()
+      else await server.close()
     }
+  }
+
+  for (const dealer of [true, false])
+    it(`carry neither the client input nor the weights (${dealer ? 'with the dealer' : 'no dealer: the public operators, HE and OT messages too'})`, async () => {
+      const { up, down, x, error } = await recordSession(dealer)
+      expect(error).toBeUndefined()
+      expect(up.length).toBeGreaterThan(1000)
+      expect(down.length).toBeGreaterThan(100_000)
+      expect(findAny(up, [Buffer.from('nothing here'), Buffer.from(s.fingerprint)])).toEqual(Buffer.from(s.fingerprint))
+      // up: every encoding; down (the server never had the input): the float ones, since the digits'
+      // pixels are multiples of 1/16, so their fixed-point forms are small round integers that the
+      // public operators' index maps and the ciphertexts' headers hold too
+      expect(findAny(up, inputPatterns(x, s))).toBeUndefined()
+      expect(findAny(down, inputPatterns(x, s, false))).toBeUndefined()
+      expect(findAny(down, weightPatterns(name, g, s))).toBeUndefined()
+    })
+
+  it('catches a server that sends its operators with the weights (the dealer form) to the client', async () => {
+    const { down, error } = await recordSession(false, { weightedOperatorsToClient: true })
+    expect(error).toBeDefined() // the client refuses the form, but the weights have crossed the link
+    expect(findAny(down, weightPatterns(name, g, s))).toBeDefined()
   })
 })
 
